@@ -1,0 +1,139 @@
+/* bg-engine-private.h: the queue and state machine behind both front ends
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <libsoup/soup.h>
+
+#include "bg-response.h"
+#include "bg-store-private.h"
+#include "bg-task.h"
+
+G_BEGIN_DECLS
+
+#define BG_TYPE_ENGINE (bg_engine_get_type ())
+
+G_DECLARE_FINAL_TYPE (BgEngine, bg_engine, BG, ENGINE, GObject)
+
+typedef struct _BgJob BgJob;
+
+/* What differs between a download and an upload.  An attempt is started with start(); it ends
+ * exactly once with bg_job_attempt_finished(), also when the job's cancellable fires. */
+typedef struct _BgTransferClass
+{
+  /* Checks the file given to _async for a new task; fills the record's kind-specific fields. */
+  gboolean     (*prepare_new)  (BgEngine       *engine,
+                                BgStoreRecord  *record,
+                                GFile          *file,
+                                GError        **error);
+  /* Builds the request for the next attempt, or returns NULL with @error set when the attempt
+   * cannot start; that error becomes the attempt's outcome. */
+  SoupMessage *(*build)        (BgJob          *job,
+                                GError        **error);
+  void         (*start)        (BgJob          *job,
+                                SoupMessage    *msg);
+  /* Called once on a task loaded from the database whose attempt was cut off in an earlier run.
+   * Returns a response when the task turns out to have finished already. */
+  BgResponse  *(*recover)      (BgJob          *job);
+  /* Removes whatever the task left on disk (a partial file); used by cancel and final failure. */
+  void         (*discard)      (BgJob          *job);
+} BgTransferClass;
+
+extern const BgTransferClass bg_download_transfer;
+extern const BgTransferClass bg_upload_transfer;
+
+gboolean        bg_engine_validate_session_id (const char        *session_id,
+                                               GError           **error);
+char           *bg_engine_default_database_path (const char      *session_id);
+SoupSession    *bg_engine_new_soup_session (void);
+BgEngine       *bg_engine_open             (BgTaskKind            kind,
+                                            const char           *session_id,
+                                            char                **database_path,
+                                            SoupSession          *soup_session,
+                                            GError              **error);
+BgEngine       *bg_engine_new              (BgTaskKind            kind,
+                                            BgStore              *store,
+                                            SoupSession          *session);
+void            bg_engine_shutdown         (BgEngine             *self);
+BgTaskKind      bg_engine_get_kind         (BgEngine             *self);
+SoupSession    *bg_engine_get_session      (BgEngine             *self);
+BgStore        *bg_engine_get_store        (BgEngine             *self);
+void            bg_engine_set_max_concurrent (BgEngine           *self,
+                                              guint               max_concurrent);
+guint           bg_engine_get_max_concurrent (BgEngine           *self);
+void            bg_engine_set_stall_timeout  (BgEngine           *self,
+                                              guint               seconds);
+guint           bg_engine_get_stall_timeout  (BgEngine           *self);
+void            bg_engine_set_max_attempts   (BgEngine           *self,
+                                              guint               max_attempts);
+guint           bg_engine_get_max_attempts   (BgEngine           *self);
+void            bg_engine_set_max_response_size (BgEngine        *self,
+                                                 gsize            size);
+gsize           bg_engine_get_max_response_size (BgEngine        *self);
+/* For tests: the first retry waits @base_ms, doubling up to @max_ms (before jitter). */
+void            bg_engine_set_backoff        (BgEngine           *self,
+                                              guint               base_ms,
+                                              guint               max_ms);
+
+void            bg_engine_submit_async     (BgEngine             *self,
+                                            gpointer              source_object,
+                                            gpointer              source_tag,
+                                            SoupMessage          *request,
+                                            GFile                *file,
+                                            const char           *identifier,
+                                            GCancellable         *cancellable,
+                                            GAsyncReadyCallback   callback,
+                                            gpointer              user_data);
+BgResponse     *bg_engine_submit_finish    (BgEngine             *self,
+                                            GAsyncResult         *result,
+                                            GError              **error);
+void            bg_engine_restore_async    (BgEngine             *self,
+                                            gpointer              source_object,
+                                            gpointer              source_tag,
+                                            GCancellable         *cancellable,
+                                            GAsyncReadyCallback   callback,
+                                            gpointer              user_data);
+gboolean        bg_engine_restore_finish   (BgEngine             *self,
+                                            GAsyncResult         *result,
+                                            GError              **error);
+gboolean        bg_engine_cancel           (BgEngine             *self,
+                                            const char           *identifier,
+                                            GError              **error);
+gboolean        bg_engine_forget           (BgEngine             *self,
+                                            const char           *identifier,
+                                            GError              **error);
+GListModel     *bg_engine_get_tasks        (BgEngine             *self);
+BgTask         *bg_engine_lookup_task      (BgEngine             *self,
+                                            const char           *identifier);
+
+/* Used by the transfers. */
+BgEngine       *bg_job_get_engine          (BgJob                *job);
+BgTask         *bg_job_get_task            (BgJob                *job);
+BgStoreRecord  *bg_job_get_record          (BgJob                *job);
+GCancellable   *bg_job_get_cancellable     (BgJob                *job);
+GFile          *bg_job_get_file            (BgJob                *job);
+gpointer        bg_job_get_attempt_data    (BgJob                *job);
+void            bg_job_set_attempt_data    (BgJob                *job,
+                                            gpointer              data,
+                                            GDestroyNotify        destroy);
+/* Bytes moved: resets the stall timer and updates the task's progress. */
+void            bg_job_progress            (BgJob                *job,
+                                            gint64                transferred,
+                                            gint64                total);
+/* Persists the progress columns of the record. */
+void            bg_job_save_progress       (BgJob                *job);
+void            bg_job_note_restart        (BgJob                *job);
+/* Builds a response for this job; @error may be NULL. */
+BgResponse     *bg_job_make_response       (BgJob                *job,
+                                            BgResponseKind        kind,
+                                            SoupMessage          *msg,
+                                            GBytes               *body,
+                                            const GError         *error);
+BgResponse     *bg_job_make_error_response (BgJob                *job,
+                                            const GError         *error);
+void            bg_job_attempt_finished    (BgJob                *job,
+                                            BgResponse           *response);
+
+G_END_DECLS

@@ -1,0 +1,1433 @@
+/* bg-engine.c: the queue and state machine behind both front ends
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+
+#include <glib/gi18n-lib.h>
+
+#include "bg-engine-private.h"
+#include "bg-error.h"
+#include "bg-http-private.h"
+#include "bg-response-private.h"
+#include "bg-task-private.h"
+
+/* Identifiers are kept whole in the database and in memory; beyond this they are refused. */
+#define MAX_IDENTIFIER_LENGTH 4096
+
+/* How often running attempts are checked for a stall. */
+#define STALL_CHECK_INTERVAL_MS 250
+
+typedef struct
+{
+  GTask        *task;
+  GCancellable *cancellable;
+  gulong        cancelled_id;
+  BgJob        *job;
+} Waiter;
+
+struct _BgJob
+{
+  /* The engine keeps one strong reference in its table; attempts and idles hold more. */
+  grefcount       ref_count;
+  BgEngine       *engine;
+  BgTask         *task;
+  BgStoreRecord  *record;
+  GFile          *file;
+  GList          *waiters;
+  GCancellable   *cancellable;
+  gpointer        attempt_data;
+  GDestroyNotify  attempt_data_destroy;
+  gint64          last_activity;
+  guint           retry_source;
+  guint           running : 1;
+  guint           queued : 1;
+  guint           stalled : 1;
+  guint           dropped : 1;
+};
+
+struct _BgEngine
+{
+  GObject                parent_instance;
+
+  BgTaskKind             kind;
+  const BgTransferClass *transfer;
+  BgStore               *store;
+  SoupSession           *session;
+  GMainContext          *context;
+
+  GListStore            *tasks;
+  GHashTable            *jobs;      /* identifier → BgJob */
+  GQueue                 queue;     /* BgJob, not owned */
+  guint                  n_running;
+  guint                  pump_source;
+  guint                  stall_source;
+
+  guint                  max_concurrent;
+  guint                  stall_timeout;
+  guint                  max_attempts;
+  gsize                  max_response_size;
+  guint                  backoff_base_ms;
+  guint                  backoff_max_ms;
+};
+
+G_DEFINE_FINAL_TYPE (BgEngine, bg_engine, G_TYPE_OBJECT)
+
+enum {
+  TASK_FINISHED,
+  PREPARE_REQUEST,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void engine_schedule_pump (BgEngine *self);
+static void job_finish (BgJob *job, BgResponse *response);
+
+static BgJob *
+bg_job_ref (BgJob *job)
+{
+  g_ref_count_inc (&job->ref_count);
+  return job;
+}
+
+static void
+bg_job_unref (BgJob *job)
+{
+  if (!g_ref_count_dec (&job->ref_count))
+    return;
+
+  g_assert (job->waiters == NULL);
+  g_assert (job->retry_source == 0);
+
+  if (job->attempt_data_destroy != NULL)
+    g_clear_pointer (&job->attempt_data, job->attempt_data_destroy);
+  g_clear_object (&job->cancellable);
+  g_clear_object (&job->task);
+  g_clear_object (&job->file);
+  g_clear_pointer (&job->record, bg_store_record_free);
+  g_free (job);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgJob, bg_job_unref)
+
+static BgJob *
+bg_job_new (BgEngine      *engine,
+            BgStoreRecord *record)
+{
+  BgJob *job = g_new0 (BgJob, 1);
+
+  g_ref_count_init (&job->ref_count);
+  job->engine = engine;
+  job->record = record;
+  job->file = g_file_new_for_path (record->file_path);
+  job->task = bg_task_new (record->kind, record->identifier, record->uri, job->file);
+  bg_task_set_attempts (job->task, record->attempts);
+  bg_task_set_restarts (job->task, record->restarts);
+  bg_task_set_next_attempt_at (job->task, record->next_attempt_at);
+  bg_task_set_progress (job->task, record->checkpoint, record->total, TRUE);
+
+  return job;
+}
+
+static void
+waiter_free (Waiter *waiter)
+{
+  if (waiter->cancellable != NULL)
+    g_cancellable_disconnect (waiter->cancellable, waiter->cancelled_id);
+  g_clear_object (&waiter->cancellable);
+  g_clear_object (&waiter->task);
+  g_free (waiter);
+}
+
+static gint64
+now_wall (void)
+{
+  return g_get_real_time ();
+}
+
+static void
+engine_save (BgEngine      *self,
+             BgStoreRecord *record)
+{
+  g_autoptr(GError) error = NULL;
+
+  record->updated_at = now_wall ();
+  if (!bg_store_save (self->store, record, &error))
+    g_warning ("Could not save task “%s”: %s", record->identifier, error->message);
+}
+
+/* Puts the job in the table and the list model. */
+static void
+engine_add_job (BgEngine *self,
+                BgJob    *job)
+{
+  g_hash_table_insert (self->jobs, job->record->identifier, job);
+  g_list_store_append (self->tasks, job->task);
+}
+
+/* Takes the job out of the table, the model and the queue.  The record is left alone. */
+static void
+engine_remove_job (BgEngine *self,
+                   BgJob    *job)
+{
+  guint position;
+
+  job->dropped = TRUE;
+
+  if (job->retry_source != 0)
+    g_clear_handle_id (&job->retry_source, g_source_remove);
+  if (job->queued)
+    {
+      g_queue_remove (&self->queue, job);
+      job->queued = FALSE;
+    }
+  if (g_list_store_find (self->tasks, job->task, &position))
+    g_list_store_remove (self->tasks, position);
+
+  /* Steal first: the key belongs to the record. */
+  g_hash_table_steal (self->jobs, job->record->identifier);
+  bg_job_unref (job);
+}
+
+static void
+waiter_return_response (Waiter     *waiter,
+                        BgResponse *response)
+{
+  g_task_return_pointer (waiter->task, g_object_ref (response), g_object_unref);
+}
+
+typedef struct
+{
+  BgJob  *job;
+  Waiter *waiter;
+} WaiterCancel;
+
+static gboolean
+waiter_cancel_idle (gpointer data)
+{
+  WaiterCancel *wc = data;
+  BgJob *job = wc->job;
+
+  /* The waiter may have been answered meanwhile; only compare the pointer. */
+  if (g_list_find (job->waiters, wc->waiter) != NULL)
+    {
+      Waiter *waiter = wc->waiter;
+
+      job->waiters = g_list_remove (job->waiters, waiter);
+      g_task_return_new_error (waiter->task, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                               _("The wait was cancelled; the transfer goes on"));
+      waiter_free (waiter);
+    }
+
+  bg_job_unref (job);
+  g_free (wc);
+
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs inside g_cancellable_cancel(), possibly on another thread: defer the work to the
+ * engine's context, where disconnecting the handler is safe. */
+static void
+waiter_cancelled_notify (GCancellable *cancellable,
+                         gpointer      data)
+{
+  Waiter *waiter = data;
+  WaiterCancel *wc = g_new0 (WaiterCancel, 1);
+  GSource *source;
+
+  wc->job = bg_job_ref (waiter->job);
+  wc->waiter = waiter;
+
+  source = g_idle_source_new ();
+  g_source_set_callback (source, waiter_cancel_idle, wc, NULL);
+  g_source_set_static_name (source, "[bg] waiter cancelled");
+  g_source_attach (source, wc->job->engine->context);
+  g_source_unref (source);
+}
+
+static void
+job_add_waiter (BgJob *job,
+                GTask *task)
+{
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  Waiter *waiter = g_new0 (Waiter, 1);
+
+  waiter->task = g_object_ref (task);
+  waiter->job = job;
+  job->waiters = g_list_append (job->waiters, waiter);
+
+  if (cancellable != NULL)
+    {
+      waiter->cancellable = g_object_ref (cancellable);
+      waiter->cancelled_id = g_cancellable_connect (cancellable,
+                                                    G_CALLBACK (waiter_cancelled_notify),
+                                                    waiter, NULL);
+    }
+}
+
+static void
+job_fail_waiters (BgJob        *job,
+                  const GError *error)
+{
+  while (job->waiters != NULL)
+    {
+      Waiter *waiter = job->waiters->data;
+
+      job->waiters = g_list_delete_link (job->waiters, job->waiters);
+      g_task_return_error (waiter->task, g_error_copy (error));
+      waiter_free (waiter);
+    }
+}
+
+/* --- Responses kept in the database ------------------------------------------------------ */
+
+static BgResponse *
+response_from_record (const BgStoreRecord *record,
+                      GFile               *file)
+{
+  g_autoptr(SoupMessageHeaders) headers = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (record->response_headers != NULL)
+    {
+      g_autoptr(GError) decode_error = NULL;
+
+      headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_RESPONSE);
+      if (!bg_http_decode_headers (record->response_headers, headers, &decode_error))
+        g_clear_pointer (&headers, soup_message_headers_unref);
+    }
+
+  if (record->error_domain != NULL)
+    error = g_error_new_literal (g_quark_from_string (record->error_domain),
+                                 record->error_code,
+                                 record->error_message ? record->error_message : "");
+
+  return bg_response_new (record->response_kind, record->identifier,
+                          record->response_status, record->response_reason,
+                          headers, file, record->response_body, error);
+}
+
+static void
+record_set_response (BgStoreRecord *record,
+                     BgResponse    *response)
+{
+  const GError *error = bg_response_get_error (response);
+  GBytes *body = bg_response_get_body (response);
+
+  record->has_response = TRUE;
+  record->response_kind = bg_response_get_kind (response);
+  record->response_status = bg_response_get_status (response);
+  g_free (record->response_reason);
+  record->response_reason = g_strdup (bg_response_get_reason (response));
+  g_free (record->response_headers);
+  record->response_headers = bg_http_encode_headers (bg_response_get_headers (response));
+  g_clear_pointer (&record->response_body, g_bytes_unref);
+  record->response_body = body ? g_bytes_ref (body) : NULL;
+  g_clear_pointer (&record->error_domain, g_free);
+  g_clear_pointer (&record->error_message, g_free);
+  record->error_code = 0;
+  if (error != NULL)
+    {
+      record->error_domain = g_strdup (g_quark_to_string (error->domain));
+      record->error_code = error->code;
+      record->error_message = g_strdup (error->message);
+    }
+}
+
+/* --- Attempts ------------------------------------------------------------------------------ */
+
+BgEngine *
+bg_job_get_engine (BgJob *job)
+{
+  return job->engine;
+}
+
+BgTask *
+bg_job_get_task (BgJob *job)
+{
+  return job->task;
+}
+
+BgStoreRecord *
+bg_job_get_record (BgJob *job)
+{
+  return job->record;
+}
+
+GCancellable *
+bg_job_get_cancellable (BgJob *job)
+{
+  return job->cancellable;
+}
+
+GFile *
+bg_job_get_file (BgJob *job)
+{
+  return job->file;
+}
+
+gpointer
+bg_job_get_attempt_data (BgJob *job)
+{
+  return job->attempt_data;
+}
+
+void
+bg_job_set_attempt_data (BgJob          *job,
+                         gpointer        data,
+                         GDestroyNotify  destroy)
+{
+  if (job->attempt_data_destroy != NULL)
+    g_clear_pointer (&job->attempt_data, job->attempt_data_destroy);
+  job->attempt_data = data;
+  job->attempt_data_destroy = destroy;
+}
+
+void
+bg_job_progress (BgJob  *job,
+                 gint64  transferred,
+                 gint64  total)
+{
+  job->last_activity = g_get_monotonic_time ();
+  bg_task_set_progress (job->task, transferred, total, FALSE);
+}
+
+void
+bg_job_save_progress (BgJob *job)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (job->dropped)
+    return;
+
+  job->record->updated_at = now_wall ();
+  if (!bg_store_save_progress (job->engine->store, job->record, &error))
+    g_warning ("Could not save progress of task “%s”: %s",
+               job->record->identifier, error->message);
+}
+
+void
+bg_job_note_restart (BgJob *job)
+{
+  job->record->restarts++;
+  bg_task_set_restarts (job->task, job->record->restarts);
+}
+
+BgResponse *
+bg_job_make_response (BgJob          *job,
+                      BgResponseKind  kind,
+                      SoupMessage    *msg,
+                      GBytes         *body,
+                      const GError   *error)
+{
+  guint status = 0;
+  const char *reason = NULL;
+  SoupMessageHeaders *headers = NULL;
+
+  if (msg != NULL && soup_message_get_status (msg) != SOUP_STATUS_NONE)
+    {
+      status = soup_message_get_status (msg);
+      reason = soup_message_get_reason_phrase (msg);
+      headers = soup_message_get_response_headers (msg);
+    }
+
+  return bg_response_new (kind, job->record->identifier, status, reason, headers,
+                          job->file, body, error);
+}
+
+BgResponse *
+bg_job_make_error_response (BgJob        *job,
+                            const GError *error)
+{
+  return bg_job_make_response (job, bg_http_classify_error (error), NULL, NULL, error);
+}
+
+static guint
+engine_backoff_ms (BgEngine *self,
+                   guint     attempts)
+{
+  guint64 delay = self->backoff_base_ms;
+  guint i;
+
+  for (i = 1; i < attempts && delay < self->backoff_max_ms; i++)
+    delay *= 2;
+  delay = MIN (delay, self->backoff_max_ms);
+
+  /* Up to a quarter more, so that many tasks failing together do not come back together. */
+  delay += g_random_int_range (0, (gint32) MAX (1, delay / 4));
+
+  return (guint) MIN (delay, G_MAXUINT);
+}
+
+static gboolean
+job_retry_due_cb (gpointer data)
+{
+  BgJob *job = data;
+  BgEngine *self = job->engine;
+
+  job->retry_source = 0;
+  job->record->next_attempt_at = 0;
+  job->record->state = BG_TASK_STATE_QUEUED;
+  bg_task_set_next_attempt_at (job->task, 0);
+  bg_task_set_state (job->task, BG_TASK_STATE_QUEUED);
+  job->queued = TRUE;
+  g_queue_push_tail (&self->queue, job);
+  engine_schedule_pump (self);
+
+  return G_SOURCE_REMOVE;
+}
+
+/* Waits until the record's next_attempt_at, a wall-clock time, measured from now with the
+ * monotonic clock: a clock change during the wait neither fires it early nor holds it. */
+static void
+job_schedule_retry (BgJob *job)
+{
+  gint64 delay_us = job->record->next_attempt_at - now_wall ();
+  guint delay_ms;
+
+  delay_us = CLAMP (delay_us, 0, (gint64) BG_HTTP_RETRY_AFTER_MAX * G_USEC_PER_SEC);
+  delay_ms = (guint) (delay_us / 1000);
+
+  job->record->state = BG_TASK_STATE_WAITING;
+  bg_task_set_next_attempt_at (job->task, job->record->next_attempt_at);
+  bg_task_set_state (job->task, BG_TASK_STATE_WAITING);
+
+  g_clear_handle_id (&job->retry_source, g_source_remove);
+  job->retry_source = g_timeout_add_full (G_PRIORITY_DEFAULT, delay_ms,
+                                          job_retry_due_cb, job, NULL);
+}
+
+void
+bg_job_attempt_finished (BgJob      *job,
+                         BgResponse *response)
+{
+  BgEngine *self = job->engine;
+  g_autoptr(BgEngine) engine_hold = self;
+  g_autoptr(BgResponse) outcome = NULL;
+  g_autoptr(BgJob) hold = bg_job_ref (job);
+
+  g_assert (job->running);
+
+  /* Drops the reference the attempt held on the engine when it leaves this function. */
+  job->running = FALSE;
+  self->n_running--;
+  bg_job_set_attempt_data (job, NULL, NULL);
+  g_clear_object (&job->cancellable);
+
+  if (job->dropped || self->jobs == NULL)
+    return;
+
+  engine_schedule_pump (self);
+
+  if (job->stalled)
+    {
+      g_autoptr(GError) error = NULL;
+
+      error = g_error_new (BG_ERROR, BG_ERROR_TIMEOUT,
+                           _("No data moved for %u seconds"), self->stall_timeout);
+      outcome = bg_job_make_response (job, BG_RESPONSE_RETRY, NULL, NULL, error);
+      job->stalled = FALSE;
+    }
+  else
+    {
+      outcome = g_object_ref (response);
+    }
+
+  if (bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
+      job->record->attempts < self->max_attempts)
+    {
+      gint64 delay_ms = engine_backoff_ms (self, job->record->attempts);
+      gint64 retry_after = bg_response_get_retry_after (outcome);
+
+      if (retry_after >= 0 && retry_after * 1000 > delay_ms)
+        delay_ms = retry_after * 1000;
+
+      job->record->next_attempt_at = now_wall () + delay_ms * 1000;
+      job_schedule_retry (job);
+      engine_save (self, job->record);
+      return;
+    }
+
+  job_finish (job, outcome);
+}
+
+static void
+job_finish (BgJob      *job,
+            BgResponse *response)
+{
+  BgEngine *self = job->engine;
+  g_autoptr(BgJob) hold = bg_job_ref (job);
+
+  if (bg_response_get_kind (response) != BG_RESPONSE_SUCCESS)
+    self->transfer->discard (job);
+
+  job->record->state = BG_TASK_STATE_FINISHED;
+  job->record->next_attempt_at = 0;
+  record_set_response (job->record, response);
+  engine_save (self, job->record);
+
+  bg_task_set_next_attempt_at (job->task, 0);
+  bg_task_set_progress (job->task,
+                        bg_task_get_bytes_transferred (job->task),
+                        bg_task_get_bytes_total (job->task),
+                        TRUE);
+  bg_task_set_response (job->task, response);
+  bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
+
+  g_signal_emit (self, signals[TASK_FINISHED], 0, job->task, response);
+
+  while (job->waiters != NULL)
+    {
+      Waiter *waiter = job->waiters->data;
+
+      job->waiters = g_list_delete_link (job->waiters, job->waiters);
+      waiter_return_response (waiter, response);
+      waiter_free (waiter);
+    }
+}
+
+static void
+job_start_attempt (BgJob *job)
+{
+  BgEngine *self = job->engine;
+  g_autoptr(SoupMessage) msg = NULL;
+  g_autoptr(GError) error = NULL;
+
+  job->running = TRUE;
+  self->n_running++;
+  g_object_ref (self);
+  job->stalled = FALSE;
+  job->last_activity = g_get_monotonic_time ();
+  job->cancellable = g_cancellable_new ();
+
+  job->record->attempts++;
+  job->record->state = BG_TASK_STATE_RUNNING;
+  job->record->next_attempt_at = 0;
+  bg_task_set_attempts (job->task, job->record->attempts);
+  bg_task_set_next_attempt_at (job->task, 0);
+  bg_task_set_state (job->task, BG_TASK_STATE_RUNNING);
+
+  msg = self->transfer->build (job, &error);
+  engine_save (self, job->record);
+
+  if (msg == NULL)
+    {
+      g_autoptr(BgResponse) response = bg_job_make_error_response (job, error);
+
+      bg_job_attempt_finished (job, response);
+      return;
+    }
+
+  g_signal_emit (self, signals[PREPARE_REQUEST], 0, job->task, msg);
+
+  if (job->dropped)
+    {
+      /* A prepare-request handler cancelled the task. */
+      job->running = FALSE;
+      self->n_running--;
+      g_clear_object (&job->cancellable);
+      g_object_unref (self);
+      return;
+    }
+
+  self->transfer->start (job, msg);
+}
+
+static gboolean
+engine_pump_cb (gpointer data)
+{
+  BgEngine *self = data;
+
+  self->pump_source = 0;
+
+  while (self->n_running < self->max_concurrent && !g_queue_is_empty (&self->queue))
+    {
+      g_autoptr(BgJob) job = bg_job_ref (g_queue_pop_head (&self->queue));
+
+      job->queued = FALSE;
+      job_start_attempt (job);
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+engine_schedule_pump (BgEngine *self)
+{
+  GSource *source;
+
+  if (self->pump_source != 0 || self->jobs == NULL)
+    return;
+
+  source = g_idle_source_new ();
+  g_source_set_callback (source, engine_pump_cb, self, NULL);
+  g_source_set_static_name (source, "[bg] engine pump");
+  self->pump_source = g_source_attach (source, self->context);
+  g_source_unref (source);
+}
+
+static gboolean
+engine_stall_check_cb (gpointer data)
+{
+  BgEngine *self = data;
+  gint64 now = g_get_monotonic_time ();
+  gint64 limit = (gint64) self->stall_timeout * G_USEC_PER_SEC;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (self->stall_timeout == 0)
+    return G_SOURCE_CONTINUE;
+
+  g_hash_table_iter_init (&iter, self->jobs);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BgJob *job = value;
+
+      if (job->running && !job->stalled && now - job->last_activity > limit)
+        {
+          job->stalled = TRUE;
+          g_cancellable_cancel (job->cancellable);
+        }
+    }
+
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+job_enqueue (BgJob *job)
+{
+  BgEngine *self = job->engine;
+
+  if (job->queued || job->running || job->retry_source != 0)
+    return;
+
+  if (job->record->next_attempt_at > now_wall ())
+    {
+      job_schedule_retry (job);
+      return;
+    }
+
+  job->record->state = BG_TASK_STATE_QUEUED;
+  bg_task_set_state (job->task, BG_TASK_STATE_QUEUED);
+  job->queued = TRUE;
+  g_queue_push_tail (&self->queue, job);
+  engine_schedule_pump (self);
+}
+
+/* --- GObject ------------------------------------------------------------------------------- */
+
+/* Stops every attempt and answers every waiter with G_IO_ERROR_CANCELLED.  The tasks stay in the
+ * database for a later run.  Attempts still running keep the engine alive until they end. */
+void
+bg_engine_shutdown (BgEngine *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_clear_handle_id (&self->pump_source, g_source_remove);
+  g_clear_handle_id (&self->stall_source, g_source_remove);
+
+  if (self->jobs != NULL)
+    {
+      g_autoptr(GError) error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                                     _("The transfer queue was shut down"));
+
+      g_hash_table_iter_init (&iter, self->jobs);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          BgJob *job = value;
+
+          job->dropped = TRUE;
+          g_clear_handle_id (&job->retry_source, g_source_remove);
+          job_fail_waiters (job, error);
+          if (job->cancellable != NULL)
+            g_cancellable_cancel (job->cancellable);
+        }
+      g_queue_clear (&self->queue);
+      g_clear_pointer (&self->jobs, g_hash_table_unref);
+    }
+
+  if (self->tasks != NULL)
+    g_list_store_remove_all (self->tasks);
+}
+
+static void
+bg_engine_dispose (GObject *object)
+{
+  bg_engine_shutdown (BG_ENGINE (object));
+
+  G_OBJECT_CLASS (bg_engine_parent_class)->dispose (object);
+}
+
+static void
+bg_engine_finalize (GObject *object)
+{
+  BgEngine *self = (BgEngine *)object;
+
+  g_clear_object (&self->tasks);
+  g_clear_object (&self->store);
+  g_clear_object (&self->session);
+  g_clear_pointer (&self->context, g_main_context_unref);
+
+  G_OBJECT_CLASS (bg_engine_parent_class)->finalize (object);
+}
+
+static void
+bg_engine_class_init (BgEngineClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = bg_engine_dispose;
+  object_class->finalize = bg_engine_finalize;
+
+  signals[TASK_FINISHED] =
+    g_signal_new ("task-finished",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 2, BG_TYPE_TASK, BG_TYPE_RESPONSE);
+
+  signals[PREPARE_REQUEST] =
+    g_signal_new ("prepare-request",
+                  G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 2, BG_TYPE_TASK, SOUP_TYPE_MESSAGE);
+}
+
+static void
+job_table_unref (gpointer data)
+{
+  bg_job_unref (data);
+}
+
+static void
+bg_engine_init (BgEngine *self)
+{
+  self->tasks = g_list_store_new (BG_TYPE_TASK);
+  self->jobs = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, job_table_unref);
+  g_queue_init (&self->queue);
+  self->context = g_main_context_ref_thread_default ();
+  self->max_concurrent = 4;
+  self->stall_timeout = 60;
+  self->max_attempts = 5;
+  self->max_response_size = 1024 * 1024;
+  self->backoff_base_ms = 2000;
+  self->backoff_max_ms = 3600 * 1000;
+}
+
+BgEngine *
+bg_engine_new (BgTaskKind   kind,
+               BgStore     *store,
+               SoupSession *session)
+{
+  BgEngine *self;
+  GSource *source;
+
+  g_return_val_if_fail (BG_IS_STORE (store), NULL);
+  g_return_val_if_fail (SOUP_IS_SESSION (session), NULL);
+
+  self = g_object_new (BG_TYPE_ENGINE, NULL);
+  self->kind = kind;
+  self->transfer = kind == BG_TASK_KIND_DOWNLOAD ? &bg_download_transfer : &bg_upload_transfer;
+  self->store = g_object_ref (store);
+  self->session = g_object_ref (session);
+
+  source = g_timeout_source_new (STALL_CHECK_INTERVAL_MS);
+  g_source_set_callback (source, engine_stall_check_cb, self, NULL);
+  g_source_set_static_name (source, "[bg] stall check");
+  self->stall_source = g_source_attach (source, self->context);
+  g_source_unref (source);
+
+  return self;
+}
+
+BgTaskKind
+bg_engine_get_kind (BgEngine *self)
+{
+  return self->kind;
+}
+
+SoupSession *
+bg_engine_get_session (BgEngine *self)
+{
+  return self->session;
+}
+
+BgStore *
+bg_engine_get_store (BgEngine *self)
+{
+  return self->store;
+}
+
+void
+bg_engine_set_max_concurrent (BgEngine *self,
+                              guint     max_concurrent)
+{
+  self->max_concurrent = MAX (1, max_concurrent);
+  engine_schedule_pump (self);
+}
+
+guint
+bg_engine_get_max_concurrent (BgEngine *self)
+{
+  return self->max_concurrent;
+}
+
+void
+bg_engine_set_stall_timeout (BgEngine *self,
+                             guint     seconds)
+{
+  self->stall_timeout = seconds;
+}
+
+guint
+bg_engine_get_stall_timeout (BgEngine *self)
+{
+  return self->stall_timeout;
+}
+
+void
+bg_engine_set_max_attempts (BgEngine *self,
+                            guint     max_attempts)
+{
+  self->max_attempts = MAX (1, max_attempts);
+}
+
+guint
+bg_engine_get_max_attempts (BgEngine *self)
+{
+  return self->max_attempts;
+}
+
+void
+bg_engine_set_max_response_size (BgEngine *self,
+                                 gsize     size)
+{
+  self->max_response_size = size;
+}
+
+gsize
+bg_engine_get_max_response_size (BgEngine *self)
+{
+  return self->max_response_size;
+}
+
+void
+bg_engine_set_backoff (BgEngine *self,
+                       guint     base_ms,
+                       guint     max_ms)
+{
+  self->backoff_base_ms = MAX (1, base_ms);
+  self->backoff_max_ms = MAX (self->backoff_base_ms, max_ms);
+}
+
+/* --- Submitting ---------------------------------------------------------------------------- */
+
+static gboolean
+validate_identifier (const char  *identifier,
+                     GError     **error)
+{
+  gsize len;
+
+  if (identifier == NULL || *identifier == '\0')
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The task identifier is empty"));
+      return FALSE;
+    }
+
+  len = strlen (identifier);
+  if (len > MAX_IDENTIFIER_LENGTH)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The task identifier is %" G_GSIZE_FORMAT " bytes long; "
+                     "at most %d are allowed"),
+                   len, MAX_IDENTIFIER_LENGTH);
+      return FALSE;
+    }
+
+  if (!g_utf8_validate (identifier, len, NULL))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The task identifier is not valid UTF-8"));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Finds the job for @identifier, loading it from the database when an earlier run left it
+ * there and restore has not been called yet. */
+static BgJob *
+engine_find_job (BgEngine    *self,
+                 const char  *identifier,
+                 GError     **error)
+{
+  BgStoreRecord *record;
+  BgJob *job;
+
+  job = g_hash_table_lookup (self->jobs, identifier);
+  if (job != NULL)
+    return job;
+
+  record = bg_store_lookup (self->store, self->kind, identifier, error);
+  if (record == NULL)
+    return NULL;
+
+  job = bg_job_new (self, record);
+  engine_add_job (self, job);
+
+  if (record->state == BG_TASK_STATE_FINISHED)
+    {
+      g_autoptr(BgResponse) response = response_from_record (record, job->file);
+
+      bg_task_set_response (job->task, response);
+      bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
+    }
+  else
+    {
+      g_autoptr(BgResponse) response = self->transfer->recover (job);
+
+      if (response != NULL)
+        job_finish (job, response);
+      else
+        job_enqueue (job);
+    }
+
+  return job;
+}
+
+static void
+record_set_request (BgStoreRecord *record,
+                    SoupMessage   *request)
+{
+  g_free (record->method);
+  record->method = g_strdup (soup_message_get_method (request));
+  g_free (record->uri);
+  record->uri = g_uri_to_string (soup_message_get_uri (request));
+  g_free (record->request_headers);
+  record->request_headers = bg_http_encode_headers (soup_message_get_request_headers (request));
+}
+
+static gboolean
+same_file (const char *path,
+           GFile      *file)
+{
+  g_autofree char *other = g_file_get_path (file);
+
+  return other != NULL && g_strcmp0 (path, other) == 0;
+}
+
+void
+bg_engine_submit_async (BgEngine            *self,
+                        gpointer             source_object,
+                        gpointer             source_tag,
+                        SoupMessage         *request,
+                        GFile               *file,
+                        const char          *identifier,
+                        GCancellable        *cancellable,
+                        GAsyncReadyCallback  callback,
+                        gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  BgJob *job;
+
+  task = g_task_new (source_object, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_check_cancellable (task, FALSE);
+
+  if (!validate_identifier (identifier, &error) ||
+      !bg_http_uri_is_acceptable (soup_message_get_uri (request), &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  job = engine_find_job (self, identifier, &error);
+  if (job == NULL && error != NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  if (job != NULL)
+    {
+      if (!same_file (job->record->file_path, file))
+        {
+          g_autofree char *path = g_file_get_parse_name (file);
+
+          g_task_return_new_error (task, BG_ERROR, BG_ERROR_CONFLICT,
+                                   _("The identifier “%s” is already used by a task for “%s”, "
+                                     "not “%s”"),
+                                   identifier, job->record->file_path, path);
+          return;
+        }
+
+      if (job->record->state == BG_TASK_STATE_FINISHED)
+        {
+          BgResponse *response = bg_task_get_response (job->task);
+
+          g_task_return_pointer (task, g_object_ref (response), g_object_unref);
+          return;
+        }
+
+      /* Join the task; later attempts use the newest request. */
+      record_set_request (job->record, request);
+      bg_task_set_uri (job->task, job->record->uri);
+      engine_save (self, job->record);
+      job_add_waiter (job, task);
+      return;
+    }
+
+  {
+    g_autoptr(BgStoreRecord) record = bg_store_record_new ();
+    gint64 now = now_wall ();
+
+    record->identifier = g_strdup (identifier);
+    record->kind = self->kind;
+    record->state = BG_TASK_STATE_QUEUED;
+    record->total = -1;
+    record->source_size = -1;
+    record->created_at = now;
+    record->updated_at = now;
+    record_set_request (record, request);
+
+    if (!self->transfer->prepare_new (self, record, file, &error))
+      {
+        g_task_return_error (task, g_steal_pointer (&error));
+        return;
+      }
+
+    /* Committed before we return to the main loop. */
+    if (!bg_store_save (self->store, record, &error))
+      {
+        g_task_return_error (task, g_steal_pointer (&error));
+        return;
+      }
+
+    job = bg_job_new (self, g_steal_pointer (&record));
+    engine_add_job (self, job);
+    job_add_waiter (job, task);
+    job_enqueue (job);
+  }
+}
+
+/* Returns the response and marks it collected: its record is deleted. */
+BgResponse *
+bg_engine_submit_finish (BgEngine      *self,
+                         GAsyncResult  *result,
+                         GError       **error)
+{
+  g_autoptr(BgResponse) response = NULL;
+  BgJob *job;
+
+  response = g_task_propagate_pointer (G_TASK (result), error);
+  if (response == NULL)
+    return NULL;
+
+  job = g_hash_table_lookup (self->jobs, bg_response_get_identifier (response));
+  if (job != NULL && bg_task_get_response (job->task) == response)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      if (!bg_store_delete (self->store, self->kind, job->record->identifier, &local_error))
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return NULL;
+        }
+      engine_remove_job (self, job);
+    }
+
+  return g_steal_pointer (&response);
+}
+
+/* --- Restoring ----------------------------------------------------------------------------- */
+
+void
+bg_engine_restore_async (BgEngine            *self,
+                         gpointer             source_object,
+                         gpointer             source_tag,
+                         GCancellable        *cancellable,
+                         GAsyncReadyCallback  callback,
+                         gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GPtrArray) records = NULL;
+  g_autoptr(GPtrArray) finished = NULL;
+  g_autoptr(GError) error = NULL;
+
+  task = g_task_new (source_object, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+
+  records = bg_store_load_all (self->store, self->kind, &error);
+  if (records == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  finished = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+
+  for (guint i = 0; i < records->len; i++)
+    {
+      BgStoreRecord *record = g_ptr_array_index (records, i);
+      BgJob *job;
+
+      if (g_hash_table_contains (self->jobs, record->identifier))
+        continue;
+
+      job = bg_job_new (self, bg_store_record_copy (record));
+      engine_add_job (self, job);
+
+      if (record->state == BG_TASK_STATE_FINISHED)
+        {
+          g_autoptr(BgResponse) response = response_from_record (job->record, job->file);
+
+          bg_task_set_response (job->task, response);
+          bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
+          g_ptr_array_add (finished, bg_job_ref (job));
+        }
+      else
+        {
+          g_autoptr(BgResponse) response = self->transfer->recover (job);
+
+          if (response != NULL)
+            {
+              job_finish (job, response);
+              continue;
+            }
+          job_enqueue (job);
+        }
+    }
+
+  /* Announce results that earlier runs never handed over. A handler may forget them. */
+  for (guint i = 0; i < finished->len; i++)
+    {
+      BgJob *job = g_ptr_array_index (finished, i);
+
+      if (!job->dropped)
+        g_signal_emit (self, signals[TASK_FINISHED], 0, job->task,
+                       bg_task_get_response (job->task));
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
+gboolean
+bg_engine_restore_finish (BgEngine      *self,
+                          GAsyncResult  *result,
+                          GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* --- Cancel and forget --------------------------------------------------------------------- */
+
+gboolean
+bg_engine_cancel (BgEngine    *self,
+                  const char  *identifier,
+                  GError     **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GError) cancelled = NULL;
+  g_autoptr(BgJob) hold = NULL;
+  BgJob *job;
+
+  if (!validate_identifier (identifier, error))
+    return FALSE;
+
+  job = engine_find_job (self, identifier, &local_error);
+  if (job == NULL)
+    {
+      if (local_error != NULL)
+        g_propagate_error (error, g_steal_pointer (&local_error));
+      else
+        g_set_error (error, BG_ERROR, BG_ERROR_NOT_FOUND,
+                     _("No task has the identifier “%s”"), identifier);
+      return FALSE;
+    }
+
+  hold = bg_job_ref (job);
+
+  if (!bg_store_delete (self->store, self->kind, identifier, error))
+    return FALSE;
+
+  job->dropped = TRUE;
+  if (job->cancellable != NULL)
+    g_cancellable_cancel (job->cancellable);
+  if (job->record->state != BG_TASK_STATE_FINISHED ||
+      bg_response_get_kind (bg_task_get_response (job->task)) != BG_RESPONSE_SUCCESS)
+    self->transfer->discard (job);
+
+  cancelled = g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                           _("The task “%s” was cancelled"), identifier);
+  job_fail_waiters (job, cancelled);
+  bg_task_set_state (job->task, BG_TASK_STATE_CANCELLED);
+  engine_remove_job (self, job);
+
+  return TRUE;
+}
+
+gboolean
+bg_engine_forget (BgEngine    *self,
+                  const char  *identifier,
+                  GError     **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  BgJob *job;
+
+  if (!validate_identifier (identifier, error))
+    return FALSE;
+
+  job = engine_find_job (self, identifier, &local_error);
+  if (job == NULL)
+    {
+      if (local_error != NULL)
+        g_propagate_error (error, g_steal_pointer (&local_error));
+      else
+        g_set_error (error, BG_ERROR, BG_ERROR_NOT_FOUND,
+                     _("No task has the identifier “%s”"), identifier);
+      return FALSE;
+    }
+
+  if (job->record->state != BG_TASK_STATE_FINISHED)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The task “%s” has not finished; cancel it to stop it"), identifier);
+      return FALSE;
+    }
+
+  if (!bg_store_delete (self->store, self->kind, identifier, error))
+    return FALSE;
+
+  engine_remove_job (self, job);
+
+  return TRUE;
+}
+
+GListModel *
+bg_engine_get_tasks (BgEngine *self)
+{
+  return G_LIST_MODEL (self->tasks);
+}
+
+BgTask *
+bg_engine_lookup_task (BgEngine   *self,
+                       const char *identifier)
+{
+  BgJob *job;
+
+  if (identifier == NULL || self->jobs == NULL)
+    return NULL;
+
+  job = g_hash_table_lookup (self->jobs, identifier);
+
+  return job ? job->task : NULL;
+}
+
+/* --- Sessions ------------------------------------------------------------------------------ */
+
+gboolean
+bg_engine_validate_session_id (const char  *session_id,
+                               GError     **error)
+{
+  gsize len = session_id ? strlen (session_id) : 0;
+
+  if (len == 0 || len > 200)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The session id must be 1 to 200 characters long"));
+      return FALSE;
+    }
+
+  for (gsize i = 0; i < len; i++)
+    {
+      char c = session_id[i];
+
+      if (!g_ascii_isalnum (c) && c != '.' && c != '_' && c != '-')
+        {
+          g_autofree char *shown = g_utf8_make_valid (session_id, -1);
+
+          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                       _("The session id “%s” may only contain letters, digits, “.”, “_” and "
+                         "“-”"),
+                       shown);
+          return FALSE;
+        }
+    }
+
+  if (strcmp (session_id, ".") == 0 || strcmp (session_id, "..") == 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The session id “%s” is not a usable name"), session_id);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+char *
+bg_engine_default_database_path (const char *session_id)
+{
+  g_autofree char *name = g_strconcat (session_id, ".sqlite", NULL);
+
+  return g_build_filename (g_get_user_data_dir (), "bg-glib", name, NULL);
+}
+
+SoupSession *
+bg_engine_new_soup_session (void)
+{
+  return g_object_new (SOUP_TYPE_SESSION,
+                       "user-agent", "bg-glib/" PACKAGE_VERSION " ",
+                       "max-conns", 64,
+                       "max-conns-per-host", 32,
+                       "timeout", 0,
+                       NULL);
+}
+
+/* Everything a front end does in GInitable.init: checks the session id, opens the shared
+ * database (creating its folder privately) and makes the engine. */
+BgEngine *
+bg_engine_open (BgTaskKind     kind,
+                const char    *session_id,
+                char         **database_path,
+                SoupSession   *soup_session,
+                GError       **error)
+{
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(SoupSession) session = NULL;
+
+  if (!bg_engine_validate_session_id (session_id, error))
+    return NULL;
+
+  if (*database_path == NULL)
+    *database_path = bg_engine_default_database_path (session_id);
+
+  {
+    g_autofree char *dir = g_path_get_dirname (*database_path);
+
+    if (g_mkdir_with_parents (dir, 0700) != 0)
+      {
+        int saved_errno = errno;
+
+        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                     _("Cannot create the folder “%s” for the task database: %s"),
+                     dir, g_strerror (saved_errno));
+        return NULL;
+      }
+  }
+
+  store = bg_store_open (*database_path, error);
+  if (store == NULL)
+    return NULL;
+
+  session = soup_session ? g_object_ref (soup_session) : bg_engine_new_soup_session ();
+
+  return bg_engine_new (kind, store, session);
+}

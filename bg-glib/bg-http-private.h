@@ -1,0 +1,36 @@
+/* bg-http-private.h: HTTP details shared by the transfers
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <libsoup/soup.h>
+
+#include "bg-response.h"
+
+G_BEGIN_DECLS
+
+/* The longest wait a Retry-After header can ask for; larger values are clamped to it. */
+#define BG_HTTP_RETRY_AFTER_MAX (7 * 24 * 60 * 60)
+
+gint64          bg_http_parse_retry_after    (const char          *value,
+                                              const char          *date,
+                                              GDateTime           *now);
+gboolean        bg_http_parse_content_range  (const char          *value,
+                                              gint64              *start,
+                                              gint64              *end,
+                                              gint64              *total);
+char           *bg_http_encode_headers       (SoupMessageHeaders  *headers);
+gboolean        bg_http_decode_headers       (const char          *encoded,
+                                              SoupMessageHeaders  *into,
+                                              GError             **error);
+gboolean        bg_http_is_strong_etag       (const char          *etag);
+gboolean        bg_http_is_strong_last_modified (const char       *last_modified,
+                                                 const char       *date);
+BgResponseKind  bg_http_classify_error       (const GError        *error);
+gboolean        bg_http_uri_is_acceptable    (GUri                *uri,
+                                              GError             **error);
+gboolean        bg_http_is_redirect          (guint                status);
+
+G_END_DECLS

@@ -1,0 +1,374 @@
+/* bg-http.c: HTTP details shared by the transfers
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n-lib.h>
+
+#include "bg-error.h"
+#include "bg-http-private.h"
+
+static gboolean
+parse_decimal (const char  *p,
+               const char **endp,
+               gint64      *out)
+{
+  guint64 value = 0;
+  const char *start = p;
+
+  while (g_ascii_isdigit (*p))
+    {
+      guint digit = *p - '0';
+
+      if (value > ((guint64) G_MAXINT64 - digit) / 10)
+        {
+          /* Too large to mean anything; consume the digits and saturate. */
+          value = G_MAXINT64;
+          while (g_ascii_isdigit (*p))
+            p++;
+          break;
+        }
+
+      value = value * 10 + digit;
+      p++;
+    }
+
+  *endp = p;
+  *out = (gint64) value;
+
+  return p != start;
+}
+
+static const char *
+skip_ows (const char *p)
+{
+  while (*p == ' ' || *p == '\t')
+    p++;
+  return p;
+}
+
+/* Parses a Retry-After value: either delay-seconds or an HTTP-date (IMF-fixdate, RFC 850 or
+ * asctime).  An HTTP-date is measured against @date, the answer's Date header, when it parses,
+ * and against @now otherwise.  Returns the number of seconds to wait, clamped to
+ * BG_HTTP_RETRY_AFTER_MAX, or -1 when @value means nothing. */
+gint64
+bg_http_parse_retry_after (const char *value,
+                           const char *date,
+                           GDateTime  *now)
+{
+  g_autoptr(GDateTime) when = NULL;
+  g_autoptr(GDateTime) reference = NULL;
+  const char *p;
+  const char *end;
+  gint64 seconds;
+
+  if (value == NULL)
+    return -1;
+
+  p = skip_ows (value);
+
+  if (g_ascii_isdigit (*p))
+    {
+      if (!parse_decimal (p, &end, &seconds))
+        return -1;
+      if (*skip_ows (end) != '\0')
+        return -1;
+      return MIN (seconds, BG_HTTP_RETRY_AFTER_MAX);
+    }
+
+  /* An HTTP-date starts with a day name. */
+  if (!g_ascii_isalpha (*p))
+    return -1;
+
+  when = soup_date_time_new_from_http_string (p);
+  if (when == NULL)
+    return -1;
+
+  if (date != NULL)
+    reference = soup_date_time_new_from_http_string (date);
+  if (reference == NULL && now != NULL)
+    reference = g_date_time_ref (now);
+  if (reference == NULL)
+    reference = g_date_time_new_now_utc ();
+
+  seconds = g_date_time_difference (when, reference) / G_TIME_SPAN_SECOND;
+
+  return CLAMP (seconds, 0, BG_HTTP_RETRY_AFTER_MAX);
+}
+
+/* Parses a Content-Range value in either of its byte forms, "bytes FIRST-LAST/LENGTH" (LENGTH
+ * may be "*") and "bytes * / LENGTH".  Unknown parts come back as -1.  It is strict: anything
+ * it does not understand, and any range that is not self-consistent, gives FALSE. */
+gboolean
+bg_http_parse_content_range (const char *value,
+                             gint64     *start,
+                             gint64     *end,
+                             gint64     *total)
+{
+  const char *p;
+  gint64 first = -1;
+  gint64 last = -1;
+  gint64 length = -1;
+
+  g_assert (start != NULL && end != NULL && total != NULL);
+
+  *start = *end = *total = -1;
+
+  if (value == NULL)
+    return FALSE;
+
+  p = skip_ows (value);
+  if (g_ascii_strncasecmp (p, "bytes", 5) != 0)
+    return FALSE;
+  p += 5;
+  if (*p != ' ' && *p != '\t')
+    return FALSE;
+  p = skip_ows (p);
+
+  if (*p == '*')
+    {
+      p++;
+    }
+  else
+    {
+      if (!parse_decimal (p, &p, &first) || *p != '-')
+        return FALSE;
+      p++;
+      if (!parse_decimal (p, &p, &last))
+        return FALSE;
+      if (first == G_MAXINT64 || last == G_MAXINT64 || last < first)
+        return FALSE;
+    }
+
+  if (*p != '/')
+    return FALSE;
+  p++;
+
+  if (*p == '*')
+    {
+      if (first < 0)
+        return FALSE;  /* an unknown range of an unknown length says nothing */
+      p++;
+    }
+  else
+    {
+      if (!parse_decimal (p, &p, &length) || length == G_MAXINT64)
+        return FALSE;
+      if (first >= 0 && last >= length)
+        return FALSE;
+    }
+
+  if (*skip_ows (p) != '\0')
+    return FALSE;
+
+  *start = first;
+  *end = last;
+  *total = length;
+
+  return TRUE;
+}
+
+/* Headers are kept in the database as "Name: value" lines separated by "\n".  libsoup refuses
+ * CR and LF inside values, so a line break can only separate two headers. */
+char *
+bg_http_encode_headers (SoupMessageHeaders *headers)
+{
+  g_autoptr(GString) out = g_string_new (NULL);
+  SoupMessageHeadersIter iter;
+  const char *name;
+  const char *value;
+
+  if (headers == NULL)
+    return NULL;
+
+  soup_message_headers_iter_init (&iter, headers);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    {
+      if (strpbrk (value, "\r\n") != NULL)
+        continue;
+      g_string_append_printf (out, "%s: %s\n", name, value);
+    }
+
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+static gboolean
+is_token_char (char c)
+{
+  return g_ascii_isalnum (c) || (c != '\0' && strchr ("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+gboolean
+bg_http_decode_headers (const char          *encoded,
+                        SoupMessageHeaders  *into,
+                        GError             **error)
+{
+  const char *line;
+
+  g_assert (into != NULL);
+
+  if (encoded == NULL)
+    return TRUE;
+
+  if (!g_utf8_validate (encoded, -1, NULL))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Stored headers are not valid UTF-8"));
+      return FALSE;
+    }
+
+  line = encoded;
+  while (*line != '\0')
+    {
+      const char *eol = strchr (line, '\n');
+      const char *colon;
+      const char *p;
+      g_autofree char *name = NULL;
+      g_autofree char *value = NULL;
+
+      if (eol == NULL)
+        eol = line + strlen (line);
+
+      for (p = line; p < eol && is_token_char (*p); p++)
+        ;
+      colon = p;
+      if (colon == line || colon >= eol || *colon != ':')
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Stored header line is malformed"));
+          return FALSE;
+        }
+
+      p = skip_ows (colon + 1);
+      if (p > eol)
+        p = eol;
+
+      if (memchr (p, '\r', eol - p) != NULL)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Stored header value contains a carriage return"));
+          return FALSE;
+        }
+
+      name = g_strndup (line, colon - line);
+      value = g_strndup (p, eol - p);
+      soup_message_headers_append (into, name, value);
+
+      line = *eol ? eol + 1 : eol;
+    }
+
+  return TRUE;
+}
+
+gboolean
+bg_http_is_strong_etag (const char *etag)
+{
+  gsize len;
+
+  if (etag == NULL)
+    return FALSE;
+
+  /* A weak validator starts with W/; a strong one is a quoted string. */
+  len = strlen (etag);
+  return len >= 2 && etag[0] == '"' && etag[len - 1] == '"';
+}
+
+/* RFC 9110, section 8.8.2.2: a Last-Modified date is strong when it is at least 60 seconds
+ * older than the Date of the response that carried it. */
+gboolean
+bg_http_is_strong_last_modified (const char *last_modified,
+                                 const char *date)
+{
+  g_autoptr(GDateTime) lm = NULL;
+  g_autoptr(GDateTime) dt = NULL;
+
+  if (last_modified == NULL || date == NULL)
+    return FALSE;
+
+  lm = soup_date_time_new_from_http_string (last_modified);
+  dt = soup_date_time_new_from_http_string (date);
+  if (lm == NULL || dt == NULL)
+    return FALSE;
+
+  return g_date_time_difference (dt, lm) >= 60 * G_TIME_SPAN_SECOND;
+}
+
+/* How a transport-level error should be reported: transient failures are worth a retry,
+ * everything else is final. */
+BgResponseKind
+bg_http_classify_error (const GError *error)
+{
+  if (error == NULL)
+    return BG_RESPONSE_FAILED;
+
+  if (error->domain == G_IO_ERROR)
+    {
+      switch (error->code)
+        {
+        case G_IO_ERROR_CONNECTION_REFUSED:
+        case G_IO_ERROR_CONNECTION_CLOSED:
+        case G_IO_ERROR_TIMED_OUT:
+        case G_IO_ERROR_HOST_UNREACHABLE:
+        case G_IO_ERROR_NETWORK_UNREACHABLE:
+        case G_IO_ERROR_HOST_NOT_FOUND:
+        case G_IO_ERROR_PARTIAL_INPUT:
+        case G_IO_ERROR_NOT_CONNECTED:
+        case G_IO_ERROR_PROXY_FAILED:
+        case G_IO_ERROR_BUSY:
+        case G_IO_ERROR_WOULD_BLOCK:
+          return BG_RESPONSE_RETRY;
+        default:
+          return BG_RESPONSE_FAILED;
+        }
+    }
+
+  if (error->domain == G_RESOLVER_ERROR)
+    return BG_RESPONSE_RETRY;
+
+  if (error->domain == BG_ERROR)
+    return error->code == BG_ERROR_TIMEOUT ? BG_RESPONSE_RETRY : BG_RESPONSE_FAILED;
+
+  /* TLS failures, libsoup parse errors, redirect loops and the rest. */
+  return BG_RESPONSE_FAILED;
+}
+
+gboolean
+bg_http_uri_is_acceptable (GUri    *uri,
+                           GError **error)
+{
+  const char *scheme;
+
+  if (uri == NULL)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The request has no URI"));
+      return FALSE;
+    }
+
+  scheme = g_uri_get_scheme (uri);
+  if (scheme == NULL ||
+      (g_ascii_strcasecmp (scheme, "http") != 0 && g_ascii_strcasecmp (scheme, "https") != 0))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("Unsupported URI scheme “%s”: only http and https can be transferred"),
+                   scheme ? scheme : "");
+      return FALSE;
+    }
+
+  if (g_uri_get_host (uri) == NULL || *g_uri_get_host (uri) == '\0')
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The URI has no host"));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+gboolean
+bg_http_is_redirect (guint status)
+{
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}

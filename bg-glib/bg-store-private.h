@@ -1,0 +1,95 @@
+/* bg-store-private.h: the task database
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+#include "bg-task.h"
+
+G_BEGIN_DECLS
+
+/* The schema version this code writes.  Older databases are upgraded in place by the ordered
+ * migrations in data/schema/; newer ones are refused with BG_ERROR_STORE. */
+#define BG_STORE_SCHEMA_VERSION 2
+
+/* A record holds everything a later run needs to carry a task on.  Strings are owned; NULL means
+ * "none".  Times are microseconds since the Unix epoch (wall clock), 0 when unset. */
+typedef struct _BgStoreRecord
+{
+  char        *identifier;
+  BgTaskKind   kind;
+  BgTaskState  state;
+  char        *method;
+  char        *uri;
+  char        *request_headers;   /* encoded with bg_http_encode_headers() */
+  char        *file_path;         /* download destination, or upload source */
+  char        *partial_path;      /* downloads: the partial file beside the destination */
+  gint64       checkpoint;        /* bytes known to be on disk (fdatasync'ed) */
+  gint64       total;             /* -1 when unknown */
+  char        *etag;
+  char        *last_modified;
+  gint64       source_size;       /* uploads: -1 when unset */
+  gint64       source_mtime;      /* uploads: microseconds, 0 when unset */
+  guint        attempts;
+  guint        restarts;          /* times the transfer started over from byte 0 */
+  gint64       next_attempt_at;
+  gint64       created_at;
+  gint64       updated_at;
+  char        *idempotency_key;   /* schema 2 */
+
+  /* The final response, set once the task has finished (has_response). */
+  gboolean     has_response;
+  int          response_kind;     /* BgResponseKind */
+  guint        response_status;
+  char        *response_reason;
+  char        *response_headers;  /* encoded with bg_http_encode_headers() */
+  GBytes      *response_body;     /* capped */
+  char        *error_domain;      /* g_quark_to_string() of the GError domain */
+  int          error_code;
+  char        *error_message;
+} BgStoreRecord;
+
+BgStoreRecord *bg_store_record_new   (void);
+BgStoreRecord *bg_store_record_copy  (const BgStoreRecord *record);
+void           bg_store_record_free  (BgStoreRecord       *record);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgStoreRecord, bg_store_record_free)
+
+#define BG_TYPE_STORE (bg_store_get_type ())
+
+G_DECLARE_FINAL_TYPE (BgStore, bg_store, BG, STORE, GObject)
+
+/* Opens (creating with mode 0600 if needed) the database at @path.  Within one process the same
+ * path gives the same BgStore (a new reference); a second process gets BG_ERROR_BUSY.  A corrupt
+ * database or one from a newer schema gives BG_ERROR_STORE and is left byte-identical. */
+BgStore        *bg_store_open          (const char           *path,
+                                        GError              **error);
+const char     *bg_store_get_path      (BgStore              *self);
+/* Inserts or replaces the record keyed by (kind, identifier), in one committed transaction. */
+gboolean        bg_store_save          (BgStore              *self,
+                                        const BgStoreRecord  *record,
+                                        GError              **error);
+/* Updates only the progress columns (checkpoint, total, etag, last_modified, updated_at). */
+gboolean        bg_store_save_progress (BgStore              *self,
+                                        const BgStoreRecord  *record,
+                                        GError              **error);
+/* Returns NULL without setting @error when no record matches. */
+BgStoreRecord  *bg_store_lookup        (BgStore              *self,
+                                        BgTaskKind            kind,
+                                        const char           *identifier,
+                                        GError              **error);
+/* Every record of @kind, oldest first: a GPtrArray of BgStoreRecord, owning them. */
+GPtrArray      *bg_store_load_all      (BgStore              *self,
+                                        BgTaskKind            kind,
+                                        GError              **error);
+/* Deleting a missing record is not an error. */
+gboolean        bg_store_delete        (BgStore              *self,
+                                        BgTaskKind            kind,
+                                        const char           *identifier,
+                                        GError              **error);
+int             bg_store_get_schema_version (BgStore         *self);
+
+G_END_DECLS

@@ -1,0 +1,33 @@
+/* bg-task-private.h
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "bg-task.h"
+
+G_BEGIN_DECLS
+
+BgTask *bg_task_new                   (BgTaskKind   kind,
+                                       const char  *identifier,
+                                       const char  *uri,
+                                       GFile       *file);
+void    bg_task_set_state             (BgTask      *self,
+                                       BgTaskState  state);
+void    bg_task_set_uri               (BgTask      *self,
+                                       const char  *uri);
+void    bg_task_set_progress          (BgTask      *self,
+                                       gint64       transferred,
+                                       gint64       total,
+                                       gboolean     force_notify);
+void    bg_task_set_attempts          (BgTask      *self,
+                                       guint        attempts);
+void    bg_task_set_restarts          (BgTask      *self,
+                                       guint        restarts);
+void    bg_task_set_next_attempt_at   (BgTask      *self,
+                                       gint64       unix_usec);
+void    bg_task_set_response          (BgTask      *self,
+                                       BgResponse  *response);
+
+G_END_DECLS

@@ -1,0 +1,533 @@
+/* bg-task.c: one transfer, as an app sees it
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "bg-enums.h"
+#include "bg-task-private.h"
+
+/* Progress notifications are throttled to about ten a second. */
+#define PROGRESS_NOTIFY_INTERVAL_USEC (G_USEC_PER_SEC / 10)
+
+/**
+ * BgTask:
+ *
+ * One transfer known to a [class@Bg.Downloader] or a [class@Bg.Uploader].
+ *
+ * Tasks are listed by [method@Bg.Downloader.get_tasks] and [method@Bg.Uploader.get_tasks]. Their
+ * properties change as the transfer goes on, and every change is notified on the main context
+ * the downloader or uploader was made on, so a list view can bind to them directly. Progress
+ * notifications are throttled to about ten a second.
+ */
+struct _BgTask
+{
+  GObject      parent_instance;
+
+  char        *identifier;
+  char        *uri;
+  GFile       *file;
+  BgResponse  *response;
+  gint64       bytes_transferred;
+  gint64       bytes_total;
+  gint64       next_attempt_at;
+  gint64       last_progress_notify;
+  BgTaskKind   kind;
+  BgTaskState  state;
+  guint        attempts;
+  guint        restarts;
+};
+
+G_DEFINE_FINAL_TYPE (BgTask, bg_task, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_IDENTIFIER,
+  PROP_KIND,
+  PROP_STATE,
+  PROP_URI,
+  PROP_FILE,
+  PROP_BYTES_TRANSFERRED,
+  PROP_BYTES_TOTAL,
+  PROP_ATTEMPTS,
+  PROP_RESTARTS,
+  PROP_NEXT_ATTEMPT_AT,
+  PROP_RESPONSE,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+static void
+bg_task_finalize (GObject *object)
+{
+  BgTask *self = (BgTask *)object;
+
+  g_clear_pointer (&self->identifier, g_free);
+  g_clear_pointer (&self->uri, g_free);
+  g_clear_object (&self->file);
+  g_clear_object (&self->response);
+
+  G_OBJECT_CLASS (bg_task_parent_class)->finalize (object);
+}
+
+static void
+bg_task_get_property (GObject    *object,
+                      guint       prop_id,
+                      GValue     *value,
+                      GParamSpec *pspec)
+{
+  BgTask *self = BG_TASK (object);
+
+  switch (prop_id)
+    {
+    case PROP_IDENTIFIER:
+      g_value_set_string (value, self->identifier);
+      break;
+    case PROP_KIND:
+      g_value_set_enum (value, self->kind);
+      break;
+    case PROP_STATE:
+      g_value_set_enum (value, self->state);
+      break;
+    case PROP_URI:
+      g_value_set_string (value, self->uri);
+      break;
+    case PROP_FILE:
+      g_value_set_object (value, self->file);
+      break;
+    case PROP_BYTES_TRANSFERRED:
+      g_value_set_int64 (value, self->bytes_transferred);
+      break;
+    case PROP_BYTES_TOTAL:
+      g_value_set_int64 (value, self->bytes_total);
+      break;
+    case PROP_ATTEMPTS:
+      g_value_set_uint (value, self->attempts);
+      break;
+    case PROP_RESTARTS:
+      g_value_set_uint (value, self->restarts);
+      break;
+    case PROP_NEXT_ATTEMPT_AT:
+      g_value_set_int64 (value, self->next_attempt_at);
+      break;
+    case PROP_RESPONSE:
+      g_value_set_object (value, self->response);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+bg_task_class_init (BgTaskClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = bg_task_finalize;
+  object_class->get_property = bg_task_get_property;
+
+  /**
+   * BgTask:identifier:
+   *
+   * The identifier the app chose for the task. It stays the same across runs.
+   */
+  properties[PROP_IDENTIFIER] =
+    g_param_spec_string ("identifier", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:kind:
+   *
+   * Whether the task downloads or uploads.
+   */
+  properties[PROP_KIND] =
+    g_param_spec_enum ("kind", NULL, NULL,
+                       BG_TYPE_TASK_KIND, BG_TASK_KIND_DOWNLOAD,
+                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:state:
+   *
+   * Where the task is in its life.
+   */
+  properties[PROP_STATE] =
+    g_param_spec_enum ("state", NULL, NULL,
+                       BG_TYPE_TASK_STATE, BG_TASK_STATE_QUEUED,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:uri:
+   *
+   * The URI of the newest request given for the task.
+   */
+  properties[PROP_URI] =
+    g_param_spec_string ("uri", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:file:
+   *
+   * The destination of a download, or the source of an upload.
+   */
+  properties[PROP_FILE] =
+    g_param_spec_object ("file", NULL, NULL, G_TYPE_FILE,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:bytes-transferred:
+   *
+   * How many bytes have moved so far. For a download that resumed, it counts from the start of
+   * the file.
+   */
+  properties[PROP_BYTES_TRANSFERRED] =
+    g_param_spec_int64 ("bytes-transferred", NULL, NULL, 0, G_MAXINT64, 0,
+                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:bytes-total:
+   *
+   * The size of the transfer, or -1 when it is not known yet.
+   */
+  properties[PROP_BYTES_TOTAL] =
+    g_param_spec_int64 ("bytes-total", NULL, NULL, -1, G_MAXINT64, -1,
+                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:attempts:
+   *
+   * How many attempts have been started, in this run and earlier ones.
+   */
+  properties[PROP_ATTEMPTS] =
+    g_param_spec_uint ("attempts", NULL, NULL, 0, G_MAXUINT, 0,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:restarts:
+   *
+   * How many times the transfer had to start over from the first byte: for a download because
+   * the remote file changed, for an upload because the source file changed or an attempt was
+   * interrupted.
+   */
+  properties[PROP_RESTARTS] =
+    g_param_spec_uint ("restarts", NULL, NULL, 0, G_MAXUINT, 0,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:next-attempt-at:
+   *
+   * When the next attempt is due, in microseconds since the Unix epoch, or 0 when none is
+   * scheduled.
+   */
+  properties[PROP_NEXT_ATTEMPT_AT] =
+    g_param_spec_int64 ("next-attempt-at", NULL, NULL, 0, G_MAXINT64, 0,
+                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:response:
+   *
+   * The final response, once the task has finished.
+   */
+  properties[PROP_RESPONSE] =
+    g_param_spec_object ("response", NULL, NULL, BG_TYPE_RESPONSE,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+bg_task_init (BgTask *self)
+{
+  self->bytes_total = -1;
+}
+
+BgTask *
+bg_task_new (BgTaskKind  kind,
+             const char *identifier,
+             const char *uri,
+             GFile      *file)
+{
+  BgTask *self = g_object_new (BG_TYPE_TASK, NULL);
+
+  self->kind = kind;
+  self->identifier = g_strdup (identifier);
+  self->uri = g_strdup (uri);
+  self->file = file ? g_object_ref (file) : NULL;
+
+  return self;
+}
+
+void
+bg_task_set_state (BgTask      *self,
+                   BgTaskState  state)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (self->state != state)
+    {
+      self->state = state;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+    }
+}
+
+void
+bg_task_set_uri (BgTask     *self,
+                 const char *uri)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (g_strcmp0 (self->uri, uri) != 0)
+    {
+      g_free (self->uri);
+      self->uri = g_strdup (uri);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_URI]);
+    }
+}
+
+void
+bg_task_set_progress (BgTask   *self,
+                      gint64    transferred,
+                      gint64    total,
+                      gboolean  force_notify)
+{
+  gint64 now;
+  gboolean total_changed;
+
+  g_return_if_fail (BG_IS_TASK (self));
+
+  total_changed = self->bytes_total != total;
+  self->bytes_total = total;
+
+  if (self->bytes_transferred == transferred && !total_changed)
+    return;
+
+  self->bytes_transferred = transferred;
+
+  now = g_get_monotonic_time ();
+  if (!force_notify && !total_changed &&
+      now - self->last_progress_notify < PROGRESS_NOTIFY_INTERVAL_USEC)
+    return;
+
+  self->last_progress_notify = now;
+
+  g_object_freeze_notify (G_OBJECT (self));
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TRANSFERRED]);
+  if (total_changed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TOTAL]);
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
+void
+bg_task_set_attempts (BgTask *self,
+                      guint   attempts)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (self->attempts != attempts)
+    {
+      self->attempts = attempts;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ATTEMPTS]);
+    }
+}
+
+void
+bg_task_set_restarts (BgTask *self,
+                      guint   restarts)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (self->restarts != restarts)
+    {
+      self->restarts = restarts;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RESTARTS]);
+    }
+}
+
+void
+bg_task_set_next_attempt_at (BgTask *self,
+                             gint64  unix_usec)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (self->next_attempt_at != unix_usec)
+    {
+      self->next_attempt_at = unix_usec;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_NEXT_ATTEMPT_AT]);
+    }
+}
+
+void
+bg_task_set_response (BgTask     *self,
+                      BgResponse *response)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (g_set_object (&self->response, response))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RESPONSE]);
+}
+
+/**
+ * bg_task_get_identifier:
+ * @self: a #BgTask
+ *
+ * Gets the identifier the app chose for the task.
+ *
+ * Returns: the identifier
+ */
+const char *
+bg_task_get_identifier (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), NULL);
+  return self->identifier;
+}
+
+/**
+ * bg_task_get_kind:
+ * @self: a #BgTask
+ *
+ * Gets whether the task downloads or uploads.
+ *
+ * Returns: the kind of task
+ */
+BgTaskKind
+bg_task_get_kind (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), BG_TASK_KIND_DOWNLOAD);
+  return self->kind;
+}
+
+/**
+ * bg_task_get_state:
+ * @self: a #BgTask
+ *
+ * Gets where the task is in its life.
+ *
+ * Returns: the state
+ */
+BgTaskState
+bg_task_get_state (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), BG_TASK_STATE_QUEUED);
+  return self->state;
+}
+
+/**
+ * bg_task_get_uri:
+ * @self: a #BgTask
+ *
+ * Gets the URI of the newest request given for the task.
+ *
+ * Returns: the URI
+ */
+const char *
+bg_task_get_uri (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), NULL);
+  return self->uri;
+}
+
+/**
+ * bg_task_get_file:
+ * @self: a #BgTask
+ *
+ * Gets the destination of a download, or the source of an upload.
+ *
+ * Returns: (transfer none): the file
+ */
+GFile *
+bg_task_get_file (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), NULL);
+  return self->file;
+}
+
+/**
+ * bg_task_get_bytes_transferred:
+ * @self: a #BgTask
+ *
+ * Gets how many bytes have moved so far.
+ *
+ * Returns: the number of bytes
+ */
+gint64
+bg_task_get_bytes_transferred (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), 0);
+  return self->bytes_transferred;
+}
+
+/**
+ * bg_task_get_bytes_total:
+ * @self: a #BgTask
+ *
+ * Gets the size of the transfer.
+ *
+ * Returns: the number of bytes, or -1 when it is not known
+ */
+gint64
+bg_task_get_bytes_total (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), -1);
+  return self->bytes_total;
+}
+
+/**
+ * bg_task_get_attempts:
+ * @self: a #BgTask
+ *
+ * Gets how many attempts have been started.
+ *
+ * Returns: the number of attempts
+ */
+guint
+bg_task_get_attempts (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), 0);
+  return self->attempts;
+}
+
+/**
+ * bg_task_get_restarts:
+ * @self: a #BgTask
+ *
+ * Gets how many times the transfer started over from the first byte.
+ *
+ * Returns: the number of restarts
+ */
+guint
+bg_task_get_restarts (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), 0);
+  return self->restarts;
+}
+
+/**
+ * bg_task_get_next_attempt_at:
+ * @self: a #BgTask
+ *
+ * Gets when the next attempt is due.
+ *
+ * Returns: microseconds since the Unix epoch, or 0 when no attempt is scheduled
+ */
+gint64
+bg_task_get_next_attempt_at (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), 0);
+  return self->next_attempt_at;
+}
+
+/**
+ * bg_task_get_response:
+ * @self: a #BgTask
+ *
+ * Gets the final response of a finished task.
+ *
+ * Returns: (transfer none) (nullable): the response, or %NULL while the task is unfinished
+ */
+BgResponse *
+bg_task_get_response (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), NULL);
+  return self->response;
+}

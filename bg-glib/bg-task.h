@@ -1,0 +1,78 @@
+/* bg-task.h: one transfer, as an app sees it
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#if !defined (BG_GLIB_INSIDE) && !defined (BG_COMPILATION)
+#error "Only <bg-glib.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "bg-response.h"
+#include "bg-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * BgTaskKind:
+ * @BG_TASK_KIND_DOWNLOAD: the task downloads a URL into a file
+ * @BG_TASK_KIND_UPLOAD: the task uploads a file to a URL
+ *
+ * Which way a task moves bytes.
+ */
+typedef enum {
+  BG_TASK_KIND_DOWNLOAD,
+  BG_TASK_KIND_UPLOAD,
+} BgTaskKind;
+
+/**
+ * BgTaskState:
+ * @BG_TASK_STATE_QUEUED: the task waits for a free transfer slot
+ * @BG_TASK_STATE_RUNNING: an attempt is moving bytes
+ * @BG_TASK_STATE_WAITING: the task waits for a later attempt or for a condition, such as the
+ *   network, to be met
+ * @BG_TASK_STATE_FINISHED: the task has a final [class@Bg.Response]
+ * @BG_TASK_STATE_CANCELLED: the task was cancelled and forgotten
+ *
+ * Where a task is in its life.
+ */
+typedef enum {
+  BG_TASK_STATE_QUEUED,
+  BG_TASK_STATE_RUNNING,
+  BG_TASK_STATE_WAITING,
+  BG_TASK_STATE_FINISHED,
+  BG_TASK_STATE_CANCELLED,
+} BgTaskState;
+
+#define BG_TYPE_TASK (bg_task_get_type ())
+
+BG_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (BgTask, bg_task, BG, TASK, GObject)
+
+BG_AVAILABLE_IN_ALL
+const char  *bg_task_get_identifier        (BgTask *self);
+BG_AVAILABLE_IN_ALL
+BgTaskKind   bg_task_get_kind              (BgTask *self);
+BG_AVAILABLE_IN_ALL
+BgTaskState  bg_task_get_state             (BgTask *self);
+BG_AVAILABLE_IN_ALL
+const char  *bg_task_get_uri               (BgTask *self);
+BG_AVAILABLE_IN_ALL
+GFile       *bg_task_get_file              (BgTask *self);
+BG_AVAILABLE_IN_ALL
+gint64       bg_task_get_bytes_transferred (BgTask *self);
+BG_AVAILABLE_IN_ALL
+gint64       bg_task_get_bytes_total       (BgTask *self);
+BG_AVAILABLE_IN_ALL
+guint        bg_task_get_attempts          (BgTask *self);
+BG_AVAILABLE_IN_ALL
+guint        bg_task_get_restarts          (BgTask *self);
+BG_AVAILABLE_IN_ALL
+gint64       bg_task_get_next_attempt_at   (BgTask *self);
+BG_AVAILABLE_IN_ALL
+BgResponse  *bg_task_get_response          (BgTask *self);
+
+G_END_DECLS

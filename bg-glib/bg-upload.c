@@ -1,0 +1,538 @@
+/* bg-upload.c: one upload attempt, streamed from the source file
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n-lib.h>
+
+#include "bg-engine-private.h"
+#include "bg-error.h"
+#include "bg-http-private.h"
+
+#define RESPONSE_CHUNK_SIZE (64 * 1024)
+#define MAX_REDIRECTS 20
+
+#define SOURCE_ATTRIBUTES \
+  G_FILE_ATTRIBUTE_STANDARD_TYPE "," \
+  G_FILE_ATTRIBUTE_STANDARD_SIZE "," \
+  G_FILE_ATTRIBUTE_TIME_MODIFIED "," \
+  G_FILE_ATTRIBUTE_TIME_MODIFIED_USEC "," \
+  G_FILE_ATTRIBUTE_ACCESS_CAN_READ
+
+typedef struct
+{
+  grefcount     ref_count;
+  BgJob        *job;
+  GCancellable *cancellable;
+  SoupMessage  *msg;
+  GInputStream *in;
+  GByteArray   *body;
+  guint8       *chunk;
+  gint64        sent;
+  gint64        size;
+  gint64        mtime;
+  gsize         max_body;
+  guint         redirects;
+  guint         done : 1;
+} Upload;
+
+static void upload_send (Upload *self);
+
+static Upload *
+upload_ref (Upload *self)
+{
+  g_ref_count_inc (&self->ref_count);
+  return self;
+}
+
+static void
+upload_unref (Upload *self)
+{
+  if (!g_ref_count_dec (&self->ref_count))
+    return;
+
+  if (self->msg != NULL)
+    g_signal_handlers_disconnect_by_data (self->msg, self);
+  g_clear_object (&self->in);
+  g_clear_object (&self->msg);
+  g_clear_object (&self->cancellable);
+  g_clear_pointer (&self->body, g_byte_array_unref);
+  g_free (self->chunk);
+  g_free (self);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Upload, upload_unref)
+
+static gint64
+info_get_mtime_usec (GFileInfo *info)
+{
+  return (gint64) g_file_info_get_attribute_uint64 (info, G_FILE_ATTRIBUTE_TIME_MODIFIED) *
+         G_USEC_PER_SEC +
+         g_file_info_get_attribute_uint32 (info, G_FILE_ATTRIBUTE_TIME_MODIFIED_USEC);
+}
+
+/* Checks that @file is a readable regular file and returns its size and mtime. */
+static gboolean
+stat_source (GFile   *file,
+             gint64  *size,
+             gint64  *mtime,
+             GError **error)
+{
+  g_autoptr(GFileInfo) info = NULL;
+  g_autofree char *name = g_file_get_parse_name (file);
+  g_autoptr(GError) local_error = NULL;
+
+  info = g_file_query_info (file, SOURCE_ATTRIBUTES, G_FILE_QUERY_INFO_NONE, NULL, &local_error);
+  if (info == NULL)
+    {
+      if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                     _("The source file “%s” does not exist"), name);
+      else
+        g_set_error (error, local_error->domain, local_error->code,
+                     _("Cannot read the source file “%s”: %s"), name, local_error->message);
+      return FALSE;
+    }
+
+  if (g_file_info_get_file_type (info) != G_FILE_TYPE_REGULAR)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
+                   _("The source “%s” is not a regular file"), name);
+      return FALSE;
+    }
+
+  if (g_file_info_has_attribute (info, G_FILE_ATTRIBUTE_ACCESS_CAN_READ) &&
+      !g_file_info_get_attribute_boolean (info, G_FILE_ATTRIBUTE_ACCESS_CAN_READ))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                   _("The source file “%s” is not readable"), name);
+      return FALSE;
+    }
+
+  *size = g_file_info_get_size (info);
+  *mtime = info_get_mtime_usec (info);
+
+  return TRUE;
+}
+
+static gboolean
+upload_prepare_new (BgEngine       *engine,
+                    BgStoreRecord  *record,
+                    GFile          *file,
+                    GError        **error)
+{
+  g_autofree char *path = g_file_get_path (file);
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(SoupMessageHeaders) headers = NULL;
+
+  if (path == NULL)
+    {
+      g_autofree char *name = g_file_get_parse_name (file);
+
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("The source “%s” is not a local file"), name);
+      return FALSE;
+    }
+
+  if (!stat_source (file, &record->source_size, &record->source_mtime, &local_error))
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT, local_error->message);
+      return FALSE;
+    }
+
+  g_free (record->file_path);
+  record->file_path = g_steal_pointer (&path);
+
+  headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+  bg_http_decode_headers (record->request_headers, headers, NULL);
+  g_free (record->idempotency_key);
+  if (soup_message_headers_get_one (headers, "Idempotency-Key") != NULL)
+    {
+      record->idempotency_key =
+        g_strdup (soup_message_headers_get_one (headers, "Idempotency-Key"));
+    }
+  else
+    {
+      g_autofree char *uuid = g_uuid_string_random ();
+
+      /* A structured-field string, as the Idempotency-Key draft asks. */
+      record->idempotency_key = g_strdup_printf ("\"%s\"", uuid);
+    }
+
+  return TRUE;
+}
+
+static void
+wrote_body_data_cb (SoupMessage *msg,
+                    guint        chunk_size,
+                    Upload      *self)
+{
+  self->sent += chunk_size;
+  bg_job_progress (self->job, self->sent, self->size);
+}
+
+static SoupMessage *
+new_message (Upload              *self,
+             const char          *method,
+             GUri                *uri,
+             SoupMessageHeaders  *copy_from,
+             gboolean             same_origin,
+             GError             **error)
+{
+  BgStoreRecord *record = bg_job_get_record (self->job);
+  g_autoptr(SoupMessage) msg = soup_message_new_from_uri (method, uri);
+  g_autoptr(GFileInputStream) body = NULL;
+  SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
+  SoupMessageHeadersIter iter;
+  const char *name;
+  const char *value;
+  const char *content_type;
+
+  soup_message_headers_iter_init (&iter, copy_from);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    {
+      if (!same_origin &&
+          (g_ascii_strcasecmp (name, "Authorization") == 0 ||
+           g_ascii_strcasecmp (name, "Cookie") == 0 ||
+           g_ascii_strcasecmp (name, "Proxy-Authorization") == 0))
+        continue;
+      if (g_ascii_strcasecmp (name, "Host") == 0 ||
+          g_ascii_strcasecmp (name, "Content-Length") == 0)
+        continue;
+      soup_message_headers_append (headers, name, value);
+    }
+
+  /* The same key on every attempt and in every run, so a server can drop a repeated request. */
+  if (soup_message_headers_get_one (headers, "Idempotency-Key") == NULL &&
+      record->idempotency_key != NULL)
+    soup_message_headers_replace (headers, "Idempotency-Key", record->idempotency_key);
+
+  content_type = soup_message_headers_get_content_type (headers, NULL);
+  if (content_type == NULL)
+    content_type = "application/octet-stream";
+
+  body = g_file_read (bg_job_get_file (self->job), self->cancellable, error);
+  if (body == NULL)
+    return NULL;
+
+  soup_message_set_request_body (msg, content_type, G_INPUT_STREAM (body), self->size);
+  soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
+  g_signal_connect (msg, "wrote-body-data", G_CALLBACK (wrote_body_data_cb), self);
+
+  return g_steal_pointer (&msg);
+}
+
+static SoupMessage *
+upload_build (BgJob   *job,
+              GError **error)
+{
+  BgStoreRecord *record = bg_job_get_record (job);
+  BgEngine *engine = bg_job_get_engine (job);
+  g_autoptr(Upload) self = g_new0 (Upload, 1);
+  g_autoptr(GUri) uri = NULL;
+  g_autoptr(SoupMessageHeaders) stored = NULL;
+  g_autoptr(SoupMessage) msg = NULL;
+  gint64 size;
+  gint64 mtime;
+
+  g_ref_count_init (&self->ref_count);
+  self->job = job;
+  self->cancellable = g_object_ref (bg_job_get_cancellable (job));
+  self->max_body = bg_engine_get_max_response_size (engine);
+
+  uri = g_uri_parse (record->uri, SOUP_HTTP_URI_FLAGS, error);
+  if (uri == NULL || !bg_http_uri_is_acceptable (uri, error))
+    return NULL;
+
+  stored = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+  if (!bg_http_decode_headers (record->request_headers, stored, error))
+    return NULL;
+
+  if (!stat_source (bg_job_get_file (job), &size, &mtime, error))
+    return NULL;
+
+  /* Never half old and half new: a changed source is sent whole, from the first byte. */
+  if (record->source_size != size || record->source_mtime != mtime)
+    {
+      record->source_size = size;
+      record->source_mtime = mtime;
+      bg_job_note_restart (job);
+    }
+
+  self->size = size;
+  self->mtime = mtime;
+
+  msg = new_message (self, record->method, uri, stored, TRUE, error);
+  if (msg == NULL)
+    return NULL;
+
+  bg_job_progress (job, 0, self->size);
+  bg_job_set_attempt_data (job, g_steal_pointer (&self), (GDestroyNotify) upload_unref);
+
+  return g_steal_pointer (&msg);
+}
+
+static void
+upload_finish (Upload     *self,
+               BgResponse *response)
+{
+  g_autoptr(Upload) hold = upload_ref (self);
+
+  if (self->done)
+    return;
+  self->done = TRUE;
+
+  if (self->in != NULL)
+    g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+
+  bg_job_attempt_finished (self->job, response);
+}
+
+static void
+upload_fail (Upload       *self,
+             const GError *error)
+{
+  g_autoptr(BgResponse) response = NULL;
+
+  response = bg_job_make_response (self->job, bg_http_classify_error (error),
+                                   self->msg, NULL, error);
+  upload_finish (self, response);
+}
+
+static void
+upload_fail_literal (Upload     *self,
+                     int         code,
+                     const char *message)
+{
+  g_autoptr(GError) error = g_error_new_literal (BG_ERROR, code, message);
+  g_autoptr(BgResponse) response = NULL;
+
+  response = bg_job_make_response (self->job, BG_RESPONSE_FAILED, self->msg, NULL, error);
+  upload_finish (self, response);
+}
+
+/* Builds the outcome once the answer's body has been read (or capped). */
+static void
+upload_complete (Upload *self)
+{
+  g_autoptr(GBytes) body = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GError) error = NULL;
+  guint status = soup_message_get_status (self->msg);
+  gint64 size;
+  gint64 mtime;
+
+  body = g_byte_array_free_to_bytes (g_steal_pointer (&self->body));
+
+  if (!stat_source (bg_job_get_file (self->job), &size, &mtime, &error))
+    {
+      response = bg_job_make_response (self->job, BG_RESPONSE_FAILED, self->msg, body, error);
+      upload_finish (self, response);
+      return;
+    }
+
+  if (size != self->size || mtime != self->mtime)
+    {
+      /* The file changed while it was being sent: what the server got may be a mix. */
+      error = g_error_new (BG_ERROR, BG_ERROR_IO,
+                           _("The source file changed while it was being sent"));
+      response = bg_job_make_response (self->job, BG_RESPONSE_RETRY, self->msg, body, error);
+      upload_finish (self, response);
+      return;
+    }
+
+  response = bg_job_make_response (self->job, bg_response_kind_for_status (status),
+                                   self->msg, body, NULL);
+  upload_finish (self, response);
+}
+
+static void upload_read_body (Upload *self);
+
+static void
+body_read_cb (GObject      *object,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(Upload) self = user_data;
+  g_autoptr(GError) error = NULL;
+  gssize n;
+
+  n = g_input_stream_read_finish (G_INPUT_STREAM (object), result, &error);
+
+  if (self->done)
+    return;
+
+  if (n < 0)
+    {
+      upload_fail (self, error);
+      return;
+    }
+
+  bg_job_progress (self->job, self->sent, self->size);
+
+  if (n == 0)
+    {
+      upload_complete (self);
+      return;
+    }
+
+  g_byte_array_append (self->body, self->chunk, MIN ((gsize) n, self->max_body - self->body->len));
+
+  /* Past the cap the rest is not wanted. */
+  if (self->body->len >= self->max_body)
+    upload_complete (self);
+  else
+    upload_read_body (self);
+}
+
+static void
+upload_read_body (Upload *self)
+{
+  if (self->chunk == NULL)
+    self->chunk = g_malloc (RESPONSE_CHUNK_SIZE);
+
+  g_input_stream_read_async (self->in, self->chunk, RESPONSE_CHUNK_SIZE,
+                             G_PRIORITY_DEFAULT, self->cancellable,
+                             body_read_cb, upload_ref (self));
+}
+
+static gboolean
+follow_redirect (Upload *self)
+{
+  SoupMessageHeaders *response_headers = soup_message_get_response_headers (self->msg);
+  const char *location = soup_message_headers_get_one (response_headers, "Location");
+  GUri *current = soup_message_get_uri (self->msg);
+  g_autoptr(GUri) next = NULL;
+  g_autoptr(SoupMessage) msg = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean same_origin;
+
+  if (location == NULL)
+    return FALSE;
+
+  if (++self->redirects > MAX_REDIRECTS)
+    {
+      upload_fail_literal (self, BG_ERROR_PROTOCOL, _("Too many redirects"));
+      return TRUE;
+    }
+
+  next = g_uri_parse_relative (current, location, SOUP_HTTP_URI_FLAGS, NULL);
+  if (next == NULL || !bg_http_uri_is_acceptable (next, NULL))
+    {
+      upload_fail_literal (self, BG_ERROR_PROTOCOL,
+                           _("The server redirected to an address that cannot be used"));
+      return TRUE;
+    }
+
+  if (g_ascii_strcasecmp (g_uri_get_scheme (current), "https") == 0 &&
+      g_ascii_strcasecmp (g_uri_get_scheme (next), "http") == 0)
+    {
+      upload_fail_literal (self, BG_ERROR_INSECURE_REDIRECT,
+                           _("Refusing a redirect from https to plain http"));
+      return TRUE;
+    }
+
+  same_origin = g_ascii_strcasecmp (g_uri_get_scheme (current), g_uri_get_scheme (next)) == 0 &&
+                g_ascii_strcasecmp (g_uri_get_host (current), g_uri_get_host (next)) == 0 &&
+                g_uri_get_port (current) == g_uri_get_port (next);
+
+  msg = new_message (self, soup_message_get_method (self->msg), next,
+                     soup_message_get_request_headers (self->msg), same_origin, &error);
+  if (msg == NULL)
+    {
+      upload_fail (self, error);
+      return TRUE;
+    }
+
+  if (self->in != NULL)
+    {
+      g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      g_clear_object (&self->in);
+    }
+  g_signal_handlers_disconnect_by_data (self->msg, self);
+  g_set_object (&self->msg, msg);
+  self->sent = 0;
+  upload_send (self);
+
+  return TRUE;
+}
+
+static void
+sent_cb (GObject      *object,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  g_autoptr(Upload) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInputStream) in = NULL;
+  guint status;
+
+  in = soup_session_send_finish (SOUP_SESSION (object), result, &error);
+
+  if (self->done)
+    return;
+
+  if (in == NULL)
+    {
+      upload_fail (self, error);
+      return;
+    }
+
+  self->in = g_steal_pointer (&in);
+  status = soup_message_get_status (self->msg);
+
+  /* Only 307 and 308 promise that the method and body may be sent again. */
+  if ((status == 307 || status == 308) && follow_redirect (self))
+    return;
+
+  self->body = g_byte_array_new ();
+  if (self->max_body == 0)
+    upload_complete (self);
+  else
+    upload_read_body (self);
+}
+
+static void
+upload_send (Upload *self)
+{
+  soup_session_send_async (bg_engine_get_session (bg_job_get_engine (self->job)),
+                           self->msg, G_PRIORITY_DEFAULT, self->cancellable,
+                           sent_cb, upload_ref (self));
+}
+
+static void
+upload_start (BgJob       *job,
+              SoupMessage *msg)
+{
+  Upload *self = bg_job_get_attempt_data (job);
+
+  g_assert (self != NULL);
+
+  if (self->msg != msg)
+    {
+      g_set_object (&self->msg, msg);
+    }
+  upload_send (self);
+}
+
+/* An upload cut off in an earlier run cannot be resumed: a plain PUT or POST starts over. */
+static BgResponse *
+upload_recover (BgJob *job)
+{
+  return NULL;
+}
+
+static void
+upload_discard (BgJob *job)
+{
+}
+
+const BgTransferClass bg_upload_transfer = {
+  .prepare_new = upload_prepare_new,
+  .build = upload_build,
+  .start = upload_start,
+  .recover = upload_recover,
+  .discard = upload_discard,
+};

@@ -1,0 +1,266 @@
+/* test-http.c: the HTTP helpers: Retry-After, Content-Range, stored headers, error kinds
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "bg-http-private.h"
+#include "test-utils.h"
+
+#define NOW "Sun, 06 Nov 1994 08:49:37 GMT"
+
+static void
+test_retry_after (void)
+{
+  static const struct {
+    const char *value;
+    const char *date;
+    gint64      expected;
+  } cases[] = {
+    /* delay-seconds */
+    { "0", NULL, 0 },
+    { "7", NULL, 7 },
+    { "120", NULL, 120 },
+    { "  120  ", NULL, 120 },
+    { "007", NULL, 7 },
+    { "604800", NULL, 604800 },
+    { "604801", NULL, BG_HTTP_RETRY_AFTER_MAX },
+    { "99999999999999999999999999999", NULL, BG_HTTP_RETRY_AFTER_MAX },
+    /* the three HTTP-date forms, against the Date header */
+    { "Sun, 06 Nov 1994 08:49:37 GMT", NOW, 0 },
+    { "Sun, 06 Nov 1994 08:50:37 GMT", NOW, 60 },
+    { "Sunday, 06-Nov-94 08:51:37 GMT", NOW, 120 },
+    { "Sun Nov  6 08:52:37 1994", NOW, 180 },
+    { "Mon, 07 Nov 1994 08:49:37 GMT", NOW, 86400 },
+    /* a date in the past means "now" */
+    { "Sat, 05 Nov 1994 08:49:37 GMT", NOW, 0 },
+    /* a date far in the future is clamped */
+    { "Fri, 31 Dec 9999 23:59:59 GMT", NOW, BG_HTTP_RETRY_AFTER_MAX },
+    /* garbage */
+    { "", NULL, -1 },
+    { "   ", NULL, -1 },
+    { "-5", NULL, -1 },
+    { "+5", NULL, -1 },
+    { "5.5", NULL, -1 },
+    { "5s", NULL, -1 },
+    { "0x10", NULL, -1 },
+    { "1e3", NULL, -1 },
+    { "120, 130", NULL, -1 },
+    { "soon", NULL, -1 },
+    { "Sun, 99 Nov 1994 08:49:37 GMT", NOW, -1 },
+    { "\xff\xfe", NULL, -1 },
+    { "%s%s%n", NULL, -1 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      gint64 got = bg_http_parse_retry_after (cases[i].value, cases[i].date, NULL);
+
+      if (got != cases[i].expected)
+        g_error ("Retry-After “%s”: expected %" G_GINT64_FORMAT ", got %" G_GINT64_FORMAT,
+                 cases[i].value, cases[i].expected, got);
+    }
+
+  g_assert_cmpint (bg_http_parse_retry_after (NULL, NULL, NULL), ==, -1);
+}
+
+static void
+test_retry_after_now (void)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_utc (2026, 11, 25, 12, 0, 0);
+  g_autoptr(GDateTime) later = g_date_time_add_seconds (now, 300);
+  g_autofree char *value = soup_date_time_to_string (later, SOUP_DATE_HTTP);
+
+  /* Without a Date header, an HTTP-date is measured against the clock. */
+  g_assert_cmpint (bg_http_parse_retry_after (value, NULL, now), ==, 300);
+  /* A Date header that does not parse is ignored. */
+  g_assert_cmpint (bg_http_parse_retry_after (value, "yesterday", now), ==, 300);
+}
+
+static void
+test_content_range (void)
+{
+  static const struct {
+    const char *value;
+    gboolean    ok;
+    gint64      start, end, total;
+  } cases[] = {
+    { "bytes 0-99/100", TRUE, 0, 99, 100 },
+    { "bytes 100-199/*", TRUE, 100, 199, -1 },
+    { "bytes */100", TRUE, -1, -1, 100 },
+    { "BYTES 5-5/6", TRUE, 5, 5, 6 },
+    { "bytes  0-0/1", TRUE, 0, 0, 1 },
+    { "bytes 0-99/100 ", TRUE, 0, 99, 100 },
+    { "bytes 99-0/100", FALSE, 0, 0, 0 },
+    { "bytes 0-100/100", FALSE, 0, 0, 0 },
+    { "bytes */*", FALSE, 0, 0, 0 },
+    { "bytes 0-99", FALSE, 0, 0, 0 },
+    { "bytes -1-99/100", FALSE, 0, 0, 0 },
+    { "items 0-99/100", FALSE, 0, 0, 0 },
+    { "bytes0-99/100", FALSE, 0, 0, 0 },
+    { "bytes 0-99/100x", FALSE, 0, 0, 0 },
+    { "bytes 0-99999999999999999999999/100", FALSE, 0, 0, 0 },
+    { "bytes 9223372036854775807-9223372036854775807/*", FALSE, 0, 0, 0 },
+    { "", FALSE, 0, 0, 0 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      gint64 start, end, total;
+      gboolean ok = bg_http_parse_content_range (cases[i].value, &start, &end, &total);
+
+      if (ok != cases[i].ok)
+        g_error ("Content-Range “%s”: expected %s", cases[i].value,
+                 cases[i].ok ? "success" : "failure");
+      if (ok)
+        {
+          g_assert_cmpint (start, ==, cases[i].start);
+          g_assert_cmpint (end, ==, cases[i].end);
+          g_assert_cmpint (total, ==, cases[i].total);
+        }
+    }
+}
+
+static void
+test_headers_round_trip (void)
+{
+  g_autoptr(SoupMessageHeaders) in = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+  g_autoptr(SoupMessageHeaders) out = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *encoded = NULL;
+
+  soup_message_headers_append (in, "Authorization", "Bearer a:b;c'\"%s");
+  soup_message_headers_append (in, "X-Unicode", "héllo → 世界");
+  soup_message_headers_append (in, "X-Empty", "");
+  soup_message_headers_append (in, "X-Multi", "1");
+  soup_message_headers_append (in, "X-Multi", "2");
+
+  encoded = bg_http_encode_headers (in);
+  g_assert_true (bg_http_decode_headers (encoded, out, &error));
+  g_assert_no_error (error);
+
+  g_assert_cmpstr (soup_message_headers_get_one (out, "Authorization"), ==,
+                   "Bearer a:b;c'\"%s");
+  g_assert_cmpstr (soup_message_headers_get_one (out, "X-Unicode"), ==, "héllo → 世界");
+  g_assert_cmpstr (soup_message_headers_get_one (out, "X-Empty"), ==, "");
+  g_assert_cmpstr (soup_message_headers_get_list (out, "X-Multi"), ==, "1, 2");
+}
+
+static void
+test_headers_hostile (void)
+{
+  static const char *bad[] = {
+    "NoColon\n",
+    ": value\n",
+    "Bad Name: x\n",
+    "X: a\rb\n",
+    "\xff: x\n",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr(SoupMessageHeaders) out = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+      g_autoptr(GError) error = NULL;
+
+      g_assert_false (bg_http_decode_headers (bad[i], out, &error));
+      g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+    }
+}
+
+static void
+test_validators (void)
+{
+  g_assert_true (bg_http_is_strong_etag ("\"abc\""));
+  g_assert_false (bg_http_is_strong_etag ("W/\"abc\""));
+  g_assert_false (bg_http_is_strong_etag ("abc"));
+  g_assert_false (bg_http_is_strong_etag ("\""));
+  g_assert_false (bg_http_is_strong_etag (NULL));
+
+  g_assert_true (bg_http_is_strong_last_modified ("Sun, 06 Nov 1994 08:48:37 GMT", NOW));
+  g_assert_false (bg_http_is_strong_last_modified ("Sun, 06 Nov 1994 08:49:00 GMT", NOW));
+  g_assert_false (bg_http_is_strong_last_modified ("Sun, 06 Nov 1994 08:48:37 GMT", NULL));
+  g_assert_false (bg_http_is_strong_last_modified ("garbage", NOW));
+}
+
+static void
+test_error_kinds (void)
+{
+  static const struct {
+    GQuark         (*domain) (void);
+    int            code;
+    BgResponseKind kind;
+  } cases[] = {
+    { g_io_error_quark, G_IO_ERROR_CONNECTION_REFUSED, BG_RESPONSE_RETRY },
+    { g_io_error_quark, G_IO_ERROR_CONNECTION_CLOSED, BG_RESPONSE_RETRY },
+    { g_io_error_quark, G_IO_ERROR_TIMED_OUT, BG_RESPONSE_RETRY },
+    { g_io_error_quark, G_IO_ERROR_HOST_NOT_FOUND, BG_RESPONSE_RETRY },
+    { g_io_error_quark, G_IO_ERROR_NETWORK_UNREACHABLE, BG_RESPONSE_RETRY },
+    { g_io_error_quark, G_IO_ERROR_PARTIAL_INPUT, BG_RESPONSE_RETRY },
+    { g_resolver_error_quark, G_RESOLVER_ERROR_NOT_FOUND, BG_RESPONSE_RETRY },
+    { bg_error_quark, BG_ERROR_TIMEOUT, BG_RESPONSE_RETRY },
+    { g_io_error_quark, G_IO_ERROR_NO_SPACE, BG_RESPONSE_FAILED },
+    { g_io_error_quark, G_IO_ERROR_PERMISSION_DENIED, BG_RESPONSE_FAILED },
+    { g_tls_error_quark, G_TLS_ERROR_BAD_CERTIFICATE, BG_RESPONSE_FAILED },
+    { bg_error_quark, BG_ERROR_PROTOCOL, BG_RESPONSE_FAILED },
+    { bg_error_quark, BG_ERROR_INTEGRITY, BG_RESPONSE_FAILED },
+    { soup_session_error_quark, SOUP_SESSION_ERROR_PARSING, BG_RESPONSE_FAILED },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GError) error = g_error_new_literal (cases[i].domain (), cases[i].code, "x");
+
+      g_assert_cmpint (bg_http_classify_error (error), ==, cases[i].kind);
+    }
+}
+
+static void
+test_uri_schemes (void)
+{
+  static const struct {
+    const char *uri;
+    gboolean    ok;
+  } cases[] = {
+    { "http://127.0.0.1/x", TRUE },
+    { "https://example.org/", TRUE },
+    { "HTTPS://example.org/", TRUE },
+    { "file:///etc/passwd", FALSE },
+    { "ftp://example.org/x", FALSE },
+    { "data:text/plain,hi", FALSE },
+    { "http:///nohost", FALSE },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GUri) uri = g_uri_parse (cases[i].uri, G_URI_FLAGS_NONE, NULL);
+      g_autoptr(GError) error = NULL;
+
+      if (uri == NULL)
+        {
+          g_assert_false (cases[i].ok);
+          continue;
+        }
+      g_assert_cmpint (bg_http_uri_is_acceptable (uri, &error), ==, cases[i].ok);
+      if (!cases[i].ok)
+        g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+    }
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/http/retry-after", test_retry_after);
+  g_test_add_func ("/http/retry-after-now", test_retry_after_now);
+  g_test_add_func ("/http/content-range", test_content_range);
+  g_test_add_func ("/http/headers/round-trip", test_headers_round_trip);
+  g_test_add_func ("/http/headers/hostile", test_headers_hostile);
+  g_test_add_func ("/http/validators", test_validators);
+  g_test_add_func ("/http/error-kinds", test_error_kinds);
+  g_test_add_func ("/http/uri-schemes", test_uri_schemes);
+
+  return g_test_run ();
+}

@@ -1,0 +1,301 @@
+/* test-utils.c: helpers shared by the C test suites
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gstdio.h>
+
+#include "test-utils.h"
+
+struct _BgTestServer
+{
+  GSubprocess *process;
+  char        *root;
+  char        *base;
+  gboolean     own_root;
+  SoupSession *session;
+};
+
+BgTestServer *
+bg_test_server_new (const char *root,
+                    gboolean    tls)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *cert = NULL;
+  g_autofree char *key = NULL;
+  BgTestServer *server = g_new0 (BgTestServer, 1);
+  guint port;
+
+  if (root == NULL)
+    {
+      server->root = bg_test_make_tmpdir ();
+      server->own_root = TRUE;
+    }
+  else
+    server->root = g_strdup (root);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  if (tls)
+    {
+      cert = g_test_build_filename (G_TEST_DIST, "fixtures", "test-cert.pem", NULL);
+      key = g_test_build_filename (G_TEST_DIST, "fixtures", "test-key.pem", NULL);
+      server->process = g_subprocess_launcher_spawn (launcher, &error, PYTHON3, FAULT_SERVER,
+                                                     "--root", server->root,
+                                                     "--tls", cert, key, NULL);
+    }
+  else
+    server->process = g_subprocess_launcher_spawn (launcher, &error, PYTHON3, FAULT_SERVER,
+                                                   "--root", server->root, NULL);
+  g_assert_no_error (error);
+
+  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (server->process));
+  line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "PORT "));
+  port = (guint) g_ascii_strtoull (line + 5, NULL, 10);
+  g_assert_cmpuint (port, >, 0);
+
+  server->base = g_strdup_printf ("%s://127.0.0.1:%u", tls ? "https" : "http", port);
+  server->session = soup_session_new_with_options ("timeout", 30, NULL);
+  if (tls)
+    {
+      /* The control requests trust the test certificate; the code under test does not. */
+      g_autoptr(GTlsDatabase) db = g_tls_file_database_new (cert, &error);
+
+      g_assert_no_error (error);
+      soup_session_set_tls_database (server->session, db);
+    }
+
+  return server;
+}
+
+void
+bg_test_server_free (BgTestServer *server)
+{
+  if (server == NULL)
+    return;
+
+  if (server->process != NULL)
+    {
+      /* Closing stdin makes the server exit; the signal is for a server that is stuck. */
+      g_output_stream_close (g_subprocess_get_stdin_pipe (server->process), NULL, NULL);
+      g_subprocess_send_signal (server->process, SIGTERM);
+      g_subprocess_wait (server->process, NULL, NULL);
+      g_clear_object (&server->process);
+    }
+
+  if (server->own_root)
+    bg_test_rm_rf (server->root);
+
+  g_clear_object (&server->session);
+  g_free (server->root);
+  g_free (server->base);
+  g_free (server);
+}
+
+const char *
+bg_test_server_get_root (BgTestServer *server)
+{
+  return server->root;
+}
+
+char *
+bg_test_server_url (BgTestServer *server,
+                    const char   *path_and_query)
+{
+  return g_strconcat (server->base, path_and_query, NULL);
+}
+
+static GBytes *
+control_request (BgTestServer *server,
+                 const char   *method,
+                 const char   *path)
+{
+  g_autofree char *url = bg_test_server_url (server, path);
+  g_autoptr(SoupMessage) msg = soup_message_new (method, url);
+  g_autoptr(GError) error = NULL;
+  GBytes *bytes;
+
+  /* The server is another process, so a blocking call cannot deadlock here. */
+  bytes = soup_session_send_and_read (server->session, msg, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (soup_message_get_status (msg), <, 300);
+
+  return bytes;
+}
+
+JsonNode *
+bg_test_server_stats (BgTestServer *server)
+{
+  g_autoptr(GBytes) bytes = control_request (server, "GET", "/_stats");
+  g_autoptr(GError) error = NULL;
+  gsize len;
+  const char *data = g_bytes_get_data (bytes, &len);
+  JsonNode *node = json_from_string (data, &error);
+
+  g_assert_no_error (error);
+  (void) len;
+
+  return node;
+}
+
+gint64
+bg_test_server_stat_int (BgTestServer *server,
+                         const char   *member)
+{
+  g_autoptr(JsonNode) node = bg_test_server_stats (server);
+
+  return json_object_get_int_member (json_node_get_object (node), member);
+}
+
+void
+bg_test_server_reset (BgTestServer *server)
+{
+  g_autoptr(GBytes) bytes = control_request (server, "POST", "/_reset");
+}
+
+char *
+bg_test_make_tmpdir (void)
+{
+  g_autoptr(GError) error = NULL;
+  char *dir = g_dir_make_tmp ("bg-test-XXXXXX", &error);
+
+  g_assert_no_error (error);
+
+  return dir;
+}
+
+void
+bg_test_rm_rf (const char *path)
+{
+  GDir *dir;
+  const char *name;
+
+  if (path == NULL)
+    return;
+
+  dir = g_dir_open (path, 0, NULL);
+  if (dir != NULL)
+    {
+      while ((name = g_dir_read_name (dir)) != NULL)
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+
+          if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+            bg_test_rm_rf (child);
+          else
+            g_unlink (child);
+        }
+      g_dir_close (dir);
+      g_rmdir (path);
+    }
+  else
+    g_unlink (path);
+}
+
+char *
+bg_test_write_random_file (const char *path,
+                           gsize       size,
+                           guint32     seed)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (seed);
+  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree guint32 *block = g_new (guint32, 16384);
+  FILE *fp = fopen (path, "wb");
+  gsize left = size;
+
+  g_assert_nonnull (fp);
+
+  while (left > 0)
+    {
+      gsize n = MIN (left, 16384 * sizeof (guint32));
+
+      for (guint i = 0; i < 16384; i++)
+        block[i] = g_rand_int (rand);
+      g_assert_cmpuint (fwrite (block, 1, n, fp), ==, n);
+      g_checksum_update (checksum, (const guchar *) block, n);
+      left -= n;
+    }
+
+  g_assert_cmpint (fclose (fp), ==, 0);
+
+  return g_strdup (g_checksum_get_string (checksum));
+}
+
+char *
+bg_test_sha256_file (const char *path)
+{
+  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree guchar *buf = g_malloc (1 << 20);
+  FILE *fp = fopen (path, "rb");
+  size_t n;
+
+  if (fp == NULL)
+    return NULL;
+
+  while ((n = fread (buf, 1, 1 << 20, fp)) > 0)
+    g_checksum_update (checksum, buf, n);
+  fclose (fp);
+
+  return g_strdup (g_checksum_get_string (checksum));
+}
+
+static gboolean
+timeout_cb (gpointer data)
+{
+  gboolean *timed_out = data;
+
+  *timed_out = TRUE;
+
+  return G_SOURCE_REMOVE;
+}
+
+void
+bg_test_wait_for (gboolean *flag,
+                  guint     timeout_seconds)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add_seconds (timeout_seconds, timeout_cb, &timed_out);
+
+  while (!*flag && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+
+  if (timed_out)
+    g_error ("Timed out after %u seconds", timeout_seconds);
+
+  g_source_remove (id);
+}
+
+void
+bg_test_wait_for_result (GAsyncResult **result,
+                         guint          timeout_seconds)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add_seconds (timeout_seconds, timeout_cb, &timed_out);
+
+  while (*result == NULL && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+
+  if (timed_out)
+    g_error ("Timed out after %u seconds", timeout_seconds);
+
+  g_source_remove (id);
+}
+
+void
+bg_test_store_result_cb (GObject      *object,
+                         GAsyncResult *result,
+                         gpointer      user_data)
+{
+  GAsyncResult **out = user_data;
+
+  g_assert_null (*out);
+  *out = g_object_ref (result);
+}

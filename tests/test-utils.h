@@ -1,0 +1,50 @@
+/* test-utils.h: helpers shared by the C test suites
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <bg-glib.h>
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _BgTestServer BgTestServer;
+
+/* Starts tests/fault-server.py on 127.0.0.1 serving @root; NULL root makes a temp folder. */
+BgTestServer *bg_test_server_new          (const char   *root,
+                                           gboolean      tls);
+void          bg_test_server_free         (BgTestServer *server);
+const char   *bg_test_server_get_root     (BgTestServer *server);
+/* The URL of @path_and_query on the server, e.g. "/files/a.bin?norange=1". */
+char         *bg_test_server_url          (BgTestServer *server,
+                                           const char   *path_and_query);
+/* The server's /_stats document, parsed. */
+JsonNode     *bg_test_server_stats        (BgTestServer *server);
+gint64        bg_test_server_stat_int     (BgTestServer *server,
+                                           const char   *member);
+void          bg_test_server_reset        (BgTestServer *server);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgTestServer, bg_test_server_free)
+
+/* A fresh temporary folder, removed with everything in it by bg_test_rm_rf(). */
+char         *bg_test_make_tmpdir         (void);
+void          bg_test_rm_rf               (const char   *path);
+/* Writes @size pseudo-random bytes to @path and returns their sha256 in hex. */
+char         *bg_test_write_random_file   (const char   *path,
+                                           gsize         size,
+                                           guint32       seed);
+char         *bg_test_sha256_file         (const char   *path);
+/* Spins the thread-default main context until *flag is TRUE, failing the test after
+ * @timeout_seconds. */
+void          bg_test_wait_for            (gboolean     *flag,
+                                           guint         timeout_seconds);
+void          bg_test_wait_for_result     (GAsyncResult **result,
+                                           guint          timeout_seconds);
+/* Stores the result in *(GAsyncResult **) user_data. */
+void          bg_test_store_result_cb     (GObject       *object,
+                                           GAsyncResult  *result,
+                                           gpointer       user_data);
+
+G_END_DECLS
