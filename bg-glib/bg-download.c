@@ -78,6 +78,7 @@ download_unref (Download *self)
   g_clear_object (&self->out);
   g_clear_object (&self->msg);
   g_clear_object (&self->cancellable);
+  g_clear_pointer (&self->job, bg_job_unref);
   g_free (self->buf[0]);
   g_free (self->buf[1]);
   g_free (self);
@@ -309,7 +310,7 @@ download_build (BgJob   *job,
   g_autoptr(SoupMessage) msg = NULL;
 
   g_ref_count_init (&self->ref_count);
-  self->job = job;
+  self->job = bg_job_ref (job);
   self->fd = -1;
   self->total = record->total;
   self->cancellable = g_object_ref (bg_job_get_cancellable (job));

@@ -5,7 +5,7 @@
 
 #include "config.h"
 
-#include "bg-downloader.h"
+#include "bg-downloader-private.h"
 #include "bg-engine-private.h"
 #include "bg-i18n-private.h"
 
@@ -707,4 +707,12 @@ bg_downloader_lookup_task (BgDownloader *self,
   g_return_val_if_fail (self->engine != NULL, NULL);
 
   return bg_engine_lookup_task (self->engine, identifier);
+}
+
+BgEngine *
+bg_downloader_get_engine (BgDownloader *self)
+{
+  g_return_val_if_fail (BG_IS_DOWNLOADER (self), NULL);
+
+  return self->engine;
 }

@@ -109,6 +109,8 @@ BgTask         *bg_engine_lookup_task      (BgEngine             *self,
                                             const char           *identifier);
 
 /* Used by the transfers. */
+BgJob          *bg_job_ref                 (BgJob                *job);
+void            bg_job_unref               (BgJob                *job);
 BgEngine       *bg_job_get_engine          (BgJob                *job);
 BgTask         *bg_job_get_task            (BgJob                *job);
 BgStoreRecord  *bg_job_get_record          (BgJob                *job);
@@ -135,5 +137,7 @@ BgResponse     *bg_job_make_error_response (BgJob                *job,
                                             const GError         *error);
 void            bg_job_attempt_finished    (BgJob                *job,
                                             BgResponse           *response);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgJob, bg_job_unref)
 
 G_END_DECLS

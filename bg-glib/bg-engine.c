@@ -87,14 +87,14 @@ static guint signals[N_SIGNALS];
 static void engine_schedule_pump (BgEngine *self);
 static void job_finish (BgJob *job, BgResponse *response);
 
-static BgJob *
+BgJob *
 bg_job_ref (BgJob *job)
 {
   g_ref_count_inc (&job->ref_count);
   return job;
 }
 
-static void
+void
 bg_job_unref (BgJob *job)
 {
   if (!g_ref_count_dec (&job->ref_count))
@@ -112,7 +112,6 @@ bg_job_unref (BgJob *job)
   g_free (job);
 }
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgJob, bg_job_unref)
 
 static BgJob *
 bg_job_new (BgEngine      *engine,

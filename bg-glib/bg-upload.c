@@ -59,6 +59,7 @@ upload_unref (Upload *self)
   g_clear_object (&self->msg);
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->body, g_byte_array_unref);
+  g_clear_pointer (&self->job, bg_job_unref);
   g_free (self->chunk);
   g_free (self);
 }
@@ -238,7 +239,7 @@ upload_build (BgJob   *job,
   gint64 mtime;
 
   g_ref_count_init (&self->ref_count);
-  self->job = job;
+  self->job = bg_job_ref (job);
   self->cancellable = g_object_ref (bg_job_get_cancellable (job));
   self->max_body = bg_engine_get_max_response_size (engine);
 

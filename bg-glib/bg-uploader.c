@@ -5,7 +5,7 @@
 
 #include "config.h"
 
-#include "bg-uploader.h"
+#include "bg-uploader-private.h"
 #include "bg-engine-private.h"
 #include "bg-i18n-private.h"
 
@@ -757,4 +757,12 @@ bg_uploader_lookup_task (BgUploader *self,
   g_return_val_if_fail (self->engine != NULL, NULL);
 
   return bg_engine_lookup_task (self->engine, identifier);
+}
+
+BgEngine *
+bg_uploader_get_engine (BgUploader *self)
+{
+  g_return_val_if_fail (BG_IS_UPLOADER (self), NULL);
+
+  return self->engine;
 }

@@ -1,0 +1,1103 @@
+/* test-downloader.c: BgDownloader against the fault server
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "bg-downloader-private.h"
+#include "bg-store-private.h"
+#include "test-utils.h"
+
+#define MiB (1024 * 1024)
+
+typedef struct
+{
+  BgTestServer *server;
+  char         *tmp;
+  char         *db;
+  BgDownloader *downloader;
+  guint         finished_count;
+  BgResponse   *last_finished;
+} Fixture;
+
+static void
+on_task_finished (BgDownloader *downloader,
+                  BgTask       *task,
+                  BgResponse   *response,
+                  Fixture      *f)
+{
+  f->finished_count++;
+  g_set_object (&f->last_finished, response);
+}
+
+static BgDownloader *
+open_downloader (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+  BgDownloader *downloader;
+
+  downloader = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                               "session-id", "test",
+                               "database-path", f->db,
+                               "max-attempts", 1,
+                               "stall-timeout", 30,
+                               NULL);
+  g_assert_no_error (error);
+  bg_engine_set_backoff (bg_downloader_get_engine (downloader), 50, 200);
+  g_signal_connect (downloader, "task-finished", G_CALLBACK (on_task_finished), f);
+
+  return downloader;
+}
+
+static void
+fixture_setup (Fixture       *f,
+               gconstpointer  data)
+{
+  f->server = bg_test_server_new (NULL, FALSE);
+  f->tmp = bg_test_make_tmpdir ();
+  f->db = g_build_filename (f->tmp, "tasks.sqlite", NULL);
+  f->downloader = open_downloader (f);
+}
+
+static void
+fixture_teardown (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_clear_object (&f->downloader);
+  g_clear_object (&f->last_finished);
+  /* Let closing connections and idles run out. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_clear_pointer (&f->server, bg_test_server_free);
+  bg_test_rm_rf (f->tmp);
+  g_free (f->tmp);
+  g_free (f->db);
+}
+
+static char *
+serve_file (Fixture    *f,
+            const char *name,
+            gsize       size,
+            guint32     seed)
+{
+  g_autofree char *path = g_build_filename (bg_test_server_get_root (f->server), name, NULL);
+
+  return bg_test_write_random_file (path, size, seed);
+}
+
+static char *
+dest_path (Fixture    *f,
+           const char *name)
+{
+  return g_build_filename (f->tmp, name, NULL);
+}
+
+static void
+start_download (Fixture      *f,
+                const char   *path_and_query,
+                const char   *dest,
+                const char   *identifier,
+                GCancellable *cancellable,
+                GAsyncResult **result)
+{
+  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+
+  bg_downloader_download_async (f->downloader, msg, file, identifier, cancellable,
+                                bg_test_store_result_cb, result);
+}
+
+static BgResponse *
+download (Fixture    *f,
+          const char *path_and_query,
+          const char *dest,
+          const char *identifier)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  BgResponse *response;
+
+  start_download (f, path_and_query, dest, identifier, NULL, &result);
+  bg_test_wait_for_result (&result, 120);
+  response = bg_downloader_download_finish (f->downloader, result, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (response);
+
+  return response;
+}
+
+/* No file named like a partial file is left in @dir. */
+static guint
+count_partials (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  guint n = 0;
+
+  while ((name = g_dir_read_name (d)) != NULL)
+    if (g_str_has_suffix (name, ".part"))
+      n++;
+
+  return n;
+}
+
+static void
+count_notify (BgTask     *task,
+              GParamSpec *pspec,
+              guint      *count)
+{
+  (*count)++;
+}
+
+static void
+test_happy_path (Fixture       *f,
+                 gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "big.bin", 64 * MiB, 1);
+  g_autofree char *dest = dest_path (f, "big.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *got = NULL;
+  GListModel *tasks = bg_downloader_get_tasks (f->downloader);
+  g_autoptr(BgTask) task = NULL;
+  guint notifies = 0;
+  gint64 started;
+  double elapsed;
+  GStatBuf st;
+
+  started = g_get_monotonic_time ();
+  start_download (f, "/files/big.bin", dest, "big", NULL, &result);
+
+  /* Committed and listed before the main loop even runs. */
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 1);
+  task = g_list_model_get_item (tasks, 0);
+  g_assert_cmpstr (bg_task_get_identifier (task), ==, "big");
+  g_assert_cmpint (bg_task_get_kind (task), ==, BG_TASK_KIND_DOWNLOAD);
+  g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_QUEUED);
+  g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (count_notify), &notifies);
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+    g_autoptr(BgStoreRecord) record = NULL;
+
+    g_assert_no_error (error);
+    record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "big", &error);
+    g_assert_no_error (error);
+    g_assert_nonnull (record);
+    g_assert_cmpstr (record->file_path, ==, dest);
+  }
+
+  bg_test_wait_for_result (&result, 120);
+  elapsed = (g_get_monotonic_time () - started) / (double) G_USEC_PER_SEC;
+  response = bg_downloader_download_finish (f->downloader, result, &error);
+  g_assert_no_error (error);
+
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 200);
+  g_assert_cmpstr (bg_response_get_identifier (response), ==, "big");
+  g_assert_null (bg_response_get_error (response));
+  {
+    g_autofree char *path = g_file_get_path (bg_response_get_file (response));
+
+    g_assert_cmpstr (path, ==, dest);
+  }
+
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  g_assert_cmpint (g_stat (dest, &st), ==, 0);
+  g_assert_cmpint (st.st_size, ==, 64 * MiB);
+  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+
+  g_assert_cmpint (bg_task_get_bytes_transferred (task), ==, 64 * MiB);
+  g_assert_cmpint (bg_task_get_bytes_total (task), ==, 64 * MiB);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+  g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_FINISHED);
+  g_assert_true (bg_task_get_response (task) == response);
+
+  /* Throttled to about ten a second, plus the final one. */
+  g_assert_cmpuint (notifies, >=, 1);
+  g_assert_cmpuint (notifies, <=, (guint) (elapsed * 10) + 3);
+
+  /* Collected: the task left the list and the database. */
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 0);
+  g_assert_cmpuint (f->finished_count, ==, 1);
+}
+
+static void
+test_classification (Fixture       *f,
+                     gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "c.bin");
+  g_autoptr(BgResponse) r404 = NULL;
+  g_autoptr(BgResponse) r503 = NULL;
+  g_autoptr(BgResponse) refused = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  g_autofree char *url = NULL;
+  g_autoptr(SoupMessage) msg = NULL;
+  g_autoptr(GFile) file = NULL;
+  guint port;
+
+  r404 = download (f, "/files/missing.bin", dest, "c404");
+  g_assert_cmpint (bg_response_get_kind (r404), ==, BG_RESPONSE_REJECTED);
+  g_assert_cmpuint (bg_response_get_status (r404), ==, 404);
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+
+  r503 = download (f, "/files/missing.bin?status=503&retry-after=7", dest, "c503");
+  g_assert_cmpint (bg_response_get_kind (r503), ==, BG_RESPONSE_RETRY);
+  g_assert_cmpuint (bg_response_get_status (r503), ==, 503);
+  g_assert_cmpint (bg_response_get_retry_after (r503), ==, 7);
+  g_assert_nonnull (bg_response_get_headers (r503));
+
+  /* A port nobody listens on: bind one, then close it. */
+  socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                         &error);
+  g_assert_no_error (error);
+  g_socket_bind (socket, address, FALSE, &error);
+  g_assert_no_error (error);
+  bound = g_socket_get_local_address (socket, &error);
+  g_assert_no_error (error);
+  port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  g_socket_close (socket, NULL);
+
+  url = g_strdup_printf ("http://127.0.0.1:%u/x", port);
+  msg = soup_message_new ("GET", url);
+  file = g_file_new_for_path (dest);
+  bg_downloader_download_async (f->downloader, msg, file, "refused", NULL,
+                                bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 60);
+  refused = bg_downloader_download_finish (f->downloader, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (refused), ==, BG_RESPONSE_RETRY);
+  g_assert_cmpuint (bg_response_get_status (refused), ==, 0);
+  g_assert_error (bg_response_get_error (refused), G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+}
+
+static void
+test_join (Fixture       *f,
+           gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "j.bin", 2 * MiB, 2);
+  g_autofree char *dest = dest_path (f, "j.bin");
+  g_autoptr(GAsyncResult) r1 = NULL;
+  g_autoptr(GAsyncResult) r2 = NULL;
+  g_autoptr(BgResponse) a = NULL;
+  g_autoptr(BgResponse) b = NULL;
+  g_autoptr(BgResponse) c = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  JsonObject *per_path;
+
+  start_download (f, "/files/j.bin?delay=300", dest, "joined", NULL, &r1);
+  start_download (f, "/files/j.bin?delay=300", dest, "joined", NULL, &r2);
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 1);
+
+  bg_test_wait_for_result (&r1, 60);
+  bg_test_wait_for_result (&r2, 60);
+  a = bg_downloader_download_finish (f->downloader, r1, &error);
+  g_assert_no_error (error);
+  b = bg_downloader_download_finish (f->downloader, r2, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (a), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpint (bg_response_get_kind (b), ==, BG_RESPONSE_SUCCESS);
+
+  stats = bg_test_server_stats (f->server);
+  per_path = json_object_get_object_member (json_node_get_object (stats), "per_path");
+  g_assert_cmpint (json_object_get_int_member (json_object_get_object_member (per_path,
+                                                                              "/files/j.bin"),
+                                               "requests"), ==, 1);
+
+  /* Collected: the same identifier now starts a new task. */
+  g_assert_cmpint (g_unlink (dest), ==, 0);
+  c = download (f, "/files/j.bin", dest, "joined");
+  g_assert_cmpint (bg_response_get_kind (c), ==, BG_RESPONSE_SUCCESS);
+  g_clear_pointer (&stats, json_node_unref);
+  stats = bg_test_server_stats (f->server);
+  per_path = json_object_get_object_member (json_node_get_object (stats), "per_path");
+  g_assert_cmpint (json_object_get_int_member (json_object_get_object_member (per_path,
+                                                                              "/files/j.bin"),
+                                               "requests"), ==, 2);
+  {
+    g_autofree char *got = bg_test_sha256_file (dest);
+    g_assert_cmpstr (got, ==, sha);
+  }
+}
+
+static void
+test_conflict_and_arguments (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "x.bin");
+  g_autofree char *other = dest_path (f, "y.bin");
+  g_autofree char *missing_dir = g_build_filename (f->tmp, "no", "such", "dir.bin", NULL);
+  g_autoptr(GAsyncResult) r1 = NULL;
+  g_autoptr(GAsyncResult) r2 = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  serve_file (f, "x.bin", 1024, 3);
+  start_download (f, "/files/x.bin?delay=200", dest, "conflict", NULL, &r1);
+  start_download (f, "/files/x.bin", other, "conflict", NULL, &r2);
+  bg_test_wait_for_result (&r2, 30);
+  g_assert_null (bg_downloader_download_finish (f->downloader, r2, &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_CONFLICT);
+  g_clear_error (&error);
+  bg_test_wait_for_result (&r1, 30);
+  response = bg_downloader_download_finish (f->downloader, r1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+
+  /* Bad calls, each with a clear error and nothing written. */
+  {
+    static const char *identifiers[] = { "" };
+    g_autoptr(GAsyncResult) r = NULL;
+
+    start_download (f, "/files/x.bin", other, identifiers[0], NULL, &r);
+    bg_test_wait_for_result (&r, 30);
+    g_assert_null (bg_downloader_download_finish (f->downloader, r, &error));
+    g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+  }
+  {
+    g_autoptr(GAsyncResult) r = NULL;
+    g_autofree char *huge = g_strnfill (1024 * 1024, 'i');
+
+    start_download (f, "/files/x.bin", other, huge, NULL, &r);
+    bg_test_wait_for_result (&r, 30);
+    g_assert_null (bg_downloader_download_finish (f->downloader, r, &error));
+    g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+  }
+  {
+    g_autoptr(GAsyncResult) r = NULL;
+
+    start_download (f, "/files/x.bin", missing_dir, "missing-dir", NULL, &r);
+    bg_test_wait_for_result (&r, 30);
+    g_assert_null (bg_downloader_download_finish (f->downloader, r, &error));
+    g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+  }
+  {
+    g_autoptr(GAsyncResult) r = NULL;
+
+    /* The destination is a folder. */
+    start_download (f, "/files/x.bin", f->tmp, "is-dir", NULL, &r);
+    bg_test_wait_for_result (&r, 30);
+    g_assert_null (bg_downloader_download_finish (f->downloader, r, &error));
+    g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+  }
+  {
+    g_autoptr(GAsyncResult) r = NULL;
+
+    /* The destination exists: it is never overwritten. */
+    start_download (f, "/files/x.bin", dest, "exists", NULL, &r);
+    bg_test_wait_for_result (&r, 30);
+    g_assert_null (bg_downloader_download_finish (f->downloader, r, &error));
+    g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+  }
+  {
+    g_autoptr(GAsyncResult) r = NULL;
+    g_autoptr(SoupMessage) msg = soup_message_new ("GET", "ftp://127.0.0.1/x");
+    g_autoptr(GFile) file = g_file_new_for_path (other);
+
+    g_assert_nonnull (msg);
+    bg_downloader_download_async (f->downloader, msg, file, "ftp", NULL,
+                                  bg_test_store_result_cb, &r);
+    bg_test_wait_for_result (&r, 30);
+    g_assert_null (bg_downloader_download_finish (f->downloader, r, &error));
+    g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+  }
+
+  g_assert_false (g_file_test (other, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 0);
+}
+
+static void
+test_max_concurrent (Fixture       *f,
+                     gconstpointer  data)
+{
+  GAsyncResult *results[6] = { NULL, };
+
+  bg_downloader_set_max_concurrent (f->downloader, 2);
+  serve_file (f, "m.bin", 4096, 4);
+
+  for (guint i = 0; i < G_N_ELEMENTS (results); i++)
+    {
+      g_autofree char *dest = g_strdup_printf ("%s/m%u.bin", f->tmp, i);
+      g_autofree char *id = g_strdup_printf ("m%u", i);
+
+      start_download (f, "/files/m.bin?delay=300", dest, id, NULL, &results[i]);
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (results); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(BgResponse) response = NULL;
+
+      bg_test_wait_for_result (&results[i], 60);
+      response = bg_downloader_download_finish (f->downloader, results[i], &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+      g_clear_object (&results[i]);
+    }
+
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "max_active"), ==, 2);
+}
+
+static void
+wait_for_bytes (BgDownloader *downloader,
+                const char   *identifier,
+                gint64        bytes)
+{
+  gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+  while (TRUE)
+    {
+      BgTask *task = bg_downloader_lookup_task (downloader, identifier);
+
+      if (task != NULL && bg_task_get_bytes_transferred (task) >= bytes)
+        return;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+}
+
+static void
+test_cancel (Fixture       *f,
+             gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "cancel.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+
+  serve_file (f, "cancel.bin", 16 * MiB, 5);
+  start_download (f, "/files/cancel.bin?rate=4000000", dest, "cancel-me", NULL, &result);
+  wait_for_bytes (f->downloader, "cancel-me", 1 * MiB);
+  /* The partial file exists while the download runs. */
+  g_assert_cmpuint (count_partials (f->tmp), ==, 1);
+
+  g_assert_true (bg_downloader_cancel (f->downloader, "cancel-me", &error));
+  g_assert_no_error (error);
+
+  bg_test_wait_for_result (&result, 30);
+  g_assert_null (bg_downloader_download_finish (f->downloader, result, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_assert_null (bg_downloader_lookup_task (f->downloader, "cancel-me"));
+  g_assert_cmpuint (f->finished_count, ==, 0);
+
+  store = bg_store_open (f->db, &error);
+  g_assert_no_error (error);
+  record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "cancel-me", &error);
+  g_assert_no_error (error);
+  g_assert_null (record);
+
+  g_assert_false (bg_downloader_cancel (f->downloader, "cancel-me", &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_NOT_FOUND);
+}
+
+static void
+test_cancel_wait_only (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "w.bin", 4 * MiB, 6);
+  g_autofree char *dest = dest_path (f, "w.bin");
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *got = NULL;
+
+  start_download (f, "/files/w.bin?delay=200", dest, "wait-only", cancellable, &result);
+  g_cancellable_cancel (cancellable);
+
+  bg_test_wait_for_result (&result, 30);
+  g_assert_null (bg_downloader_download_finish (f->downloader, result, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* The transfer went on, and its result arrives through the signal. */
+  while (f->finished_count == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (bg_response_get_kind (f->last_finished), ==, BG_RESPONSE_SUCCESS);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+
+  /* Not collected yet: forget it. */
+  g_assert_nonnull (bg_downloader_lookup_task (f->downloader, "wait-only"));
+  g_assert_true (bg_downloader_forget (f->downloader, "wait-only", &error));
+  g_assert_no_error (error);
+  g_assert_null (bg_downloader_lookup_task (f->downloader, "wait-only"));
+}
+
+/* --- Resume, with the second attempt steered by prepare-request ---------------------------- */
+
+typedef struct
+{
+  Fixture    *f;
+  const char *second_query;   /* path and query for the attempts after the first */
+  const char *rewrite_name;   /* a server file to replace before the second attempt */
+  guint32     rewrite_seed;
+  gsize       rewrite_size;
+  char       *rewrite_sha;
+  gboolean    saw_range;
+} Steer;
+
+static void
+steer_prepare_cb (BgDownloader *downloader,
+                  BgTask       *task,
+                  SoupMessage  *msg,
+                  Steer        *steer)
+{
+  if (bg_task_get_attempts (task) < 2)
+    return;
+
+  steer->saw_range =
+    soup_message_headers_get_one (soup_message_get_request_headers (msg), "Range") != NULL;
+
+  if (steer->rewrite_name != NULL && steer->rewrite_sha == NULL)
+    steer->rewrite_sha = serve_file (steer->f, steer->rewrite_name, steer->rewrite_size,
+                                     steer->rewrite_seed);
+
+  if (steer->second_query != NULL)
+    {
+      g_autofree char *url = bg_test_server_url (steer->f->server, steer->second_query);
+      g_autoptr(GUri) uri = g_uri_parse (url, SOUP_HTTP_URI_FLAGS, NULL);
+
+      soup_message_set_uri (msg, uri);
+    }
+}
+
+static BgResponse *
+resume_download (Fixture    *f,
+                 Steer      *steer,
+                 const char *first_query,
+                 const char *dest,
+                 const char *identifier)
+{
+  gulong id;
+  BgResponse *response;
+
+  bg_downloader_set_max_attempts (f->downloader, 3);
+  id = g_signal_connect (f->downloader, "prepare-request", G_CALLBACK (steer_prepare_cb), steer);
+  response = download (f, first_query, dest, identifier);
+  g_signal_handler_disconnect (f->downloader, id);
+
+  return response;
+}
+
+static void
+test_resume_range (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "r.bin", 12 * MiB, 7);
+  g_autofree char *dest = dest_path (f, "r.bin");
+  Steer steer = { f, "/files/r.bin", NULL, 0, 0, NULL, FALSE };
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *got = NULL;
+
+  /* The first attempt is cut off after 6 MiB, at 3 MB/s, so checkpoints were taken. */
+  response = resume_download (f, &steer, "/files/r.bin?rate=3000000&drop=6291456", dest, "r");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 206);
+  g_assert_true (steer.saw_range);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  /* Less than the whole file was fetched twice. */
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "bytes_sent"), <, 12 * MiB + 6 * MiB);
+}
+
+static void
+test_resume_ignored_range (Fixture       *f,
+                           gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "n.bin", 8 * MiB, 8);
+  g_autofree char *dest = dest_path (f, "n.bin");
+  Steer steer = { f, "/files/n.bin?norange=1", NULL, 0, 0, NULL, FALSE };
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *got = NULL;
+
+  response = resume_download (f, &steer, "/files/n.bin?rate=3000000&drop=4194304", dest, "n");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 200);
+  g_assert_true (steer.saw_range);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+}
+
+static void
+test_resume_changed_etag (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autofree char *old_sha = serve_file (f, "e.bin", 8 * MiB, 9);
+  g_autofree char *dest = dest_path (f, "e.bin");
+  Steer steer = { f, "/files/e.bin", "e.bin", 10, 6 * MiB, NULL, FALSE };
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *got = NULL;
+
+  response = resume_download (f, &steer, "/files/e.bin?rate=3000000&drop=4194304", dest, "e");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 200);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, !=, old_sha);
+  g_assert_cmpstr (got, ==, steer.rewrite_sha);
+  g_free (steer.rewrite_sha);
+}
+
+static void
+test_resume_wrong_range (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "w.bin");
+  Steer steer = { f, "/files/w.bin?wrongrange=100", NULL, 0, 0, NULL, FALSE };
+  g_autoptr(BgResponse) response = NULL;
+
+  serve_file (f, "w.bin", 8 * MiB, 11);
+  response = resume_download (f, &steer, "/files/w.bin?rate=3000000&drop=4194304", dest, "w");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_FAILED);
+  g_assert_error (bg_response_get_error (response), BG_ERROR, BG_ERROR_PROTOCOL);
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+}
+
+/* A partial file that already holds every byte, as a run that died after its last write
+ * would leave it: the server's 416 says the download is complete. */
+static void
+test_416_complete (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "c.bin", 3 * MiB, 12);
+  g_autofree char *dest = dest_path (f, "c.bin");
+  g_autofree char *src = g_build_filename (bg_test_server_get_root (f->server), "c.bin", NULL);
+  g_autofree char *contents = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autofree char *got = NULL;
+  gsize len;
+
+  /* Make the record through a first attempt that the server refuses, then fake the state a
+   * crash would leave: the whole file in the partial, a checkpoint at its end. */
+  g_clear_object (&f->downloader);
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+    g_autoptr(BgStoreRecord) record = bg_store_record_new ();
+    g_autofree char *url = bg_test_server_url (f->server, "/files/c.bin");
+    g_autoptr(SoupMessage) head = NULL;
+
+    g_assert_no_error (error);
+    record->identifier = g_strdup ("complete");
+    record->kind = BG_TASK_KIND_DOWNLOAD;
+    record->state = BG_TASK_STATE_RUNNING;
+    record->method = g_strdup ("GET");
+    record->uri = g_strdup (url);
+    record->file_path = g_strdup (dest);
+    record->partial_path = g_build_filename (f->tmp, ".bg-test.part", NULL);
+    record->checkpoint = 3 * MiB;
+    record->total = 3 * MiB;
+    record->source_size = -1;
+    record->attempts = 1;
+    record->created_at = record->updated_at = g_get_real_time ();
+
+    g_file_get_contents (src, &contents, &len, &error);
+    g_assert_no_error (error);
+    g_file_set_contents (record->partial_path, contents, len, &error);
+    g_assert_no_error (error);
+
+    /* The ETag the server gives this file. */
+    {
+      g_autoptr(SoupSession) session = soup_session_new ();
+      g_autoptr(GBytes) body = NULL;
+
+      head = soup_message_new ("HEAD", url);
+      body = soup_session_send_and_read (session, head, NULL, &error);
+      g_assert_no_error (error);
+      record->etag = g_strdup (soup_message_headers_get_one (
+                                 soup_message_get_response_headers (head), "ETag"));
+      g_assert_nonnull (record->etag);
+    }
+    g_assert_true (bg_store_save (store, record, &error));
+    g_assert_no_error (error);
+  }
+  f->downloader = open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+
+  while (f->finished_count == 0)
+    g_main_context_iteration (NULL, TRUE);
+  response = g_object_ref (f->last_finished);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 416);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  g_assert_true (bg_downloader_forget (f->downloader, "complete", &error));
+}
+
+static void
+test_redirects (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "rd.bin", 100000, 13);
+  g_autofree char *dest = dest_path (f, "rd.bin");
+  g_autofree char *dest2 = dest_path (f, "loop.bin");
+  g_autoptr(BgResponse) followed = NULL;
+  g_autoptr(BgResponse) loop = NULL;
+  g_autofree char *got = NULL;
+
+  followed = download (f, "/files/rd.bin?redirect=3", dest, "redirected");
+  g_assert_cmpint (bg_response_get_kind (followed), ==, BG_RESPONSE_SUCCESS);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+
+  loop = download (f, "/files/rd.bin?redirect=loop", dest2, "loop");
+  g_assert_cmpint (bg_response_get_kind (loop), ==, BG_RESPONSE_FAILED);
+  g_assert_error (bg_response_get_error (loop), BG_ERROR, BG_ERROR_PROTOCOL);
+  g_assert_false (g_file_test (dest2, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_https_to_http (void)
+{
+  Fixture fx = { 0, };
+  Fixture *f = &fx;
+  g_autoptr(BgTestServer) plain = bg_test_server_new (NULL, FALSE);
+  g_autofree char *cert = g_test_build_filename (G_TEST_DIST, "fixtures", "test-cert.pem", NULL);
+  g_autoptr(GTlsDatabase) db = NULL;
+  g_autoptr(SoupSession) session = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) secure = NULL;
+  g_autoptr(BgResponse) downgraded = NULL;
+  g_autoptr(BgResponse) untrusted = NULL;
+  g_autofree char *plain_url = NULL;
+  g_autofree char *escaped = NULL;
+  g_autofree char *query = NULL;
+  g_autofree char *dest = NULL;
+
+  f->server = bg_test_server_new (NULL, TRUE);
+  f->tmp = bg_test_make_tmpdir ();
+  f->db = g_build_filename (f->tmp, "tasks.sqlite", NULL);
+  serve_file (f, "s.bin", 50000, 14);
+
+  /* The default TLS database does not trust the test certificate. */
+  f->downloader = open_downloader (f);
+  dest = dest_path (f, "untrusted.bin");
+  untrusted = download (f, "/files/s.bin", dest, "untrusted");
+  g_assert_cmpint (bg_response_get_kind (untrusted), ==, BG_RESPONSE_FAILED);
+  g_assert_nonnull (bg_response_get_error (untrusted));
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_clear_object (&f->downloader);
+
+  /* With a session that trusts it, https works, and a redirect to http is refused. */
+  db = g_tls_file_database_new (cert, &error);
+  g_assert_no_error (error);
+  session = bg_engine_new_soup_session ();
+  soup_session_set_tls_database (session, db);
+  f->downloader = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                                  "session-id", "tls", "database-path", f->db,
+                                  "soup-session", session, "max-attempts", 1, NULL);
+  g_assert_no_error (error);
+  g_assert_true (bg_downloader_get_soup_session (f->downloader) == session);
+
+  g_free (dest);
+  dest = dest_path (f, "secure.bin");
+  secure = download (f, "/files/s.bin", dest, "secure");
+  g_assert_cmpint (bg_response_get_kind (secure), ==, BG_RESPONSE_SUCCESS);
+
+  plain_url = bg_test_server_url (plain, "/files/s.bin");
+  escaped = g_uri_escape_string (plain_url, NULL, FALSE);
+  query = g_strdup_printf ("/files/s.bin?location=%s", escaped);
+  g_free (dest);
+  dest = dest_path (f, "downgraded.bin");
+  downgraded = download (f, query, dest, "downgraded");
+  g_assert_cmpint (bg_response_get_kind (downgraded), ==, BG_RESPONSE_FAILED);
+  g_assert_error (bg_response_get_error (downgraded), BG_ERROR, BG_ERROR_INSECURE_REDIRECT);
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_assert_cmpint (bg_test_server_stat_int (plain, "requests"), ==, 0);
+
+  fixture_teardown (f, NULL);
+}
+
+/* --- A real kill --------------------------------------------------------------------------- */
+
+static GSubprocess *
+spawn_helper (GDataInputStream **out,
+              GError           **error,
+              ...)
+{
+  g_autofree char *helper = g_test_build_filename (G_TEST_BUILT, "transfer-helper", NULL);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  GSubprocess *process;
+  const char *arg;
+  va_list args;
+
+  g_ptr_array_add (argv, helper);
+  va_start (args, error);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, (gpointer) arg);
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+
+  process = g_subprocess_newv ((const char * const *) argv->pdata,
+                               G_SUBPROCESS_FLAGS_STDOUT_PIPE, error);
+  if (process != NULL)
+    *out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (process));
+
+  return process;
+}
+
+static void
+test_kill_and_restore (Fixture       *f,
+                       gconstpointer  data)
+{
+  const gsize size = 24 * MiB;
+  g_autofree char *sha = serve_file (f, "k.bin", size, 15);
+  g_autofree char *dest = dest_path (f, "k.bin");
+  g_autofree char *url = bg_test_server_url (f->server, "/files/k.bin?rate=4000000");
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autofree char *got = NULL;
+  gint64 served;
+
+  /* The helper owns the database while it runs. */
+  g_clear_object (&f->downloader);
+
+  helper = spawn_helper (&out, &error, "download", f->db, url, dest, "killed", NULL);
+  g_assert_no_error (error);
+
+  while (TRUE)
+    {
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
+      gint64 bytes;
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      g_assert_false (g_str_has_prefix (line, "finished"));
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+      if (sscanf (line, "progress %" G_GINT64_FORMAT, &bytes) == 1 && bytes >= 10 * MiB)
+        break;
+    }
+
+  g_subprocess_send_signal (helper, SIGKILL);
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_false (g_subprocess_get_if_exited (helper));
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (count_partials (f->tmp), ==, 1);
+
+  /* A new process carries it on. */
+  f->downloader = open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 1);
+
+  while (f->finished_count == 0)
+    {
+      g_main_context_iteration (NULL, TRUE);
+      /* Never half-written. */
+      if (g_file_test (dest, G_FILE_TEST_EXISTS))
+        {
+          GStatBuf st;
+
+          g_assert_cmpint (g_stat (dest, &st), ==, 0);
+          g_assert_cmpint (st.st_size, ==, size);
+        }
+    }
+
+  g_assert_cmpuint (f->finished_count, ==, 1);
+  g_assert_cmpint (bg_response_get_kind (f->last_finished), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (f->last_finished), ==, 206);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+
+  /* At most one checkpoint interval (8 MiB) was fetched twice. */
+  served = bg_test_server_stat_int (f->server, "bytes_sent");
+  g_test_message ("served %" G_GINT64_FORMAT " bytes for a %" G_GSIZE_FORMAT " byte file",
+                  served, size);
+  g_assert_cmpint (served, <=, (gint64) size + 8 * MiB);
+  g_assert_cmpint (served, >=, (gint64) size);
+
+  g_assert_true (bg_downloader_forget (f->downloader, "killed", &error));
+  g_assert_no_error (error);
+}
+
+/* A result that no one collected comes back in the next process, and only until collected. */
+static void
+test_uncollected_result (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "u.bin", 1 * MiB, 16);
+  g_autofree char *dest = dest_path (f, "u.bin");
+  g_autofree char *url = bg_test_server_url (f->server, "/files/u.bin");
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) stored = NULL;
+
+  g_clear_object (&f->downloader);
+
+  helper = spawn_helper (&out, &error, "hold", f->db, url, dest, "held", NULL);
+  g_assert_no_error (error);
+  g_subprocess_wait_check (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_test (dest, G_FILE_TEST_EXISTS));
+
+  /* Without restore, the same call gets the stored result at once: no new request. */
+  bg_test_server_reset (f->server);
+  f->downloader = open_downloader (f);
+  stored = download (f, "/files/u.bin", dest, "held");
+  g_assert_cmpint (bg_response_get_kind (stored), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (stored), ==, 200);
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 0);
+  {
+    g_autofree char *path = g_file_get_path (bg_response_get_file (stored));
+    g_autofree char *got = bg_test_sha256_file (path);
+
+    g_assert_cmpstr (path, ==, dest);
+    g_assert_cmpstr (got, ==, sha);
+  }
+
+  /* Collected by that _finish: a later restore announces nothing. */
+  g_clear_object (&f->downloader);
+  f->finished_count = 0;
+  f->downloader = open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_cmpuint (f->finished_count, ==, 0);
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 0);
+}
+
+static void
+test_restore_announces (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "a.bin");
+  g_autofree char *url = bg_test_server_url (f->server, "/files/a.bin");
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+
+  serve_file (f, "a.bin", 1000, 17);
+  g_clear_object (&f->downloader);
+  helper = spawn_helper (&out, &error, "hold", f->db, url, dest, "announce", NULL);
+  g_assert_no_error (error);
+  g_subprocess_wait_check (helper, NULL, &error);
+  g_assert_no_error (error);
+
+  /* At-least-once until collected: two restores, two announcements. */
+  for (guint round = 1; round <= 2; round++)
+    {
+      g_autoptr(GAsyncResult) result = NULL;
+
+      f->downloader = open_downloader (f);
+      bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+      bg_test_wait_for_result (&result, 30);
+      g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+      g_assert_cmpuint (f->finished_count, ==, round);
+      g_assert_cmpint (bg_response_get_kind (f->last_finished), ==, BG_RESPONSE_SUCCESS);
+      g_assert_cmpstr (bg_response_get_identifier (f->last_finished), ==, "announce");
+      g_clear_object (&f->downloader);
+    }
+
+  f->downloader = open_downloader (f);
+  g_assert_true (bg_downloader_forget (f->downloader, "announce", &error));
+  g_assert_no_error (error);
+  g_clear_object (&f->downloader);
+  f->downloader = open_downloader (f);
+  {
+    g_autoptr(GAsyncResult) result = NULL;
+
+    bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+    bg_test_wait_for_result (&result, 30);
+    g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  }
+  g_assert_cmpuint (f->finished_count, ==, 2);
+  /* The published file is the app's; forgetting the record leaves it. */
+  g_assert_true (g_file_test (dest, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_busy (Fixture       *f,
+           gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "b.bin");
+  g_autofree char *url = bg_test_server_url (f->server, "/files/b.bin");
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = NULL;
+
+  /* While this process holds the database, the helper is refused. */
+  helper = spawn_helper (&out, &error, "download", f->db, url, dest, "busy", NULL);
+  g_assert_no_error (error);
+  line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "error "));
+  g_assert_nonnull (strstr (line, f->db));
+  g_subprocess_wait (helper, NULL, NULL);
+  g_assert_cmpint (g_subprocess_get_exit_status (helper), ==, 1);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, func) \
+  g_test_add ("/downloader/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+
+  ADD ("happy-path", test_happy_path);
+  ADD ("classification", test_classification);
+  ADD ("join", test_join);
+  ADD ("conflict-and-arguments", test_conflict_and_arguments);
+  ADD ("max-concurrent", test_max_concurrent);
+  ADD ("cancel", test_cancel);
+  ADD ("cancel-wait-only", test_cancel_wait_only);
+  ADD ("resume/range", test_resume_range);
+  ADD ("resume/ignored-range", test_resume_ignored_range);
+  ADD ("resume/changed-etag", test_resume_changed_etag);
+  ADD ("resume/wrong-range", test_resume_wrong_range);
+  ADD ("resume/416-complete", test_416_complete);
+  ADD ("redirects", test_redirects);
+  ADD ("kill-and-restore", test_kill_and_restore);
+  ADD ("uncollected-result", test_uncollected_result);
+  ADD ("restore-announces", test_restore_announces);
+  ADD ("busy", test_busy);
+  g_test_add_func ("/downloader/https-to-http", test_https_to_http);
+
+#undef ADD
+
+  return g_test_run ();
+}

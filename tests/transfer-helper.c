@@ -1,0 +1,289 @@
+/* transfer-helper.c: a tiny app that the crash tests start, watch and kill
+ *
+ * Usage:
+ *   transfer-helper download DB URL DEST ID        download, collect, print the outcome
+ *   transfer-helper upload DB URL SRC ID METHOD    upload, collect, print the outcome
+ *   transfer-helper hold DB URL DEST ID            download, then exit without collecting
+ *   transfer-helper restore download|upload DB     restore, print and forget every result
+ *
+ * It prints one line per event on stdout, flushed at once:
+ *   progress BYTES TOTAL
+ *   finished ID KIND STATUS
+ *   error MESSAGE
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include <bg-glib.h>
+
+static GMainLoop *loop;
+static int exit_code;
+static gboolean hold_results;
+
+static const char *
+kind_name (BgResponseKind kind)
+{
+  switch (kind)
+    {
+    case BG_RESPONSE_SUCCESS: return "success";
+    case BG_RESPONSE_RETRY: return "retry";
+    case BG_RESPONSE_REJECTED: return "rejected";
+    case BG_RESPONSE_FAILED: return "failed";
+    default: return "?";
+    }
+}
+
+static void
+say (const char *format,
+     ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  vprintf (format, args);
+  va_end (args);
+  putchar ('\n');
+  fflush (stdout);
+}
+
+static void
+progress_cb (BgTask     *task,
+             GParamSpec *pspec,
+             gpointer    user_data)
+{
+  say ("progress %" G_GINT64_FORMAT " %" G_GINT64_FORMAT,
+       bg_task_get_bytes_transferred (task), bg_task_get_bytes_total (task));
+}
+
+static void
+watch_tasks (GListModel *model,
+             guint       position,
+             guint       removed,
+             guint       added,
+             gpointer    user_data)
+{
+  for (guint i = position; i < position + added; i++)
+    {
+      g_autoptr(BgTask) task = g_list_model_get_item (model, i);
+
+      g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (progress_cb), NULL);
+    }
+}
+
+static void
+task_finished_cb (GObject    *source,
+                  BgTask     *task,
+                  BgResponse *response,
+                  gpointer    user_data)
+{
+  say ("finished %s %s %u", bg_task_get_identifier (task),
+       kind_name (bg_response_get_kind (response)), bg_response_get_status (response));
+
+  if (hold_results)
+    {
+      /* Leave without collecting: the result stays in the database. */
+      _exit (0);
+    }
+}
+
+static void
+download_done_cb (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  response = bg_downloader_download_finish (BG_DOWNLOADER (object), result, &error);
+  if (response == NULL)
+    {
+      say ("error %s", error->message);
+      exit_code = 1;
+    }
+  g_main_loop_quit (loop);
+}
+
+static void
+upload_done_cb (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  response = bg_uploader_upload_finish (BG_UPLOADER (object), result, &error);
+  if (response == NULL)
+    {
+      say ("error %s", error->message);
+      exit_code = 1;
+    }
+  g_main_loop_quit (loop);
+}
+
+static guint
+count_unfinished (GListModel *model)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < g_list_model_get_n_items (model); i++)
+    {
+      g_autoptr(BgTask) task = g_list_model_get_item (model, i);
+
+      if (bg_task_get_state (task) != BG_TASK_STATE_FINISHED)
+        n++;
+    }
+
+  return n;
+}
+
+static void
+restored_finished_cb (GObject    *source,
+                      BgTask     *task,
+                      BgResponse *response,
+                      gpointer    user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *identifier = g_strdup (bg_task_get_identifier (task));
+  gboolean ok;
+
+  if (BG_IS_DOWNLOADER (source))
+    ok = bg_downloader_forget (BG_DOWNLOADER (source), identifier, &error);
+  else
+    ok = bg_uploader_forget (BG_UPLOADER (source), identifier, &error);
+  if (!ok)
+    say ("error %s", error->message);
+}
+
+static gboolean
+check_done_cb (gpointer user_data)
+{
+  GListModel *model = user_data;
+
+  if (count_unfinished (model) == 0)
+    g_main_loop_quit (loop);
+
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+restore_done_cb (GObject      *object,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+
+  if (BG_IS_DOWNLOADER (object))
+    ok = bg_downloader_restore_finish (BG_DOWNLOADER (object), result, &error);
+  else
+    ok = bg_uploader_restore_finish (BG_UPLOADER (object), result, &error);
+
+  if (!ok)
+    {
+      say ("error %s", error->message);
+      exit_code = 1;
+      g_main_loop_quit (loop);
+    }
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GObject) front = NULL;
+  const char *mode;
+
+  if (argc < 2)
+    return 64;
+
+  mode = argv[1];
+  loop = g_main_loop_new (NULL, FALSE);
+
+  if (g_str_equal (mode, "restore") && argc == 4)
+    {
+      gboolean download = g_str_equal (argv[2], "download");
+      GListModel *model;
+
+      if (download)
+        front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                                "session-id", "helper", "database-path", argv[3],
+                                "max-attempts", 1, NULL);
+      else
+        front = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
+                                "session-id", "helper", "database-path", argv[3],
+                                "max-attempts", 1, NULL);
+      if (front == NULL)
+        {
+          say ("error %s", error->message);
+          return 1;
+        }
+
+      model = download ? bg_downloader_get_tasks (BG_DOWNLOADER (front))
+                       : bg_uploader_get_tasks (BG_UPLOADER (front));
+      g_signal_connect (model, "items-changed", G_CALLBACK (watch_tasks), NULL);
+      g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
+      g_signal_connect (front, "task-finished", G_CALLBACK (restored_finished_cb), NULL);
+
+      if (download)
+        bg_downloader_restore_async (BG_DOWNLOADER (front), NULL, restore_done_cb, NULL);
+      else
+        bg_uploader_restore_async (BG_UPLOADER (front), NULL, restore_done_cb, NULL);
+
+      g_timeout_add (50, check_done_cb, model);
+      g_main_loop_run (loop);
+      return exit_code;
+    }
+
+  if ((g_str_equal (mode, "download") || g_str_equal (mode, "hold")) && argc == 6)
+    {
+      g_autoptr(SoupMessage) msg = soup_message_new ("GET", argv[3]);
+      g_autoptr(GFile) dest = g_file_new_for_path (argv[4]);
+
+      hold_results = g_str_equal (mode, "hold");
+      front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                              "session-id", "helper", "database-path", argv[2],
+                              "max-attempts", 1, NULL);
+      if (front == NULL)
+        {
+          say ("error %s", error->message);
+          return 1;
+        }
+      g_signal_connect (bg_downloader_get_tasks (BG_DOWNLOADER (front)), "items-changed",
+                        G_CALLBACK (watch_tasks), NULL);
+      g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
+      bg_downloader_download_async (BG_DOWNLOADER (front), msg, dest, argv[5], NULL,
+                                    download_done_cb, NULL);
+      g_main_loop_run (loop);
+      return exit_code;
+    }
+
+  if (g_str_equal (mode, "upload") && argc == 7)
+    {
+      g_autoptr(SoupMessage) msg = soup_message_new (argv[6], argv[3]);
+      g_autoptr(GFile) src = g_file_new_for_path (argv[4]);
+
+      front = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
+                              "session-id", "helper", "database-path", argv[2],
+                              "max-attempts", 1, NULL);
+      if (front == NULL)
+        {
+          say ("error %s", error->message);
+          return 1;
+        }
+      g_signal_connect (bg_uploader_get_tasks (BG_UPLOADER (front)), "items-changed",
+                        G_CALLBACK (watch_tasks), NULL);
+      g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
+      bg_uploader_upload_async (BG_UPLOADER (front), msg, src, argv[5], NULL,
+                                upload_done_cb, NULL);
+      g_main_loop_run (loop);
+      return exit_code;
+    }
+
+  return 64;
+}
