@@ -33,6 +33,7 @@ struct _BgTask
   gint64       bytes_total;
   gint64       next_attempt_at;
   gint64       last_progress_notify;
+  guint        progress_notify_source;
   BgTaskKind   kind;
   BgTaskState  state;
   guint        attempts;
@@ -64,6 +65,7 @@ bg_task_finalize (GObject *object)
 {
   BgTask *self = (BgTask *)object;
 
+  g_clear_handle_id (&self->progress_notify_source, g_source_remove);
   g_clear_pointer (&self->identifier, g_free);
   g_clear_pointer (&self->uri, g_free);
   g_clear_object (&self->file);
@@ -285,6 +287,31 @@ bg_task_set_uri (BgTask     *self,
     }
 }
 
+static void
+notify_progress (BgTask   *self,
+                 gboolean  total_changed)
+{
+  self->last_progress_notify = g_get_monotonic_time ();
+  g_clear_handle_id (&self->progress_notify_source, g_source_remove);
+
+  g_object_freeze_notify (G_OBJECT (self));
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TRANSFERRED]);
+  if (total_changed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TOTAL]);
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
+static gboolean
+deferred_progress_cb (gpointer data)
+{
+  BgTask *self = data;
+
+  self->progress_notify_source = 0;
+  notify_progress (self, FALSE);
+
+  return G_SOURCE_REMOVE;
+}
+
 void
 bg_task_set_progress (BgTask   *self,
                       gint64    transferred,
@@ -307,15 +334,20 @@ bg_task_set_progress (BgTask   *self,
   now = g_get_monotonic_time ();
   if (!force_notify && !total_changed &&
       now - self->last_progress_notify < PROGRESS_NOTIFY_INTERVAL_USEC)
-    return;
+    {
+      /* Not now, but soon: the last value is never left unannounced. */
+      if (self->progress_notify_source == 0)
+        {
+          gint64 wait = PROGRESS_NOTIFY_INTERVAL_USEC - (now - self->last_progress_notify);
 
-  self->last_progress_notify = now;
+          self->progress_notify_source =
+            g_timeout_add_full (G_PRIORITY_DEFAULT, (guint) (wait / 1000) + 1,
+                                deferred_progress_cb, self, NULL);
+        }
+      return;
+    }
 
-  g_object_freeze_notify (G_OBJECT (self));
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TRANSFERRED]);
-  if (total_changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TOTAL]);
-  g_object_thaw_notify (G_OBJECT (self));
+  notify_progress (self, total_changed);
 }
 
 void

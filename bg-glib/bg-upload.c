@@ -5,11 +5,16 @@
 
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+
 #include <glib/gi18n-lib.h>
+#include <glib/gstdio.h>
 
 #include "bg-engine-private.h"
 #include "bg-error.h"
 #include "bg-http-private.h"
+#include "bg-source-stream-private.h"
 
 #define RESPONSE_CHUNK_SIZE (64 * 1024)
 #define MAX_REDIRECTS 20
@@ -53,8 +58,6 @@ upload_unref (Upload *self)
   if (!g_ref_count_dec (&self->ref_count))
     return;
 
-  if (self->msg != NULL)
-    g_signal_handlers_disconnect_by_data (self->msg, self);
   g_clear_object (&self->in);
   g_clear_object (&self->msg);
   g_clear_object (&self->cancellable);
@@ -166,11 +169,12 @@ upload_prepare_new (BgEngine       *engine,
 }
 
 static void
-wrote_body_data_cb (SoupMessage *msg,
-                    guint        chunk_size,
-                    Upload      *self)
+body_progress_cb (gint64   offset,
+                  gpointer user_data)
 {
-  self->sent += chunk_size;
+  Upload *self = user_data;
+
+  self->sent = offset;
   bg_job_progress (self->job, self->sent, self->size);
 }
 
@@ -184,7 +188,9 @@ new_message (Upload              *self,
 {
   BgStoreRecord *record = bg_job_get_record (self->job);
   g_autoptr(SoupMessage) msg = soup_message_new_from_uri (method, uri);
-  g_autoptr(GFileInputStream) body = NULL;
+  g_autoptr(GInputStream) body = NULL;
+  g_autofree char *path = g_file_get_path (bg_job_get_file (self->job));
+  int fd;
   SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
   SoupMessageHeadersIter iter;
   const char *name;
@@ -214,13 +220,21 @@ new_message (Upload              *self,
   if (content_type == NULL)
     content_type = "application/octet-stream";
 
-  body = g_file_read (bg_job_get_file (self->job), self->cancellable, error);
-  if (body == NULL)
-    return NULL;
+  fd = g_open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0);
+  if (fd < 0)
+    {
+      int saved_errno = errno;
 
-  soup_message_set_request_body (msg, content_type, G_INPUT_STREAM (body), self->size);
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot open the source file “%s”: %s"), path, g_strerror (saved_errno));
+      return NULL;
+    }
+
+  /* The stream calls back into the attempt, which outlives every message it sends. */
+  self->sent = 0;
+  body = bg_source_stream_new (fd, self->size, body_progress_cb, self);
+  soup_message_set_request_body (msg, content_type, body, self->size);
   soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
-  g_signal_connect (msg, "wrote-body-data", G_CALLBACK (wrote_body_data_cb), self);
 
   return g_steal_pointer (&msg);
 }
@@ -452,9 +466,7 @@ follow_redirect (Upload *self)
       g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
       g_clear_object (&self->in);
     }
-  g_signal_handlers_disconnect_by_data (self->msg, self);
   g_set_object (&self->msg, msg);
-  self->sent = 0;
   upload_send (self);
 
   return TRUE;

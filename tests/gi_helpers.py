@@ -11,7 +11,7 @@ import gi
 
 gi.require_version('Bg', '1')
 gi.require_version('Soup', '3.0')
-from gi.repository import Bg, GLib, Gio, Soup  # noqa: E402
+from gi.repository import Bg, GLib, GObject, Gio, Soup  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,6 +36,7 @@ class FaultServer:
 
     def close(self):
         self.proc.stdin.close()
+        self.proc.stdout.close()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -136,21 +136,6 @@ download (Fixture    *f,
   return response;
 }
 
-/* No file named like a partial file is left in @dir. */
-static guint
-count_partials (const char *dir)
-{
-  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-  guint n = 0;
-
-  while ((name = g_dir_read_name (d)) != NULL)
-    if (g_str_has_suffix (name, ".part"))
-      n++;
-
-  return n;
-}
-
 static void
 count_notify (BgTask     *task,
               GParamSpec *pspec,
@@ -216,7 +201,7 @@ test_happy_path (Fixture       *f,
   g_assert_cmpstr (got, ==, sha);
   g_assert_cmpint (g_stat (dest, &st), ==, 0);
   g_assert_cmpint (st.st_size, ==, 64 * MiB);
-  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
 
   g_assert_cmpint (bg_task_get_bytes_transferred (task), ==, 64 * MiB);
   g_assert_cmpint (bg_task_get_bytes_total (task), ==, 64 * MiB);
@@ -285,7 +270,7 @@ test_classification (Fixture       *f,
   g_assert_cmpint (bg_response_get_kind (refused), ==, BG_RESPONSE_RETRY);
   g_assert_cmpuint (bg_response_get_status (refused), ==, 0);
   g_assert_error (bg_response_get_error (refused), G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
-  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
 }
 
 static void
@@ -494,7 +479,7 @@ test_cancel (Fixture       *f,
   start_download (f, "/files/cancel.bin?rate=4000000", dest, "cancel-me", NULL, &result);
   wait_for_bytes (f->downloader, "cancel-me", 1 * MiB);
   /* The partial file exists while the download runs. */
-  g_assert_cmpuint (count_partials (f->tmp), ==, 1);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 1);
 
   g_assert_true (bg_downloader_cancel (f->downloader, "cancel-me", &error));
   g_assert_no_error (error);
@@ -504,7 +489,7 @@ test_cancel (Fixture       *f,
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_clear_error (&error);
 
-  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
   g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
   g_assert_null (bg_downloader_lookup_task (f->downloader, "cancel-me"));
   g_assert_cmpuint (f->finished_count, ==, 0);
@@ -679,7 +664,7 @@ test_resume_wrong_range (Fixture       *f,
   g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_FAILED);
   g_assert_error (bg_response_get_error (response), BG_ERROR, BG_ERROR_PROTOCOL);
   g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
-  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
 }
 
 /* A partial file that already holds every byte, as a run that died after its last write
@@ -843,32 +828,6 @@ test_https_to_http (void)
 
 /* --- A real kill --------------------------------------------------------------------------- */
 
-static GSubprocess *
-spawn_helper (GDataInputStream **out,
-              GError           **error,
-              ...)
-{
-  g_autofree char *helper = g_test_build_filename (G_TEST_BUILT, "transfer-helper", NULL);
-  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
-  GSubprocess *process;
-  const char *arg;
-  va_list args;
-
-  g_ptr_array_add (argv, helper);
-  va_start (args, error);
-  while ((arg = va_arg (args, const char *)) != NULL)
-    g_ptr_array_add (argv, (gpointer) arg);
-  va_end (args);
-  g_ptr_array_add (argv, NULL);
-
-  process = g_subprocess_newv ((const char * const *) argv->pdata,
-                               G_SUBPROCESS_FLAGS_STDOUT_PIPE, error);
-  if (process != NULL)
-    *out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (process));
-
-  return process;
-}
-
 static void
 test_kill_and_restore (Fixture       *f,
                        gconstpointer  data)
@@ -887,7 +846,7 @@ test_kill_and_restore (Fixture       *f,
   /* The helper owns the database while it runs. */
   g_clear_object (&f->downloader);
 
-  helper = spawn_helper (&out, &error, "download", f->db, url, dest, "killed", NULL);
+  helper = bg_test_spawn_helper (&out, &error, "download", f->db, url, dest, "killed", NULL);
   g_assert_no_error (error);
 
   while (TRUE)
@@ -908,7 +867,7 @@ test_kill_and_restore (Fixture       *f,
   g_assert_no_error (error);
   g_assert_false (g_subprocess_get_if_exited (helper));
   g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
-  g_assert_cmpuint (count_partials (f->tmp), ==, 1);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 1);
 
   /* A new process carries it on. */
   f->downloader = open_downloader (f);
@@ -936,7 +895,7 @@ test_kill_and_restore (Fixture       *f,
   g_assert_cmpuint (bg_response_get_status (f->last_finished), ==, 206);
   got = bg_test_sha256_file (dest);
   g_assert_cmpstr (got, ==, sha);
-  g_assert_cmpuint (count_partials (f->tmp), ==, 0);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
 
   /* At most one checkpoint interval (8 MiB) was fetched twice. */
   served = bg_test_server_stat_int (f->server, "bytes_sent");
@@ -965,7 +924,7 @@ test_uncollected_result (Fixture       *f,
 
   g_clear_object (&f->downloader);
 
-  helper = spawn_helper (&out, &error, "hold", f->db, url, dest, "held", NULL);
+  helper = bg_test_spawn_helper (&out, &error, "hold", f->db, url, dest, "held", NULL);
   g_assert_no_error (error);
   g_subprocess_wait_check (helper, NULL, &error);
   g_assert_no_error (error);
@@ -1009,7 +968,7 @@ test_restore_announces (Fixture       *f,
 
   serve_file (f, "a.bin", 1000, 17);
   g_clear_object (&f->downloader);
-  helper = spawn_helper (&out, &error, "hold", f->db, url, dest, "announce", NULL);
+  helper = bg_test_spawn_helper (&out, &error, "hold", f->db, url, dest, "announce", NULL);
   g_assert_no_error (error);
   g_subprocess_wait_check (helper, NULL, &error);
   g_assert_no_error (error);
@@ -1058,7 +1017,7 @@ test_busy (Fixture       *f,
   g_autofree char *line = NULL;
 
   /* While this process holds the database, the helper is refused. */
-  helper = spawn_helper (&out, &error, "download", f->db, url, dest, "busy", NULL);
+  helper = bg_test_spawn_helper (&out, &error, "download", f->db, url, dest, "busy", NULL);
   g_assert_no_error (error);
   line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
   g_assert_no_error (error);

@@ -299,3 +299,43 @@ bg_test_store_result_cb (GObject      *object,
   g_assert_null (*out);
   *out = g_object_ref (result);
 }
+
+GSubprocess *
+bg_test_spawn_helper (GDataInputStream **out,
+                      GError           **error,
+                      ...)
+{
+  g_autofree char *helper = g_test_build_filename (G_TEST_BUILT, "transfer-helper", NULL);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  GSubprocess *process;
+  const char *arg;
+  va_list args;
+
+  g_ptr_array_add (argv, helper);
+  va_start (args, error);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, (gpointer) arg);
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+
+  process = g_subprocess_newv ((const char * const *) argv->pdata,
+                               G_SUBPROCESS_FLAGS_STDOUT_PIPE, error);
+  if (process != NULL)
+    *out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (process));
+
+  return process;
+}
+
+guint
+bg_test_count_partials (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  guint n = 0;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    if (g_str_has_suffix (name, ".part"))
+      n++;
+
+  return n;
+}

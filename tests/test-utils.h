@@ -47,4 +47,12 @@ void          bg_test_store_result_cb     (GObject       *object,
                                            GAsyncResult  *result,
                                            gpointer       user_data);
 
+/* Starts tests/transfer-helper with the given arguments (NULL-terminated); its stdout is
+ * returned in @out, one event per line. */
+GSubprocess  *bg_test_spawn_helper        (GDataInputStream **out,
+                                           GError           **error,
+                                           ...) G_GNUC_NULL_TERMINATED;
+/* Counts the partial files (".part") in @dir. */
+guint         bg_test_count_partials      (const char        *dir);
+
 G_END_DECLS

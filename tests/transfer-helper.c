@@ -8,7 +8,7 @@
  *
  * It prints one line per event on stdout, flushed at once:
  *   progress BYTES TOTAL
- *   finished ID KIND STATUS
+ *   finished ID KIND STATUS [ERROR MESSAGE]
  *   error MESSAGE
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -81,8 +81,11 @@ task_finished_cb (GObject    *source,
                   BgResponse *response,
                   gpointer    user_data)
 {
-  say ("finished %s %s %u", bg_task_get_identifier (task),
-       kind_name (bg_response_get_kind (response)), bg_response_get_status (response));
+  const GError *error = bg_response_get_error (response);
+
+  say ("finished %s %s %u%s%s", bg_task_get_identifier (task),
+       kind_name (bg_response_get_kind (response)), bg_response_get_status (response),
+       error ? " " : "", error ? error->message : "");
 
   if (hold_results)
     {

@@ -1,0 +1,179 @@
+/* bg-source-stream.c: an upload's body, read from the source file
+ *
+ * libsoup sends a request body by splicing it into the connection.  A stream that GIO can only
+ * read through worker threads makes that splice hop threads for every small block; a regular
+ * file is always readable, so this stream says so (GPollableInputStream) and reads it directly.
+ * It also counts what has been handed to the connection, which is the upload's progress.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <glib/gi18n-lib.h>
+
+#include "bg-source-stream-private.h"
+
+struct _BgSourceStream
+{
+  GInputStream            parent_instance;
+
+  int                     fd;
+  gint64                  size;
+  gint64                  offset;
+  BgSourceStreamProgress  progress;
+  gpointer                user_data;
+};
+
+static void bg_source_stream_pollable_iface_init (GPollableInputStreamInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (BgSourceStream, bg_source_stream, G_TYPE_INPUT_STREAM,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
+                                                      bg_source_stream_pollable_iface_init))
+
+static gssize
+bg_source_stream_read (GInputStream  *stream,
+                       void          *buffer,
+                       gsize          count,
+                       GCancellable  *cancellable,
+                       GError       **error)
+{
+  BgSourceStream *self = BG_SOURCE_STREAM (stream);
+  gsize wanted = (gsize) MIN ((gint64) count, self->size - self->offset);
+  gssize n;
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return -1;
+
+  if (wanted == 0)
+    return 0;
+
+  do
+    n = read (self->fd, buffer, wanted);
+  while (n < 0 && errno == EINTR);
+
+  if (n < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot read the source file: %s"), g_strerror (saved_errno));
+      return -1;
+    }
+
+  if (n == 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT,
+                   _("The source file became shorter while it was being sent"));
+      return -1;
+    }
+
+  self->offset += n;
+  if (self->progress != NULL)
+    self->progress (self->offset, self->user_data);
+
+  return n;
+}
+
+static gboolean
+bg_source_stream_close (GInputStream  *stream,
+                        GCancellable  *cancellable,
+                        GError       **error)
+{
+  BgSourceStream *self = BG_SOURCE_STREAM (stream);
+
+  if (self->fd >= 0)
+    {
+      close (self->fd);
+      self->fd = -1;
+    }
+
+  return TRUE;
+}
+
+static void
+bg_source_stream_finalize (GObject *object)
+{
+  BgSourceStream *self = BG_SOURCE_STREAM (object);
+
+  if (self->fd >= 0)
+    close (self->fd);
+
+  G_OBJECT_CLASS (bg_source_stream_parent_class)->finalize (object);
+}
+
+static gboolean
+bg_source_stream_can_poll (GPollableInputStream *stream)
+{
+  return TRUE;
+}
+
+static gboolean
+bg_source_stream_is_readable (GPollableInputStream *stream)
+{
+  /* A regular file never makes a reader wait for data. */
+  return TRUE;
+}
+
+static GSource *
+bg_source_stream_create_source (GPollableInputStream *stream,
+                                GCancellable         *cancellable)
+{
+  g_autoptr(GSource) ready = g_timeout_source_new (0);
+
+  return g_pollable_source_new_full (stream, ready, cancellable);
+}
+
+static gssize
+bg_source_stream_read_nonblocking (GPollableInputStream  *stream,
+                                   void                  *buffer,
+                                   gsize                  count,
+                                   GError               **error)
+{
+  return bg_source_stream_read (G_INPUT_STREAM (stream), buffer, count, NULL, error);
+}
+
+static void
+bg_source_stream_pollable_iface_init (GPollableInputStreamInterface *iface)
+{
+  iface->can_poll = bg_source_stream_can_poll;
+  iface->is_readable = bg_source_stream_is_readable;
+  iface->create_source = bg_source_stream_create_source;
+  iface->read_nonblocking = bg_source_stream_read_nonblocking;
+}
+
+static void
+bg_source_stream_class_init (BgSourceStreamClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GInputStreamClass *stream_class = G_INPUT_STREAM_CLASS (klass);
+
+  object_class->finalize = bg_source_stream_finalize;
+  stream_class->read_fn = bg_source_stream_read;
+  stream_class->close_fn = bg_source_stream_close;
+}
+
+static void
+bg_source_stream_init (BgSourceStream *self)
+{
+  self->fd = -1;
+}
+
+GInputStream *
+bg_source_stream_new (int                     fd,
+                      gint64                  size,
+                      BgSourceStreamProgress  progress,
+                      gpointer                user_data)
+{
+  BgSourceStream *self = g_object_new (BG_TYPE_SOURCE_STREAM, NULL);
+
+  self->fd = fd;
+  self->size = size;
+  self->progress = progress;
+  self->user_data = user_data;
+
+  return G_INPUT_STREAM (self);
+}

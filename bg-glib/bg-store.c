@@ -1,0 +1,1768 @@
+/* bg-store.c: the task database
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Every task lives in one SQLite table, reached through libgda.  The schema is SQL in
+ * data/schema/, compiled in as a GResource, and versioned by PRAGMA user_version: opening a
+ * database first checks it without writing a byte, then upgrades it in place, one migration per
+ * transaction.  Each store holds an exclusive lock for its whole life so that only one process at
+ * a time works on a database; within a process, opening the same file again gives the same store.
+ */
+
+#include "config.h"
+
+#include <glib/gi18n-lib.h>
+
+#include "bg-store-private.h"
+#include "bg-error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <libgda/libgda.h>
+#include <libgda/sql-parser/gda-sql-parser.h>
+
+/* libgda 5 predates g_autoptr. */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaStatement, g_object_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaDataModel, g_object_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaSqlParser, g_object_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaBatch, g_object_unref)
+
+/* The compiled-in schema (data/bg-glib.gresource.xml).  It is looked up through its getter
+ * rather than the global registry: referring to bg_get_resource() is what pulls bg-resources.o,
+ * and the constructor that registers it, out of the static library the tests link. */
+#include "data/bg-resources.h"
+
+#define SCHEMA_RESOURCE_DIR "/org/gnome/BgGlib/schema/"
+
+/* The migration that brings a database to schema version N is migrations[N - 1]. */
+static const char * const migrations[] = {
+  "001-initial.sql",
+  "002-idempotency.sql",
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
+
+/* See "Checkpoints" below. */
+#define CHECKPOINT_INTERVAL 256
+#define WAL_AUTOCHECKPOINT  4096
+#define JOURNAL_SIZE_LIMIT  (4 * 1024 * 1024)
+
+/* The columns of the tasks table, one per field of BgStoreRecord.  Records are written, read and
+ * checked through this table, so a new field needs one line here and a migration. */
+typedef enum {
+  COLUMN_STRING,    /* char *, NULL stored as NULL */
+  COLUMN_INT64,     /* gint64 */
+  COLUMN_INT,       /* int, gboolean, or an enum */
+  COLUMN_UINT,      /* guint */
+  COLUMN_BYTES,     /* GBytes *, NULL stored as NULL */
+} ColumnType;
+
+typedef struct
+{
+  const char *name;
+  ColumnType  type;
+  gsize       offset;
+  int         since;  /* the schema version that added the column */
+  gboolean    key;
+} Column;
+
+#define COLUMN(field, type, since, key) \
+  { #field, type, G_STRUCT_OFFSET (BgStoreRecord, field), since, key }
+
+static const Column columns[] = {
+  COLUMN (kind,             COLUMN_INT,    1, TRUE),
+  COLUMN (identifier,       COLUMN_STRING, 1, TRUE),
+  COLUMN (state,            COLUMN_INT,    1, FALSE),
+  COLUMN (method,           COLUMN_STRING, 1, FALSE),
+  COLUMN (uri,              COLUMN_STRING, 1, FALSE),
+  COLUMN (request_headers,  COLUMN_STRING, 1, FALSE),
+  COLUMN (file_path,        COLUMN_STRING, 1, FALSE),
+  COLUMN (partial_path,     COLUMN_STRING, 1, FALSE),
+  COLUMN (checkpoint,       COLUMN_INT64,  1, FALSE),
+  COLUMN (total,            COLUMN_INT64,  1, FALSE),
+  COLUMN (etag,             COLUMN_STRING, 1, FALSE),
+  COLUMN (last_modified,    COLUMN_STRING, 1, FALSE),
+  COLUMN (source_size,      COLUMN_INT64,  1, FALSE),
+  COLUMN (source_mtime,     COLUMN_INT64,  1, FALSE),
+  COLUMN (attempts,         COLUMN_UINT,   1, FALSE),
+  COLUMN (restarts,         COLUMN_UINT,   2, FALSE),
+  COLUMN (next_attempt_at,  COLUMN_INT64,  1, FALSE),
+  COLUMN (created_at,       COLUMN_INT64,  1, FALSE),
+  COLUMN (updated_at,       COLUMN_INT64,  1, FALSE),
+  COLUMN (idempotency_key,  COLUMN_STRING, 2, FALSE),
+  COLUMN (has_response,     COLUMN_INT,    1, FALSE),
+  COLUMN (response_kind,    COLUMN_INT,    1, FALSE),
+  COLUMN (response_status,  COLUMN_UINT,   1, FALSE),
+  COLUMN (response_reason,  COLUMN_STRING, 1, FALSE),
+  COLUMN (response_headers, COLUMN_STRING, 1, FALSE),
+  COLUMN (response_body,    COLUMN_BYTES,  1, FALSE),
+  COLUMN (error_domain,     COLUMN_STRING, 1, FALSE),
+  COLUMN (error_code,       COLUMN_INT,    1, FALSE),
+  COLUMN (error_message,    COLUMN_STRING, 1, FALSE),
+};
+
+#undef COLUMN
+
+/* COLUMN_INT fields are read and written as int. */
+G_STATIC_ASSERT (sizeof (BgTaskKind) == sizeof (int));
+G_STATIC_ASSERT (sizeof (BgTaskState) == sizeof (int));
+G_STATIC_ASSERT (sizeof (gboolean) == sizeof (int));
+
+/* The statements each store parses once, when it opens, and then reuses. */
+typedef enum {
+  STMT_SAVE,
+  STMT_SAVE_PROGRESS,
+  STMT_LOOKUP,
+  STMT_LOAD_ALL,
+  STMT_DELETE,
+  N_STMTS
+} StmtId;
+
+struct _BgStore
+{
+  GObject        parent_instance;
+
+  char          *path;            /* canonical */
+  int            lock_fd;
+  gboolean       registered;      /* in open_stores */
+  int            schema_version;
+
+  GdaConnection *cnc;
+  GdaStatement  *stmts[N_STMTS];
+  GdaSet        *params[N_STMTS];
+  GType         *col_types;       /* for every SELECT of a whole record */
+
+  /* See "Checkpoints" below. */
+  GdaConnection *checkpoint_cnc;
+  GdaStatement  *checkpoint_stmt;
+  GThread       *checkpoint_thread;
+  GAsyncQueue   *checkpoint_queue;
+  int            checkpoint_pending;  /* atomic */
+  guint          writes_since_checkpoint;
+};
+
+G_DEFINE_FINAL_TYPE (BgStore, bg_store, G_TYPE_OBJECT)
+
+/* The stores open in this process, by canonical path.  An entry is a GWeakRef, so that a store
+ * whose last reference is going away is no longer handed out; bg_store_open() then waits on
+ * open_stores_cond until that store's finalize has released the lock and removed the entry. */
+static GMutex      open_stores_mutex;
+static GCond       open_stores_cond;
+static GHashTable *open_stores;
+
+static void
+weak_ref_free (gpointer data)
+{
+  GWeakRef *ref = data;
+
+  g_weak_ref_clear (ref);
+  g_free (ref);
+}
+
+static gpointer
+init_gda_once (gpointer data)
+{
+  gda_init ();
+  return NULL;
+}
+
+static void
+ensure_gda_init (void)
+{
+  static GOnce once = G_ONCE_INIT;
+
+  g_once (&once, init_gda_once, NULL);
+}
+
+/* Records */
+
+BgStoreRecord *
+bg_store_record_new (void)
+{
+  BgStoreRecord *record = g_new0 (BgStoreRecord, 1);
+
+  record->kind = BG_TASK_KIND_DOWNLOAD;
+  record->state = BG_TASK_STATE_QUEUED;
+  record->total = -1;
+  record->source_size = -1;
+
+  return record;
+}
+
+BgStoreRecord *
+bg_store_record_copy (const BgStoreRecord *record)
+{
+  BgStoreRecord *copy;
+
+  g_return_val_if_fail (record != NULL, NULL);
+
+  copy = g_memdup2 (record, sizeof *record);
+
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      gpointer field = G_STRUCT_MEMBER_P (copy, columns[i].offset);
+
+      if (columns[i].type == COLUMN_STRING)
+        *(char **) field = g_strdup (*(char **) field);
+      else if (columns[i].type == COLUMN_BYTES && *(GBytes **) field != NULL)
+        *(GBytes **) field = g_bytes_ref (*(GBytes **) field);
+    }
+
+  return copy;
+}
+
+void
+bg_store_record_free (BgStoreRecord *record)
+{
+  if (record == NULL)
+    return;
+
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      gpointer field = G_STRUCT_MEMBER_P (record, columns[i].offset);
+
+      if (columns[i].type == COLUMN_STRING)
+        g_free (*(char **) field);
+      else if (columns[i].type == COLUMN_BYTES)
+        g_clear_pointer ((GBytes **) field, g_bytes_unref);
+    }
+
+  g_free (record);
+}
+
+/* SQL text
+ *
+ * No parameter is ever bound to NULL.  libgda 5 answers a NULL parameter by copying and
+ * rewriting the whole statement on every execution (to turn "= NULL" into "IS NULL"), which
+ * costs a millisecond per write for the 29 columns of a save and prepares the statement
+ * anew each time.  A nullable column is therefore written as
+ *
+ *   CASE WHEN ##<name>_set::gint64 THEN ##<name>::<type> END
+ *
+ * where <name>_set is 0 for NULL (and <name> then holds a placeholder that is never stored).
+ * The same spelling lets an empty GBytes be stored as an empty blob: libgda binds an empty
+ * GdaBinary as NULL, so coalesce() puts X'' in its place. */
+
+static const Column *
+find_column (const char *name)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    if (g_str_equal (columns[i].name, name))
+      return &columns[i];
+
+  g_assert_not_reached ();
+}
+
+static void
+append_parameter (GString      *sql,
+                  const Column *column)
+{
+  switch (column->type)
+    {
+    case COLUMN_STRING:
+      if (column->key)
+        g_string_append_printf (sql, "##%s::string", column->name);
+      else
+        g_string_append_printf (sql, "CASE WHEN ##%s_set::gint64 THEN ##%s::string END",
+                                column->name, column->name);
+      break;
+
+    case COLUMN_INT64:
+    case COLUMN_INT:
+    case COLUMN_UINT:
+      g_string_append_printf (sql, "##%s::gint64", column->name);
+      break;
+
+    case COLUMN_BYTES:
+      g_string_append_printf (sql,
+                              "CASE WHEN ##%s_set::gint64 "
+                              "THEN coalesce (##%s::GdaBinary, X'') END",
+                              column->name, column->name);
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+static void
+append_column_list (GString *sql)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    g_string_append_printf (sql, "%s%s", i > 0 ? ", " : "", columns[i].name);
+}
+
+static char *
+build_select_sql (const char *tail)
+{
+  g_autoptr(GString) sql = g_string_new ("SELECT ");
+
+  append_column_list (sql);
+  g_string_append_printf (sql, " FROM tasks %s", tail);
+
+  return g_string_free (g_steal_pointer (&sql), FALSE);
+}
+
+/* One statement that inserts the record, or rewrites every column of the existing row.  An
+ * upsert, unlike INSERT OR REPLACE, keeps the row's rowid, which bg_store_load_all() orders by
+ * after created_at.  (libgda's parser does not know ON CONFLICT and passes the statement to
+ * SQLite as it is, parameters included.) */
+static char *
+build_save_sql (void)
+{
+  g_autoptr(GString) sql = g_string_new ("INSERT INTO tasks (");
+
+  append_column_list (sql);
+  g_string_append (sql, ") VALUES (");
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      if (i > 0)
+        g_string_append (sql, ", ");
+      append_parameter (sql, &columns[i]);
+    }
+  g_string_append (sql, ") ON CONFLICT (kind, identifier) DO UPDATE SET ");
+  for (guint i = 0, n = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      if (columns[i].key)
+        continue;
+      g_string_append_printf (sql, "%s%s = excluded.%s",
+                              n++ > 0 ? ", " : "", columns[i].name, columns[i].name);
+    }
+
+  return g_string_free (g_steal_pointer (&sql), FALSE);
+}
+
+/* The columns bg_store_save_progress() writes, and nothing else. */
+static const char * const progress_columns[] = {
+  "checkpoint",
+  "total",
+  "etag",
+  "last_modified",
+  "updated_at",
+};
+
+static char *
+build_progress_sql (void)
+{
+  g_autoptr(GString) sql = g_string_new ("UPDATE tasks SET ");
+
+  for (guint i = 0; i < G_N_ELEMENTS (progress_columns); i++)
+    {
+      g_string_append_printf (sql, "%s%s = ", i > 0 ? ", " : "", progress_columns[i]);
+      append_parameter (sql, find_column (progress_columns[i]));
+    }
+  g_string_append (sql, " WHERE kind = ##kind::gint64 AND identifier = ##identifier::string");
+
+  return g_string_free (g_steal_pointer (&sql), FALSE);
+}
+
+static char *
+build_sql (StmtId id)
+{
+  switch (id)
+    {
+    case STMT_SAVE:
+      return build_save_sql ();
+
+    case STMT_SAVE_PROGRESS:
+      return build_progress_sql ();
+
+    case STMT_LOOKUP:
+      return build_select_sql ("WHERE kind = ##kind::gint64 AND identifier = ##identifier::string");
+
+    case STMT_LOAD_ALL:
+      return build_select_sql ("WHERE kind = ##kind::gint64 ORDER BY created_at, rowid");
+
+    case STMT_DELETE:
+      return g_strdup ("DELETE FROM tasks "
+                       "WHERE kind = ##kind::gint64 AND identifier = ##identifier::string");
+
+    case N_STMTS:
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+/* Errors */
+
+static void
+set_write_error (GError     **error,
+                 BgStore     *self,
+                 GError      *cause)
+{
+  g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+               /* Translators: the first %s is a file path, the second libgda's explanation. */
+               _("Could not write to task database “%s”: %s"),
+               self->path, cause != NULL ? cause->message : _("unknown error"));
+}
+
+static void
+set_read_error (GError     **error,
+                BgStore     *self,
+                GError      *cause)
+{
+  g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+               /* Translators: the first %s is a file path, the second libgda's explanation. */
+               _("Could not read task database “%s”: %s"),
+               self->path, cause != NULL ? cause->message : _("unknown error"));
+}
+
+/* Binding */
+
+static gboolean
+bind_int64 (GdaSet      *params,
+            const char  *name,
+            gint64       value,
+            GError     **error)
+{
+  GdaHolder *holder = gda_set_get_holder (params, name);
+  g_auto(GValue) gvalue = G_VALUE_INIT;
+
+  g_assert (holder != NULL);
+
+  g_value_init (&gvalue, G_TYPE_INT64);
+  g_value_set_int64 (&gvalue, value);
+  return gda_holder_set_value (holder, &gvalue, error);
+}
+
+static gboolean
+bind_string (GdaSet        *params,
+             const Column  *column,
+             const char    *value,
+             GError       **error)
+{
+  GdaHolder *holder = gda_set_get_holder (params, column->name);
+  g_auto(GValue) gvalue = G_VALUE_INIT;
+
+  g_assert (holder != NULL);
+
+  if (!column->key)
+    {
+      g_autofree char *set_name = g_strconcat (column->name, "_set", NULL);
+
+      if (!bind_int64 (params, set_name, value != NULL, error))
+        return FALSE;
+    }
+  else
+    {
+      g_assert (value != NULL);
+    }
+
+  g_value_init (&gvalue, G_TYPE_STRING);
+  g_value_set_static_string (&gvalue, value != NULL ? value : "");
+  return gda_holder_set_value (holder, &gvalue, error);
+}
+
+static gboolean
+bind_bytes (GdaSet        *params,
+            const Column  *column,
+            GBytes        *bytes,
+            GError       **error)
+{
+  g_autofree char *set_name = g_strconcat (column->name, "_set", NULL);
+  GdaHolder *holder = gda_set_get_holder (params, column->name);
+  gconstpointer data = NULL;
+  gsize size = 0;
+
+  g_assert (holder != NULL);
+
+  if (!bind_int64 (params, set_name, bytes != NULL, error))
+    return FALSE;
+
+  if (bytes != NULL)
+    data = g_bytes_get_data (bytes, &size);
+
+  if (size > G_MAXINT)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, _("The response body is too large"));
+      return FALSE;
+    }
+
+  return gda_holder_take_value (holder, gda_value_new_binary (data, (glong) size), error);
+}
+
+/* Binds every field of @record that the statement of @params has a parameter for. */
+static gboolean
+bind_record (GdaSet               *params,
+             const BgStoreRecord  *record,
+             GError              **error)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      const Column *column = &columns[i];
+      gconstpointer field = G_STRUCT_MEMBER_P (record, column->offset);
+      gboolean ok = FALSE;
+
+      if (gda_set_get_holder (params, column->name) == NULL)
+        continue;
+
+      switch (column->type)
+        {
+        case COLUMN_STRING:
+          ok = bind_string (params, column, *(char * const *) field, error);
+          break;
+
+        case COLUMN_INT64:
+          ok = bind_int64 (params, column->name, *(const gint64 *) field, error);
+          break;
+
+        case COLUMN_INT:
+          ok = bind_int64 (params, column->name, *(const int *) field, error);
+          break;
+
+        case COLUMN_UINT:
+          ok = bind_int64 (params, column->name, *(const guint *) field, error);
+          break;
+
+        case COLUMN_BYTES:
+          ok = bind_bytes (params, column, *(GBytes * const *) field, error);
+          break;
+
+        default:
+          g_assert_not_reached ();
+        }
+
+      if (!ok)
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+bind_key (GdaSet      *params,
+          BgTaskKind   kind,
+          const char  *identifier,
+          GError     **error)
+{
+  if (!bind_int64 (params, "kind", kind, error))
+    return FALSE;
+
+  return identifier == NULL ||
+         bind_string (params, find_column ("identifier"), identifier, error);
+}
+
+/* Reading */
+
+static GType *
+build_col_types (void)
+{
+  GType *types = g_new0 (GType, G_N_ELEMENTS (columns) + 1);
+
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      switch (columns[i].type)
+        {
+        case COLUMN_STRING:
+          types[i] = G_TYPE_STRING;
+          break;
+
+        case COLUMN_INT64:
+        case COLUMN_INT:
+        case COLUMN_UINT:
+          types[i] = G_TYPE_INT64;
+          break;
+
+        case COLUMN_BYTES:
+          types[i] = GDA_TYPE_BINARY;
+          break;
+
+        default:
+          g_assert_not_reached ();
+        }
+    }
+  types[G_N_ELEMENTS (columns)] = G_TYPE_NONE;
+
+  return types;
+}
+
+static gint64
+value_get_int64 (const GValue *value)
+{
+  if (value != NULL && G_VALUE_HOLDS_INT64 (value))
+    return g_value_get_int64 (value);
+  if (value != NULL && G_VALUE_HOLDS_INT (value))
+    return g_value_get_int (value);
+  return 0;
+}
+
+/* Makes a record of row @row of @model, a SELECT of every column in table order. */
+static BgStoreRecord *
+record_from_row (GdaDataModel  *model,
+                 int            row,
+                 GError       **error)
+{
+  g_autoptr(BgStoreRecord) record = g_new0 (BgStoreRecord, 1);
+
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      const Column *column = &columns[i];
+      const GValue *value = gda_data_model_get_value_at (model, (int) i, row, error);
+      gpointer field = G_STRUCT_MEMBER_P (record, column->offset);
+
+      if (value == NULL)
+        return NULL;
+
+      switch (column->type)
+        {
+        case COLUMN_STRING:
+          if (G_VALUE_HOLDS_STRING (value))
+            *(char **) field = g_value_dup_string (value);
+          break;
+
+        case COLUMN_INT64:
+          *(gint64 *) field = value_get_int64 (value);
+          break;
+
+        case COLUMN_INT:
+          *(int *) field = (int) value_get_int64 (value);
+          break;
+
+        case COLUMN_UINT:
+          *(guint *) field = (guint) value_get_int64 (value);
+          break;
+
+        case COLUMN_BYTES:
+          /* NULL comes back as GDA_TYPE_NULL, an empty blob as an empty GdaBinary. */
+          if (G_VALUE_HOLDS (value, GDA_TYPE_BINARY))
+            {
+              const GdaBinary *binary = gda_value_get_binary (value);
+
+              *(GBytes **) field = g_bytes_new (binary->data, binary->binary_length);
+            }
+          break;
+
+        default:
+          g_assert_not_reached ();
+        }
+    }
+
+  return g_steal_pointer (&record);
+}
+
+/* Runs a prepared SELECT of whole records and collects them. */
+static GPtrArray *
+select_records (BgStore  *self,
+                StmtId    id,
+                GError  **error)
+{
+  g_autoptr(GPtrArray) records = NULL;
+  g_autoptr(GdaDataModel) model = NULL;
+  g_autoptr(GError) local_error = NULL;
+  int n_rows;
+
+  model = gda_connection_statement_execute_select_full (self->cnc, self->stmts[id],
+                                                        self->params[id],
+                                                        GDA_STATEMENT_MODEL_RANDOM_ACCESS,
+                                                        self->col_types, &local_error);
+  if (model == NULL)
+    {
+      set_read_error (error, self, local_error);
+      return NULL;
+    }
+
+  /* libgda fetches rows lazily; counting them steps the statement to its end, so a failure
+   * halfway through shows here, and the read transaction is over before the rows are used. */
+  n_rows = gda_data_model_get_n_rows (model);
+  if (n_rows < 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not read task database “%s”"), self->path);
+      return NULL;
+    }
+
+  records = g_ptr_array_new_full (n_rows, (GDestroyNotify) bg_store_record_free);
+  for (int row = 0; row < n_rows; row++)
+    {
+      BgStoreRecord *record = record_from_row (model, row, &local_error);
+
+      if (record == NULL)
+        {
+          set_read_error (error, self, local_error);
+          return NULL;
+        }
+      g_ptr_array_add (records, record);
+    }
+
+  return g_steal_pointer (&records);
+}
+
+/* Opening: locking and paths */
+
+/* The path the process-wide table and the lock are keyed by: the real path of the folder, which
+ * is created (0700) when missing, plus the file name, or the real path of the file itself when it
+ * exists, so that a symbolic link to the database names the database. */
+static char *
+canonicalize_path (const char  *path,
+                   GError     **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *real_dir = NULL;
+  g_autofree char *joined = NULL;
+  char *real_file;
+
+  if (g_str_has_suffix (path, G_DIR_SEPARATOR_S) ||
+      g_str_equal (base, ".") || g_str_equal (base, ".."))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                   _("“%s” does not name a file"), path);
+      return NULL;
+    }
+
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not create the folder for task database “%s”: %s"),
+                   path, g_strerror (saved_errno));
+      return NULL;
+    }
+
+  real_dir = realpath (dir, NULL);
+  if (real_dir == NULL)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not resolve the folder of task database “%s”: %s"),
+                   path, g_strerror (saved_errno));
+      return NULL;
+    }
+
+  joined = g_build_filename (real_dir, base, NULL);
+  real_file = realpath (joined, NULL);
+
+  return real_file != NULL ? real_file : g_steal_pointer (&joined);
+}
+
+/* One process per database.  The lock is flock(2) on "<database>.lock", a file of its own that
+ * is created 0600 and never deleted (deleting it would let two processes lock two different
+ * inodes of the same name).  It is not taken on the database file itself because SQLite locks
+ * that file with fcntl(2) record locks: a process drops all of its record locks on a file as soon
+ * as it closes any descriptor of it, and on NFS Linux emulates flock(2) with those same record
+ * locks, so a second descriptor of ours on the database could fight SQLite's own locking.  On a
+ * file nobody else opens, the lock means exactly one thing.  The descriptor is close-on-exec so
+ * that a spawned child never inherits the lock. */
+static gboolean
+bg_store_lock (BgStore  *self,
+               GError  **error)
+{
+  g_autofree char *lock_path = g_strconcat (self->path, ".lock", NULL);
+  struct stat st;
+
+  self->lock_fd = open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+  if (self->lock_fd < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not create the lock file of task database “%s”: %s"),
+                   self->path, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  /* The umask may have left out bits of 0600; it may not add any. */
+  if (fstat (self->lock_fd, &st) == 0 && (st.st_mode & 07777) != 0600)
+    (void) fchmod (self->lock_fd, 0600);
+
+  if (flock (self->lock_fd, LOCK_EX | LOCK_NB) != 0)
+    {
+      int saved_errno = errno;
+
+      if (saved_errno == EWOULDBLOCK)
+        g_set_error (error, BG_ERROR, BG_ERROR_BUSY,
+                     _("Task database “%s” is in use by another process"), self->path);
+      else
+        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                     _("Could not lock task database “%s”: %s"),
+                     self->path, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Creates the database file 0600 when it is missing, before libgda sees it: libgda opens a file
+ * named exactly DB_NAME when there is one, and SQLite gives the -wal and -shm files the mode of
+ * the database.  Sets @size to the size of the file, 0 for a new one. */
+static gboolean
+bg_store_create_file (BgStore   *self,
+                      goffset   *size,
+                      GError   **error)
+{
+  struct stat st;
+  int fd;
+
+  fd = open (self->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+  if (fd >= 0)
+    {
+      /* Closing this descriptor is harmless: SQLite has no lock on the file yet. */
+      (void) fchmod (fd, 0600);
+      close (fd);
+    }
+  else if (errno != EEXIST)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not create task database “%s”: %s"),
+                   self->path, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  if (g_stat (self->path, &st) != 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not open task database “%s”: %s"),
+                   self->path, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  if (!S_ISREG (st.st_mode))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” is not a regular file"), self->path);
+      return FALSE;
+    }
+
+  *size = st.st_size;
+
+  return TRUE;
+}
+
+static guint32
+read_be32 (const guint8 *bytes)
+{
+  return ((guint32) bytes[0] << 24) | ((guint32) bytes[1] << 16) |
+         ((guint32) bytes[2] << 8) | (guint32) bytes[3];
+}
+
+/* Whether SQLite's "<database><suffix>" file exists and has something in it. */
+static gboolean
+has_side_file (BgStore    *self,
+               const char *suffix)
+{
+  g_autofree char *side_path = g_strconcat (self->path, suffix, NULL);
+  GStatBuf st;
+
+  return g_stat (side_path, &st) == 0 && st.st_size > 0;
+}
+
+/* A first look at the 100-byte SQLite header, before libgda opens the file: a file that is not a
+ * database at all, or that lost its end, is refused here with a precise message.  (It also spares
+ * libgda 5 an open that fails, which leaks the SQLite handle and its descriptor.)  Read-only. */
+static gboolean
+bg_store_check_header (BgStore  *self,
+                       goffset   size,
+                       GError  **error)
+{
+  static const char magic[16] = "SQLite format 3";  /* with its NUL */
+  guint8 header[100];
+  guint32 page_size;
+  guint32 n_pages;
+  gssize n_read;
+  int fd;
+
+  if (size == 0)
+    return TRUE;
+
+  fd = open (self->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not open task database “%s”: %s"),
+                   self->path, g_strerror (saved_errno));
+      return FALSE;
+    }
+  do
+    n_read = read (fd, header, sizeof header);
+  while (n_read < 0 && errno == EINTR);
+  /* No lock of SQLite's is on the file yet, so closing is harmless. */
+  close (fd);
+
+  if (n_read < (gssize) sizeof header || memcmp (header, magic, sizeof magic) != 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” is not an SQLite database"), self->path);
+      return FALSE;
+    }
+
+  page_size = ((guint32) header[16] << 8) | header[17];
+  if (page_size == 1)
+    page_size = 65536;
+  if (page_size < 512 || (page_size & (page_size - 1)) != 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” is damaged: its header is invalid"), self->path);
+      return FALSE;
+    }
+
+  /* The page count in the header is to be trusted only when the version-valid-for number
+   * matches the change counter, and the file may be short of it only while a WAL or a hot
+   * journal holds pages that SQLite has yet to put back. */
+  n_pages = read_be32 (header + 28);
+  if (n_pages > 0 &&
+      read_be32 (header + 24) == read_be32 (header + 92) &&
+      size < (goffset) n_pages * page_size &&
+      !has_side_file (self, "-wal") &&
+      !has_side_file (self, "-journal"))
+    {
+      g_autofree char *have = g_format_size_full (size, G_FORMAT_SIZE_LONG_FORMAT);
+      g_autofree char *want = g_format_size_full ((guint64) n_pages * page_size,
+                                                  G_FORMAT_SIZE_LONG_FORMAT);
+
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   /* Translators: "it has 4.1 kB (4,096 bytes) of its 8.2 kB (8,192 bytes)" */
+                   _("Task database “%s” is truncated: it has %s of its %s"),
+                   self->path, have, want);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static GdaConnection *
+bg_store_open_connection (BgStore  *self,
+                          GError  **error)
+{
+  g_autofree char *dir = g_path_get_dirname (self->path);
+  g_autofree char *base = g_path_get_basename (self->path);
+  g_autofree char *enc_dir = gda_rfc1738_encode (dir);
+  g_autofree char *enc_base = gda_rfc1738_encode (base);
+  g_autofree char *cnc_string = g_strdup_printf ("DB_DIR=%s;DB_NAME=%s", enc_dir, enc_base);
+  g_autoptr(GError) local_error = NULL;
+  GdaConnection *cnc;
+
+  cnc = gda_connection_open_from_string ("SQLite", cnc_string, NULL,
+                                         GDA_CONNECTION_OPTIONS_NONE, &local_error);
+  if (cnc == NULL)
+    g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                 _("Task database “%s” cannot be opened: %s"),
+                 self->path, local_error != NULL ? local_error->message : _("unknown error"));
+
+  return cnc;
+}
+
+/* Opening: checking and upgrading */
+
+/* Runs a one-column query and returns its values as strings (NULL values as NULL). */
+static GPtrArray *
+query_strings (BgStore     *self,
+               const char  *sql,
+               GError     **error)
+{
+  g_autoptr(GPtrArray) values = NULL;
+  g_autoptr(GdaStatement) stmt = NULL;
+  g_autoptr(GdaDataModel) model = NULL;
+  GType types[] = { G_TYPE_STRING, G_TYPE_NONE };
+  int n_rows;
+
+  stmt = gda_connection_parse_sql_string (self->cnc, sql, NULL, error);
+  if (stmt == NULL)
+    return NULL;
+
+  model = gda_connection_statement_execute_select_full (self->cnc, stmt, NULL,
+                                                        GDA_STATEMENT_MODEL_RANDOM_ACCESS,
+                                                        types, error);
+  if (model == NULL)
+    return NULL;
+
+  n_rows = gda_data_model_get_n_rows (model);
+  if (n_rows < 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE, _("“%s” failed"), sql);
+      return NULL;
+    }
+
+  values = g_ptr_array_new_full (n_rows, g_free);
+  for (int row = 0; row < n_rows; row++)
+    {
+      const GValue *value = gda_data_model_get_value_at (model, 0, row, error);
+
+      if (value == NULL)
+        return NULL;
+      g_ptr_array_add (values, G_VALUE_HOLDS_STRING (value) ? g_value_dup_string (value) : NULL);
+    }
+
+  return g_steal_pointer (&values);
+}
+
+static gboolean
+query_int64 (BgStore     *self,
+             const char  *sql,
+             gint64      *result,
+             GError     **error)
+{
+  g_autoptr(GdaStatement) stmt = NULL;
+  g_autoptr(GdaDataModel) model = NULL;
+  GType types[] = { G_TYPE_INT64, G_TYPE_NONE };
+  const GValue *value;
+
+  stmt = gda_connection_parse_sql_string (self->cnc, sql, NULL, error);
+  if (stmt == NULL)
+    return FALSE;
+
+  model = gda_connection_statement_execute_select_full (self->cnc, stmt, NULL,
+                                                        GDA_STATEMENT_MODEL_RANDOM_ACCESS,
+                                                        types, error);
+  if (model == NULL)
+    return FALSE;
+
+  value = gda_data_model_get_value_at (model, 0, 0, error);
+  if (value == NULL)
+    return FALSE;
+
+  *result = value_get_int64 (value);
+
+  return TRUE;
+}
+
+/* Runs one statement whatever it returns.  libgda treats every PRAGMA as a query and hands back a
+ * data model without stepping the statement, so an assignment such as "PRAGMA user_version = 2"
+ * takes effect only once the model is made to fetch its rows. */
+static gboolean
+execute_statement (GdaConnection  *cnc,
+                   GdaStatement   *stmt,
+                   GError        **error)
+{
+  g_autoptr(GObject) result = NULL;
+
+  result = gda_connection_statement_execute (cnc, stmt, NULL,
+                                             GDA_STATEMENT_MODEL_RANDOM_ACCESS, NULL, error);
+  if (result == NULL)
+    return FALSE;
+
+  if (GDA_IS_DATA_MODEL (result) && gda_data_model_get_n_rows (GDA_DATA_MODEL (result)) < 0)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, _("A statement could not be run"));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+run_sql (GdaConnection  *cnc,
+         const char     *sql,
+         GError        **error)
+{
+  g_autoptr(GdaStatement) stmt = NULL;
+
+  stmt = gda_connection_parse_sql_string (cnc, sql, NULL, error);
+  if (stmt == NULL)
+    return FALSE;
+
+  return execute_statement (cnc, stmt, error);
+}
+
+/* The first line of quick_check's report that says what is wrong, without the
+ * "*** in database main ***" heading. */
+static char *
+first_problem (GPtrArray *problems)
+{
+  for (guint i = 0; i < problems->len; i++)
+    {
+      const char *row = g_ptr_array_index (problems, i);
+      g_auto(GStrv) lines = NULL;
+
+      if (row == NULL)
+        continue;
+
+      lines = g_strsplit (row, "\n", -1);
+      for (guint j = 0; lines[j] != NULL; j++)
+        {
+          g_strstrip (lines[j]);
+          if (*lines[j] != '\0' && !g_str_has_prefix (lines[j], "***"))
+            return g_strdup (lines[j]);
+        }
+    }
+
+  return NULL;
+}
+
+/* Everything here only reads: a database that is refused must be left exactly as it was. */
+static gboolean
+bg_store_check (BgStore   *self,
+                gboolean   is_empty,
+                gint64    *version,
+                GError   **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) problems = NULL;
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(GHashTable) present = NULL;
+  gint64 n_objects = 0;
+
+  if (!query_int64 (self, "PRAGMA user_version", version, &local_error))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” cannot be read: %s"),
+                   self->path, local_error->message);
+      return FALSE;
+    }
+
+  if (*version > BG_STORE_SCHEMA_VERSION)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” was written by a newer version of bg-glib "
+                     "(schema %d, this version understands %d)"),
+                   self->path, (int) *version, BG_STORE_SCHEMA_VERSION);
+      return FALSE;
+    }
+
+  if (*version < 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” has an invalid schema version (%d)"),
+                   self->path, (int) *version);
+      return FALSE;
+    }
+
+  if (is_empty)
+    return TRUE;
+
+  /* Reads every page of the file and checks the structure of each b-tree, in time proportional
+   * to the size: a damaged page is found here, not by the engine halfway through a transfer.
+   * (It leaves out the index cross-checks of a full integrity_check, which cost far more.) */
+  problems = query_strings (self, "PRAGMA quick_check", &local_error);
+  if (problems == NULL)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” is damaged: %s"), self->path, local_error->message);
+      return FALSE;
+    }
+  if (problems->len == 0 || g_strcmp0 (g_ptr_array_index (problems, 0), "ok") != 0)
+    {
+      g_autofree char *first = first_problem (problems);
+
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” is damaged: %s"),
+                   self->path, first != NULL ? first : _("the integrity check gave no answer"));
+      return FALSE;
+    }
+
+  if (*version == 0)
+    {
+      /* A file that SQLite can read, with no schema version: it is ours only if it is empty. */
+      if (!query_int64 (self, "SELECT count(*) FROM sqlite_master", &n_objects, &local_error))
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Task database “%s” cannot be read: %s"),
+                       self->path, local_error->message);
+          return FALSE;
+        }
+      if (n_objects > 0)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("“%s” is an SQLite database, but not a bg-glib task database"),
+                       self->path);
+          return FALSE;
+        }
+      return TRUE;
+    }
+
+  names = query_strings (self, "SELECT name FROM pragma_table_info ('tasks')", &local_error);
+  if (names == NULL)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” cannot be read: %s"), self->path, local_error->message);
+      return FALSE;
+    }
+
+  present = g_hash_table_new (g_str_hash, g_str_equal);
+  for (guint i = 0; i < names->len; i++)
+    if (g_ptr_array_index (names, i) != NULL)
+      g_hash_table_add (present, g_ptr_array_index (names, i));
+
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      if (columns[i].since > *version || g_hash_table_contains (present, columns[i].name))
+        continue;
+
+      if (names->len == 0)
+        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                     _("Task database “%s” (schema %d) has no tasks table"),
+                     self->path, (int) *version);
+      else
+        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                     _("Task database “%s” (schema %d) lacks the column “%s” of its tasks table"),
+                     self->path, (int) *version, columns[i].name);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* WAL: a commit appends to the -wal file, and readers never block the writer.  With
+ * synchronous=NORMAL a commit is not fsync'ed; the WAL is synced at each checkpoint instead.
+ * A committed transaction therefore survives the process being killed or crashing at any point,
+ * which is the threat this library is built for, since the data is already in the kernel's page
+ * cache; only a power cut or an OS crash can lose the last commits, and even then the database
+ * stays consistent (it rolls back to an earlier commit, never to a torn one).  FULL would add an
+ * fsync to every commit, far more than the few milliseconds a write may take on the main loop. */
+static gboolean
+bg_store_configure (BgStore  *self,
+                    GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) mode = NULL;
+  g_autofree char *size_limit = g_strdup_printf ("PRAGMA journal_size_limit = %d",
+                                                 JOURNAL_SIZE_LIMIT);
+  gint64 synchronous = -1;
+
+  mode = query_strings (self, "PRAGMA journal_mode = WAL", &local_error);
+  if (mode == NULL)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not switch task database “%s” to write-ahead logging: %s"),
+                   self->path, local_error->message);
+      return FALSE;
+    }
+  if (mode->len == 0 || g_ascii_strcasecmp (g_ptr_array_index (mode, 0), "wal") != 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not switch task database “%s” to write-ahead logging; the file "
+                     "system may not support it"),
+                   self->path);
+      return FALSE;
+    }
+
+  /* Read back: libgda reports no error for a PRAGMA it did not run. */
+  if (!run_sql (self->cnc, size_limit, &local_error) ||
+      !run_sql (self->cnc, "PRAGMA synchronous = NORMAL", &local_error) ||
+      !query_int64 (self, "PRAGMA synchronous", &synchronous, &local_error))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not configure task database “%s”: %s"),
+                   self->path, local_error->message);
+      return FALSE;
+    }
+  if (synchronous != 1)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not configure task database “%s”: synchronous is %d"),
+                   self->path, (int) synchronous);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+run_script (BgStore     *self,
+            const char  *sql,
+            GError     **error)
+{
+  g_autoptr(GdaSqlParser) parser = gda_connection_create_parser (self->cnc);
+  g_autoptr(GdaBatch) batch = NULL;
+  g_autoptr(GError) local_error = NULL;
+  GSList *results;
+
+  if (parser == NULL)
+    parser = gda_sql_parser_new ();
+
+  batch = gda_sql_parser_parse_string_as_batch (parser, sql, NULL, error);
+  if (batch == NULL)
+    return FALSE;
+
+  results = gda_connection_batch_execute (self->cnc, batch, NULL,
+                                          GDA_STATEMENT_MODEL_RANDOM_ACCESS, &local_error);
+  g_slist_free_full (results, g_object_unref);
+  if (local_error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&local_error));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Brings the database from @version to BG_STORE_SCHEMA_VERSION, one migration per transaction,
+ * each committed together with its user_version bump. */
+static gboolean
+bg_store_migrate (BgStore  *self,
+                  gint64    version,
+                  GError  **error)
+{
+  GResource *resource = bg_get_resource ();
+
+  for (int target = (int) version + 1; target <= BG_STORE_SCHEMA_VERSION; target++)
+    {
+      g_autofree char *resource_path = g_strconcat (SCHEMA_RESOURCE_DIR,
+                                                    migrations[target - 1], NULL);
+      g_autofree char *bump = g_strdup_printf ("PRAGMA user_version = %d", target);
+      g_autoptr(GBytes) script = NULL;
+      g_autoptr(GError) local_error = NULL;
+      g_autofree char *sql = NULL;
+
+      script = g_resource_lookup_data (resource, resource_path, G_RESOURCE_LOOKUP_FLAGS_NONE,
+                                       &local_error);
+      if (script == NULL)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Could not upgrade task database “%s” to schema %d: %s"),
+                       self->path, target, local_error->message);
+          return FALSE;
+        }
+      sql = g_strndup (g_bytes_get_data (script, NULL), g_bytes_get_size (script));
+
+      if (!gda_connection_begin_transaction (self->cnc, NULL, GDA_TRANSACTION_ISOLATION_UNKNOWN,
+                                             &local_error) ||
+          !run_script (self, sql, &local_error) ||
+          !run_sql (self->cnc, bump, &local_error) ||
+          !gda_connection_commit_transaction (self->cnc, NULL, &local_error))
+        {
+          gda_connection_rollback_transaction (self->cnc, NULL, NULL);
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Could not upgrade task database “%s” to schema %d: %s"),
+                       self->path, target,
+                       local_error != NULL ? local_error->message : _("unknown error"));
+          return FALSE;
+        }
+
+      self->schema_version = target;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+bg_store_prepare (BgStore  *self,
+                  GError  **error)
+{
+  for (guint id = 0; id < N_STMTS; id++)
+    {
+      g_autofree char *sql = build_sql (id);
+      g_autoptr(GError) local_error = NULL;
+
+      self->stmts[id] = gda_connection_parse_sql_string (self->cnc, sql, &self->params[id],
+                                                         &local_error);
+      if (self->stmts[id] == NULL)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Could not prepare statements for task database “%s”: %s"),
+                       self->path, local_error->message);
+          return FALSE;
+        }
+    }
+
+  self->col_types = build_col_types ();
+
+  return TRUE;
+}
+
+/* Checkpoints
+ *
+ * SQLite copies the WAL back into the database at a checkpoint, and a checkpoint syncs both
+ * files: milliseconds on a good disk, tens of them on a slow one.  Left to itself SQLite runs one
+ * inside whichever commit finds the WAL past 1000 pages, which would be a write stalling the main
+ * loop.  So a thread of the store's own runs a PASSIVE checkpoint, on a second connection, after
+ * every CHECKPOINT_INTERVAL writes.  A passive checkpoint takes no lock that a writer waits for,
+ * so commits on the main loop go on meanwhile, and the first commit after a checkpoint that caught
+ * up starts the WAL again from its beginning.
+ *
+ * Under writes so constant that no checkpoint ever catches up, the WAL would only grow; so the
+ * store's connection keeps SQLite's own checkpoint as a safety valve, at WAL_AUTOCHECKPOINT pages
+ * instead of 1000, and journal_size_limit gives the disk space back once the WAL restarts.
+ * Closing the store's connection, the last one, checkpoints what is left and removes the WAL. */
+
+enum {
+  CHECKPOINT_QUIT = 1,
+  CHECKPOINT_RUN,
+};
+
+static gpointer
+checkpoint_thread_main (gpointer data)
+{
+  BgStore *self = data;
+
+  for (;;)
+    {
+      int request = GPOINTER_TO_INT (g_async_queue_pop (self->checkpoint_queue));
+      g_autoptr(GError) error = NULL;
+
+      if (request == CHECKPOINT_QUIT)
+        break;
+
+      if (!execute_statement (self->checkpoint_cnc, self->checkpoint_stmt, &error))
+        g_debug ("Checkpoint of task database “%s” failed: %s", self->path, error->message);
+
+      g_atomic_int_set (&self->checkpoint_pending, 0);
+    }
+
+  return NULL;
+}
+
+/* Without a second connection SQLite's own checkpoints stay on: slower writes, but still writes. */
+static void
+bg_store_start_checkpoints (BgStore *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *autocheckpoint = g_strdup_printf ("PRAGMA wal_autocheckpoint = %d",
+                                                     WAL_AUTOCHECKPOINT);
+
+  /* Parsed here, once: the worker thread only executes. */
+  self->checkpoint_cnc = bg_store_open_connection (self, &error);
+  if (self->checkpoint_cnc != NULL)
+    self->checkpoint_stmt = gda_connection_parse_sql_string (self->checkpoint_cnc,
+                                                             "PRAGMA wal_checkpoint(PASSIVE)",
+                                                             NULL, &error);
+  if (self->checkpoint_stmt == NULL || !run_sql (self->cnc, autocheckpoint, &error))
+    {
+      g_debug ("Checkpoints of task database “%s” stay in the writing thread: %s",
+               self->path, error->message);
+      g_clear_object (&self->checkpoint_stmt);
+      g_clear_object (&self->checkpoint_cnc);
+      return;
+    }
+
+  self->checkpoint_queue = g_async_queue_new ();
+  self->checkpoint_thread = g_thread_new ("bg-store-checkpoint", checkpoint_thread_main, self);
+}
+
+static void
+bg_store_stop_checkpoints (BgStore *self)
+{
+  if (self->checkpoint_thread != NULL)
+    {
+      g_async_queue_push (self->checkpoint_queue, GINT_TO_POINTER (CHECKPOINT_QUIT));
+      g_clear_pointer (&self->checkpoint_thread, g_thread_join);
+    }
+  g_clear_pointer (&self->checkpoint_queue, g_async_queue_unref);
+  g_clear_object (&self->checkpoint_stmt);
+
+  if (self->checkpoint_cnc != NULL)
+    {
+      if (gda_connection_is_opened (self->checkpoint_cnc))
+        gda_connection_close (self->checkpoint_cnc);
+      g_clear_object (&self->checkpoint_cnc);
+    }
+}
+
+/* Called after each write on the store's connection. */
+static void
+bg_store_maybe_checkpoint (BgStore *self)
+{
+  if (self->checkpoint_queue == NULL || ++self->writes_since_checkpoint < CHECKPOINT_INTERVAL)
+    return;
+
+  /* One at a time: if the last one is still running, try again after the next write. */
+  if (!g_atomic_int_compare_and_exchange (&self->checkpoint_pending, 0, 1))
+    return;
+
+  self->writes_since_checkpoint = 0;
+  g_async_queue_push (self->checkpoint_queue, GINT_TO_POINTER (CHECKPOINT_RUN));
+}
+
+/* Lock, create, check (read-only), connect, check more (read-only), then and only then write:
+ * WAL, migrations. */
+static gboolean
+bg_store_setup (BgStore  *self,
+                GError  **error)
+{
+  goffset size = 0;
+  gint64 version = 0;
+
+  if (!bg_store_lock (self, error) ||
+      !bg_store_create_file (self, &size, error) ||
+      !bg_store_check_header (self, size, error) ||
+      (self->cnc = bg_store_open_connection (self, error)) == NULL ||
+      !bg_store_check (self, size == 0, &version, error))
+    return FALSE;
+
+  self->schema_version = (int) version;
+
+  if (!bg_store_configure (self, error) ||
+      !bg_store_migrate (self, version, error) ||
+      !bg_store_prepare (self, error))
+    return FALSE;
+
+  bg_store_start_checkpoints (self);
+
+  return TRUE;
+}
+
+/* GObject */
+
+/* Closes the database, then gives up the lock: in that order, so that another process can never
+ * get the lock while SQLite still has the file open here. */
+static void
+bg_store_close (BgStore *self)
+{
+  bg_store_stop_checkpoints (self);
+
+  for (guint id = 0; id < N_STMTS; id++)
+    {
+      g_clear_object (&self->stmts[id]);
+      g_clear_object (&self->params[id]);
+    }
+  g_clear_pointer (&self->col_types, g_free);
+
+  if (self->cnc != NULL)
+    {
+      if (gda_connection_is_opened (self->cnc))
+        gda_connection_close (self->cnc);
+      g_clear_object (&self->cnc);
+    }
+
+  if (self->lock_fd >= 0)
+    {
+      close (self->lock_fd);
+      self->lock_fd = -1;
+    }
+}
+
+static void
+bg_store_finalize (GObject *object)
+{
+  BgStore *self = (BgStore *) object;
+
+  if (self->registered)
+    {
+      g_mutex_lock (&open_stores_mutex);
+      bg_store_close (self);
+      g_hash_table_remove (open_stores, self->path);
+      g_cond_broadcast (&open_stores_cond);
+      g_mutex_unlock (&open_stores_mutex);
+    }
+  else
+    {
+      bg_store_close (self);
+    }
+
+  g_clear_pointer (&self->path, g_free);
+
+  G_OBJECT_CLASS (bg_store_parent_class)->finalize (object);
+}
+
+static void
+bg_store_class_init (BgStoreClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = bg_store_finalize;
+}
+
+static void
+bg_store_init (BgStore *self)
+{
+  self->lock_fd = -1;
+}
+
+/* Public (to the library) API */
+
+BgStore *
+bg_store_open (const char  *path,
+               GError     **error)
+{
+  g_autofree char *canonical = NULL;
+  g_autoptr(BgStore) store = NULL;
+  GWeakRef *ref;
+
+  g_return_val_if_fail (path != NULL && *path != '\0', NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  ensure_gda_init ();
+
+  canonical = canonicalize_path (path, error);
+  if (canonical == NULL)
+    return NULL;
+
+  g_mutex_lock (&open_stores_mutex);
+
+  if (open_stores == NULL)
+    open_stores = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, weak_ref_free);
+
+  while ((ref = g_hash_table_lookup (open_stores, canonical)) != NULL)
+    {
+      store = g_weak_ref_get (ref);
+      if (store != NULL)
+        {
+          g_mutex_unlock (&open_stores_mutex);
+          return g_steal_pointer (&store);
+        }
+
+      /* Another thread is dropping the last reference: wait until it has let go of the file. */
+      g_cond_wait (&open_stores_cond, &open_stores_mutex);
+    }
+
+  /* Opening runs under the mutex, so that one thread cannot take the lock while another is
+   * still opening the same file. */
+  store = g_object_new (BG_TYPE_STORE, NULL);
+  store->path = g_strdup (canonical);
+
+  if (!bg_store_setup (store, error))
+    {
+      g_clear_object (&store);
+      g_mutex_unlock (&open_stores_mutex);
+      return NULL;
+    }
+
+  ref = g_new0 (GWeakRef, 1);
+  g_weak_ref_init (ref, store);
+  g_hash_table_insert (open_stores, g_steal_pointer (&canonical), ref);
+  store->registered = TRUE;
+
+  g_mutex_unlock (&open_stores_mutex);
+
+  return g_steal_pointer (&store);
+}
+
+const char *
+bg_store_get_path (BgStore *self)
+{
+  g_return_val_if_fail (BG_IS_STORE (self), NULL);
+
+  return self->path;
+}
+
+int
+bg_store_get_schema_version (BgStore *self)
+{
+  g_return_val_if_fail (BG_IS_STORE (self), -1);
+
+  return self->schema_version;
+}
+
+static gboolean
+execute_write (BgStore  *self,
+               StmtId    id,
+               GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  if (gda_connection_statement_execute_non_select (self->cnc, self->stmts[id], self->params[id],
+                                                   NULL, &local_error) == -1)
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  bg_store_maybe_checkpoint (self);
+
+  return TRUE;
+}
+
+gboolean
+bg_store_save (BgStore              *self,
+               const BgStoreRecord  *record,
+               GError              **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (record != NULL, FALSE);
+  g_return_val_if_fail (record->identifier != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!bind_record (self->params[STMT_SAVE], record, &local_error))
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  /* A single statement in autocommit mode: committed when it returns. */
+  return execute_write (self, STMT_SAVE, error);
+}
+
+/* Runs about once a second for every running transfer, so it rewrites only the progress columns
+ * of one row.  A record that is gone (cancelled meanwhile) is not an error. */
+gboolean
+bg_store_save_progress (BgStore              *self,
+                        const BgStoreRecord  *record,
+                        GError              **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (record != NULL, FALSE);
+  g_return_val_if_fail (record->identifier != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!bind_record (self->params[STMT_SAVE_PROGRESS], record, &local_error))
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  return execute_write (self, STMT_SAVE_PROGRESS, error);
+}
+
+BgStoreRecord *
+bg_store_lookup (BgStore     *self,
+                 BgTaskKind   kind,
+                 const char  *identifier,
+                 GError     **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) records = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), NULL);
+  g_return_val_if_fail (identifier != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!bind_key (self->params[STMT_LOOKUP], kind, identifier, &local_error))
+    {
+      set_read_error (error, self, local_error);
+      return NULL;
+    }
+
+  records = select_records (self, STMT_LOOKUP, error);
+  if (records == NULL || records->len == 0)
+    return NULL;
+
+  return g_ptr_array_steal_index (records, 0);
+}
+
+GPtrArray *
+bg_store_load_all (BgStore     *self,
+                   BgTaskKind   kind,
+                   GError     **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!bind_key (self->params[STMT_LOAD_ALL], kind, NULL, &local_error))
+    {
+      set_read_error (error, self, local_error);
+      return NULL;
+    }
+
+  return select_records (self, STMT_LOAD_ALL, error);
+}
+
+gboolean
+bg_store_delete (BgStore     *self,
+                 BgTaskKind   kind,
+                 const char  *identifier,
+                 GError     **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (identifier != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!bind_key (self->params[STMT_DELETE], kind, identifier, &local_error))
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  return execute_write (self, STMT_DELETE, error);
+}

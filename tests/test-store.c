@@ -1,0 +1,1137 @@
+/* test-store.c: the task database
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "bg-store-private.h"
+#include "bg-error.h"
+
+/* Helpers */
+
+typedef struct
+{
+  char *dir;   /* a fresh temporary folder, removed afterwards */
+  char *path;  /* dir/tasks.sqlite, canonical */
+} Fixture;
+
+static void
+remove_tree (const char *path)
+{
+  GDir *dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  if (dir != NULL)
+    {
+      while ((name = g_dir_read_name (dir)) != NULL)
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+
+          if (g_file_test (child, G_FILE_TEST_IS_DIR) &&
+              !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+            remove_tree (child);
+          else
+            g_unlink (child);
+        }
+      g_dir_close (dir);
+    }
+
+  g_rmdir (path);
+}
+
+static void
+fixture_set_up (Fixture *fixture)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("test-store-XXXXXX", &error);
+  char *real;
+
+  g_assert_no_error (error);
+  real = realpath (tmp, NULL);
+  g_assert_nonnull (real);
+  fixture->dir = g_strdup (real);
+  free (real);
+  fixture->path = g_build_filename (fixture->dir, "tasks.sqlite", NULL);
+}
+
+static void
+fixture_tear_down (Fixture *fixture)
+{
+  remove_tree (fixture->dir);
+  g_clear_pointer (&fixture->dir, g_free);
+  g_clear_pointer (&fixture->path, g_free);
+}
+
+static char *
+file_sha256 (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+
+  g_file_get_contents (path, &contents, &length, &error);
+  g_assert_no_error (error);
+
+  return g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) contents, length);
+}
+
+static guint
+file_mode (const char *path)
+{
+  struct stat st;
+
+  g_assert_cmpint (g_stat (path, &st), ==, 0);
+  return st.st_mode & 07777;
+}
+
+static BgStoreRecord *
+make_record (BgTaskKind  kind,
+             const char *identifier,
+             gint64      created_at)
+{
+  BgStoreRecord *record = bg_store_record_new ();
+
+  record->kind = kind;
+  record->identifier = g_strdup (identifier);
+  record->method = g_strdup ("GET");
+  record->uri = g_strdup ("https://example.com/file");
+  record->file_path = g_strdup ("/tmp/file");
+  record->created_at = created_at;
+  record->updated_at = created_at;
+
+  return record;
+}
+
+/* A record with every field set to something other than its default. */
+static BgStoreRecord *
+make_full_record (const char *identifier)
+{
+  static const guchar body[] = { '{', 0, 0xff, 0x80, '\n', '}' };
+  BgStoreRecord *record = bg_store_record_new ();
+
+  record->identifier = g_strdup (identifier);
+  record->kind = BG_TASK_KIND_UPLOAD;
+  record->state = BG_TASK_STATE_FINISHED;
+  record->method = g_strdup ("PUT");
+  record->uri = g_strdup ("https://user@example.com:8443/up?x=1&y=%20");
+  record->request_headers = g_strdup ("Authorization: none\nX-Emoji: 🎉\n");
+  record->file_path = g_strdup ("/home/ünïcödé/файл.bin");
+  record->partial_path = g_strdup ("/home/user/.bg-partial");
+  record->checkpoint = G_GINT64_CONSTANT (5000000000);
+  record->total = G_GINT64_CONSTANT (9000000000);
+  record->etag = g_strdup ("W/\"abc\"");
+  record->last_modified = g_strdup ("Tue, 02 Jan 2024 10:00:00 GMT");
+  record->source_size = G_GINT64_CONSTANT (9000000000);
+  record->source_mtime = G_GINT64_CONSTANT (1700000000123456);
+  record->attempts = G_MAXUINT;
+  record->restarts = 7;
+  record->next_attempt_at = G_GINT64_CONSTANT (1700000100000000);
+  record->created_at = G_GINT64_CONSTANT (1700000000000001);
+  record->updated_at = G_MAXINT64;
+  record->idempotency_key = g_strdup ("0f8fad5b-d9cb-469f-a165-70867728950e");
+  record->has_response = TRUE;
+  record->response_kind = 2;
+  record->response_status = 418;
+  record->response_reason = g_strdup ("I'm a teapot");
+  record->response_headers = g_strdup ("Content-Type: application/json\n");
+  record->response_body = g_bytes_new (body, sizeof body);
+  record->error_domain = g_strdup ("g-io-error-quark");
+  record->error_code = -3;
+  record->error_message = g_strdup ("Something “went” wrong");
+
+  return record;
+}
+
+static void
+assert_bytes_equal (GBytes *a,
+                    GBytes *b)
+{
+  if (a == NULL || b == NULL)
+    {
+      g_assert_true (a == b);
+      return;
+    }
+
+  g_assert_true (g_bytes_equal (a, b));
+}
+
+static void
+assert_records_equal (const BgStoreRecord *a,
+                      const BgStoreRecord *b)
+{
+  g_assert_cmpstr (a->identifier, ==, b->identifier);
+  g_assert_cmpint (a->kind, ==, b->kind);
+  g_assert_cmpint (a->state, ==, b->state);
+  g_assert_cmpstr (a->method, ==, b->method);
+  g_assert_cmpstr (a->uri, ==, b->uri);
+  g_assert_cmpstr (a->request_headers, ==, b->request_headers);
+  g_assert_cmpstr (a->file_path, ==, b->file_path);
+  g_assert_cmpstr (a->partial_path, ==, b->partial_path);
+  g_assert_cmpint (a->checkpoint, ==, b->checkpoint);
+  g_assert_cmpint (a->total, ==, b->total);
+  g_assert_cmpstr (a->etag, ==, b->etag);
+  g_assert_cmpstr (a->last_modified, ==, b->last_modified);
+  g_assert_cmpint (a->source_size, ==, b->source_size);
+  g_assert_cmpint (a->source_mtime, ==, b->source_mtime);
+  g_assert_cmpuint (a->attempts, ==, b->attempts);
+  g_assert_cmpuint (a->restarts, ==, b->restarts);
+  g_assert_cmpint (a->next_attempt_at, ==, b->next_attempt_at);
+  g_assert_cmpint (a->created_at, ==, b->created_at);
+  g_assert_cmpint (a->updated_at, ==, b->updated_at);
+  g_assert_cmpstr (a->idempotency_key, ==, b->idempotency_key);
+  g_assert_cmpint (a->has_response, ==, b->has_response);
+  g_assert_cmpint (a->response_kind, ==, b->response_kind);
+  g_assert_cmpuint (a->response_status, ==, b->response_status);
+  g_assert_cmpstr (a->response_reason, ==, b->response_reason);
+  g_assert_cmpstr (a->response_headers, ==, b->response_headers);
+  assert_bytes_equal (a->response_body, b->response_body);
+  g_assert_cmpstr (a->error_domain, ==, b->error_domain);
+  g_assert_cmpint (a->error_code, ==, b->error_code);
+  g_assert_cmpstr (a->error_message, ==, b->error_message);
+}
+
+static BgStore *
+open_store (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  BgStore *store = bg_store_open (path, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (store);
+
+  return store;
+}
+
+static void
+save_or_die (BgStore             *store,
+             const BgStoreRecord *record)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (bg_store_save (store, record, &error));
+  g_assert_no_error (error);
+}
+
+/* Writes a closed, valid database with @n_records records at @path. */
+static void
+make_database (const char *path,
+               guint       n_records)
+{
+  g_autoptr(BgStore) store = open_store (path);
+
+  for (guint i = 0; i < n_records; i++)
+    {
+      g_autofree char *identifier = g_strdup_printf ("record-%u", i);
+      g_autoptr(BgStoreRecord) record = make_full_record (identifier);
+
+      save_or_die (store, record);
+    }
+}
+
+/* Opens @path expecting BG_ERROR_STORE, and checks that the file was not touched. */
+static void
+assert_refused (const char *path,
+                const char *expected_fragment)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgStore) store = NULL;
+  g_autofree char *before = file_sha256 (path);
+  g_autofree char *after = NULL;
+
+  store = bg_store_open (path, &error);
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_assert_null (store);
+  g_test_message ("refused: %s", error->message);
+  g_assert_nonnull (strstr (error->message, path));
+  if (expected_fragment != NULL)
+    g_assert_nonnull (strstr (error->message, expected_fragment));
+
+  after = file_sha256 (path);
+  g_assert_cmpstr (before, ==, after);
+
+  /* Refusing twice changes nothing either. */
+  g_clear_error (&error);
+  store = bg_store_open (path, &error);
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_clear_pointer (&after, g_free);
+  after = file_sha256 (path);
+  g_assert_cmpstr (before, ==, after);
+}
+
+static void
+read_page_size (const char *path,
+                gsize      *page_size,
+                gsize      *length)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  const guchar *header;
+
+  g_file_get_contents (path, &contents, length, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (*length, >=, 100);
+  header = (const guchar *) contents;
+  *page_size = (header[16] << 8) | header[17];
+  if (*page_size == 1)
+    *page_size = 65536;
+}
+
+/* Tests */
+
+static void
+test_record_copy (void)
+{
+  g_autoptr(BgStoreRecord) fresh = bg_store_record_new ();
+  g_autoptr(BgStoreRecord) record = make_full_record ("copy");
+  g_autoptr(BgStoreRecord) copy = bg_store_record_copy (record);
+
+  g_assert_cmpint (fresh->total, ==, -1);
+  g_assert_cmpint (fresh->source_size, ==, -1);
+  g_assert_null (fresh->identifier);
+
+  assert_records_equal (record, copy);
+  g_assert_true (record->identifier != copy->identifier);
+  g_assert_true (record->response_body == copy->response_body);
+}
+
+static void
+test_new_database (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GPtrArray) all = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
+  g_assert_cmpstr (bg_store_get_path (store), ==, fixture.path);
+  /* Exactly the file asked for, not a libgda "<name>.db". */
+  g_assert_true (g_file_test (fixture.path, G_FILE_TEST_IS_REGULAR));
+  {
+    g_autofree char *db = g_strconcat (fixture.path, ".db", NULL);
+    g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
+  }
+
+  all = bg_store_load_all (store, BG_TASK_KIND_DOWNLOAD, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (all->len, ==, 0);
+
+  g_clear_object (&store);
+
+  /* Reopening an existing, current database. */
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_round_trip (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) full = NULL;
+  g_autoptr(BgStoreRecord) sparse = NULL;
+  g_autoptr(BgStoreRecord) empty_body = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+
+  /* Every field set. */
+  full = make_full_record ("full");
+  save_or_die (store, full);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "full", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (loaded);
+  assert_records_equal (full, loaded);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  /* Every string NULL, no body, unknown sizes. */
+  sparse = bg_store_record_new ();
+  sparse->identifier = g_strdup ("sparse");
+  sparse->total = -1;
+  sparse->source_size = -1;
+  save_or_die (store, sparse);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "sparse", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (loaded);
+  assert_records_equal (sparse, loaded);
+  g_assert_null (loaded->method);
+  g_assert_null (loaded->etag);
+  g_assert_null (loaded->idempotency_key);
+  g_assert_null (loaded->response_body);
+  g_assert_cmpint (loaded->total, ==, -1);
+  g_assert_cmpint (loaded->source_size, ==, -1);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  /* An empty body is not the same as no body; an empty string is not NULL. */
+  empty_body = make_full_record ("empty-body");
+  g_clear_pointer (&empty_body->response_body, g_bytes_unref);
+  empty_body->response_body = g_bytes_new (NULL, 0);
+  g_free (empty_body->etag);
+  empty_body->etag = g_strdup ("");
+  save_or_die (store, empty_body);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "empty-body", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (loaded->response_body);
+  g_assert_cmpuint (g_bytes_get_size (loaded->response_body), ==, 0);
+  g_assert_cmpstr (loaded->etag, ==, "");
+  assert_records_equal (empty_body, loaded);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  /* Saving again replaces every column, including back to NULL. */
+  g_clear_pointer (&full->response_body, g_bytes_unref);
+  g_clear_pointer (&full->etag, g_free);
+  full->state = BG_TASK_STATE_RUNNING;
+  full->total = -1;
+  save_or_die (store, full);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "full", &error);
+  g_assert_no_error (error);
+  assert_records_equal (full, loaded);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  /* A missing record, or the right identifier under the other kind: NULL, no error. */
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "missing", &error);
+  g_assert_no_error (error);
+  g_assert_null (loaded);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "full", &error);
+  g_assert_no_error (error);
+  g_assert_null (loaded);
+
+  /* What was saved survives closing. */
+  g_clear_object (&store);
+  store = open_store (fixture.path);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "full", &error);
+  g_assert_no_error (error);
+  assert_records_equal (full, loaded);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_delete (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) download = NULL;
+  g_autoptr(BgStoreRecord) upload = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+
+  download = make_record (BG_TASK_KIND_DOWNLOAD, "same", 1);
+  upload = make_record (BG_TASK_KIND_UPLOAD, "same", 2);
+  save_or_die (store, download);
+  save_or_die (store, upload);
+
+  g_assert_true (bg_store_delete (store, BG_TASK_KIND_DOWNLOAD, "same", &error));
+  g_assert_no_error (error);
+
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "same", &error);
+  g_assert_no_error (error);
+  g_assert_null (loaded);
+
+  /* The other kind is untouched. */
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "same", &error);
+  g_assert_no_error (error);
+  assert_records_equal (upload, loaded);
+
+  /* Deleting what is not there is not an error. */
+  g_assert_true (bg_store_delete (store, BG_TASK_KIND_DOWNLOAD, "same", &error));
+  g_assert_no_error (error);
+  g_assert_true (bg_store_delete (store, BG_TASK_KIND_DOWNLOAD, "never", &error));
+  g_assert_no_error (error);
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_load_all_order (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GPtrArray) downloads = NULL;
+  g_autoptr(GPtrArray) uploads = NULL;
+  g_autoptr(GError) error = NULL;
+  /* Saved in this order; created_at ties are broken by insertion order. */
+  static const struct { const char *identifier; gint64 created_at; } saved[] = {
+    { "c", 300 },
+    { "a", 100 },
+    { "tie-1", 200 },
+    { "tie-2", 200 },
+    { "tie-3", 200 },
+    { "b", 150 },
+  };
+  static const char * const expected[] = { "a", "b", "tie-1", "tie-2", "tie-3", "c" };
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+
+  for (guint i = 0; i < G_N_ELEMENTS (saved); i++)
+    {
+      g_autoptr(BgStoreRecord) record = make_record (BG_TASK_KIND_DOWNLOAD, saved[i].identifier,
+                                                     saved[i].created_at);
+      save_or_die (store, record);
+    }
+
+  /* Saving a record again keeps its place among equals. */
+  {
+    g_autoptr(BgStoreRecord) record = make_record (BG_TASK_KIND_DOWNLOAD, "tie-1", 200);
+
+    record->state = BG_TASK_STATE_RUNNING;
+    save_or_die (store, record);
+  }
+
+  /* An upload, which must not show up among the downloads. */
+  {
+    g_autoptr(BgStoreRecord) record = make_record (BG_TASK_KIND_UPLOAD, "up", 50);
+    save_or_die (store, record);
+  }
+
+  downloads = bg_store_load_all (store, BG_TASK_KIND_DOWNLOAD, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (downloads->len, ==, G_N_ELEMENTS (expected));
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    {
+      BgStoreRecord *record = g_ptr_array_index (downloads, i);
+
+      g_assert_cmpstr (record->identifier, ==, expected[i]);
+      g_assert_cmpint (record->kind, ==, BG_TASK_KIND_DOWNLOAD);
+    }
+  g_assert_cmpint (((BgStoreRecord *) g_ptr_array_index (downloads, 2))->state, ==,
+                   BG_TASK_STATE_RUNNING);
+
+  uploads = bg_store_load_all (store, BG_TASK_KIND_UPLOAD, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (uploads->len, ==, 1);
+  g_assert_cmpstr (((BgStoreRecord *) g_ptr_array_index (uploads, 0))->identifier, ==, "up");
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_save_progress (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autoptr(BgStoreRecord) progress = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(BgStoreRecord) missing = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+
+  record = make_full_record ("progress");
+  save_or_die (store, record);
+
+  /* Everything differs in the copy; only the progress columns may be written. */
+  progress = bg_store_record_copy (record);
+  progress->checkpoint = 123;
+  progress->total = -1;
+  g_free (progress->etag);
+  progress->etag = g_strdup ("\"new\"");
+  g_clear_pointer (&progress->last_modified, g_free);
+  progress->updated_at = 42;
+  progress->state = BG_TASK_STATE_QUEUED;
+  progress->attempts = 1;
+  progress->restarts = 0;
+  g_free (progress->uri);
+  progress->uri = g_strdup ("https://elsewhere.example/");
+  g_clear_pointer (&progress->response_body, g_bytes_unref);
+  g_clear_pointer (&progress->error_message, g_free);
+  g_clear_pointer (&progress->idempotency_key, g_free);
+  progress->has_response = FALSE;
+  progress->created_at = 1;
+
+  g_assert_true (bg_store_save_progress (store, progress, &error));
+  g_assert_no_error (error);
+
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "progress", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (loaded->checkpoint, ==, 123);
+  g_assert_cmpint (loaded->total, ==, -1);
+  g_assert_cmpstr (loaded->etag, ==, "\"new\"");
+  g_assert_null (loaded->last_modified);
+  g_assert_cmpint (loaded->updated_at, ==, 42);
+
+  /* The rest is what bg_store_save() wrote. */
+  record->checkpoint = 123;
+  record->total = -1;
+  g_free (record->etag);
+  record->etag = g_strdup ("\"new\"");
+  g_clear_pointer (&record->last_modified, g_free);
+  record->updated_at = 42;
+  assert_records_equal (record, loaded);
+
+  /* Progress for a record that is gone writes nothing and is not an error. */
+  missing = make_record (BG_TASK_KIND_UPLOAD, "gone", 5);
+  g_assert_true (bg_store_save_progress (store, missing, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&loaded, bg_store_record_free);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "gone", &error);
+  g_assert_no_error (error);
+  g_assert_null (loaded);
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_hostile_identifiers (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GPtrArray) identifiers = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) all = NULL;
+  g_autoptr(GError) error = NULL;
+  GString *huge;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+
+  g_ptr_array_add (identifiers, g_strdup ("it's"));
+  g_ptr_array_add (identifiers, g_strdup ("\"double\" 'single' `back`"));
+  g_ptr_array_add (identifiers, g_strdup ("'; DROP TABLE tasks; --"));
+  g_ptr_array_add (identifiers, g_strdup ("\"); DELETE FROM tasks; --"));
+  g_ptr_array_add (identifiers, g_strdup ("%s%n%d%%"));
+  g_ptr_array_add (identifiers, g_strdup ("back\\slash\\\\ \\' \\0"));
+  g_ptr_array_add (identifiers, g_strdup ("##identifier::string"));
+  g_ptr_array_add (identifiers, g_strdup ("?1 :name @x $y"));
+  g_ptr_array_add (identifiers, g_strdup ("tab\tnew\nline\r"));
+  g_ptr_array_add (identifiers, g_strdup ("emoji 🎉👩‍👩‍👧 and CJK 漢字かな한국어"));
+  g_ptr_array_add (identifiers, g_strdup ("e\xcc\x81 vs \xc3\xa9"));  /* not normalised */
+  g_ptr_array_add (identifiers, g_strdup (" "));
+  g_ptr_array_add (identifiers, g_strdup ("NULL"));
+
+  /* 1 MiB of multibyte text with everything above sprinkled in. */
+  huge = g_string_sized_new (1024 * 1024 + 64);
+  while (huge->len < 1024 * 1024)
+    g_string_append (huge, "漢'; --%s\\🎉");
+  g_ptr_array_add (identifiers, g_string_free (huge, FALSE));
+
+  for (guint i = 0; i < identifiers->len; i++)
+    {
+      const char *identifier = g_ptr_array_index (identifiers, i);
+      g_autoptr(BgStoreRecord) record = make_record (BG_TASK_KIND_DOWNLOAD, identifier, i);
+      g_autoptr(BgStoreRecord) loaded = NULL;
+
+      /* The identifier also goes into a string column and the body. */
+      record->etag = g_strdup (identifier);
+      record->response_body = g_bytes_new (identifier, strlen (identifier));
+      save_or_die (store, record);
+
+      loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, identifier, &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (loaded);
+      g_assert_cmpuint (strlen (loaded->identifier), ==, strlen (identifier));
+      g_assert_true (strcmp (loaded->identifier, identifier) == 0);
+      assert_records_equal (record, loaded);
+
+      record->checkpoint = 77;
+      g_assert_true (bg_store_save_progress (store, record, &error));
+      g_assert_no_error (error);
+      g_clear_pointer (&loaded, bg_store_record_free);
+      loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, identifier, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (loaded->checkpoint, ==, 77);
+    }
+
+  /* Nothing was dropped or merged, and every identifier came back byte for byte. */
+  all = bg_store_load_all (store, BG_TASK_KIND_DOWNLOAD, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (all->len, ==, identifiers->len);
+  for (guint i = 0; i < identifiers->len; i++)
+    g_assert_true (strcmp (((BgStoreRecord *) g_ptr_array_index (all, i))->identifier,
+                           g_ptr_array_index (identifiers, i)) == 0);
+
+  /* Deleting one removes that one only. */
+  for (guint i = 0; i < identifiers->len; i++)
+    {
+      g_clear_pointer (&all, g_ptr_array_unref);
+      g_assert_true (bg_store_delete (store, BG_TASK_KIND_DOWNLOAD,
+                                      g_ptr_array_index (identifiers, i), &error));
+      g_assert_no_error (error);
+      all = bg_store_load_all (store, BG_TASK_KIND_DOWNLOAD, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (all->len, ==, identifiers->len - i - 1);
+    }
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_file_modes (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autofree char *wal = NULL;
+  g_autofree char *shm = NULL;
+  g_autofree char *lock = NULL;
+  mode_t old_umask;
+
+  fixture_set_up (&fixture);
+  wal = g_strconcat (fixture.path, "-wal", NULL);
+  shm = g_strconcat (fixture.path, "-shm", NULL);
+  lock = g_strconcat (fixture.path, ".lock", NULL);
+
+  /* With no umask to hide behind, 0600 has to come from the store. */
+  old_umask = umask (0);
+  store = open_store (fixture.path);
+  record = make_record (BG_TASK_KIND_DOWNLOAD, "mode", 1);
+  save_or_die (store, record);
+  umask (old_umask);
+
+  g_assert_cmpuint (file_mode (fixture.path), ==, 0600);
+  g_assert_true (g_file_test (wal, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (file_mode (wal), ==, 0600);
+  g_assert_true (g_file_test (shm, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (file_mode (shm), ==, 0600);
+  g_assert_cmpuint (file_mode (lock), ==, 0600);
+
+  /* Closing checkpoints the log into the database and removes it: SQLite was closed cleanly. */
+  g_clear_object (&store);
+  g_assert_false (g_file_test (wal, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (shm, G_FILE_TEST_EXISTS));
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_migration (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GFile) source = NULL;
+  g_autoptr(GFile) destination = NULL;
+  g_autoptr(GPtrArray) downloads = NULL;
+  g_autoptr(GPtrArray) uploads = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  BgStoreRecord *record;
+
+  fixture_set_up (&fixture);
+
+  source = g_file_new_for_path (g_test_get_filename (G_TEST_DIST, "fixtures",
+                                                     "store-v1.sqlite", NULL));
+  destination = g_file_new_for_path (fixture.path);
+  g_file_copy (source, destination, G_FILE_COPY_NONE, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_chmod (fixture.path, 0600);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, 2);
+
+  downloads = bg_store_load_all (store, BG_TASK_KIND_DOWNLOAD, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (downloads->len, ==, 2);
+
+  record = g_ptr_array_index (downloads, 0);
+  g_assert_cmpstr (record->identifier, ==, "photos/2024.tar");
+  g_assert_cmpint (record->state, ==, BG_TASK_STATE_RUNNING);
+  g_assert_cmpstr (record->method, ==, "GET");
+  g_assert_cmpstr (record->uri, ==, "https://example.com/photos/2024.tar");
+  g_assert_cmpstr (record->request_headers, ==, "Accept: */*\n");
+  g_assert_cmpstr (record->file_path, ==, "/home/user/Downloads/2024.tar");
+  g_assert_cmpstr (record->partial_path, ==, "/home/user/Downloads/.bg-3f9a1c.partial");
+  g_assert_cmpint (record->checkpoint, ==, 8388608);
+  g_assert_cmpint (record->total, ==, 52428800);
+  g_assert_cmpstr (record->etag, ==, "\"v1-etag\"");
+  g_assert_cmpstr (record->last_modified, ==, "Tue, 02 Jan 2024 10:00:00 GMT");
+  g_assert_cmpint (record->source_size, ==, -1);
+  g_assert_cmpuint (record->attempts, ==, 2);
+  g_assert_cmpint (record->created_at, ==, G_GINT64_CONSTANT (1700000000000000));
+  g_assert_cmpint (record->updated_at, ==, G_GINT64_CONSTANT (1700000005000000));
+  g_assert_false (record->has_response);
+  g_assert_null (record->response_body);
+  /* The columns schema 2 added, defaulted. */
+  g_assert_null (record->idempotency_key);
+  g_assert_cmpuint (record->restarts, ==, 0);
+
+  record = g_ptr_array_index (downloads, 1);
+  g_assert_cmpstr (record->identifier, ==, "broken");
+  g_assert_true (record->has_response);
+  g_assert_cmpint (record->response_kind, ==, 3);
+  g_assert_cmpint (record->total, ==, -1);
+  g_assert_cmpstr (record->error_domain, ==, "g-tls-error-quark");
+  g_assert_cmpint (record->error_code, ==, 3);
+  g_assert_cmpstr (record->error_message, ==, "Unacceptable TLS certificate");
+  g_assert_null (record->idempotency_key);
+  g_assert_cmpuint (record->restarts, ==, 0);
+
+  uploads = bg_store_load_all (store, BG_TASK_KIND_UPLOAD, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (uploads->len, ==, 1);
+  record = g_ptr_array_index (uploads, 0);
+  g_assert_cmpstr (record->identifier, ==, "report 'final'.pdf");
+  g_assert_cmpuint (record->response_status, ==, 201);
+  g_assert_cmpstr (record->response_reason, ==, "Created");
+  g_assert_cmpint (record->source_mtime, ==, G_GINT64_CONSTANT (1690000000000000));
+  g_assert_nonnull (record->response_body);
+  g_assert_cmpmem (g_bytes_get_data (record->response_body, NULL),
+                   g_bytes_get_size (record->response_body), "{\"id\":1}", 8);
+
+  /* The new columns work on the upgraded table, and the upgrade is done once. */
+  record->idempotency_key = g_strdup ("key");
+  record->restarts = 3;
+  save_or_die (store, record);
+  g_clear_object (&store);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, 2);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "report 'final'.pdf", &error);
+  g_assert_no_error (error);
+  assert_records_equal (record, loaded);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_corrupt_garbage (void)
+{
+  Fixture fixture;
+  g_autoptr(GError) error = NULL;
+  g_autofree guint8 *garbage = g_malloc (64 * 1024);
+
+  fixture_set_up (&fixture);
+
+  for (gsize i = 0; i < 64 * 1024; i++)
+    garbage[i] = (guint8) g_test_rand_int_range (0, 256);
+  g_file_set_contents (fixture.path, (const char *) garbage, 64 * 1024, &error);
+  g_assert_no_error (error);
+
+  assert_refused (fixture.path, NULL);
+
+  /* Text that merely starts like a database. */
+  g_file_set_contents (fixture.path, "SQLite format 3\0 and then nothing useful", 41, &error);
+  g_assert_no_error (error);
+  assert_refused (fixture.path, NULL);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_corrupt_page (void)
+{
+  Fixture fixture;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize page_size = 0;
+  gsize length = 0;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 300);
+
+  read_page_size (fixture.path, &page_size, &length);
+  g_assert_cmpuint (length / page_size, >, 4);
+
+  /* Page 2 is the root of the tasks table. */
+  g_file_get_contents (fixture.path, &contents, &length, &error);
+  g_assert_no_error (error);
+  for (gsize i = page_size; i < 2 * page_size; i++)
+    contents[i] = (char) g_test_rand_int_range (0, 256);
+  g_file_set_contents (fixture.path, contents, length, &error);
+  g_assert_no_error (error);
+
+  assert_refused (fixture.path, "damaged");
+
+  /* The schema table, on page 1 right after the 100-byte header, which libgda reads as it opens
+   * the file. */
+  g_clear_pointer (&contents, g_free);
+  g_file_get_contents (fixture.path, &contents, &length, &error);
+  g_assert_no_error (error);
+  for (gsize i = 100; i < page_size; i++)
+    contents[i] = (char) g_test_rand_int_range (0, 256);
+  g_file_set_contents (fixture.path, contents, length, &error);
+  g_assert_no_error (error);
+
+  assert_refused (fixture.path, NULL);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_corrupt_truncated (void)
+{
+  Fixture fixture;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize page_size = 0;
+  gsize length = 0;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 300);
+
+  read_page_size (fixture.path, &page_size, &length);
+  g_file_get_contents (fixture.path, &contents, &length, &error);
+  g_assert_no_error (error);
+
+  /* Cut at a page boundary, then in the middle of a page. */
+  g_file_set_contents (fixture.path, contents, (length / page_size / 2) * page_size, &error);
+  g_assert_no_error (error);
+  assert_refused (fixture.path, NULL);
+
+  g_file_set_contents (fixture.path, contents, length / 2 + 123, &error);
+  g_assert_no_error (error);
+  assert_refused (fixture.path, NULL);
+
+  /* Only the header survived. */
+  g_file_set_contents (fixture.path, contents, 100, &error);
+  g_assert_no_error (error);
+  assert_refused (fixture.path, NULL);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+set_user_version (const char *path,
+                  guint32     version)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+
+  /* The header keeps user_version big-endian at offset 60. */
+  g_file_get_contents (path, &contents, &length, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (length, >=, 100);
+  contents[60] = (char) (version >> 24);
+  contents[61] = (char) (version >> 16);
+  contents[62] = (char) (version >> 8);
+  contents[63] = (char) version;
+  g_file_set_contents (path, contents, length, &error);
+  g_assert_no_error (error);
+}
+
+static void
+test_newer_schema (void)
+{
+  Fixture fixture;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+  set_user_version (fixture.path, 99);
+
+  assert_refused (fixture.path, "99");
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_foreign_database (void)
+{
+  Fixture fixture;
+
+  fixture_set_up (&fixture);
+
+  /* Tables, but no schema version: someone else's database. */
+  make_database (fixture.path, 3);
+  set_user_version (fixture.path, 0);
+  assert_refused (fixture.path, NULL);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_same_process (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStore) again = NULL;
+  g_autoptr(BgStore) dotted = NULL;
+  g_autoptr(BgStore) linked = NULL;
+  g_autoptr(BgStore) reopened = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *real_dir = NULL;
+  g_autofree char *link_dir = NULL;
+  g_autofree char *real_path = NULL;
+  g_autofree char *dotted_path = NULL;
+  g_autofree char *linked_path = NULL;
+
+  fixture_set_up (&fixture);
+  real_dir = g_build_filename (fixture.dir, "real", NULL);
+  link_dir = g_build_filename (fixture.dir, "link", NULL);
+  g_assert_cmpint (g_mkdir (real_dir, 0700), ==, 0);
+  g_assert_cmpint (symlink (real_dir, link_dir), ==, 0);
+  real_path = g_build_filename (real_dir, "tasks.sqlite", NULL);
+  dotted_path = g_build_filename (fixture.dir, ".", "real", "..", "real", "tasks.sqlite", NULL);
+  linked_path = g_build_filename (link_dir, "tasks.sqlite", NULL);
+
+  store = open_store (real_path);
+  again = open_store (real_path);
+  dotted = open_store (dotted_path);
+  linked = open_store (linked_path);
+  g_assert_true (store == again);
+  g_assert_true (store == dotted);
+  g_assert_true (store == linked);
+  g_assert_cmpstr (bg_store_get_path (linked), ==, real_path);
+
+  record = make_record (BG_TASK_KIND_DOWNLOAD, "shared", 1);
+  save_or_die (linked, record);
+
+  g_clear_object (&again);
+  g_clear_object (&dotted);
+  g_clear_object (&linked);
+  g_clear_object (&store);
+
+  /* Once the last reference is gone, the file can be opened afresh. */
+  reopened = open_store (linked_path);
+  loaded = bg_store_lookup (reopened, BG_TASK_KIND_DOWNLOAD, "shared", &error);
+  g_assert_no_error (error);
+  assert_records_equal (record, loaded);
+  g_clear_object (&reopened);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_busy (void)
+{
+  Fixture fixture;
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) lines = NULL;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *helper_path = NULL;
+
+  fixture_set_up (&fixture);
+  helper_path = g_test_build_filename (G_TEST_BUILT, "store-helper", NULL);
+
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE,
+                             &error, helper_path, fixture.path, NULL);
+  g_assert_no_error (error);
+
+  lines = g_data_input_stream_new (g_subprocess_get_stdout_pipe (helper));
+  line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (line, ==, "ready");
+
+  /* The helper holds the database: this process is refused, with the path in the message. */
+  store = bg_store_open (fixture.path, &error);
+  g_assert_error (error, BG_ERROR, BG_ERROR_BUSY);
+  g_assert_null (store);
+  g_test_message ("busy: %s", error->message);
+  g_assert_nonnull (strstr (error->message, fixture.path));
+  g_clear_error (&error);
+
+  /* Refused again: a failed attempt leaves nothing behind in this process. */
+  store = bg_store_open (fixture.path, &error);
+  g_assert_error (error, BG_ERROR, BG_ERROR_BUSY);
+  g_clear_error (&error);
+
+  /* End of input makes the helper close the store and exit. */
+  g_output_stream_close (g_subprocess_get_stdin_pipe (helper), NULL, &error);
+  g_assert_no_error (error);
+  g_subprocess_wait_check (helper, NULL, &error);
+  g_assert_no_error (error);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
+
+  /* And the other way round: while this process holds it, the helper is refused. */
+  g_clear_object (&helper);
+  g_clear_object (&lines);
+  g_clear_pointer (&line, g_free);
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE,
+                             &error, helper_path, fixture.path, NULL);
+  g_assert_no_error (error);
+  lines = g_data_input_stream_new (g_subprocess_get_stdout_pipe (helper));
+  line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_str_has_prefix (line, "error: "));
+  g_assert_nonnull (strstr (line, fixture.path));
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_subprocess_get_exit_status (helper), ==, 1);
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+/* The threat model: a process killed right after a commit returned. */
+static void
+test_survives_kill (void)
+{
+  Fixture fixture;
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *helper_path = NULL;
+
+  fixture_set_up (&fixture);
+  helper_path = g_test_build_filename (G_TEST_BUILT, "store-helper", NULL);
+
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE, &error,
+                             helper_path, "--save-then-kill", fixture.path, "killed 💥", NULL);
+  g_assert_no_error (error);
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_signaled (helper));
+  g_assert_cmpint (g_subprocess_get_term_sig (helper), ==, SIGKILL);
+
+  store = open_store (fixture.path);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "killed 💥", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (loaded);
+  g_assert_cmpint (loaded->state, ==, BG_TASK_STATE_RUNNING);
+  g_assert_cmpstr (loaded->uri, ==, "https://example.com/killed");
+  g_assert_cmpint (loaded->checkpoint, ==, 4096);
+  g_assert_cmpint (loaded->total, ==, 8192);
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/store/record/copy", test_record_copy);
+  g_test_add_func ("/store/open/new", test_new_database);
+  g_test_add_func ("/store/round-trip", test_round_trip);
+  g_test_add_func ("/store/delete", test_delete);
+  g_test_add_func ("/store/load-all/order", test_load_all_order);
+  g_test_add_func ("/store/save-progress", test_save_progress);
+  g_test_add_func ("/store/hostile-identifiers", test_hostile_identifiers);
+  g_test_add_func ("/store/file-modes", test_file_modes);
+  g_test_add_func ("/store/migration/v1", test_migration);
+  g_test_add_func ("/store/corrupt/garbage", test_corrupt_garbage);
+  g_test_add_func ("/store/corrupt/page", test_corrupt_page);
+  g_test_add_func ("/store/corrupt/truncated", test_corrupt_truncated);
+  g_test_add_func ("/store/corrupt/newer-schema", test_newer_schema);
+  g_test_add_func ("/store/corrupt/foreign", test_foreign_database);
+  g_test_add_func ("/store/open/same-process", test_same_process);
+  g_test_add_func ("/store/open/busy", test_busy);
+  g_test_add_func ("/store/durability/kill", test_survives_kill);
+
+  return g_test_run ();
+}
