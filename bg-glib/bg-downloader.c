@@ -515,7 +515,7 @@ bg_downloader_set_max_attempts (BgDownloader *self,
  * @destination: where the finished file goes; it must not exist yet
  * @identifier: the app's identifier for the task, the same in every run
  * @cancellable: (nullable): cancels the wait, not the download
- * @callback: (scope async): called with the result
+ * @callback: (scope async) (nullable): called with the result
  * @user_data: data for @callback
  *
  * Downloads @request into @destination as the task @identifier. The task is committed to the
@@ -581,7 +581,7 @@ bg_downloader_download_finish (BgDownloader  *self,
  * bg_downloader_restore_async:
  * @self: a #BgDownloader
  * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when the tasks are loaded
+ * @callback: (scope async) (nullable): called when the tasks are loaded
  * @user_data: data for @callback
  *
  * Loads the tasks that earlier runs left unfinished and carries them on. Call it once at

@@ -565,7 +565,7 @@ bg_uploader_set_max_response_size (BgUploader *self,
  * @source: the file whose contents are the request body; it must be a regular file
  * @identifier: the app's identifier for the task, the same in every run
  * @cancellable: (nullable): cancels the wait, not the upload
- * @callback: (scope async): called with the result
+ * @callback: (scope async) (nullable): called with the result
  * @user_data: data for @callback
  *
  * Uploads @source with @request as the task @identifier. The task is committed to the
@@ -631,7 +631,7 @@ bg_uploader_upload_finish (BgUploader  *self,
  * bg_uploader_restore_async:
  * @self: a #BgUploader
  * @cancellable: (nullable): a #GCancellable
- * @callback: (scope async): called when the tasks are loaded
+ * @callback: (scope async) (nullable): called when the tasks are loaded
  * @user_data: data for @callback
  *
  * Loads the tasks that earlier runs left unfinished and carries them on. Call it once at

@@ -335,7 +335,7 @@ test_conflict_and_arguments (Fixture       *f,
   g_autoptr(GError) error = NULL;
   g_autoptr(BgResponse) response = NULL;
 
-  serve_file (f, "x.bin", 1024, 3);
+  g_free (serve_file (f, "x.bin", 1024, 3));
   start_download (f, "/files/x.bin?delay=200", dest, "conflict", NULL, &r1);
   start_download (f, "/files/x.bin", other, "conflict", NULL, &r2);
   bg_test_wait_for_result (&r2, 30);
@@ -422,7 +422,7 @@ test_max_concurrent (Fixture       *f,
   GAsyncResult *results[6] = { NULL, };
 
   bg_downloader_set_max_concurrent (f->downloader, 2);
-  serve_file (f, "m.bin", 4096, 4);
+  g_free (serve_file (f, "m.bin", 4096, 4));
 
   for (guint i = 0; i < G_N_ELEMENTS (results); i++)
     {
@@ -475,7 +475,7 @@ test_cancel (Fixture       *f,
   g_autoptr(BgStore) store = NULL;
   g_autoptr(BgStoreRecord) record = NULL;
 
-  serve_file (f, "cancel.bin", 16 * MiB, 5);
+  g_free (serve_file (f, "cancel.bin", 16 * MiB, 5));
   start_download (f, "/files/cancel.bin?rate=4000000", dest, "cancel-me", NULL, &result);
   wait_for_bytes (f->downloader, "cancel-me", 1 * MiB);
   /* The partial file exists while the download runs. */
@@ -659,7 +659,7 @@ test_resume_wrong_range (Fixture       *f,
   Steer steer = { f, "/files/w.bin?wrongrange=100", NULL, 0, 0, NULL, FALSE };
   g_autoptr(BgResponse) response = NULL;
 
-  serve_file (f, "w.bin", 8 * MiB, 11);
+  g_free (serve_file (f, "w.bin", 8 * MiB, 11));
   response = resume_download (f, &steer, "/files/w.bin?rate=3000000&drop=4194304", dest, "w");
   g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_FAILED);
   g_assert_error (bg_response_get_error (response), BG_ERROR, BG_ERROR_PROTOCOL);
@@ -785,7 +785,7 @@ test_https_to_http (void)
   f->server = bg_test_server_new (NULL, TRUE);
   f->tmp = bg_test_make_tmpdir ();
   f->db = g_build_filename (f->tmp, "tasks.sqlite", NULL);
-  serve_file (f, "s.bin", 50000, 14);
+  g_free (serve_file (f, "s.bin", 50000, 14));
 
   /* The default TLS database does not trust the test certificate. */
   f->downloader = open_downloader (f);
@@ -966,7 +966,7 @@ test_restore_announces (Fixture       *f,
   g_autoptr(GDataInputStream) out = NULL;
   g_autoptr(GError) error = NULL;
 
-  serve_file (f, "a.bin", 1000, 17);
+  g_free (serve_file (f, "a.bin", 1000, 17));
   g_clear_object (&f->downloader);
   helper = bg_test_spawn_helper (&out, &error, "hold", f->db, url, dest, "announce", NULL);
   g_assert_no_error (error);
