@@ -303,6 +303,12 @@ bg_http_classify_error (const GError *error)
   if (error == NULL)
     return BG_RESPONSE_FAILED;
 
+  /* libsoup reports response headers past its size limit as partial input too; a server that
+   * sends them is broken, not busy.  Compare with libsoup's own (translated) message. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT) &&
+      g_strcmp0 (error->message, g_dgettext ("libsoup-3.0", "Header too big")) == 0)
+    return BG_RESPONSE_FAILED;
+
   if (error->domain == G_IO_ERROR)
     {
       switch (error->code)

@@ -8,6 +8,7 @@ import Soup from 'gi://Soup?version=3.0';
 import System from 'system';
 
 Gio._promisify(Bg.Downloader.prototype, 'download_async', 'download_finish');
+Gio._promisify(Bg.Uploader.prototype, 'upload_async', 'upload_finish');
 
 let failures = 0;
 let count = 0;
@@ -80,6 +81,19 @@ async function main() {
         check(checksum(`${root}/out.bin`) === expected, 'sha256 matches');
         check(finished === 1, 'task-finished emitted once');
         check(downloader.get_tasks().get_n_items() === 0, 'collected task left the list');
+
+        const uploader = new Bg.Uploader({
+            session_id: 'gjs-upload',
+            database_path: `${root}/db.sqlite`,
+            max_attempts: 1,
+        });
+        uploader.init(null);
+        const put = Soup.Message.new('PUT', `${server.base}/upload/gjs.bin`);
+        const up = await uploader.upload_async(put, dest, 'gjs-up', null);
+        check(up.get_kind() === Bg.ResponseKind.SUCCESS, 'upload succeeded');
+        check(up.get_status() === 201, 'upload status 201');
+        const body = new TextDecoder().decode(up.get_body().toArray());
+        check(body.includes(expected), 'the server saw the same sha256');
     } finally {
         server.proc.get_stdin_pipe().close(null);
         server.proc.wait(null);
