@@ -621,19 +621,61 @@ typedef struct
   gint64  size;
   char   *partial;
   char   *destination;
+  char   *expected_sha256;
   int     step;
 } PublishData;
 
 static void
 publish_data_free (PublishData *data)
 {
+  g_free (data->expected_sha256);
   g_free (data->partial);
   g_free (data->destination);
   g_free (data);
 }
 
-/* Step 0: fsync the partial file.  Step 1: rename it into place without replacing anything,
- * then fsync the folder. */
+/* Reads the whole partial file back and compares its SHA-256 with the one the app expects. */
+static gboolean
+verify_sha256 (PublishData  *data,
+               GError      **error)
+{
+  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree guint8 *buf = g_malloc (BUFFER_SIZE);
+  int fd = g_open (data->partial, O_RDONLY | O_CLOEXEC, 0);
+  gssize n;
+
+  if (fd < 0)
+    {
+      int saved_errno = errno;
+
+      set_partial_error (error, saved_errno, data->partial);
+      return FALSE;
+    }
+
+  while ((n = read (fd, buf, BUFFER_SIZE)) > 0)
+    g_checksum_update (checksum, buf, n);
+  close (fd);
+
+  if (n < 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   _("Cannot read the partial file “%s” back"), data->partial);
+      return FALSE;
+    }
+
+  if (g_ascii_strcasecmp (g_checksum_get_string (checksum), data->expected_sha256) != 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INTEGRITY,
+                   _("The download's SHA-256 is %s, but %s was expected; it was not published"),
+                   g_checksum_get_string (checksum), data->expected_sha256);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Step 0: fsync the partial file, and check its SHA-256 when the app gave one.  Step 1: rename
+ * it into place without replacing anything, then fsync the folder. */
 static void
 publish_thread (GTask        *task,
                 gpointer      source_object,
@@ -641,6 +683,7 @@ publish_thread (GTask        *task,
                 GCancellable *cancellable)
 {
   PublishData *data = task_data;
+  g_autoptr(GError) error = NULL;
 
   if (data->step == 0)
     {
@@ -654,6 +697,12 @@ publish_thread (GTask        *task,
                                    g_strerror (saved_errno));
           return;
         }
+      if (data->expected_sha256 != NULL && !verify_sha256 (data, &error))
+        {
+          g_task_return_error (task, g_steal_pointer (&error));
+          return;
+        }
+
       g_task_return_boolean (task, TRUE);
       return;
     }
@@ -761,6 +810,7 @@ publish_step (Download *self,
   data->size = self->written;
   data->partial = g_strdup (record->partial_path);
   data->destination = g_strdup (record->file_path);
+  data->expected_sha256 = g_strdup (record->expected_sha256);
   data->step = step;
 
   task = g_task_new (NULL, self->cancellable, publish_done_cb, download_ref (self));

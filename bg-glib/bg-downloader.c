@@ -45,6 +45,11 @@ struct _BgDownloader
   guint        max_concurrent;
   guint        stall_timeout;
   guint        max_attempts;
+  guint        retry_delay;
+  guint        max_retry_delay;
+  guint        retry_deadline;
+  gboolean     allow_metered;
+  GNetworkMonitor *network_monitor;
 };
 
 static void bg_downloader_initable_iface_init (GInitableIface *iface);
@@ -61,6 +66,11 @@ enum {
   PROP_MAX_CONCURRENT,
   PROP_STALL_TIMEOUT,
   PROP_MAX_ATTEMPTS,
+  PROP_RETRY_DELAY,
+  PROP_MAX_RETRY_DELAY,
+  PROP_RETRY_DEADLINE,
+  PROP_ALLOW_METERED,
+  PROP_NETWORK_MONITOR,
   N_PROPS
 };
 
@@ -104,7 +114,8 @@ bg_downloader_initable_init (GInitable     *initable,
     return TRUE;
 
   self->engine = bg_engine_open (BG_TASK_KIND_DOWNLOAD, self->session_id,
-                                 &self->database_path, self->soup_session, error);
+                                 &self->database_path, self->soup_session,
+                                 self->network_monitor, error);
   if (self->engine == NULL)
     return FALSE;
 
@@ -112,6 +123,9 @@ bg_downloader_initable_init (GInitable     *initable,
   bg_engine_set_max_concurrent (self->engine, self->max_concurrent);
   bg_engine_set_stall_timeout (self->engine, self->stall_timeout);
   bg_engine_set_max_attempts (self->engine, self->max_attempts);
+  bg_engine_set_allow_metered (self->engine, self->allow_metered);
+  bg_engine_set_retry_deadline (self->engine, self->retry_deadline);
+  bg_engine_set_backoff (self->engine, self->retry_delay * 1000, self->max_retry_delay * 1000);
   g_signal_connect_object (self->engine, "task-finished",
                            G_CALLBACK (task_finished_cb), self, 0);
   g_signal_connect_object (self->engine, "prepare-request",
@@ -146,6 +160,7 @@ bg_downloader_finalize (GObject *object)
   g_clear_pointer (&self->session_id, g_free);
   g_clear_pointer (&self->database_path, g_free);
   g_clear_object (&self->soup_session);
+  g_clear_object (&self->network_monitor);
 
   G_OBJECT_CLASS (bg_downloader_parent_class)->finalize (object);
 }
@@ -177,6 +192,21 @@ bg_downloader_get_property (GObject    *object,
       break;
     case PROP_MAX_ATTEMPTS:
       g_value_set_uint (value, bg_downloader_get_max_attempts (self));
+      break;
+    case PROP_RETRY_DELAY:
+      g_value_set_uint (value, self->retry_delay);
+      break;
+    case PROP_MAX_RETRY_DELAY:
+      g_value_set_uint (value, self->max_retry_delay);
+      break;
+    case PROP_RETRY_DEADLINE:
+      g_value_set_uint (value, self->retry_deadline);
+      break;
+    case PROP_ALLOW_METERED:
+      g_value_set_boolean (value, self->allow_metered);
+      break;
+    case PROP_NETWORK_MONITOR:
+      g_value_set_object (value, self->network_monitor);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -210,6 +240,32 @@ bg_downloader_set_property (GObject      *object,
       break;
     case PROP_MAX_ATTEMPTS:
       bg_downloader_set_max_attempts (self, g_value_get_uint (value));
+      break;
+    case PROP_RETRY_DELAY:
+    case PROP_MAX_RETRY_DELAY:
+      if (prop_id == PROP_RETRY_DELAY)
+        self->retry_delay = g_value_get_uint (value);
+      else
+        self->max_retry_delay = g_value_get_uint (value);
+      if (self->engine != NULL)
+        bg_engine_set_backoff (self->engine, self->retry_delay * 1000,
+                               self->max_retry_delay * 1000);
+      g_object_notify_by_pspec (object, pspec);
+      break;
+    case PROP_RETRY_DEADLINE:
+      self->retry_deadline = g_value_get_uint (value);
+      if (self->engine != NULL)
+        bg_engine_set_retry_deadline (self->engine, self->retry_deadline);
+      g_object_notify_by_pspec (object, pspec);
+      break;
+    case PROP_ALLOW_METERED:
+      self->allow_metered = g_value_get_boolean (value);
+      if (self->engine != NULL)
+        bg_engine_set_allow_metered (self->engine, self->allow_metered);
+      g_object_notify_by_pspec (object, pspec);
+      break;
+    case PROP_NETWORK_MONITOR:
+      self->network_monitor = g_value_dup_object (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -286,6 +342,59 @@ bg_downloader_class_init (BgDownloaderClass *klass)
     g_param_spec_uint ("max-attempts", NULL, NULL, 1, G_MAXUINT, 5,
                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * BgDownloader:retry-delay:
+   *
+   * How many seconds the first automatic retry waits. Each later one waits twice as long, up to
+   * [property@Bg.Downloader:max-retry-delay], plus up to a quarter more at random so that tasks that
+   * failed together do not come back together. A longer `Retry-After` from the server wins.
+   */
+  properties[PROP_RETRY_DELAY] =
+    g_param_spec_uint ("retry-delay", NULL, NULL, 0, 24 * 3600, 2,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgDownloader:max-retry-delay:
+   *
+   * The longest wait, in seconds, that the backoff between automatic retries reaches.
+   */
+  properties[PROP_MAX_RETRY_DELAY] =
+    g_param_spec_uint ("max-retry-delay", NULL, NULL, 0, 7 * 24 * 3600, 3600,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgDownloader:retry-deadline:
+   *
+   * How many seconds after a task was created it stops being retried: a retry that would fall
+   * later hands the %BG_RESPONSE_RETRY outcome to the app. 0 means no deadline; the default is
+   * seven days.
+   */
+  properties[PROP_RETRY_DEADLINE] =
+    g_param_spec_uint ("retry-deadline", NULL, NULL, 0, G_MAXUINT, 7 * 24 * 3600,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgDownloader:allow-metered:
+   *
+   * Whether downloads may use a metered network. When it is %FALSE, tasks wait with
+   * %BG_WAIT_REASON_METERED while the network is metered, unless the task itself allows it
+   * ([property@Bg.Task:allow-metered]).
+   */
+  properties[PROP_ALLOW_METERED] =
+    g_param_spec_boolean ("allow-metered", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgDownloader:network-monitor:
+   *
+   * The #GNetworkMonitor that says whether there is a network and whether it is metered. The
+   * default is g_network_monitor_get_default(). While there is no network and the server cannot
+   * be reached, tasks wait with %BG_WAIT_REASON_NETWORK and use up no attempts.
+   */
+  properties[PROP_NETWORK_MONITOR] =
+    g_param_spec_object ("network-monitor", NULL, NULL, G_TYPE_NETWORK_MONITOR,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -329,6 +438,9 @@ bg_downloader_init (BgDownloader *self)
   self->max_concurrent = 4;
   self->stall_timeout = 60;
   self->max_attempts = 5;
+  self->retry_delay = 2;
+  self->max_retry_delay = 3600;
+  self->retry_deadline = 7 * 24 * 3600;
 }
 
 /**

@@ -52,6 +52,7 @@ BgEngine       *bg_engine_open             (BgTaskKind            kind,
                                             const char           *session_id,
                                             char                **database_path,
                                             SoupSession          *soup_session,
+                                            GNetworkMonitor      *network_monitor,
                                             GError              **error);
 BgEngine       *bg_engine_new              (BgTaskKind            kind,
                                             BgStore              *store,
@@ -72,10 +73,17 @@ guint           bg_engine_get_max_attempts   (BgEngine           *self);
 void            bg_engine_set_max_response_size (BgEngine        *self,
                                                  gsize            size);
 gsize           bg_engine_get_max_response_size (BgEngine        *self);
-/* For tests: the first retry waits @base_ms, doubling up to @max_ms (before jitter). */
+/* The first retry waits @base_ms, doubling up to @max_ms (before jitter). */
 void            bg_engine_set_backoff        (BgEngine           *self,
                                               guint               base_ms,
                                               guint               max_ms);
+void            bg_engine_set_retry_deadline (BgEngine           *self,
+                                              guint               seconds);
+void            bg_engine_set_monitors       (BgEngine             *self,
+                                              GNetworkMonitor      *network_monitor,
+                                              GPowerProfileMonitor *power_monitor);
+void            bg_engine_set_allow_metered  (BgEngine           *self,
+                                              gboolean            allow_metered);
 
 void            bg_engine_submit_async     (BgEngine             *self,
                                             gpointer              source_object,

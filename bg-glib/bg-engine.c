@@ -43,7 +43,10 @@ struct _BgJob
   GDestroyNotify  attempt_data_destroy;
   gint64          last_activity;
   guint           retry_source;
+  gulong          options_handler;
   guint           running : 1;
+  guint           reachable : 1;      /* can_reach said yes while the monitor said offline */
+  guint           reach_pending : 1;
   guint           queued : 1;
   guint           stalled : 1;
   guint           dropped : 1;
@@ -72,6 +75,12 @@ struct _BgEngine
   gsize                  max_response_size;
   guint                  backoff_base_ms;
   guint                  backoff_max_ms;
+  guint                  retry_deadline;   /* seconds after creation; 0 for none */
+  guint                  sweep_ticks;
+
+  gboolean               allow_metered;
+  GNetworkMonitor       *network_monitor;
+  GPowerProfileMonitor  *power_monitor;
 };
 
 G_DEFINE_FINAL_TYPE (BgEngine, bg_engine, G_TYPE_OBJECT)
@@ -86,6 +95,9 @@ static guint signals[N_SIGNALS];
 
 static void engine_schedule_pump (BgEngine *self);
 static void job_finish (BgJob *job, BgResponse *response);
+static void job_enqueue (BgJob *job);
+static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, BgJob *job);
+static void engine_sweep_waits (BgEngine *self);
 
 BgJob *
 bg_job_ref (BgJob *job)
@@ -103,6 +115,7 @@ bg_job_unref (BgJob *job)
   g_assert (job->waiters == NULL);
   g_assert (job->retry_source == 0);
 
+  g_clear_signal_handler (&job->options_handler, job->task);
   if (job->attempt_data_destroy != NULL)
     g_clear_pointer (&job->attempt_data, job->attempt_data_destroy);
   g_clear_object (&job->cancellable);
@@ -128,6 +141,10 @@ bg_job_new (BgEngine      *engine,
   bg_task_set_restarts (job->task, record->restarts);
   bg_task_set_next_attempt_at (job->task, record->next_attempt_at);
   bg_task_set_progress (job->task, record->checkpoint, record->total, TRUE);
+  bg_task_init_options (job->task, record->allow_metered, record->discretionary,
+                        record->priority, record->earliest_start, record->expected_sha256);
+  job->options_handler = g_signal_connect (job->task, "notify",
+                                           G_CALLBACK (job_options_changed_cb), job);
 
   return job;
 }
@@ -457,47 +474,166 @@ engine_backoff_ms (BgEngine *self,
   delay = MIN (delay, self->backoff_max_ms);
 
   /* Up to a quarter more, so that many tasks failing together do not come back together. */
-  delay += g_random_int_range (0, (gint32) MAX (1, delay / 4));
+  if (delay >= 4)
+    delay += g_random_int_range (0, (gint32) MIN (delay / 4, G_MAXINT32));
 
   return (guint) MIN (delay, G_MAXUINT);
 }
 
 static gboolean
-job_retry_due_cb (gpointer data)
+job_wait_over_cb (gpointer data)
 {
   BgJob *job = data;
-  BgEngine *self = job->engine;
 
   job->retry_source = 0;
-  job->record->next_attempt_at = 0;
-  job->record->state = BG_TASK_STATE_QUEUED;
-  bg_task_set_next_attempt_at (job->task, 0);
-  bg_task_set_state (job->task, BG_TASK_STATE_QUEUED);
-  job->queued = TRUE;
-  g_queue_push_tail (&self->queue, job);
-  engine_schedule_pump (self);
+
+  /* Within a run the monotonic timer is the authority: a clock set back does not hold the task
+   * past the delay it was given. */
+  if (bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_RETRY)
+    job->record->next_attempt_at = 0;
+
+  job_enqueue (job);
 
   return G_SOURCE_REMOVE;
 }
 
-/* Waits until the record's next_attempt_at, a wall-clock time, measured from now with the
- * monotonic clock: a clock change during the wait neither fires it early nor holds it. */
-static void
-job_schedule_retry (BgJob *job)
+static gboolean
+engine_network_available (BgEngine *self)
 {
-  gint64 delay_us = job->record->next_attempt_at - now_wall ();
-  guint delay_ms;
+  return self->network_monitor == NULL ||
+         g_network_monitor_get_network_available (self->network_monitor);
+}
 
-  delay_us = CLAMP (delay_us, 0, (gint64) BG_HTTP_RETRY_AFTER_MAX * G_USEC_PER_SEC);
-  delay_ms = (guint) (delay_us / 1000);
+/* What keeps @job from starting now, and until when (wall clock, 0 for "until the condition
+ * changes"). */
+static BgWaitReason
+job_blocked_by (BgJob  *job,
+                gint64 *until)
+{
+  BgEngine *self = job->engine;
+  BgStoreRecord *record = job->record;
+  gint64 now = now_wall ();
 
+  *until = 0;
+
+  if (record->earliest_start > now)
+    {
+      *until = record->earliest_start;
+      return BG_WAIT_REASON_SCHEDULED;
+    }
+
+  if (record->next_attempt_at > now)
+    {
+      *until = record->next_attempt_at;
+      return BG_WAIT_REASON_RETRY;
+    }
+
+  if (!engine_network_available (self) && !job->reachable)
+    return BG_WAIT_REASON_NETWORK;
+
+  if (self->network_monitor != NULL &&
+      g_network_monitor_get_network_metered (self->network_monitor) &&
+      !self->allow_metered && !record->allow_metered)
+    return BG_WAIT_REASON_METERED;
+
+  if (self->power_monitor != NULL &&
+      g_power_profile_monitor_get_power_saver_enabled (self->power_monitor) &&
+      record->discretionary)
+    return BG_WAIT_REASON_POWER_SAVER;
+
+  return BG_WAIT_REASON_NONE;
+}
+
+static void
+job_reach_cb (GObject      *object,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(BgJob) job = user_data;
+  gboolean reachable;
+
+  reachable = g_network_monitor_can_reach_finish (G_NETWORK_MONITOR (object), result, NULL);
+  job->reach_pending = FALSE;
+
+  if (job->dropped || job->engine->jobs == NULL)
+    return;
+
+  if (reachable)
+    {
+      job->reachable = TRUE;
+      job_enqueue (job);
+    }
+}
+
+/* The monitor says there is no network, but a server on this machine or on a local route may
+ * still be reachable: ask before parking the task. */
+static void
+job_check_reach (BgJob *job)
+{
+  g_autoptr(GUri) uri = NULL;
+  g_autoptr(GSocketConnectable) address = NULL;
+  int port;
+
+  if (job->reach_pending || job->engine->network_monitor == NULL)
+    return;
+
+  uri = g_uri_parse (job->record->uri, SOUP_HTTP_URI_FLAGS, NULL);
+  if (uri == NULL || g_uri_get_host (uri) == NULL)
+    return;
+
+  port = g_uri_get_port (uri);
+  if (port < 0)
+    port = g_ascii_strcasecmp (g_uri_get_scheme (uri), "https") == 0 ? 443 : 80;
+
+  address = g_network_address_new (g_uri_get_host (uri), port);
+  job->reach_pending = TRUE;
+  g_network_monitor_can_reach_async (job->engine->network_monitor, address, NULL,
+                                     job_reach_cb, bg_job_ref (job));
+}
+
+/* Parks the job in WAITING.  A wait with a time is measured from now with the monotonic clock,
+ * so a clock change during the wait neither fires it early nor holds it; the periodic sweep
+ * catches a wait that a suspend stretched. */
+static void
+job_wait (BgJob        *job,
+          BgWaitReason  reason,
+          gint64        until)
+{
   job->record->state = BG_TASK_STATE_WAITING;
   bg_task_set_next_attempt_at (job->task, job->record->next_attempt_at);
+  bg_task_set_wait_reason (job->task, reason);
   bg_task_set_state (job->task, BG_TASK_STATE_WAITING);
 
   g_clear_handle_id (&job->retry_source, g_source_remove);
-  job->retry_source = g_timeout_add_full (G_PRIORITY_DEFAULT, delay_ms,
-                                          job_retry_due_cb, job, NULL);
+
+  if (until > 0)
+    {
+      gint64 delay_us = CLAMP (until - now_wall (), 0,
+                               (gint64) BG_HTTP_RETRY_AFTER_MAX * G_USEC_PER_SEC);
+
+      job->retry_source = g_timeout_add_full (G_PRIORITY_DEFAULT, (guint) (delay_us / 1000),
+                                              job_wait_over_cb, job, NULL);
+    }
+  else if (reason == BG_WAIT_REASON_NETWORK)
+    job_check_reach (job);
+}
+
+static void
+engine_queue_insert (BgEngine *self,
+                     BgJob    *job)
+{
+  int priority = job->record->priority;
+  GList *l;
+
+  /* Higher priority first; among equals, first come first served. */
+  for (l = self->queue.tail; l != NULL; l = l->prev)
+    if (((BgJob *) l->data)->record->priority >= priority)
+      break;
+
+  if (l == NULL)
+    g_queue_push_head (&self->queue, job);
+  else
+    g_queue_insert_after (&self->queue, l, job);
 }
 
 void
@@ -537,18 +673,40 @@ bg_job_attempt_finished (BgJob      *job,
     }
 
   if (bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
+      bg_response_get_status (outcome) == 0 && !engine_network_available (self))
+    {
+      /* The network went away under the attempt: that attempt does not count, and the task
+       * waits for the network instead of burning the next ones. */
+      job->record->attempts--;
+      job->record->state = BG_TASK_STATE_QUEUED;
+      engine_save (self, job->record);
+      bg_task_set_attempts (job->task, job->record->attempts);
+      job->reachable = FALSE;
+      job_enqueue (job);
+      return;
+    }
+
+  if (bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
       job->record->attempts < self->max_attempts)
     {
       gint64 delay_ms = engine_backoff_ms (self, job->record->attempts);
       gint64 retry_after = bg_response_get_retry_after (outcome);
+      gint64 next;
 
       if (retry_after >= 0 && retry_after * 1000 > delay_ms)
         delay_ms = retry_after * 1000;
 
-      job->record->next_attempt_at = now_wall () + delay_ms * 1000;
-      job_schedule_retry (job);
-      engine_save (self, job->record);
-      return;
+      next = now_wall () + delay_ms * 1000;
+      if (self->retry_deadline == 0 ||
+          next <= job->record->created_at + (gint64) self->retry_deadline * G_USEC_PER_SEC)
+        {
+          /* Stored before anyone is told, so a kill right after still finds it. */
+          job->record->next_attempt_at = next;
+          job->record->state = BG_TASK_STATE_WAITING;
+          engine_save (self, job->record);
+          job_wait (job, BG_WAIT_REASON_RETRY, next);
+          return;
+        }
     }
 
   job_finish (job, outcome);
@@ -569,6 +727,8 @@ job_finish (BgJob      *job,
   record_set_response (job->record, response);
   engine_save (self, job->record);
 
+  g_clear_handle_id (&job->retry_source, g_source_remove);
+  bg_task_set_wait_reason (job->task, BG_WAIT_REASON_NONE);
   bg_task_set_next_attempt_at (job->task, 0);
   bg_task_set_progress (job->task,
                         bg_task_get_bytes_transferred (job->task),
@@ -608,6 +768,7 @@ job_start_attempt (BgJob *job)
   job->record->next_attempt_at = 0;
   bg_task_set_attempts (job->task, job->record->attempts);
   bg_task_set_next_attempt_at (job->task, 0);
+  bg_task_set_wait_reason (job->task, BG_WAIT_REASON_NONE);
   bg_task_set_state (job->task, BG_TASK_STATE_RUNNING);
 
   msg = self->transfer->build (job, &error);
@@ -646,9 +807,17 @@ engine_pump_cb (gpointer data)
   while (self->n_running < self->max_concurrent && !g_queue_is_empty (&self->queue))
     {
       g_autoptr(BgJob) job = bg_job_ref (g_queue_pop_head (&self->queue));
+      BgWaitReason reason;
+      gint64 until;
 
       job->queued = FALSE;
-      job_start_attempt (job);
+
+      /* The conditions may have changed while it was queued. */
+      reason = job_blocked_by (job, &until);
+      if (reason != BG_WAIT_REASON_NONE)
+        job_wait (job, reason, until);
+      else
+        job_start_attempt (job);
     }
 
   return G_SOURCE_REMOVE;
@@ -678,6 +847,10 @@ engine_stall_check_cb (gpointer data)
   GHashTableIter iter;
   gpointer value;
 
+  /* About every five seconds. */
+  if (++self->sweep_ticks % (5000 / STALL_CHECK_INTERVAL_MS) == 0)
+    engine_sweep_waits (self);
+
   if (self->stall_timeout == 0)
     return G_SOURCE_CONTINUE;
 
@@ -696,25 +869,144 @@ engine_stall_check_cb (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* Queues the job, or parks it in WAITING while something keeps it from starting. */
 static void
 job_enqueue (BgJob *job)
 {
   BgEngine *self = job->engine;
+  BgWaitReason reason;
+  gint64 until;
 
-  if (job->queued || job->running || job->retry_source != 0)
+  if (job->queued || job->running || job->dropped ||
+      job->record->state == BG_TASK_STATE_FINISHED)
     return;
 
-  if (job->record->next_attempt_at > now_wall ())
+  g_clear_handle_id (&job->retry_source, g_source_remove);
+
+  reason = job_blocked_by (job, &until);
+  if (reason != BG_WAIT_REASON_NONE)
     {
-      job_schedule_retry (job);
+      job_wait (job, reason, until);
       return;
     }
 
   job->record->state = BG_TASK_STATE_QUEUED;
+  bg_task_set_wait_reason (job->task, BG_WAIT_REASON_NONE);
   bg_task_set_state (job->task, BG_TASK_STATE_QUEUED);
   job->queued = TRUE;
-  g_queue_push_tail (&self->queue, job);
+  engine_queue_insert (self, job);
   engine_schedule_pump (self);
+}
+
+/* An app changed an option on the task: store it, and look again at whether it may start. */
+static void
+job_options_changed_cb (BgTask     *task,
+                        GParamSpec *pspec,
+                        BgJob      *job)
+{
+  BgStoreRecord *record = job->record;
+  g_autoptr(GDateTime) earliest = NULL;
+
+  if (!g_str_equal (pspec->name, "allow-metered") &&
+      !g_str_equal (pspec->name, "discretionary") &&
+      !g_str_equal (pspec->name, "priority") &&
+      !g_str_equal (pspec->name, "earliest-start") &&
+      !g_str_equal (pspec->name, "expected-sha256"))
+    return;
+
+  record->allow_metered = bg_task_get_allow_metered (task);
+  record->discretionary = bg_task_get_discretionary (task);
+  record->priority = bg_task_get_priority (task);
+  record->earliest_start = bg_task_get_earliest_start_usec (task);
+  g_free (record->expected_sha256);
+  record->expected_sha256 = g_strdup (bg_task_get_expected_sha256 (task));
+
+  if (job->dropped)
+    return;
+
+  engine_save (job->engine, record);
+
+  if (job->queued)
+    {
+      g_queue_remove (&job->engine->queue, job);
+      job->queued = FALSE;
+    }
+  if (!job->running && bg_task_get_wait_reason (task) != BG_WAIT_REASON_RETRY)
+    job_enqueue (job);
+}
+
+/* The network or the power profile changed: every task waiting on a condition looks again. */
+static void
+engine_conditions_changed (BgEngine *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+  g_autoptr(GPtrArray) waiting = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+
+  if (self->jobs == NULL)
+    return;
+
+  g_hash_table_iter_init (&iter, self->jobs);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BgJob *job = value;
+      BgWaitReason reason = bg_task_get_wait_reason (job->task);
+
+      job->reachable = FALSE;
+      if (job->record->state == BG_TASK_STATE_WAITING &&
+          (reason == BG_WAIT_REASON_NETWORK || reason == BG_WAIT_REASON_METERED ||
+           reason == BG_WAIT_REASON_POWER_SAVER))
+        g_ptr_array_add (waiting, bg_job_ref (job));
+    }
+
+  for (guint i = 0; i < waiting->len; i++)
+    job_enqueue (g_ptr_array_index (waiting, i));
+}
+
+static void
+network_changed_cb (GNetworkMonitor *monitor,
+                    gboolean         available,
+                    BgEngine        *self)
+{
+  engine_conditions_changed (self);
+}
+
+static void
+conditions_notify_cb (GObject    *object,
+                      GParamSpec *pspec,
+                      BgEngine   *self)
+{
+  engine_conditions_changed (self);
+}
+
+/* A suspend stops the monotonic clock, so a retry timer set before it runs late after it: once
+ * in a while, compare the stored wall-clock times too. */
+static void
+engine_sweep_waits (BgEngine *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+  gint64 now = now_wall ();
+  g_autoptr(GPtrArray) due = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+
+  g_hash_table_iter_init (&iter, self->jobs);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BgJob *job = value;
+
+      if (job->retry_source != 0 && job->record->next_attempt_at > 0 &&
+          job->record->next_attempt_at <= now &&
+          job->record->earliest_start <= now)
+        g_ptr_array_add (due, bg_job_ref (job));
+    }
+
+  for (guint i = 0; i < due->len; i++)
+    {
+      BgJob *job = g_ptr_array_index (due, i);
+
+      g_clear_handle_id (&job->retry_source, g_source_remove);
+      job_wait_over_cb (job);
+    }
 }
 
 /* --- GObject ------------------------------------------------------------------------------- */
@@ -729,6 +1021,10 @@ bg_engine_shutdown (BgEngine *self)
 
   g_clear_handle_id (&self->pump_source, g_source_remove);
   g_clear_handle_id (&self->stall_source, g_source_remove);
+  if (self->network_monitor != NULL)
+    g_signal_handlers_disconnect_by_data (self->network_monitor, self);
+  if (self->power_monitor != NULL)
+    g_signal_handlers_disconnect_by_data (self->power_monitor, self);
 
   if (self->jobs != NULL)
     {
@@ -768,6 +1064,8 @@ bg_engine_finalize (GObject *object)
   BgEngine *self = (BgEngine *)object;
 
   g_clear_object (&self->tasks);
+  g_clear_object (&self->network_monitor);
+  g_clear_object (&self->power_monitor);
   g_clear_object (&self->store);
   g_clear_object (&self->session);
   g_clear_pointer (&self->context, g_main_context_unref);
@@ -817,6 +1115,7 @@ bg_engine_init (BgEngine *self)
   self->max_response_size = 1024 * 1024;
   self->backoff_base_ms = 2000;
   self->backoff_max_ms = 3600 * 1000;
+  self->retry_deadline = 7 * 24 * 3600;
 }
 
 BgEngine *
@@ -916,12 +1215,60 @@ bg_engine_get_max_response_size (BgEngine *self)
   return self->max_response_size;
 }
 
+/* Watches @network_monitor (NULL: never wait for the network) and @power_monitor (NULL: never
+ * wait for power-saver mode), in place of any watched before. */
+void
+bg_engine_set_monitors (BgEngine             *self,
+                        GNetworkMonitor      *network_monitor,
+                        GPowerProfileMonitor *power_monitor)
+{
+  if (self->network_monitor != NULL)
+    g_signal_handlers_disconnect_by_data (self->network_monitor, self);
+  if (self->power_monitor != NULL)
+    g_signal_handlers_disconnect_by_data (self->power_monitor, self);
+  g_clear_object (&self->network_monitor);
+  g_clear_object (&self->power_monitor);
+
+  if (network_monitor != NULL)
+    {
+      self->network_monitor = g_object_ref (network_monitor);
+      g_signal_connect (network_monitor, "network-changed",
+                        G_CALLBACK (network_changed_cb), self);
+      g_signal_connect (network_monitor, "notify::network-metered",
+                        G_CALLBACK (conditions_notify_cb), self);
+    }
+
+  if (power_monitor != NULL)
+    {
+      self->power_monitor = g_object_ref (power_monitor);
+      g_signal_connect (power_monitor, "notify::power-saver-enabled",
+                        G_CALLBACK (conditions_notify_cb), self);
+    }
+
+  engine_conditions_changed (self);
+}
+
+void
+bg_engine_set_allow_metered (BgEngine *self,
+                             gboolean  allow_metered)
+{
+  self->allow_metered = !!allow_metered;
+  engine_conditions_changed (self);
+}
+
+void
+bg_engine_set_retry_deadline (BgEngine *self,
+                              guint     seconds)
+{
+  self->retry_deadline = seconds;
+}
+
 void
 bg_engine_set_backoff (BgEngine *self,
                        guint     base_ms,
                        guint     max_ms)
 {
-  self->backoff_base_ms = MAX (1, base_ms);
+  self->backoff_base_ms = base_ms;
   self->backoff_max_ms = MAX (self->backoff_base_ms, max_ms);
 }
 
@@ -1393,14 +1740,17 @@ bg_engine_new_soup_session (void)
 /* Everything a front end does in GInitable.init: checks the session id, opens the shared
  * database (creating its folder privately) and makes the engine. */
 BgEngine *
-bg_engine_open (BgTaskKind     kind,
-                const char    *session_id,
-                char         **database_path,
-                SoupSession   *soup_session,
-                GError       **error)
+bg_engine_open (BgTaskKind        kind,
+                const char       *session_id,
+                char            **database_path,
+                SoupSession      *soup_session,
+                GNetworkMonitor  *network_monitor,
+                GError          **error)
 {
   g_autoptr(BgStore) store = NULL;
   g_autoptr(SoupSession) session = NULL;
+  g_autoptr(GPowerProfileMonitor) power = NULL;
+  BgEngine *engine;
 
   if (!bg_engine_validate_session_id (session_id, error))
     return NULL;
@@ -1427,6 +1777,12 @@ bg_engine_open (BgTaskKind     kind,
     return NULL;
 
   session = soup_session ? g_object_ref (soup_session) : bg_engine_new_soup_session ();
+  power = g_power_profile_monitor_dup_default ();
 
-  return bg_engine_new (kind, store, session);
+  engine = bg_engine_new (kind, store, session);
+  bg_engine_set_monitors (engine,
+                          network_monitor ? network_monitor : g_network_monitor_get_default (),
+                          power);
+
+  return engine;
 }

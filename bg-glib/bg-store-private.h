@@ -13,7 +13,7 @@ G_BEGIN_DECLS
 
 /* The schema version this code writes.  Older databases are upgraded in place by the ordered
  * migrations in data/schema/; newer ones are refused with BG_ERROR_STORE. */
-#define BG_STORE_SCHEMA_VERSION 2
+#define BG_STORE_SCHEMA_VERSION 3
 
 /* A record holds everything a later run needs to carry a task on.  Strings are owned; NULL means
  * "none".  Times are microseconds since the Unix epoch (wall clock), 0 when unset. */
@@ -39,6 +39,13 @@ typedef struct _BgStoreRecord
   gint64       created_at;
   gint64       updated_at;
   char        *idempotency_key;   /* schema 2 */
+
+  /* The app's options for the task (schema 3). */
+  gboolean     allow_metered;
+  gboolean     discretionary;
+  int          priority;
+  gint64       earliest_start;
+  char        *expected_sha256;
 
   /* The final response, set once the task has finished (has_response). */
   gboolean     has_response;

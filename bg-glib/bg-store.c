@@ -45,6 +45,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaBatch, g_object_unref)
 static const char * const migrations[] = {
   "001-initial.sql",
   "002-idempotency.sql",
+  "003-task-options.sql",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
@@ -106,6 +107,11 @@ static const Column columns[] = {
   COLUMN (error_domain,     COLUMN_STRING, 1, FALSE),
   COLUMN (error_code,       COLUMN_INT,    1, FALSE),
   COLUMN (error_message,    COLUMN_STRING, 1, FALSE),
+  COLUMN (allow_metered,    COLUMN_INT,    3, FALSE),
+  COLUMN (discretionary,    COLUMN_INT,    3, FALSE),
+  COLUMN (priority,         COLUMN_INT,    3, FALSE),
+  COLUMN (earliest_start,   COLUMN_INT64,  3, FALSE),
+  COLUMN (expected_sha256,  COLUMN_STRING, 3, FALSE),
 };
 
 #undef COLUMN

@@ -29,5 +29,15 @@ void    bg_task_set_next_attempt_at   (BgTask      *self,
                                        gint64       unix_usec);
 void    bg_task_set_response          (BgTask      *self,
                                        BgResponse  *response);
+void    bg_task_set_wait_reason       (BgTask      *self,
+                                       BgWaitReason reason);
+/* Loads the options without notifying: used when the task is made from a stored record. */
+void    bg_task_init_options          (BgTask      *self,
+                                       gboolean     allow_metered,
+                                       gboolean     discretionary,
+                                       int          priority,
+                                       gint64       earliest_start,
+                                       const char  *expected_sha256);
+gint64  bg_task_get_earliest_start_usec (BgTask    *self);
 
 G_END_DECLS

@@ -5,7 +5,10 @@
 
 #include "config.h"
 
+#include <glib/gi18n-lib.h>
+
 #include "bg-enums.h"
+#include "bg-error.h"
 #include "bg-task-private.h"
 
 /* Progress notifications are throttled to about ten a second. */
@@ -36,8 +39,16 @@ struct _BgTask
   guint        progress_notify_source;
   BgTaskKind   kind;
   BgTaskState  state;
+  BgWaitReason wait_reason;
   guint        attempts;
   guint        restarts;
+
+  /* The app's options. */
+  gboolean     allow_metered;
+  gboolean     discretionary;
+  int          priority;
+  gint64       earliest_start;
+  char        *expected_sha256;
 };
 
 G_DEFINE_FINAL_TYPE (BgTask, bg_task, G_TYPE_OBJECT)
@@ -55,6 +66,12 @@ enum {
   PROP_RESTARTS,
   PROP_NEXT_ATTEMPT_AT,
   PROP_RESPONSE,
+  PROP_WAIT_REASON,
+  PROP_ALLOW_METERED,
+  PROP_DISCRETIONARY,
+  PROP_PRIORITY,
+  PROP_EARLIEST_START,
+  PROP_EXPECTED_SHA256,
   N_PROPS
 };
 
@@ -70,6 +87,7 @@ bg_task_finalize (GObject *object)
   g_clear_pointer (&self->uri, g_free);
   g_clear_object (&self->file);
   g_clear_object (&self->response);
+  g_clear_pointer (&self->expected_sha256, g_free);
 
   G_OBJECT_CLASS (bg_task_parent_class)->finalize (object);
 }
@@ -117,6 +135,59 @@ bg_task_get_property (GObject    *object,
     case PROP_RESPONSE:
       g_value_set_object (value, self->response);
       break;
+    case PROP_WAIT_REASON:
+      g_value_set_enum (value, self->wait_reason);
+      break;
+    case PROP_ALLOW_METERED:
+      g_value_set_boolean (value, self->allow_metered);
+      break;
+    case PROP_DISCRETIONARY:
+      g_value_set_boolean (value, self->discretionary);
+      break;
+    case PROP_PRIORITY:
+      g_value_set_int (value, self->priority);
+      break;
+    case PROP_EARLIEST_START:
+      g_value_take_boxed (value, bg_task_get_earliest_start (self));
+      break;
+    case PROP_EXPECTED_SHA256:
+      g_value_set_string (value, self->expected_sha256);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+bg_task_set_property (GObject      *object,
+                      guint         prop_id,
+                      const GValue *value,
+                      GParamSpec   *pspec)
+{
+  BgTask *self = BG_TASK (object);
+
+  switch (prop_id)
+    {
+    case PROP_ALLOW_METERED:
+      bg_task_set_allow_metered (self, g_value_get_boolean (value));
+      break;
+    case PROP_DISCRETIONARY:
+      bg_task_set_discretionary (self, g_value_get_boolean (value));
+      break;
+    case PROP_PRIORITY:
+      bg_task_set_priority (self, g_value_get_int (value));
+      break;
+    case PROP_EARLIEST_START:
+      bg_task_set_earliest_start (self, g_value_get_boxed (value));
+      break;
+    case PROP_EXPECTED_SHA256:
+      {
+        g_autoptr(GError) error = NULL;
+
+        if (!bg_task_set_expected_sha256 (self, g_value_get_string (value), &error))
+          g_critical ("%s", error->message);
+      }
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -129,6 +200,7 @@ bg_task_class_init (BgTaskClass *klass)
 
   object_class->finalize = bg_task_finalize;
   object_class->get_property = bg_task_get_property;
+  object_class->set_property = bg_task_set_property;
 
   /**
    * BgTask:identifier:
@@ -234,6 +306,66 @@ bg_task_class_init (BgTaskClass *klass)
   properties[PROP_RESPONSE] =
     g_param_spec_object ("response", NULL, NULL, BG_TYPE_RESPONSE,
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:wait-reason:
+   *
+   * Why the task waits, while its state is %BG_TASK_STATE_WAITING.
+   */
+  properties[PROP_WAIT_REASON] =
+    g_param_spec_enum ("wait-reason", NULL, NULL,
+                       BG_TYPE_WAIT_REASON, BG_WAIT_REASON_NONE,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:allow-metered:
+   *
+   * Whether the task may transfer over a metered network even when its downloader or uploader
+   * does not allow it. The option is stored with the task.
+   */
+  properties[PROP_ALLOW_METERED] =
+    g_param_spec_boolean ("allow-metered", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:discretionary:
+   *
+   * Whether the task can wait while power-saver mode is on. The option is stored with the task.
+   */
+  properties[PROP_DISCRETIONARY] =
+    g_param_spec_boolean ("discretionary", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:priority:
+   *
+   * The task's place in the queue: tasks with a higher priority start first, tasks of equal
+   * priority in the order they were queued. The option is stored with the task.
+   */
+  properties[PROP_PRIORITY] =
+    g_param_spec_int ("priority", NULL, NULL, G_MININT, G_MAXINT, 0,
+                      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:earliest-start:
+   *
+   * The task does not start before this time, also across restarts. The option is stored with
+   * the task.
+   */
+  properties[PROP_EARLIEST_START] =
+    g_param_spec_boxed ("earliest-start", NULL, NULL, G_TYPE_DATE_TIME,
+                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:expected-sha256:
+   *
+   * For a download, the SHA-256 the file must have, as 64 hexadecimal digits. The file is
+   * checked before it is published; a mismatch ends the task as %BG_RESPONSE_FAILED with
+   * %BG_ERROR_INTEGRITY and nothing is published. The option is stored with the task.
+   */
+  properties[PROP_EXPECTED_SHA256] =
+    g_param_spec_string ("expected-sha256", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -562,4 +694,267 @@ bg_task_get_response (BgTask *self)
 {
   g_return_val_if_fail (BG_IS_TASK (self), NULL);
   return self->response;
+}
+
+void
+bg_task_set_wait_reason (BgTask       *self,
+                         BgWaitReason  reason)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (self->wait_reason != reason)
+    {
+      self->wait_reason = reason;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_WAIT_REASON]);
+    }
+}
+
+void
+bg_task_init_options (BgTask     *self,
+                      gboolean    allow_metered,
+                      gboolean    discretionary,
+                      int         priority,
+                      gint64      earliest_start,
+                      const char *expected_sha256)
+{
+  self->allow_metered = !!allow_metered;
+  self->discretionary = !!discretionary;
+  self->priority = priority;
+  self->earliest_start = earliest_start;
+  g_free (self->expected_sha256);
+  self->expected_sha256 = g_strdup (expected_sha256);
+}
+
+gint64
+bg_task_get_earliest_start_usec (BgTask *self)
+{
+  return self->earliest_start;
+}
+
+/**
+ * bg_task_get_wait_reason:
+ * @self: a #BgTask
+ *
+ * Gets why the task waits.
+ *
+ * Returns: the reason, or %BG_WAIT_REASON_NONE when the task is not waiting
+ */
+BgWaitReason
+bg_task_get_wait_reason (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), BG_WAIT_REASON_NONE);
+  return self->wait_reason;
+}
+
+/**
+ * bg_task_get_allow_metered:
+ * @self: a #BgTask
+ *
+ * Gets whether the task may use a metered network.
+ *
+ * Returns: %TRUE if it may
+ */
+gboolean
+bg_task_get_allow_metered (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), FALSE);
+  return self->allow_metered;
+}
+
+/**
+ * bg_task_set_allow_metered:
+ * @self: a #BgTask
+ * @allow_metered: whether the task may use a metered network
+ *
+ * Lets the task transfer over a metered network, or stops it from doing so.
+ */
+void
+bg_task_set_allow_metered (BgTask   *self,
+                           gboolean  allow_metered)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  allow_metered = !!allow_metered;
+  if (self->allow_metered != allow_metered)
+    {
+      self->allow_metered = allow_metered;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ALLOW_METERED]);
+    }
+}
+
+/**
+ * bg_task_get_discretionary:
+ * @self: a #BgTask
+ *
+ * Gets whether the task can wait while power-saver mode is on.
+ *
+ * Returns: %TRUE if it can
+ */
+gboolean
+bg_task_get_discretionary (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), FALSE);
+  return self->discretionary;
+}
+
+/**
+ * bg_task_set_discretionary:
+ * @self: a #BgTask
+ * @discretionary: whether the task can wait while power-saver mode is on
+ *
+ * Marks the task as one that can wait while power-saver mode is on.
+ */
+void
+bg_task_set_discretionary (BgTask   *self,
+                           gboolean  discretionary)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  discretionary = !!discretionary;
+  if (self->discretionary != discretionary)
+    {
+      self->discretionary = discretionary;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DISCRETIONARY]);
+    }
+}
+
+/**
+ * bg_task_get_priority:
+ * @self: a #BgTask
+ *
+ * Gets the task's priority in the queue.
+ *
+ * Returns: the priority
+ */
+int
+bg_task_get_priority (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), 0);
+  return self->priority;
+}
+
+/**
+ * bg_task_set_priority:
+ * @self: a #BgTask
+ * @priority: the priority; higher starts first
+ *
+ * Sets the task's priority in the queue.
+ */
+void
+bg_task_set_priority (BgTask *self,
+                      int     priority)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (self->priority != priority)
+    {
+      self->priority = priority;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PRIORITY]);
+    }
+}
+
+/**
+ * bg_task_get_earliest_start:
+ * @self: a #BgTask
+ *
+ * Gets the time before which the task does not start.
+ *
+ * Returns: (transfer full) (nullable): the time, or %NULL when there is none
+ */
+GDateTime *
+bg_task_get_earliest_start (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), NULL);
+
+  if (self->earliest_start == 0)
+    return NULL;
+
+  return g_date_time_new_from_unix_utc (self->earliest_start / G_USEC_PER_SEC);
+}
+
+/**
+ * bg_task_set_earliest_start:
+ * @self: a #BgTask
+ * @earliest_start: (nullable): the time before which the task does not start, or %NULL
+ *
+ * Holds the task until @earliest_start, also across restarts.
+ */
+void
+bg_task_set_earliest_start (BgTask    *self,
+                            GDateTime *earliest_start)
+{
+  gint64 usec;
+
+  g_return_if_fail (BG_IS_TASK (self));
+
+  usec = earliest_start ? g_date_time_to_unix (earliest_start) * G_USEC_PER_SEC : 0;
+  if (self->earliest_start != usec)
+    {
+      self->earliest_start = usec;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_EARLIEST_START]);
+    }
+}
+
+/**
+ * bg_task_get_expected_sha256:
+ * @self: a #BgTask
+ *
+ * Gets the SHA-256 a download must have.
+ *
+ * Returns: (nullable): 64 lowercase hexadecimal digits, or %NULL
+ */
+const char *
+bg_task_get_expected_sha256 (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), NULL);
+  return self->expected_sha256;
+}
+
+/**
+ * bg_task_set_expected_sha256:
+ * @self: a #BgTask
+ * @sha256: (nullable): 64 hexadecimal digits, or %NULL for no check
+ * @error: return location for a #GError
+ *
+ * Sets the SHA-256 a download must have before it is published.
+ *
+ * Returns: %TRUE on success; %FALSE with %BG_ERROR_INVALID_ARGUMENT when @sha256 is not
+ *   64 hexadecimal digits, or when the task is an upload
+ */
+gboolean
+bg_task_set_expected_sha256 (BgTask      *self,
+                             const char  *sha256,
+                             GError     **error)
+{
+  g_autofree char *lower = NULL;
+
+  g_return_val_if_fail (BG_IS_TASK (self), FALSE);
+
+  if (sha256 != NULL)
+    {
+      if (self->kind != BG_TASK_KIND_DOWNLOAD)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                       _("Only a download can have an expected SHA-256"));
+          return FALSE;
+        }
+
+      if (strlen (sha256) != 64 || strspn (sha256, "0123456789abcdefABCDEF") != 64)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                       _("An expected SHA-256 must be 64 hexadecimal digits"));
+          return FALSE;
+        }
+
+      lower = g_ascii_strdown (sha256, -1);
+    }
+
+  if (g_strcmp0 (self->expected_sha256, lower) != 0)
+    {
+      g_free (self->expected_sha256);
+      self->expected_sha256 = g_steal_pointer (&lower);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_EXPECTED_SHA256]);
+    }
+
+  return TRUE;
 }

@@ -47,6 +47,27 @@ typedef enum {
   BG_TASK_STATE_CANCELLED,
 } BgTaskState;
 
+/**
+ * BgWaitReason:
+ * @BG_WAIT_REASON_NONE: the task is not waiting
+ * @BG_WAIT_REASON_RETRY: an attempt ended in a way worth retrying; the next one is due at
+ *   [property@Bg.Task:next-attempt-at]
+ * @BG_WAIT_REASON_NETWORK: there is no network, or no route to the server
+ * @BG_WAIT_REASON_METERED: the network is metered and the task may not use it
+ * @BG_WAIT_REASON_POWER_SAVER: power-saver mode is on and the task is discretionary
+ * @BG_WAIT_REASON_SCHEDULED: the task may not start before [property@Bg.Task:earliest-start]
+ *
+ * Why a task is in %BG_TASK_STATE_WAITING.
+ */
+typedef enum {
+  BG_WAIT_REASON_NONE,
+  BG_WAIT_REASON_RETRY,
+  BG_WAIT_REASON_NETWORK,
+  BG_WAIT_REASON_METERED,
+  BG_WAIT_REASON_POWER_SAVER,
+  BG_WAIT_REASON_SCHEDULED,
+} BgWaitReason;
+
 #define BG_TYPE_TASK (bg_task_get_type ())
 
 BG_AVAILABLE_IN_ALL
@@ -74,5 +95,34 @@ BG_AVAILABLE_IN_ALL
 gint64       bg_task_get_next_attempt_at   (BgTask *self);
 BG_AVAILABLE_IN_ALL
 BgResponse  *bg_task_get_response          (BgTask *self);
+BG_AVAILABLE_IN_ALL
+BgWaitReason bg_task_get_wait_reason       (BgTask *self);
+
+BG_AVAILABLE_IN_ALL
+gboolean     bg_task_get_allow_metered     (BgTask      *self);
+BG_AVAILABLE_IN_ALL
+void         bg_task_set_allow_metered     (BgTask      *self,
+                                            gboolean     allow_metered);
+BG_AVAILABLE_IN_ALL
+gboolean     bg_task_get_discretionary     (BgTask      *self);
+BG_AVAILABLE_IN_ALL
+void         bg_task_set_discretionary     (BgTask      *self,
+                                            gboolean     discretionary);
+BG_AVAILABLE_IN_ALL
+int          bg_task_get_priority          (BgTask      *self);
+BG_AVAILABLE_IN_ALL
+void         bg_task_set_priority          (BgTask      *self,
+                                            int          priority);
+BG_AVAILABLE_IN_ALL
+GDateTime   *bg_task_get_earliest_start    (BgTask      *self);
+BG_AVAILABLE_IN_ALL
+void         bg_task_set_earliest_start    (BgTask      *self,
+                                            GDateTime   *earliest_start);
+BG_AVAILABLE_IN_ALL
+const char  *bg_task_get_expected_sha256   (BgTask      *self);
+BG_AVAILABLE_IN_ALL
+gboolean     bg_task_set_expected_sha256   (BgTask      *self,
+                                            const char  *sha256,
+                                            GError     **error);
 
 G_END_DECLS

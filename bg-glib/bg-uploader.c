@@ -38,6 +38,11 @@ struct _BgUploader
   guint        max_concurrent;
   guint        stall_timeout;
   guint        max_attempts;
+  guint        retry_delay;
+  guint        max_retry_delay;
+  guint        retry_deadline;
+  gboolean     allow_metered;
+  GNetworkMonitor *network_monitor;
   gsize        max_response_size;
 };
 
@@ -55,6 +60,11 @@ enum {
   PROP_MAX_CONCURRENT,
   PROP_STALL_TIMEOUT,
   PROP_MAX_ATTEMPTS,
+  PROP_RETRY_DELAY,
+  PROP_MAX_RETRY_DELAY,
+  PROP_RETRY_DEADLINE,
+  PROP_ALLOW_METERED,
+  PROP_NETWORK_MONITOR,
   PROP_MAX_RESPONSE_SIZE,
   N_PROPS
 };
@@ -99,7 +109,8 @@ bg_uploader_initable_init (GInitable     *initable,
     return TRUE;
 
   self->engine = bg_engine_open (BG_TASK_KIND_UPLOAD, self->session_id,
-                                 &self->database_path, self->soup_session, error);
+                                 &self->database_path, self->soup_session,
+                                 self->network_monitor, error);
   if (self->engine == NULL)
     return FALSE;
 
@@ -107,6 +118,9 @@ bg_uploader_initable_init (GInitable     *initable,
   bg_engine_set_max_concurrent (self->engine, self->max_concurrent);
   bg_engine_set_stall_timeout (self->engine, self->stall_timeout);
   bg_engine_set_max_attempts (self->engine, self->max_attempts);
+  bg_engine_set_allow_metered (self->engine, self->allow_metered);
+  bg_engine_set_retry_deadline (self->engine, self->retry_deadline);
+  bg_engine_set_backoff (self->engine, self->retry_delay * 1000, self->max_retry_delay * 1000);
   bg_engine_set_max_response_size (self->engine, self->max_response_size);
   g_signal_connect_object (self->engine, "task-finished",
                            G_CALLBACK (task_finished_cb), self, 0);
@@ -142,6 +156,7 @@ bg_uploader_finalize (GObject *object)
   g_clear_pointer (&self->session_id, g_free);
   g_clear_pointer (&self->database_path, g_free);
   g_clear_object (&self->soup_session);
+  g_clear_object (&self->network_monitor);
 
   G_OBJECT_CLASS (bg_uploader_parent_class)->finalize (object);
 }
@@ -173,6 +188,21 @@ bg_uploader_get_property (GObject    *object,
       break;
     case PROP_MAX_ATTEMPTS:
       g_value_set_uint (value, bg_uploader_get_max_attempts (self));
+      break;
+    case PROP_RETRY_DELAY:
+      g_value_set_uint (value, self->retry_delay);
+      break;
+    case PROP_MAX_RETRY_DELAY:
+      g_value_set_uint (value, self->max_retry_delay);
+      break;
+    case PROP_RETRY_DEADLINE:
+      g_value_set_uint (value, self->retry_deadline);
+      break;
+    case PROP_ALLOW_METERED:
+      g_value_set_boolean (value, self->allow_metered);
+      break;
+    case PROP_NETWORK_MONITOR:
+      g_value_set_object (value, self->network_monitor);
       break;
     case PROP_MAX_RESPONSE_SIZE:
       g_value_set_uint64 (value, bg_uploader_get_max_response_size (self));
@@ -209,6 +239,32 @@ bg_uploader_set_property (GObject      *object,
       break;
     case PROP_MAX_ATTEMPTS:
       bg_uploader_set_max_attempts (self, g_value_get_uint (value));
+      break;
+    case PROP_RETRY_DELAY:
+    case PROP_MAX_RETRY_DELAY:
+      if (prop_id == PROP_RETRY_DELAY)
+        self->retry_delay = g_value_get_uint (value);
+      else
+        self->max_retry_delay = g_value_get_uint (value);
+      if (self->engine != NULL)
+        bg_engine_set_backoff (self->engine, self->retry_delay * 1000,
+                               self->max_retry_delay * 1000);
+      g_object_notify_by_pspec (object, pspec);
+      break;
+    case PROP_RETRY_DEADLINE:
+      self->retry_deadline = g_value_get_uint (value);
+      if (self->engine != NULL)
+        bg_engine_set_retry_deadline (self->engine, self->retry_deadline);
+      g_object_notify_by_pspec (object, pspec);
+      break;
+    case PROP_ALLOW_METERED:
+      self->allow_metered = g_value_get_boolean (value);
+      if (self->engine != NULL)
+        bg_engine_set_allow_metered (self->engine, self->allow_metered);
+      g_object_notify_by_pspec (object, pspec);
+      break;
+    case PROP_NETWORK_MONITOR:
+      self->network_monitor = g_value_dup_object (value);
       break;
     case PROP_MAX_RESPONSE_SIZE:
       bg_uploader_set_max_response_size (self, g_value_get_uint64 (value));
@@ -298,6 +354,59 @@ bg_uploader_class_init (BgUploaderClass *klass)
     g_param_spec_uint64 ("max-response-size", NULL, NULL, 0, G_MAXSIZE, 1024 * 1024,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * BgUploader:retry-delay:
+   *
+   * How many seconds the first automatic retry waits. Each later one waits twice as long, up to
+   * [property@Bg.Uploader:max-retry-delay], plus up to a quarter more at random so that tasks that
+   * failed together do not come back together. A longer `Retry-After` from the server wins.
+   */
+  properties[PROP_RETRY_DELAY] =
+    g_param_spec_uint ("retry-delay", NULL, NULL, 0, 24 * 3600, 2,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgUploader:max-retry-delay:
+   *
+   * The longest wait, in seconds, that the backoff between automatic retries reaches.
+   */
+  properties[PROP_MAX_RETRY_DELAY] =
+    g_param_spec_uint ("max-retry-delay", NULL, NULL, 0, 7 * 24 * 3600, 3600,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgUploader:retry-deadline:
+   *
+   * How many seconds after a task was created it stops being retried: a retry that would fall
+   * later hands the %BG_RESPONSE_RETRY outcome to the app. 0 means no deadline; the default is
+   * seven days.
+   */
+  properties[PROP_RETRY_DEADLINE] =
+    g_param_spec_uint ("retry-deadline", NULL, NULL, 0, G_MAXUINT, 7 * 24 * 3600,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgUploader:allow-metered:
+   *
+   * Whether uploads may use a metered network. When it is %FALSE, tasks wait with
+   * %BG_WAIT_REASON_METERED while the network is metered, unless the task itself allows it
+   * ([property@Bg.Task:allow-metered]).
+   */
+  properties[PROP_ALLOW_METERED] =
+    g_param_spec_boolean ("allow-metered", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgUploader:network-monitor:
+   *
+   * The #GNetworkMonitor that says whether there is a network and whether it is metered. The
+   * default is g_network_monitor_get_default(). While there is no network and the server cannot
+   * be reached, tasks wait with %BG_WAIT_REASON_NETWORK and use up no attempts.
+   */
+  properties[PROP_NETWORK_MONITOR] =
+    g_param_spec_object ("network-monitor", NULL, NULL, G_TYPE_NETWORK_MONITOR,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -341,6 +450,9 @@ bg_uploader_init (BgUploader *self)
   self->max_concurrent = 4;
   self->stall_timeout = 60;
   self->max_attempts = 5;
+  self->retry_delay = 2;
+  self->max_retry_delay = 3600;
+  self->retry_deadline = 7 * 24 * 3600;
   self->max_response_size = 1024 * 1024;
 }
 

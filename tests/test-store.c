@@ -188,6 +188,11 @@ assert_records_equal (const BgStoreRecord *a,
   g_assert_cmpint (a->created_at, ==, b->created_at);
   g_assert_cmpint (a->updated_at, ==, b->updated_at);
   g_assert_cmpstr (a->idempotency_key, ==, b->idempotency_key);
+  g_assert_cmpint (a->allow_metered, ==, b->allow_metered);
+  g_assert_cmpint (a->discretionary, ==, b->discretionary);
+  g_assert_cmpint (a->priority, ==, b->priority);
+  g_assert_cmpint (a->earliest_start, ==, b->earliest_start);
+  g_assert_cmpstr (a->expected_sha256, ==, b->expected_sha256);
   g_assert_cmpint (a->has_response, ==, b->has_response);
   g_assert_cmpint (a->response_kind, ==, b->response_kind);
   g_assert_cmpuint (a->response_status, ==, b->response_status);
@@ -742,7 +747,7 @@ test_migration (void)
   g_chmod (fixture.path, 0600);
 
   store = open_store (fixture.path);
-  g_assert_cmpint (bg_store_get_schema_version (store), ==, 2);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
 
   downloads = bg_store_load_all (store, BG_TASK_KIND_DOWNLOAD, &error);
   g_assert_no_error (error);
@@ -766,9 +771,14 @@ test_migration (void)
   g_assert_cmpint (record->updated_at, ==, G_GINT64_CONSTANT (1700000005000000));
   g_assert_false (record->has_response);
   g_assert_null (record->response_body);
-  /* The columns schema 2 added, defaulted. */
+  /* The columns schemas 2 and 3 added, defaulted. */
   g_assert_null (record->idempotency_key);
   g_assert_cmpuint (record->restarts, ==, 0);
+  g_assert_false (record->allow_metered);
+  g_assert_false (record->discretionary);
+  g_assert_cmpint (record->priority, ==, 0);
+  g_assert_cmpint (record->earliest_start, ==, 0);
+  g_assert_null (record->expected_sha256);
 
   record = g_ptr_array_index (downloads, 1);
   g_assert_cmpstr (record->identifier, ==, "broken");
@@ -796,11 +806,17 @@ test_migration (void)
   /* The new columns work on the upgraded table, and the upgrade is done once. */
   record->idempotency_key = g_strdup ("key");
   record->restarts = 3;
+  record->allow_metered = TRUE;
+  record->discretionary = TRUE;
+  record->priority = -7;
+  record->earliest_start = G_GINT64_CONSTANT (1800000000000000);
+  record->expected_sha256 = g_strdup ("0123456789abcdef0123456789abcdef"
+                                      "0123456789abcdef0123456789abcdef");
   save_or_die (store, record);
   g_clear_object (&store);
 
   store = open_store (fixture.path);
-  g_assert_cmpint (bg_store_get_schema_version (store), ==, 2);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
   loaded = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "report 'final'.pdf", &error);
   g_assert_no_error (error);
   assert_records_equal (record, loaded);

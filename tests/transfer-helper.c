@@ -8,8 +8,11 @@
  *
  * It prints one line per event on stdout, flushed at once:
  *   progress BYTES TOTAL
+ *   waiting NEXT-ATTEMPT-AT      (microseconds since the epoch)
  *   finished ID KIND STATUS [ERROR MESSAGE]
  *   error MESSAGE
+ *
+ * BG_HELPER_MAX_ATTEMPTS in the environment sets max-attempts (default 1).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -61,6 +64,23 @@ progress_cb (BgTask     *task,
 }
 
 static void
+state_cb (BgTask     *task,
+          GParamSpec *pspec,
+          gpointer    user_data)
+{
+  if (bg_task_get_state (task) == BG_TASK_STATE_WAITING)
+    say ("waiting %" G_GINT64_FORMAT, bg_task_get_next_attempt_at (task));
+}
+
+static guint
+max_attempts (void)
+{
+  const char *value = g_getenv ("BG_HELPER_MAX_ATTEMPTS");
+
+  return value ? (guint) g_ascii_strtoull (value, NULL, 10) : 1;
+}
+
+static void
 watch_tasks (GListModel *model,
              guint       position,
              guint       removed,
@@ -72,6 +92,7 @@ watch_tasks (GListModel *model,
       g_autoptr(BgTask) task = g_list_model_get_item (model, i);
 
       g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (progress_cb), NULL);
+      g_signal_connect (task, "notify::state", G_CALLBACK (state_cb), NULL);
     }
 }
 
@@ -216,11 +237,11 @@ main (int   argc,
       if (download)
         front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
                                 "session-id", "helper", "database-path", argv[3],
-                                "max-attempts", 1, NULL);
+                                "max-attempts", max_attempts (), NULL);
       else
         front = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
                                 "session-id", "helper", "database-path", argv[3],
-                                "max-attempts", 1, NULL);
+                                "max-attempts", max_attempts (), NULL);
       if (front == NULL)
         {
           say ("error %s", error->message);
@@ -251,7 +272,7 @@ main (int   argc,
       hold_results = g_str_equal (mode, "hold");
       front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
                               "session-id", "helper", "database-path", argv[2],
-                              "max-attempts", 1, NULL);
+                              "max-attempts", max_attempts (), NULL);
       if (front == NULL)
         {
           say ("error %s", error->message);
@@ -273,7 +294,7 @@ main (int   argc,
 
       front = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
                               "session-id", "helper", "database-path", argv[2],
-                              "max-attempts", 1, NULL);
+                              "max-attempts", max_attempts (), NULL);
       if (front == NULL)
         {
           say ("error %s", error->message);

@@ -1,0 +1,529 @@
+/* test-scheduling.c: automatic retries, waiting for the network, metered networks, power saving
+ * and the per-task options
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <signal.h>
+
+#include <glib/gstdio.h>
+
+#include "bg-downloader-private.h"
+#include "bg-store-private.h"
+#include "fake-monitors.h"
+#include "test-utils.h"
+
+typedef struct
+{
+  BgTestServer         *server;
+  BgFakeNetworkMonitor *network;
+  BgFakePowerMonitor   *power;
+  char                 *tmp;
+  char                 *db;
+  char                 *sha;
+  BgDownloader         *downloader;
+  guint                 finished;
+} Fixture;
+
+static void
+on_finished (BgDownloader *downloader,
+             BgTask       *task,
+             BgResponse   *response,
+             Fixture      *f)
+{
+  f->finished++;
+}
+
+static void
+open_downloader (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->downloader = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                                  "session-id", "scheduling", "database-path", f->db,
+                                  "network-monitor", f->network,
+                                  "max-attempts", 5, NULL);
+  g_assert_no_error (error);
+  bg_engine_set_monitors (bg_downloader_get_engine (f->downloader),
+                          G_NETWORK_MONITOR (f->network),
+                          G_POWER_PROFILE_MONITOR (f->power));
+  bg_engine_set_backoff (bg_downloader_get_engine (f->downloader), 100, 400);
+  g_signal_connect (f->downloader, "task-finished", G_CALLBACK (on_finished), f);
+}
+
+static void
+fixture_setup (Fixture       *f,
+               gconstpointer  data)
+{
+  g_autofree char *path = NULL;
+
+  f->server = bg_test_server_new (NULL, FALSE);
+  f->network = bg_fake_network_monitor_new ();
+  f->power = bg_fake_power_monitor_new ();
+  f->tmp = bg_test_make_tmpdir ();
+  f->db = g_build_filename (f->tmp, "tasks.sqlite", NULL);
+  path = g_build_filename (bg_test_server_get_root (f->server), "s.bin", NULL);
+  f->sha = bg_test_write_random_file (path, 200000, 7);
+  open_downloader (f);
+}
+
+static void
+fixture_teardown (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_clear_object (&f->downloader);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_clear_object (&f->network);
+  g_clear_object (&f->power);
+  g_clear_pointer (&f->server, bg_test_server_free);
+  bg_test_rm_rf (f->tmp);
+  g_free (f->tmp);
+  g_free (f->db);
+  g_free (f->sha);
+}
+
+static void
+start (Fixture       *f,
+       const char    *path_and_query,
+       const char    *name,
+       GAsyncResult **result)
+{
+  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
+  g_autofree char *dest = g_build_filename (f->tmp, name, NULL);
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+
+  bg_downloader_download_async (f->downloader, msg, file, name, NULL,
+                                bg_test_store_result_cb, result);
+}
+
+static BgResponse *
+finish (Fixture       *f,
+        GAsyncResult **result)
+{
+  g_autoptr(GError) error = NULL;
+  BgResponse *response;
+
+  bg_test_wait_for_result (result, 60);
+  response = bg_downloader_download_finish (f->downloader, *result, &error);
+  g_assert_no_error (error);
+  g_clear_object (result);
+
+  return response;
+}
+
+static gboolean
+set_flag_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Spins the main context for @ms milliseconds. */
+static void
+run_for (guint ms)
+{
+  gboolean done = FALSE;
+
+  g_timeout_add (ms, set_flag_cb, &done);
+  bg_test_wait_for (&done, ms / 1000 + 10);
+}
+
+static gint64
+requests_for (Fixture    *f,
+              const char *path)
+{
+  g_autoptr(JsonNode) stats = bg_test_server_stats (f->server);
+  JsonObject *per_path = json_object_get_object_member (json_node_get_object (stats),
+                                                        "per_path");
+
+  if (!json_object_has_member (per_path, path))
+    return 0;
+
+  return json_object_get_int_member (json_object_get_object_member (per_path, path),
+                                     "requests");
+}
+
+typedef struct
+{
+  guint waits;
+  gint64 next_attempt_at;
+} Watch;
+
+static void
+watch_state_cb (BgTask     *task,
+                GParamSpec *pspec,
+                Watch      *watch)
+{
+  if (bg_task_get_state (task) == BG_TASK_STATE_WAITING &&
+      bg_task_get_wait_reason (task) == BG_WAIT_REASON_RETRY)
+    {
+      watch->waits++;
+      watch->next_attempt_at = bg_task_get_next_attempt_at (task);
+      g_assert_cmpint (watch->next_attempt_at, >, g_get_real_time ());
+    }
+}
+
+static void
+test_retries (Fixture       *f,
+              gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+  Watch watch = { 0, };
+  gint64 started = g_get_monotonic_time ();
+  g_autofree char *dest = g_build_filename (f->tmp, "r.bin", NULL);
+  g_autofree char *got = NULL;
+
+  /* 503 twice, then 200: one result, after three attempts, with the waits in between. */
+  start (f, "/files/s.bin?fail-first=2&retry-after=1", "r.bin", &result);
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "r.bin"));
+  g_signal_connect (task, "notify::state", G_CALLBACK (watch_state_cb), &watch);
+  response = finish (f, &result);
+
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 3);
+  g_assert_cmpuint (watch.waits, ==, 2);
+  g_assert_cmpuint (f->finished, ==, 1);
+  /* Retry-After (1 s) won over the 100 ms backoff, twice. */
+  g_assert_cmpint (g_get_monotonic_time () - started, >=, 2 * G_USEC_PER_SEC);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, f->sha);
+}
+
+static void
+test_retries_exhausted (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  bg_downloader_set_max_attempts (f->downloader, 3);
+  start (f, "/files/s.bin?status=503", "x.bin", &result);
+  response = finish (f, &result);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_RETRY);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 3);
+
+  /* max-attempts 1 hands every RETRY straight to the app. */
+  bg_test_server_reset (f->server);
+  bg_downloader_set_max_attempts (f->downloader, 1);
+  g_clear_object (&response);
+  start (f, "/files/s.bin?status=503", "y.bin", &result);
+  response = finish (f, &result);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_RETRY);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 1);
+}
+
+static void
+test_retry_deadline (Fixture       *f,
+                     gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  /* A retry that would fall past the deadline is not made. */
+  g_object_set (f->downloader, "retry-deadline", 2, NULL);
+  start (f, "/files/s.bin?status=503&retry-after=5", "d.bin", &result);
+  response = finish (f, &result);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_RETRY);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 1);
+}
+
+/* A process killed while its task waits for the next attempt: the next run honours the stored
+ * time instead of hammering the server. */
+static void
+test_wait_survives_kill (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autofree char *url = bg_test_server_url (f->server, "/files/s.bin?fail-first=1&retry-after=3");
+  g_autofree char *dest = g_build_filename (f->tmp, "k.bin", NULL);
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  gint64 next = 0;
+
+  g_clear_object (&f->downloader);
+  g_setenv ("BG_HELPER_MAX_ATTEMPTS", "5", TRUE);
+  helper = bg_test_spawn_helper (&out, &error, "download", f->db, url, dest, "kill-wait", NULL);
+  g_unsetenv ("BG_HELPER_MAX_ATTEMPTS");
+  g_assert_no_error (error);
+
+  while (next == 0)
+    {
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      sscanf (line, "waiting %" G_GINT64_FORMAT, &next);
+    }
+  g_subprocess_send_signal (helper, SIGKILL);
+  g_subprocess_wait (helper, NULL, NULL);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 1);
+
+  open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+
+  {
+    BgTask *task = bg_downloader_lookup_task (f->downloader, "kill-wait");
+
+    g_assert_nonnull (task);
+    g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
+    g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_RETRY);
+    g_assert_cmpint (bg_task_get_next_attempt_at (task), ==, next);
+  }
+
+  /* Nothing before the stored time. */
+  while (g_get_real_time () < next - 200000)
+    {
+      run_for (100);
+      g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 1);
+    }
+
+  while (f->finished == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (g_get_real_time (), >=, next);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 2);
+  g_assert_true (g_file_test (dest, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_offline (Fixture       *f,
+              gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+
+  bg_fake_network_monitor_set_online (f->network, FALSE);
+  start (f, "/files/s.bin", "o.bin", &result);
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "o.bin"));
+
+  run_for (500);
+  g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
+  g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_NETWORK);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 0);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 0);
+
+  bg_fake_network_monitor_set_online (f->network, TRUE);
+  response = finish (f, &result);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+}
+
+static void
+test_metered (Fixture       *f,
+              gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) r1 = NULL;
+  g_autoptr(GAsyncResult) r2 = NULL;
+  g_autoptr(BgResponse) a = NULL;
+  g_autoptr(BgResponse) b = NULL;
+  BgTask *t1;
+  BgTask *t2;
+
+  bg_fake_network_monitor_set_metered (f->network, TRUE);
+  start (f, "/files/s.bin", "m1.bin", &r1);
+  start (f, "/files/s.bin", "m2.bin", &r2);
+  t1 = bg_downloader_lookup_task (f->downloader, "m1.bin");
+  t2 = bg_downloader_lookup_task (f->downloader, "m2.bin");
+
+  run_for (300);
+  g_assert_cmpint (bg_task_get_wait_reason (t1), ==, BG_WAIT_REASON_METERED);
+  g_assert_cmpint (bg_task_get_wait_reason (t2), ==, BG_WAIT_REASON_METERED);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 0);
+
+  /* The task's own option lets it through. */
+  g_object_set (t1, "allow-metered", TRUE, NULL);
+  a = finish (f, &r1);
+  g_assert_cmpint (bg_response_get_kind (a), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpint (bg_task_get_wait_reason (t2), ==, BG_WAIT_REASON_METERED);
+
+  /* So does the downloader's. */
+  g_object_set (f->downloader, "allow-metered", TRUE, NULL);
+  b = finish (f, &r2);
+  g_assert_cmpint (bg_response_get_kind (b), ==, BG_RESPONSE_SUCCESS);
+
+  /* And back: a new task waits again when the downloader stops allowing it. */
+  g_object_set (f->downloader, "allow-metered", FALSE, NULL);
+  {
+    g_autoptr(GAsyncResult) r3 = NULL;
+    g_autoptr(BgResponse) c = NULL;
+    BgTask *t3;
+
+    start (f, "/files/s.bin", "m3.bin", &r3);
+    t3 = bg_downloader_lookup_task (f->downloader, "m3.bin");
+    run_for (300);
+    g_assert_cmpint (bg_task_get_wait_reason (t3), ==, BG_WAIT_REASON_METERED);
+    bg_fake_network_monitor_set_metered (f->network, FALSE);
+    c = finish (f, &r3);
+    g_assert_cmpint (bg_response_get_kind (c), ==, BG_RESPONSE_SUCCESS);
+  }
+}
+
+static void
+test_power_saver (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) r1 = NULL;
+  g_autoptr(GAsyncResult) r2 = NULL;
+  g_autoptr(BgResponse) a = NULL;
+  g_autoptr(BgResponse) b = NULL;
+  BgTask *discretionary;
+
+  bg_fake_power_monitor_set_power_saver (f->power, TRUE);
+  start (f, "/files/s.bin", "p1.bin", &r1);
+  discretionary = bg_downloader_lookup_task (f->downloader, "p1.bin");
+  bg_task_set_discretionary (discretionary, TRUE);
+  start (f, "/files/s.bin", "p2.bin", &r2);
+
+  /* The ordinary task goes; the discretionary one waits. */
+  b = finish (f, &r2);
+  g_assert_cmpint (bg_response_get_kind (b), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpint (bg_task_get_wait_reason (discretionary), ==, BG_WAIT_REASON_POWER_SAVER);
+
+  bg_fake_power_monitor_set_power_saver (f->power, FALSE);
+  a = finish (f, &r1);
+  g_assert_cmpint (bg_response_get_kind (a), ==, BG_RESPONSE_SUCCESS);
+}
+
+static void
+test_expected_sha256 (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) r1 = NULL;
+  g_autoptr(GAsyncResult) r2 = NULL;
+  g_autoptr(BgResponse) good = NULL;
+  g_autoptr(BgResponse) bad = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *wrong = g_strnfill (64, 'a');
+  g_autofree char *upper = g_ascii_strup (f->sha, -1);
+  g_autofree char *bad_dest = g_build_filename (f->tmp, "bad.bin", NULL);
+  BgTask *task;
+
+  start (f, "/files/s.bin", "good.bin", &r1);
+  task = bg_downloader_lookup_task (f->downloader, "good.bin");
+  g_assert_true (bg_task_set_expected_sha256 (task, upper, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (bg_task_get_expected_sha256 (task), ==, f->sha);
+  good = finish (f, &r1);
+  g_assert_cmpint (bg_response_get_kind (good), ==, BG_RESPONSE_SUCCESS);
+
+  start (f, "/files/s.bin", "bad.bin", &r2);
+  task = bg_downloader_lookup_task (f->downloader, "bad.bin");
+  g_assert_false (bg_task_set_expected_sha256 (task, "not hex", &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_object_set (task, "expected-sha256", wrong, NULL);
+  bad = finish (f, &r2);
+  g_assert_cmpint (bg_response_get_kind (bad), ==, BG_RESPONSE_FAILED);
+  g_assert_error (bg_response_get_error (bad), BG_ERROR, BG_ERROR_INTEGRITY);
+  g_assert_false (g_file_test (bad_dest, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
+}
+
+static void
+test_options_persist (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autoptr(GDateTime) later = g_date_time_add_seconds (now, 2);
+  g_autoptr(BgResponse) response = NULL;
+  BgTask *task;
+
+  /* Held until earliest-start, which is stored with the other options. */
+  start (f, "/files/s.bin", "later.bin", &result);
+  task = bg_downloader_lookup_task (f->downloader, "later.bin");
+  g_object_set (task, "earliest-start", later, "priority", 7, "discretionary", FALSE,
+                "allow-metered", TRUE, NULL);
+  run_for (300);
+  g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_SCHEDULED);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 0);
+
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+    g_autoptr(BgStoreRecord) record = NULL;
+
+    g_assert_no_error (error);
+    record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "later.bin", &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (record->earliest_start, ==, g_date_time_to_unix (later) * G_USEC_PER_SEC);
+    g_assert_cmpint (record->priority, ==, 7);
+    g_assert_true (record->allow_metered);
+  }
+
+  response = finish (f, &result);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpint (g_get_real_time (), >=, g_date_time_to_unix (later) * G_USEC_PER_SEC);
+}
+
+static void
+test_priority (Fixture       *f,
+               gconstpointer  data)
+{
+  GAsyncResult *results[4] = { NULL, };
+  const char *names[] = { "low-1", "low-2", "high", "low-3" };
+  g_autoptr(JsonNode) stats = NULL;
+  JsonArray *log;
+
+  bg_downloader_set_max_concurrent (f->downloader, 1);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *query = g_strdup_printf ("/files/s.bin?delay=100&n=%s", names[i]);
+
+      start (f, query, names[i], &results[i]);
+      if (g_str_equal (names[i], "high"))
+        bg_task_set_priority (bg_downloader_lookup_task (f->downloader, "high"), 10);
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autoptr(BgResponse) response = finish (f, &results[i]);
+
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+    }
+
+  /* All were queued before the first started: the high one goes first. */
+  stats = bg_test_server_stats (f->server);
+  log = json_object_get_array_member (json_node_get_object (stats), "log");
+  g_assert_cmpuint (json_array_get_length (log), ==, 4);
+  g_assert_nonnull (strstr (json_object_get_string_member (json_array_get_object_element (log, 0),
+                                                           "query"), "n=high"));
+  g_assert_nonnull (strstr (json_object_get_string_member (json_array_get_object_element (log, 1),
+                                                           "query"), "n=low-1"));
+  g_assert_nonnull (strstr (json_object_get_string_member (json_array_get_object_element (log, 3),
+                                                           "query"), "n=low-3"));
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, func) \
+  g_test_add ("/scheduling/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+
+  ADD ("retries", test_retries);
+  ADD ("retries-exhausted", test_retries_exhausted);
+  ADD ("retry-deadline", test_retry_deadline);
+  ADD ("wait-survives-kill", test_wait_survives_kill);
+  ADD ("offline", test_offline);
+  ADD ("metered", test_metered);
+  ADD ("power-saver", test_power_saver);
+  ADD ("expected-sha256", test_expected_sha256);
+  ADD ("options-persist", test_options_persist);
+  ADD ("priority", test_priority);
+
+#undef ADD
+
+  return g_test_run ();
+}

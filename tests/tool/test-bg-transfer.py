@@ -1,0 +1,605 @@
+#!/usr/bin/python3
+# test-bg-transfer.py: runs the built bg-transfer against the fault server
+#
+# The environment gives the tool (BG_TRANSFER), and optionally its manual page
+# (BG_TRANSFER_MAN) and the test app that leaves a result uncollected (TRANSFER_HELPER).
+# Every wait here is bounded.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+import fcntl
+import hashlib
+import json
+import os
+import pty
+import random
+import re
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+FAULT_SERVER = os.path.join(TESTS, 'fault-server.py')
+FIXTURES = os.path.join(TESTS, 'fixtures')
+TOOL = os.environ.get('BG_TRANSFER', '')
+TOOL_MAN = os.environ.get('BG_TRANSFER_MAN', '')
+TRANSFER_HELPER = os.environ.get('TRANSFER_HELPER', '')
+
+EXIT_SUCCESS, EXIT_REJECTED, EXIT_RETRY, EXIT_FAILED, EXIT_USAGE = 0, 2, 3, 4, 64
+EXIT_INTERRUPTED = 130
+
+ID_RE = re.compile(r'\b((?:download|upload)-[0-9a-f]{16})\b')
+BIG_SIZE = 1024 * 1024
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_random(path, size, seed):
+    data = random.Random(seed).randbytes(size)
+    with open(path, 'wb') as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_some(fd, deadline):
+    """Waits until @deadline for data on @fd: returns the bytes, b'' at the end of the file,
+    or None when nothing came in time."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                return os.read(fd, 65536)
+            except OSError:   # a pty whose other side has gone
+                return b''
+
+
+class FaultServer:
+    """tests/fault-server.py in a child process; it exits when its stdin closes."""
+
+    def __init__(self, root, tls=False):
+        cmd = [sys.executable, FAULT_SERVER, '--root', root]
+        if tls:
+            cmd += ['--tls', os.path.join(FIXTURES, 'test-cert.pem'),
+                    os.path.join(FIXTURES, 'test-key.pem')]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        if not ready:
+            self.proc.kill()
+            raise RuntimeError('the fault server did not start')
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith('PORT '), line
+        self.port = int(line.split()[1])
+        self.base = '%s://127.0.0.1:%d' % ('https' if tls else 'http', self.port)
+
+    def url(self, path):
+        return self.base + path
+
+    def stats(self):
+        with urllib.request.urlopen(self.url('/_stats'), timeout=10) as r:
+            return json.load(r)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@unittest.skipUnless(TOOL and os.path.exists(TOOL), 'BG_TRANSFER does not name the built tool')
+class ToolTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix='bg-transfer-root-')
+        cls.big_sha = write_random(os.path.join(cls.root, 'big.bin'), BIG_SIZE, 1)
+        cls.small_sha = write_random(os.path.join(cls.root, 'small.bin'), 64 * 1024, 2)
+        cls.server = FaultServer(cls.root)
+        cls.tls_server = None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+        if cls.tls_server is not None:
+            cls.tls_server.close()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='bg-transfer-test-')
+        self.work = os.path.join(self.dir, 'work')
+        os.mkdir(self.work)
+        self.db = os.path.join(self.dir, 'tasks.sqlite')
+        self.env = dict(os.environ)
+        self.env['XDG_DATA_HOME'] = os.path.join(self.dir, 'xdg')
+        self.env.pop('TERM', None)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- running the tool ------------------------------------------------------------------
+
+    def command(self, args, database=True):
+        return [TOOL] + (['--database', self.db] if database else []) + list(args)
+
+    def run_tool(self, *args, timeout=60, database=True):
+        """Runs the tool in a pipe; checks that no escape sequence is printed."""
+        proc = subprocess.run(self.command(args, database), cwd=self.work, env=self.env,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        out, err = proc.stdout.decode(), proc.stderr.decode()
+        self.assertNotIn('\x1b', out)
+        self.assertNotIn('\x1b', err)
+        return proc.returncode, out, err
+
+    def run_json(self, *args, **kwargs):
+        code, out, err = self.run_tool('--json', *args, **kwargs)
+        events = [json.loads(line) for line in out.splitlines()]
+        for event in events:
+            self.assertIsInstance(event, dict)
+            self.assertIn('event', event)
+        return code, events, err
+
+    def start_tool(self, *args):
+        return subprocess.Popen(self.command(args), cwd=self.work, env=self.env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    def finish(self, proc, timeout=30):
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out.decode(), err.decode()
+
+    def interrupt_when(self, proc, predicate, timeout=30):
+        """Reads JSON lines from @proc until @predicate(event) holds, then sends SIGINT."""
+        deadline = time.monotonic() + timeout
+        buf = b''
+        events = []
+        fd = proc.stdout.fileno()
+        while True:
+            data = read_some(fd, deadline)
+            if data is None:
+                proc.kill()
+                self.fail('no matching event within %d s: %r' % (timeout, events))
+            if data == b'':
+                self.fail('the tool ended before it could be interrupted: %r' % events)
+            buf += data
+            while b'\n' in buf:
+                line, buf = buf.split(b'\n', 1)
+                event = json.loads(line.decode())
+                events.append(event)
+                if predicate(event):
+                    proc.send_signal(signal.SIGINT)
+                    return events
+
+    def interrupted_download(self, name, rate=262144, min_bytes=300000):
+        """Starts a throttled download, stops it with SIGINT once a checkpoint is likely on
+        disk, and returns (identifier, url, events)."""
+        url = self.server.url('/files/big.bin?rate=%d' % rate)
+        proc = self.start_tool('--json', 'download', url, '-o', name)
+        started = time.monotonic()
+        events = self.interrupt_when(
+            proc, lambda e: e['event'] == 'progress' and e['bytes'] >= min_bytes and
+            time.monotonic() - started > 1.6)
+        code, out, err = self.finish(proc)
+        self.assertEqual(code, EXIT_INTERRUPTED, err)
+        events += [json.loads(line) for line in out.splitlines()]
+        interrupted = [e for e in events if e['event'] == 'interrupted']
+        self.assertEqual(len(interrupted), 1, events)
+        self.assertIn('bg-transfer resume', interrupted[0]['message'])
+        identifier = events[0]['identifier']
+        self.assertEqual(interrupted[0]['identifier'], identifier)
+        self.assertFalse(os.path.exists(os.path.join(self.work, name)))
+        return identifier, url, events
+
+    def range_requests(self, path):
+        return [r for r in self.server.stats()['log']
+                if r['path'] == path and r.get('range')]
+
+    def uploads_named(self, name):
+        return [u for u in self.server.stats()['uploads'] if u['name'] == name]
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def test_download_success(self):
+        code, out, err = self.run_tool('download', self.server.url('/files/big.bin'))
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        path = os.path.join(self.work, 'big.bin')
+        self.assertEqual(sha256_file(path), self.big_sha)
+        self.assertIn('200 OK', out)
+        self.assertRegex(out, ID_RE)
+        self.assertEqual(err, '')
+        self.assertEqual([n for n in os.listdir(self.work) if n.startswith('.')], [])
+
+    def test_derived_identifier_is_stable_and_nothing_is_overwritten(self):
+        url = self.server.url('/files/small.bin')
+        code, out, err = self.run_tool('download', url)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        first_id = ID_RE.search(out).group(1)
+        self.assertTrue(first_id.startswith('download-'))
+
+        code, out2, err2 = self.run_tool('download', url)
+        self.assertEqual(code, EXIT_FAILED)
+        self.assertEqual(ID_RE.search(out2).group(1), first_id)
+        self.assertIn('already exists', err2)
+        self.assertIn('--output', err2)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'small.bin')), self.small_sha)
+
+        # Another destination is another task.
+        code, out3, err3 = self.run_tool('download', url, '-o', 'other.bin')
+        self.assertEqual(code, EXIT_SUCCESS, err3)
+        self.assertNotEqual(ID_RE.search(out3).group(1), first_id)
+
+    def test_output_option_and_explicit_id(self):
+        os.mkdir(os.path.join(self.work, 'sub'))
+        code, out, err = self.run_tool('download', self.server.url('/files/small.bin?x=1'),
+                                       '--output', 'sub/renamed.bin', '--id', 'my-task')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('my-task', out)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'sub', 'renamed.bin')),
+                         self.small_sha)
+
+    def test_default_name_is_sanitised(self):
+        code, out, err = self.run_tool('download', self.server.url('/files/'))
+        self.assertEqual(code, EXIT_USAGE)
+        self.assertIn('--output', err)
+        code, out, err = self.run_tool('download', self.server.url('/files/..%2Fevil%0Aname'))
+        self.assertEqual(code, EXIT_REJECTED)
+        self.assertIn(os.path.join(self.work, '_evil_name') + '\u201d', out)
+        code, out, err = self.run_tool('download', self.server.url('/files/small.bin?a=b/c'))
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertTrue(os.path.exists(os.path.join(self.work, 'small.bin')))
+
+    def test_rejected_404(self):
+        code, out, err = self.run_tool('download', self.server.url('/files/missing.bin'))
+        self.assertEqual(code, EXIT_REJECTED)
+        self.assertIn('404 Not Found', err)
+        self.assertIn('Check the URL', err)
+        self.assertFalse(os.path.exists(os.path.join(self.work, 'missing.bin')))
+
+    def test_retry_503_prints_retry_after(self):
+        started = time.monotonic()
+        code, out, err = self.run_tool('--max-attempts', '1', 'download',
+                                       self.server.url('/files/small.bin?status=503&retry-after=7'),
+                                       timeout=30)
+        self.assertEqual(code, EXIT_RETRY)
+        self.assertIn('503 Service Unavailable', err)
+        self.assertIn('7 seconds', err)
+        self.assertLess(time.monotonic() - started, 20)
+
+    def test_failed_tls(self):
+        if self.__class__.tls_server is None:
+            self.__class__.tls_server = FaultServer(self.root, tls=True)
+        code, out, err = self.run_tool('download', self.tls_server.url('/files/small.bin'),
+                                       '-o', 'tls.bin')
+        self.assertEqual(code, EXIT_FAILED)
+        self.assertIn('certificate', err)
+        self.assertFalse(os.path.exists(os.path.join(self.work, 'tls.bin')))
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    def test_upload_put_with_header(self):
+        source = os.path.join(self.work, 'up.bin')
+        sha = write_random(source, 200000, 3)
+        code, out, err = self.run_tool('upload', 'up.bin', self.server.url('/upload/put.bin'),
+                                       '-H', 'X-Bg-Test: hello there')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('201 Created', out)
+        self.assertRegex(out, r'\bupload-[0-9a-f]{16}\b')
+        uploads = self.uploads_named('put.bin')
+        self.assertEqual(len(uploads), 1)
+        self.assertEqual(uploads[0]['method'], 'PUT')
+        self.assertTrue(uploads[0]['complete'])
+        self.assertEqual(uploads[0]['sha256'], sha)
+        self.assertIn(['X-Bg-Test', 'hello there'], uploads[0]['headers'])
+
+    def test_upload_post_json(self):
+        source = os.path.join(self.work, 'post.bin')
+        sha = write_random(source, 100000, 4)
+        code, events, err = self.run_json('upload', '-X', 'POST', 'post.bin',
+                                          self.server.url('/upload/post.bin'))
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        result = [e for e in events if e['event'] == 'result'][0]
+        self.assertEqual(result['kind'], 'success')
+        self.assertEqual(result['status'], 201)
+        self.assertEqual(result['operation'], 'upload')
+        self.assertEqual(json.loads(result['body'])['sha256'], sha)
+        upload = self.uploads_named('post.bin')[0]
+        self.assertEqual(upload['method'], 'POST')
+        self.assertEqual(upload['sha256'], sha)
+
+    def test_upload_missing_source_fails(self):
+        code, out, err = self.run_tool('upload', 'nothing-here.bin',
+                                       self.server.url('/upload/nothing.bin'))
+        self.assertEqual(code, EXIT_FAILED)
+        self.assertIn('does not exist', err)
+        self.assertEqual(self.uploads_named('nothing.bin'), [])
+
+    # -- the command line ------------------------------------------------------------------
+
+    def test_usage_errors(self):
+        url = self.server.url('/files/small.bin')
+        cases = [
+            [],
+            ['frobnicate'],
+            ['download'],
+            ['download', url, 'extra'],
+            ['download', 'ftp://127.0.0.1/x'],
+            ['download', 'not a url'],
+            ['download', url, '-H', 'no colon here'],
+            ['download', url, '-H', 'Bad Name: x'],
+            ['download', url, '--id', ''],
+            ['upload', 'f'],
+            ['upload', 'f', url, '-X', 'GET'],
+            ['upload', 'f', url, '-o', 'x'],
+            ['list', 'extra'],
+            ['list', '--id', 'x'],
+            ['cancel'],
+            ['--max-concurrent', '0', 'list'],
+            ['--max-attempts', 'many', 'list'],
+            ['--no-such-option', 'list'],
+            ['--session', 'bad/name', 'list'],
+        ]
+        for args in cases:
+            with self.subTest(args=args):
+                code, out, err = self.run_tool(*args)
+                self.assertEqual(code, EXIT_USAGE, (out, err))
+                self.assertIn('bg-transfer', err)
+
+    def test_help_documents_exit_statuses(self):
+        code, out, err = self.run_tool('--help', database=False)
+        self.assertEqual(code, EXIT_SUCCESS)
+        for word in ('download', 'upload', 'list', 'resume', 'cancel', 'forget',
+                     '--session', '--database', '--max-concurrent', '--json', '--quiet',
+                     'Exit status'):
+            self.assertIn(word, out)
+        for status in ('0 ', '2 ', '3 ', '4 ', '64 ', '130 '):
+            self.assertRegex(out, r'\n  %s' % status)
+        self.assertNotIn('help-man', out)
+
+    def test_manual_page(self):
+        code, page, err = self.run_tool('--help-man', database=False)
+        self.assertEqual(code, EXIT_SUCCESS)
+        self.assertTrue(page.startswith('.\\"'))
+        self.assertIn('.TH BG\\-TRANSFER 1', page)
+        for section in ('NAME', 'SYNOPSIS', 'COMMANDS', 'OPTIONS', 'EXIT STATUS', 'EXAMPLES'):
+            self.assertIn('.SH %s\n' % section, page)
+        for option in ('session', 'database', 'max\\-concurrent', 'json', 'quiet', 'output'):
+            self.assertIn('\\fB\\-\\-%s\\fR' % option, page)
+        for status in ('0', '2', '3', '4', '64', '130'):
+            self.assertIn('.TP\n.B %s\n' % status, page)
+        if TOOL_MAN:
+            with open(TOOL_MAN) as f:
+                self.assertEqual(f.read(), page)
+
+    # -- JSON and the terminal -------------------------------------------------------------
+
+    def test_json_lines(self):
+        code, events, err = self.run_json('download',
+                                          self.server.url('/files/big.bin?rate=700000'))
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual(events[0]['event'], 'start')
+        self.assertEqual(events[-1]['event'], 'result')
+        result = events[-1]
+        self.assertEqual(result['kind'], 'success')
+        self.assertEqual(result['status'], 200)
+        self.assertEqual(result['reason'], 'OK')
+        self.assertEqual(result['identifier'], events[0]['identifier'])
+        self.assertEqual(result['exit_code'], 0)
+        progress = [e for e in events if e['event'] == 'progress']
+        self.assertGreaterEqual(len(progress), 1)
+        self.assertLessEqual(len(progress), 10)   # throttled
+        for e in progress:
+            self.assertEqual(e['identifier'], result['identifier'])
+            self.assertEqual(e['total'], BIG_SIZE)
+
+        code, events, err = self.run_json('download', self.server.url('/files/gone.bin'))
+        self.assertEqual(code, EXIT_REJECTED)
+        result = events[-1]
+        self.assertEqual((result['kind'], result['status'], result['exit_code']),
+                         ('rejected', 404, EXIT_REJECTED))
+        self.assertIn('404 Not Found', result['message'])
+
+    def run_in_pty(self, args, term, timeout=30):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))
+        env = dict(self.env, TERM=term)
+        proc = subprocess.Popen(self.command(args), cwd=self.work, env=env,
+                                stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+        os.close(slave)
+        deadline = time.monotonic() + timeout
+        output = b''
+        try:
+            while True:
+                data = read_some(master, deadline)
+                if data is None:
+                    proc.kill()
+                    self.fail('the tool did not finish on the terminal: %r' % output)
+                if data == b'':
+                    break
+                output += data
+            code = proc.wait(timeout=10)
+        finally:
+            os.close(master)
+        return code, output.decode('utf-8', 'replace')
+
+    def test_progress_bar_on_terminal(self):
+        code, output = self.run_in_pty(
+            ['download', self.server.url('/files/big.bin?rate=1000000'), '-o', 'tty.bin'],
+            'xterm')
+        self.assertEqual(code, EXIT_SUCCESS, output)
+        self.assertIn('\x1b[', output)
+        bars = [line for line in re.split(r'[\r\n]', output) if '%' in line and '[' in line]
+        self.assertTrue(bars, output)
+        self.assertRegex(output, r'\d+%')
+        self.assertIn('200 OK', output)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'tty.bin')), self.big_sha)
+
+    def test_dumb_terminal_gets_no_escapes(self):
+        code, output = self.run_in_pty(
+            ['download', self.server.url('/files/small.bin'), '-o', 'dumb.bin'], 'dumb')
+        self.assertEqual(code, EXIT_SUCCESS, output)
+        self.assertNotIn('\x1b', output)
+
+    # -- interruption, list, resume, cancel, forget ----------------------------------------
+
+    def test_interrupt_then_resume(self):
+        identifier, url, events = self.interrupted_download('resumed.bin')
+        self.assertTrue(identifier.startswith('download-'))
+
+        code, events, err = self.run_json('list')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual(len(events), 1, events)
+        task = events[0]
+        self.assertEqual(task['event'], 'task')
+        self.assertEqual(task['identifier'], identifier)
+        self.assertEqual(task['operation'], 'download')
+        self.assertIn(task['state'], ('queued', 'running', 'waiting'))
+        self.assertGreater(task['bytes'], 0)
+        self.assertEqual(task['total'], BIG_SIZE)
+        self.assertGreaterEqual(task['attempts'], 1)
+        checkpoint = task['bytes']
+
+        code, out, err = self.run_tool('list')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn(identifier, out)
+
+        code, out, err = self.run_tool('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('Resuming', out)
+        self.assertIn(identifier, out)
+        self.assertIn('206 Partial Content', out)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'resumed.bin')), self.big_sha)
+        self.assertTrue(any(r['range'].startswith('bytes=%d-' % checkpoint)
+                            for r in self.range_requests('/files/big.bin')))
+
+        code, out, err = self.run_tool('list')
+        self.assertEqual(code, EXIT_SUCCESS)
+        self.assertNotIn(identifier, out)
+        code, out, err = self.run_tool('resume')
+        self.assertEqual(code, EXIT_SUCCESS)
+        self.assertIn('Nothing to resume', out)
+
+    def test_interrupt_then_same_command(self):
+        identifier, url, events = self.interrupted_download('again.bin')
+        code, out, err = self.run_tool('download', url, '-o', 'again.bin')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn(identifier, out)
+        self.assertIn('Resuming from', out)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'again.bin')), self.big_sha)
+
+    def test_list_does_not_wait_for_transfers(self):
+        identifier, url, events = self.interrupted_download('slow.bin', rate=200000)
+        started = time.monotonic()
+        code, out, err = self.run_tool('list', timeout=20)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertFalse(os.path.exists(os.path.join(self.work, 'slow.bin')))
+
+    def test_cancel(self):
+        identifier, url, events = self.interrupted_download('cancelled.bin')
+        self.assertTrue([n for n in os.listdir(self.work) if n.endswith('.part')])
+
+        code, events, err = self.run_json('cancel', identifier)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual(events[-1]['event'], 'cancelled')
+        self.assertEqual(events[-1]['identifier'], identifier)
+        self.assertEqual(os.listdir(self.work), [])
+
+        code, out, err = self.run_tool('cancel', identifier)
+        self.assertEqual(code, EXIT_FAILED)
+        self.assertIn('No task has the identifier', err)
+        code, out, err = self.run_tool('list')
+        self.assertNotIn(identifier, out)
+
+    def test_forget(self):
+        code, out, err = self.run_tool('forget', 'no-such-task')
+        self.assertEqual(code, EXIT_FAILED)
+        self.assertIn('No task has the identifier', err)
+
+        identifier, url, events = self.interrupted_download('unfinished.bin')
+        code, out, err = self.run_tool('forget', identifier)
+        self.assertEqual(code, EXIT_FAILED)
+        self.assertIn('not finished', err)
+
+    def test_interrupted_upload_resumes_with_its_headers(self):
+        source = os.path.join(self.work, 'later.bin')
+        sha = write_random(source, 150000, 5)
+        url = self.server.url('/upload/later.bin?delay=1500')
+        proc = self.start_tool('--json', 'upload', 'later.bin', url, '-H', 'X-Bg-Kept: yes')
+        self.interrupt_when(proc, lambda e: e['event'] == 'start')
+        code, out, err = self.finish(proc)
+        self.assertEqual(code, EXIT_INTERRUPTED, err)
+
+        code, out, err = self.run_tool('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('201 Created', out)
+        # The interrupted attempt may have delivered its body too; every copy is whole.
+        done = [u for u in self.uploads_named('later.bin') if u['complete']]
+        self.assertGreaterEqual(len(done), 1)
+        for upload in done:
+            self.assertEqual(upload['sha256'], sha)
+            self.assertIn(['X-Bg-Kept', 'yes'], upload['headers'])
+
+    def held_result(self, name):
+        """A download that finished in another process without its result being collected."""
+        dest = os.path.join(self.work, name)
+        proc = subprocess.run([TRANSFER_HELPER, 'hold', self.db,
+                               self.server.url('/files/small.bin'), dest, 'held-' + name],
+                              env=self.env, capture_output=True, timeout=30)
+        self.assertEqual(proc.returncode, 0, proc.stdout)
+        self.assertIn(b'finished held-' + name.encode(), proc.stdout)
+        return 'held-' + name, dest
+
+    def test_same_command_reports_a_result_from_an_earlier_run(self):
+        if not (TRANSFER_HELPER and os.path.exists(TRANSFER_HELPER)):
+            self.skipTest('TRANSFER_HELPER does not name the test app')
+        identifier, dest = self.held_result('done.bin')
+        code, out, err = self.run_tool('download', self.server.url('/files/small.bin'),
+                                       '-o', dest, '--id', identifier)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('earlier run', out)
+        self.assertEqual(sha256_file(dest), self.small_sha)
+        code, out, err = self.run_tool('list')
+        self.assertNotIn(identifier, out)
+
+    def test_forget_and_resume_of_finished_results(self):
+        if not (TRANSFER_HELPER and os.path.exists(TRANSFER_HELPER)):
+            self.skipTest('TRANSFER_HELPER does not name the test app')
+        first, _ = self.held_result('one.bin')
+        second, _ = self.held_result('two.bin')
+
+        code, events, err = self.run_json('list')
+        self.assertEqual({(e['identifier'], e['state'], e['kind']) for e in events},
+                         {(first, 'finished', 'success'), (second, 'finished', 'success')})
+
+        code, events, err = self.run_json('forget', first)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual(events[-1]['event'], 'forgotten')
+
+        code, out, err = self.run_tool('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('two.bin', out)
+        self.assertNotIn('one.bin', out)
+        code, out, err = self.run_tool('list')
+        self.assertIn('no tasks', out)
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
