@@ -830,8 +830,8 @@ maybe_publish (Download *self)
       g_autoptr(BgResponse) response = NULL;
 
       error = g_error_new (G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT,
-                           _("The server sent %" G_GINT64_FORMAT " bytes of %" G_GINT64_FORMAT),
-                           self->written, self->total);
+                           _("The server sent %lld bytes of %lld"),
+                           (long long) self->written, (long long) self->total);
       response = bg_job_make_response (self->job, BG_RESPONSE_RETRY, self->msg, NULL, error);
       download_finish (self, response);
       return;
@@ -1002,9 +1002,9 @@ sent_cb (GObject      *object,
       if (start != self->written)
         {
           g_autofree char *message =
-            g_strdup_printf (_("The server's Content-Range starts at byte %" G_GINT64_FORMAT
-                               ", but the download continues at byte %" G_GINT64_FORMAT),
-                             start, self->written);
+            g_strdup_printf (_("The server's Content-Range starts at byte %lld, but the download "
+                               "continues at byte %lld"),
+                             (long long) start, (long long) self->written);
 
           download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL, message);
           return;

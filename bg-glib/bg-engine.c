@@ -1291,9 +1291,8 @@ validate_identifier (const char  *identifier,
   if (len > MAX_IDENTIFIER_LENGTH)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                   _("The task identifier is %" G_GSIZE_FORMAT " bytes long; "
-                     "at most %d are allowed"),
-                   len, MAX_IDENTIFIER_LENGTH);
+                   _("The task identifier is %lu bytes long; at most %d are allowed"),
+                   (unsigned long) len, MAX_IDENTIFIER_LENGTH);
       return FALSE;
     }
 
