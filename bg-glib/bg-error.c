@@ -7,4 +7,11 @@
 
 #include "bg-error.h"
 
+/**
+ * bg_error_quark:
+ *
+ * Gets the error domain of bg-glib.
+ *
+ * Returns: the quark of %BG_ERROR
+ */
 G_DEFINE_QUARK (bg-error-quark, bg_error)

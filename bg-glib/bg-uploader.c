@@ -417,7 +417,7 @@ bg_uploader_class_init (BgUploaderClass *klass)
    *
    * Emitted when a task reaches its final outcome, also for a task that was restored from an
    * earlier run. Results that an earlier run never collected are announced again by
-   * [method@Bg.Downloader.restore_async]: call [method@Bg.Downloader.forget] once the result is
+   * [method@Bg.Uploader.restore_async]: call [method@Bg.Uploader.forget] once the result is
    * safely handled.
    */
   signals[TASK_FINISHED] =
@@ -688,7 +688,7 @@ bg_uploader_set_max_response_size (BgUploader *self,
  * collected, the stored result comes back at once.
  *
  * Cancelling @cancellable ends only the wait: the upload goes on in the background. Use
- * [method@Bg.Downloader.cancel] to stop it.
+ * [method@Bg.Uploader.cancel] to stop it.
  */
 void
 bg_uploader_upload_async (BgUploader        *self,
@@ -747,8 +747,8 @@ bg_uploader_upload_finish (BgUploader  *self,
  * @user_data: data for @callback
  *
  * Loads the tasks that earlier runs left unfinished and carries them on. Call it once at
- * startup, after connecting to [signal@Bg.Downloader::task-finished]: results arrive through
- * that signal, and through any later [method@Bg.Downloader.upload_async] with the same
+ * startup, after connecting to [signal@Bg.Uploader::task-finished]: results arrive through
+ * that signal, and through any later [method@Bg.Uploader.upload_async] with the same
  * identifier. Results that finished in an earlier run but were never collected are announced
  * again.
  */
@@ -771,7 +771,7 @@ bg_uploader_restore_async (BgUploader        *self,
  * @result: the #GAsyncResult given to the callback
  * @error: return location for a #GError
  *
- * Finishes [method@Bg.Downloader.restore_async].
+ * Finishes [method@Bg.Uploader.restore_async].
  *
  * Returns: %TRUE when the tasks were loaded
  */
@@ -817,7 +817,7 @@ bg_uploader_cancel (BgUploader  *self,
  * @error: return location for a #GError
  *
  * Marks the result of a finished task as collected, and deletes its record. Use it after
- * handling a result that came through [signal@Bg.Downloader::task-finished].
+ * handling a result that came through [signal@Bg.Uploader::task-finished].
  *
  * Returns: %TRUE on success; %FALSE with %BG_ERROR_NOT_FOUND when no task has @identifier, or
  *   %BG_ERROR_INVALID_ARGUMENT when the task has not finished
@@ -838,7 +838,7 @@ bg_uploader_forget (BgUploader  *self,
  * @self: a #BgUploader
  *
  * Gets the tasks this uploader knows: those started in this run, and those loaded by
- * [method@Bg.Downloader.restore_async]. The list is live; a task leaves it when its result has
+ * [method@Bg.Uploader.restore_async]. The list is live; a task leaves it when its result has
  * been collected or it was cancelled.
  *
  * Returns: (transfer none): a #GListModel of #BgTask
@@ -857,7 +857,7 @@ bg_uploader_get_tasks (BgUploader *self)
  * @self: a #BgUploader
  * @identifier: the task's identifier
  *
- * Finds a task in [method@Bg.Downloader.get_tasks] by its identifier.
+ * Finds a task in [method@Bg.Uploader.get_tasks] by its identifier.
  *
  * Returns: (transfer none) (nullable): the task, or %NULL
  */

@@ -1,0 +1,392 @@
+#!/usr/bin/python3
+# test-examples.py: runs the examples against the fault server, so that they cannot rot
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Usage: test-examples.py --fault-server PATH --srcdir DIR --docdir DIR [--download BIN]
+#                         [--gjs GJS] [--python3 PYTHON] WHICH
+#
+# WHICH is one of:
+#   download-c   examples/download.c: a download, a download after one 503, a 404, a second run
+#                refused because the file exists, and a run killed midway then resumed
+#   fetch-js     examples/fetch.js: a download and a 404
+#   sync-folder  examples/sync-folder.py: five files uploaded once each, a rerun that sends
+#                nothing, then a run killed midway and rerun
+#   doc-python   the first ```python block of doc/python-and-gjs.md, run as a program
+#   doc-gjs      the first ```js block of doc/python-and-gjs.md, run as a program
+#
+# Output is TAP.  Every wait is bounded; each part takes a few seconds.
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+RUN_TIMEOUT = 30
+
+
+class Tap:
+    def __init__(self):
+        self.count = 0
+        self.failed = 0
+
+    def ok(self, cond, what, detail=None):
+        self.count += 1
+        print('%s %d - %s' % ('ok' if cond else 'not ok', self.count, what))
+        if not cond:
+            self.failed += 1
+            if detail:
+                for line in str(detail).splitlines():
+                    print('# ' + line)
+        sys.stdout.flush()
+        return cond
+
+    def note(self, text):
+        for line in str(text).splitlines():
+            print('# ' + line)
+        sys.stdout.flush()
+
+    def bail(self, why):
+        print('Bail out! ' + why)
+        sys.exit(1)
+
+    def done(self):
+        print('1..%d' % self.count)
+        return 1 if self.failed else 0
+
+
+tap = Tap()
+
+
+class FaultServer:
+    def __init__(self, script, root):
+        self.root = root
+        self.proc = subprocess.Popen(['/usr/bin/python3', script, '--root', root],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith('PORT '):
+            tap.bail('the fault server did not start: %r' % line)
+        self.base = 'http://127.0.0.1:%d' % int(line.split()[1])
+
+    def url(self, path):
+        return self.base + path
+
+    def stats(self):
+        with urllib.request.urlopen(self.url('/_stats'), timeout=10) as r:
+            return json.load(r)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def write_random(path, size, seed):
+    data = random.Random(seed).randbytes(size)
+    with open(path, 'wb') as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run(argv, env, timeout=RUN_TIMEOUT):
+    try:
+        p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return -1, (e.stdout or b'').decode(errors='replace'), 'timed out after %d s' % timeout
+    out, err = p.stdout.decode(errors='replace'), p.stderr.decode(errors='replace')
+    # An exception in a Python or GJS callback is printed, not fatal: treat it as a failure.
+    if any(sign in err for sign in ('Traceback', 'JS ERROR', '-CRITICAL', '-WARNING')):
+        return -2, out, err
+    return p.returncode, out, err
+
+
+def wait_for(predicate, timeout, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
+def describe(rc, out, err):
+    return 'exit status %s\nstdout:\n%s\nstderr:\n%s' % (rc, out, err)
+
+
+# --- download.c and fetch.js ----------------------------------------------------------------
+
+def check_download_program(command, env, server, tmp, name):
+    """Runs a URL DEST [SESSION] download program through the cases both examples share."""
+    digest = write_random(os.path.join(server.root, 'example.bin'), 3 * 1024 * 1024 + 17, 1)
+    dest = os.path.join(tmp, 'example.bin')
+
+    rc, out, err = run(command + [server.url('/files/example.bin'), dest], env)
+    tap.ok(rc == 0 and out.startswith('success: HTTP 200'),
+           '%s downloads a file' % name, describe(rc, out, err))
+    tap.ok(os.path.exists(dest) and sha256_file(dest) == digest,
+           '%s: the file has the right sha256' % name)
+    leftovers = [f for f in os.listdir(tmp) if f.endswith('.part')]
+    tap.ok(not leftovers, '%s: no partial file is left' % name, leftovers)
+
+    rc, out, err = run(command + [server.url('/files/example.bin'), dest], env)
+    tap.ok(rc == 1 and 'already exists' in err,
+           '%s refuses to overwrite the destination' % name, describe(rc, out, err))
+    tap.ok(sha256_file(dest) == digest, '%s: the existing file is untouched' % name)
+
+    missing = os.path.join(tmp, 'missing.bin')
+    rc, out, err = run(command + [server.url('/files/no-such-file'), missing], env)
+    tap.ok(rc == 2 and out.startswith('rejected: HTTP 404'),
+           '%s reports a 404 as rejected' % name, describe(rc, out, err))
+    tap.ok(not os.path.exists(missing) and not [f for f in os.listdir(tmp) if f.endswith('.part')],
+           '%s: a rejected download leaves no file' % name)
+
+
+def test_download_c(args, env, server, tmp):
+    command = [args.download]
+    check_download_program(command, env, server, tmp, 'download.c')
+
+    # One 503 first: the library waits (about 2 s) and tries again by itself.
+    dest = os.path.join(tmp, 'retried.bin')
+    rc, out, err = run(command + [server.url('/files/example.bin?fail-first=1'), dest], env)
+    tap.ok(rc == 0 and out.startswith('success: HTTP 200'),
+           'download.c succeeds after a 503', describe(rc, out, err))
+
+    # Killed midway, then run again with the same arguments: the download resumes.
+    # The server sends 2 MiB a second, so the transfer takes 3 s; the kill comes 1.5 s after
+    # the partial file appears, well after the first checkpoint (taken every second).
+    size = 6 * 1024 * 1024
+    digest = write_random(os.path.join(server.root, 'slow.bin'), size, 2)
+    dest = os.path.join(tmp, 'slow.bin')
+    url = server.url('/files/slow.bin?rate=%d' % (2 * 1024 * 1024))
+    proc = subprocess.Popen(command + [url, dest], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def partial():
+        parts = [f for f in os.listdir(tmp) if f.startswith('.bg-') and f.endswith('.part')]
+        return os.path.join(tmp, parts[0]) if parts else None
+
+    try:
+        part = wait_for(partial, 15, step=0.01)
+        tap.ok(part, 'download.c writes a partial file beside the destination')
+        if part:
+            time.sleep(1.5)
+            mode = os.stat(part).st_mode & 0o777
+            tap.ok(mode == 0o600, 'the partial file has mode 0600', oct(mode))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    tap.ok(not os.path.exists(dest), 'a killed download leaves no destination file')
+
+    rc, out, err = run(command + [url, dest], env)
+    tap.ok(rc == 0 and sha256_file(dest) == digest,
+           'download.c run again completes the file', describe(rc, out, err))
+    ranged = [r for r in server.stats()['log']
+              if r['path'] == '/files/slow.bin' and r.get('range')]
+    tap.ok(ranged, 'the second run asked for the rest with Range',
+           json.dumps(server.stats()['log'][-4:], indent=1))
+
+
+def test_fetch_js(args, env, server, tmp):
+    script = os.path.join(args.srcdir, 'fetch.js')
+    check_download_program([args.gjs, '-m', script], env, server, tmp, 'fetch.js')
+
+
+# --- sync-folder.py -------------------------------------------------------------------------
+
+def complete_uploads(server):
+    return [u for u in server.stats()['uploads'] if u['complete']]
+
+
+def idempotency_key(upload):
+    for name, value in upload['headers']:
+        if name.lower() == 'idempotency-key':
+            return value
+    return None
+
+
+def test_sync_folder(args, env, server, tmp):
+    script = os.path.join(args.srcdir, 'sync-folder.py')
+    folder = os.path.join(tmp, 'folder')
+    os.mkdir(folder)
+    digests = {}
+    for i, name in enumerate(['a.txt', 'b.bin', 'c d.bin', 'e+f.dat', 'notes.md']):
+        digests[name] = write_random(os.path.join(folder, name), 1000 + i * 150000, 10 + i)
+    os.mkdir(os.path.join(folder, 'subfolder'))
+    database = os.path.join(tmp, 'sync.sqlite')
+    command = [args.python3, script, folder, server.url('/upload/'),
+               '--session', 'example-sync', '--database', database]
+
+    rc, out, err = run(command, env)
+    tap.ok(rc == 0, 'sync-folder.py uploads a folder', describe(rc, out, err))
+    tap.ok(len(out.splitlines()) == 5 and all(line.startswith('uploaded ')
+                                              for line in out.splitlines()),
+           'it prints one line per file', out)
+    done = complete_uploads(server)
+    names = sorted(u['name'] for u in done)
+    tap.ok(names == sorted(digests), 'the server got each file once', names)
+    tap.ok(all(u['sha256'] == digests[u['name']] for u in done),
+           'every upload has the right sha256')
+    tap.ok(all(idempotency_key(u) for u in done), 'every upload carries an Idempotency-Key')
+    state = os.path.join(tmp, 'example-sync.sync-folder.json')
+    tap.ok(os.path.exists(state), 'the state file lives beside the database')
+
+    rc, out, err = run(command, env)
+    tap.ok(rc == 0 and len(out.splitlines()) == 5 and
+           all(line.startswith('skipped ') for line in out.splitlines()),
+           'a rerun skips every file', describe(rc, out, err))
+    tap.ok(len(complete_uploads(server)) == 5 and len(server.stats()['uploads']) == 5,
+           'a rerun sends nothing')
+
+    # A second batch, sent slowly (the server waits before reading each body) by a run that is
+    # killed once the first of them is complete.
+    batch = {}
+    for i in range(8):
+        name = 'batch-%d.bin' % i
+        batch[name] = write_random(os.path.join(folder, name), 200000 + i * 1000, 100 + i)
+    slow = command[:3] + [server.url('/upload/?delay=300')] + command[4:] + \
+        ['--max-concurrent', '2']
+    proc = subprocess.Popen(slow, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = wait_for(lambda: [u for u in complete_uploads(server) if u['name'] in batch],
+                         20, step=0.01)
+        tap.ok(first, 'the slow run completes at least one upload')
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=10)
+    got = sorted({u['name'] for u in complete_uploads(server) if u['name'] in batch})
+    tap.ok(0 < len(got) < len(batch), 'the run was killed midway', got)
+    tap.note('complete before the kill: %s' % ', '.join(got))
+
+    rc, out, err = run(slow, env)
+    tap.ok(rc == 0, 'the run after the kill succeeds', describe(rc, out, err))
+    lines = out.splitlines()
+    tap.ok(len(lines) == 13, 'it prints one line per file', out)
+
+    done = complete_uploads(server)
+    every_name_once = True
+    for name, digest in list(digests.items()) + list(batch.items()):
+        mine = [u for u in done if u['name'] == name]
+        keys = {idempotency_key(u) for u in mine}
+        # A kill can land after the server stored a body but before its answer reached the app:
+        # then the same task sends it again, with the same Idempotency-Key, which a real server
+        # would drop.  Counted by key, every file is complete exactly once.
+        if not (mine and len(keys) == 1 and all(u['sha256'] == digest for u in mine)):
+            every_name_once = False
+            tap.note('%s: %s' % (name, json.dumps(mine)))
+        if len(mine) > 1:
+            tap.note('%s was stored %d times with one Idempotency-Key' % (name, len(mine)))
+    tap.ok(every_name_once, 'each file is complete exactly once, by Idempotency-Key')
+    tap.ok(len({u['name'] for u in done}) == 13, 'all 13 files reached the server')
+
+    before = len(server.stats()['uploads'])
+    rc, out, err = run(command, env)
+    tap.ok(rc == 0 and all(line.startswith('skipped ') for line in out.splitlines()) and
+           len(server.stats()['uploads']) == before,
+           'a final rerun sends nothing', describe(rc, out, err))
+
+    # A file that changes is new work.
+    with open(os.path.join(folder, 'a.txt'), 'ab') as f:
+        f.write(b'more')
+    rc, out, err = run(command, env)
+    tap.ok(rc == 0 and 'uploaded a.txt: HTTP 201' in out.splitlines() and
+           len(server.stats()['uploads']) == before + 1,
+           'a changed file is uploaded again', describe(rc, out, err))
+
+    # A rejected upload makes the exit status non-zero.
+    write_random(os.path.join(folder, 'z.txt'), 100, 99)
+    rc, out, err = run(command[:3] + [server.url('/upload/?status=403')] + command[4:], env)
+    tap.ok(rc == 1 and any(line.startswith('REJECTED ') for line in out.splitlines()),
+           'rejected uploads give a non-zero exit status', describe(rc, out, err))
+
+
+# --- the snippets of doc/python-and-gjs.md --------------------------------------------------
+
+def first_block(docdir, language):
+    with open(os.path.join(docdir, 'python-and-gjs.md'), encoding='utf-8') as f:
+        text = f.read()
+    m = re.search(r'^```%s\n(.*?)^```' % re.escape(language), text, re.S | re.M)
+    if m is None:
+        tap.bail('no ```%s block in python-and-gjs.md' % language)
+    return m.group(1)
+
+
+def test_doc_snippet(command, suffix, language, args, env, server, tmp):
+    script = os.path.join(tmp, 'snippet' + suffix)
+    with open(script, 'w', encoding='utf-8') as f:
+        f.write(first_block(args.docdir, language))
+    digest = write_random(os.path.join(server.root, 'doc.bin'), 1024 * 1024 + 5, 3)
+    dest = os.path.join(tmp, 'doc.bin')
+    rc, out, err = run(command + [script, server.url('/files/doc.bin'), dest], env)
+    tap.ok(rc == 0 and out.startswith('success'),
+           'the %s snippet downloads a file' % language, describe(rc, out, err))
+    tap.ok(os.path.exists(dest) and sha256_file(dest) == digest,
+           'the %s snippet: the file has the right sha256' % language)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--fault-server', required=True)
+    parser.add_argument('--srcdir', required=True)
+    parser.add_argument('--docdir', required=True)
+    parser.add_argument('--download')
+    parser.add_argument('--gjs')
+    parser.add_argument('--python3', default='/usr/bin/python3')
+    parser.add_argument('which', choices=['download-c', 'fetch-js', 'sync-folder',
+                                          'doc-python', 'doc-gjs'])
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix='bg-examples-')
+    env = dict(os.environ)
+    # Each part gets its own data folder, so that the default session databases are fresh.
+    env['XDG_DATA_HOME'] = os.path.join(tmp, 'xdg-data')
+    work = os.path.join(tmp, 'work')
+    os.mkdir(work)
+    os.mkdir(os.path.join(tmp, 'server'))
+    server = FaultServer(args.fault_server, os.path.join(tmp, 'server'))
+    try:
+        if args.which == 'download-c':
+            test_download_c(args, env, server, work)
+        elif args.which == 'fetch-js':
+            test_fetch_js(args, env, server, work)
+        elif args.which == 'sync-folder':
+            test_sync_folder(args, env, server, work)
+        elif args.which == 'doc-python':
+            test_doc_snippet([args.python3], '.py', 'python', args, env, server, work)
+        elif args.which == 'doc-gjs':
+            test_doc_snippet([args.gjs, '-m'], '.js', 'js', args, env, server, work)
+    finally:
+        server.close()
+    status = tap.done()
+    if status == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print('# kept %s' % tmp)
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())
