@@ -769,7 +769,8 @@ bg_downloader_cancel (BgDownloader  *self,
  * Marks the result of a finished task as collected, and deletes its record. Use it after
  * handling a result that came through [signal@Bg.Downloader::task-finished].
  *
- * Returns: %TRUE on success; %FALSE with %BG_ERROR_NOT_FOUND when no task has @identifier, or
+ * Returns: %TRUE on success; %FALSE with %BG_ERROR_NOT_FOUND when no task has @identifier
+ *   (also when a `_finish` already collected its result), or
  *   %BG_ERROR_INVALID_ARGUMENT when the task has not finished
  */
 gboolean

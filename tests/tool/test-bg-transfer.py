@@ -283,6 +283,22 @@ class ToolTest(unittest.TestCase):
         self.assertIn('7 seconds', err)
         self.assertLess(time.monotonic() - started, 20)
 
+    def test_transient_failure_is_retried(self):
+        code, out, err = self.run_tool(
+            'download', self.server.url('/files/small.bin?fail-first=1&retry-after=1'),
+            '-o', 'retried.bin')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('attempt 1 did not complete', out)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'retried.bin')), self.small_sha)
+
+    def test_quiet(self):
+        code, out, err = self.run_tool('-q', 'download', self.server.url('/files/small.bin'))
+        self.assertEqual((code, out, err), (EXIT_SUCCESS, '', ''))
+        code, out, err = self.run_tool('--quiet', 'download', self.server.url('/files/none.bin'))
+        self.assertEqual(code, EXIT_REJECTED)
+        self.assertEqual(out, '')
+        self.assertIn('404 Not Found', err)
+
     def test_failed_tls(self):
         if self.__class__.tls_server is None:
             self.__class__.tls_server = FaultServer(self.root, tls=True)
@@ -556,6 +572,27 @@ class ToolTest(unittest.TestCase):
         for upload in done:
             self.assertEqual(upload['sha256'], sha)
             self.assertIn(['X-Bg-Kept', 'yes'], upload['headers'])
+
+    def test_resume_exit_status_is_the_worst(self):
+        write_random(os.path.join(self.work, 'refused.bin'), 50000, 6)
+        proc = self.start_tool('--json', 'upload', 'refused.bin',
+                               self.server.url('/upload/refused.bin?delay=1500&status=403'))
+        self.interrupt_when(proc, lambda e: e['event'] == 'start')
+        self.assertEqual(self.finish(proc)[0], EXIT_INTERRUPTED)
+        identifier, url, events = self.interrupted_download('fine.bin')
+
+        code, events, err = self.run_json('resume')
+        self.assertEqual(code, EXIT_REJECTED, err)
+        results = {e['operation']: e for e in events if e['event'] == 'result'}
+        self.assertEqual(results['download']['kind'], 'success')
+        self.assertEqual(results['download']['identifier'], identifier)
+        self.assertEqual((results['upload']['kind'], results['upload']['status']),
+                         ('rejected', 403))
+        self.assertIn('403 Forbidden', results['upload']['message'])
+        self.assertEqual(sha256_file(os.path.join(self.work, 'fine.bin')), self.big_sha)
+        starts = [e for e in events if e['event'] == 'start']
+        self.assertEqual(len(starts), 2)
+        self.assertTrue(all(e['joined'] for e in starts))
 
     def held_result(self, name):
         """A download that finished in another process without its result being collected."""
