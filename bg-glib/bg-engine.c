@@ -42,7 +42,7 @@ struct _BgJob
   gpointer        attempt_data;
   GDestroyNotify  attempt_data_destroy;
   gint64          last_activity;
-  guint           retry_source;
+  GSource        *retry_source;
   gulong          options_handler;
   guint           running : 1;
   guint           reachable : 1;      /* can_reach said yes while the monitor said offline */
@@ -66,8 +66,8 @@ struct _BgEngine
   GHashTable            *jobs;      /* identifier → BgJob */
   GQueue                 queue;     /* BgJob, not owned */
   guint                  n_running;
-  guint                  pump_source;
-  guint                  stall_source;
+  GSource               *pump_source;
+  GSource               *stall_source;
 
   guint                  max_concurrent;
   guint                  stall_timeout;
@@ -93,6 +93,18 @@ enum {
 
 static guint signals[N_SIGNALS];
 
+/* Sources live on the engine's context, which need not be the global default one, so they are
+ * kept by pointer rather than by id. */
+static void
+clear_source (GSource **source)
+{
+  if (*source != NULL)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
+
 static void engine_schedule_pump (BgEngine *self);
 static void job_finish (BgJob *job, BgResponse *response);
 static void job_enqueue (BgJob *job);
@@ -113,7 +125,7 @@ bg_job_unref (BgJob *job)
     return;
 
   g_assert (job->waiters == NULL);
-  g_assert (job->retry_source == 0);
+  g_assert (job->retry_source == NULL);
 
   g_clear_signal_handler (&job->options_handler, job->task);
   if (job->attempt_data_destroy != NULL)
@@ -194,8 +206,8 @@ engine_remove_job (BgEngine *self,
 
   job->dropped = TRUE;
 
-  if (job->retry_source != 0)
-    g_clear_handle_id (&job->retry_source, g_source_remove);
+  if (job->retry_source != NULL)
+    clear_source (&job->retry_source);
   if (job->queued)
     {
       g_queue_remove (&self->queue, job);
@@ -485,7 +497,7 @@ job_wait_over_cb (gpointer data)
 {
   BgJob *job = data;
 
-  job->retry_source = 0;
+  g_clear_pointer (&job->retry_source, g_source_unref);
 
   /* Within a run the monotonic timer is the authority: a clock set back does not hold the task
    * past the delay it was given. */
@@ -604,15 +616,20 @@ job_wait (BgJob        *job,
   bg_task_set_wait_reason (job->task, reason);
   bg_task_set_state (job->task, BG_TASK_STATE_WAITING);
 
-  g_clear_handle_id (&job->retry_source, g_source_remove);
+  clear_source (&job->retry_source);
 
   if (until > 0)
     {
       gint64 delay_us = CLAMP (until - now_wall (), 0,
                                (gint64) BG_HTTP_RETRY_AFTER_MAX * G_USEC_PER_SEC);
 
-      job->retry_source = g_timeout_add_full (G_PRIORITY_DEFAULT, (guint) (delay_us / 1000),
-                                              job_wait_over_cb, job, NULL);
+      GSource *source = g_timeout_source_new ((guint) (delay_us / 1000));
+
+      /* On the engine's own context, which need not be the global default one. */
+      g_source_set_callback (source, job_wait_over_cb, job, NULL);
+      g_source_set_static_name (source, "[bg] task wait");
+      g_source_attach (source, job->engine->context);
+      job->retry_source = source;
     }
   else if (reason == BG_WAIT_REASON_NETWORK)
     job_check_reach (job);
@@ -727,7 +744,7 @@ job_finish (BgJob      *job,
   record_set_response (job->record, response);
   engine_save (self, job->record);
 
-  g_clear_handle_id (&job->retry_source, g_source_remove);
+  clear_source (&job->retry_source);
   bg_task_set_wait_reason (job->task, BG_WAIT_REASON_NONE);
   bg_task_set_next_attempt_at (job->task, 0);
   bg_task_set_progress (job->task,
@@ -802,7 +819,7 @@ engine_pump_cb (gpointer data)
 {
   BgEngine *self = data;
 
-  self->pump_source = 0;
+  g_clear_pointer (&self->pump_source, g_source_unref);
 
   while (self->n_running < self->max_concurrent && !g_queue_is_empty (&self->queue))
     {
@@ -828,14 +845,14 @@ engine_schedule_pump (BgEngine *self)
 {
   GSource *source;
 
-  if (self->pump_source != 0 || self->jobs == NULL)
+  if (self->pump_source != NULL || self->jobs == NULL)
     return;
 
   source = g_idle_source_new ();
   g_source_set_callback (source, engine_pump_cb, self, NULL);
   g_source_set_static_name (source, "[bg] engine pump");
-  self->pump_source = g_source_attach (source, self->context);
-  g_source_unref (source);
+  g_source_attach (source, self->context);
+  self->pump_source = source;
 }
 
 static gboolean
@@ -881,7 +898,7 @@ job_enqueue (BgJob *job)
       job->record->state == BG_TASK_STATE_FINISHED)
     return;
 
-  g_clear_handle_id (&job->retry_source, g_source_remove);
+  clear_source (&job->retry_source);
 
   reason = job_blocked_by (job, &until);
   if (reason != BG_WAIT_REASON_NONE)
@@ -994,7 +1011,7 @@ engine_sweep_waits (BgEngine *self)
     {
       BgJob *job = value;
 
-      if (job->retry_source != 0 && job->record->next_attempt_at > 0 &&
+      if (job->retry_source != NULL && job->record->next_attempt_at > 0 &&
           job->record->next_attempt_at <= now &&
           job->record->earliest_start <= now)
         g_ptr_array_add (due, bg_job_ref (job));
@@ -1004,7 +1021,7 @@ engine_sweep_waits (BgEngine *self)
     {
       BgJob *job = g_ptr_array_index (due, i);
 
-      g_clear_handle_id (&job->retry_source, g_source_remove);
+      clear_source (&job->retry_source);
       job_wait_over_cb (job);
     }
 }
@@ -1019,8 +1036,8 @@ bg_engine_shutdown (BgEngine *self)
   GHashTableIter iter;
   gpointer value;
 
-  g_clear_handle_id (&self->pump_source, g_source_remove);
-  g_clear_handle_id (&self->stall_source, g_source_remove);
+  clear_source (&self->pump_source);
+  clear_source (&self->stall_source);
   if (self->network_monitor != NULL)
     g_signal_handlers_disconnect_by_data (self->network_monitor, self);
   if (self->power_monitor != NULL)
@@ -1037,7 +1054,7 @@ bg_engine_shutdown (BgEngine *self)
           BgJob *job = value;
 
           job->dropped = TRUE;
-          g_clear_handle_id (&job->retry_source, g_source_remove);
+          clear_source (&job->retry_source);
           job_fail_waiters (job, error);
           if (job->cancellable != NULL)
             g_cancellable_cancel (job->cancellable);
@@ -1138,8 +1155,8 @@ bg_engine_new (BgTaskKind   kind,
   source = g_timeout_source_new (STALL_CHECK_INTERVAL_MS);
   g_source_set_callback (source, engine_stall_check_cb, self, NULL);
   g_source_set_static_name (source, "[bg] stall check");
-  self->stall_source = g_source_attach (source, self->context);
-  g_source_unref (source);
+  g_source_attach (source, self->context);
+  self->stall_source = source;
 
   return self;
 }

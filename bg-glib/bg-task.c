@@ -36,7 +36,7 @@ struct _BgTask
   gint64       bytes_total;
   gint64       next_attempt_at;
   gint64       last_progress_notify;
-  guint        progress_notify_source;
+  GSource     *progress_notify_source;
   BgTaskKind   kind;
   BgTaskState  state;
   BgWaitReason wait_reason;
@@ -82,7 +82,11 @@ bg_task_finalize (GObject *object)
 {
   BgTask *self = (BgTask *)object;
 
-  g_clear_handle_id (&self->progress_notify_source, g_source_remove);
+  if (self->progress_notify_source != NULL)
+    {
+      g_source_destroy (self->progress_notify_source);
+      g_clear_pointer (&self->progress_notify_source, g_source_unref);
+    }
   g_clear_pointer (&self->identifier, g_free);
   g_clear_pointer (&self->uri, g_free);
   g_clear_object (&self->file);
@@ -424,7 +428,11 @@ notify_progress (BgTask   *self,
                  gboolean  total_changed)
 {
   self->last_progress_notify = g_get_monotonic_time ();
-  g_clear_handle_id (&self->progress_notify_source, g_source_remove);
+  if (self->progress_notify_source != NULL)
+    {
+      g_source_destroy (self->progress_notify_source);
+      g_clear_pointer (&self->progress_notify_source, g_source_unref);
+    }
 
   g_object_freeze_notify (G_OBJECT (self));
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TRANSFERRED]);
@@ -438,7 +446,7 @@ deferred_progress_cb (gpointer data)
 {
   BgTask *self = data;
 
-  self->progress_notify_source = 0;
+  g_clear_pointer (&self->progress_notify_source, g_source_unref);
   notify_progress (self, FALSE);
 
   return G_SOURCE_REMOVE;
@@ -468,13 +476,17 @@ bg_task_set_progress (BgTask   *self,
       now - self->last_progress_notify < PROGRESS_NOTIFY_INTERVAL_USEC)
     {
       /* Not now, but soon: the last value is never left unannounced. */
-      if (self->progress_notify_source == 0)
+      if (self->progress_notify_source == NULL)
         {
           gint64 wait = PROGRESS_NOTIFY_INTERVAL_USEC - (now - self->last_progress_notify);
 
-          self->progress_notify_source =
-            g_timeout_add_full (G_PRIORITY_DEFAULT, (guint) (wait / 1000) + 1,
-                                deferred_progress_cb, self, NULL);
+          GSource *source = g_timeout_source_new ((guint) (wait / 1000) + 1);
+
+          /* On the context of the caller: the engine's, not necessarily the global default. */
+          g_source_set_callback (source, deferred_progress_cb, self, NULL);
+          g_source_set_static_name (source, "[bg] progress notify");
+          g_source_attach (source, g_main_context_get_thread_default ());
+          self->progress_notify_source = source;
         }
       return;
     }

@@ -503,6 +503,31 @@ test_priority (Fixture       *f,
                                                            "query"), "n=low-3"));
 }
 
+/* Everything happens on the context that was thread-default when the downloader was made,
+ * retry timers included; the global default context is never iterated here. */
+static void
+test_own_context (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  g_clear_object (&f->downloader);
+  g_main_context_push_thread_default (context);
+  open_downloader (f);
+
+  start (f, "/files/s.bin?fail-first=1", "ctx.bin", &result);
+  response = finish (f, &result);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 2);
+
+  g_clear_object (&f->downloader);
+  while (g_main_context_iteration (context, FALSE))
+    ;
+  g_main_context_pop_thread_default (context);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -522,6 +547,7 @@ main (int   argc,
   ADD ("expected-sha256", test_expected_sha256);
   ADD ("options-persist", test_options_persist);
   ADD ("priority", test_priority);
+  ADD ("own-context", test_own_context);
 
 #undef ADD
 

@@ -261,32 +261,45 @@ void
 bg_test_wait_for (gboolean *flag,
                   guint     timeout_seconds)
 {
+  GMainContext *context = g_main_context_ref_thread_default ();
+  GSource *timeout = g_timeout_source_new_seconds (timeout_seconds);
   gboolean timed_out = FALSE;
-  guint id = g_timeout_add_seconds (timeout_seconds, timeout_cb, &timed_out);
+
+  /* On the thread-default context, which a test may have pushed. */
+  g_source_set_callback (timeout, timeout_cb, &timed_out, NULL);
+  g_source_attach (timeout, context);
 
   while (!*flag && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
+    g_main_context_iteration (context, TRUE);
 
   if (timed_out)
     g_error ("Timed out after %u seconds", timeout_seconds);
 
-  g_source_remove (id);
+  g_source_destroy (timeout);
+  g_source_unref (timeout);
+  g_main_context_unref (context);
 }
 
 void
 bg_test_wait_for_result (GAsyncResult **result,
                          guint          timeout_seconds)
 {
+  GMainContext *context = g_main_context_ref_thread_default ();
+  GSource *timeout = g_timeout_source_new_seconds (timeout_seconds);
   gboolean timed_out = FALSE;
-  guint id = g_timeout_add_seconds (timeout_seconds, timeout_cb, &timed_out);
+
+  g_source_set_callback (timeout, timeout_cb, &timed_out, NULL);
+  g_source_attach (timeout, context);
 
   while (*result == NULL && !timed_out)
-    g_main_context_iteration (NULL, TRUE);
+    g_main_context_iteration (context, TRUE);
 
   if (timed_out)
     g_error ("Timed out after %u seconds", timeout_seconds);
 
-  g_source_remove (id);
+  g_source_destroy (timeout);
+  g_source_unref (timeout);
+  g_main_context_unref (context);
 }
 
 void
