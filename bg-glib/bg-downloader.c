@@ -6,8 +6,7 @@
 #include "config.h"
 
 #include "bg-downloader-private.h"
-#include "bg-engine-private.h"
-#include "bg-i18n-private.h"
+#include "bg-frontend-private.h"
 
 /**
  * BgDownloader:
@@ -36,20 +35,8 @@
  */
 struct _BgDownloader
 {
-  GObject      parent_instance;
-
-  BgEngine    *engine;
-  char        *session_id;
-  char        *database_path;
-  SoupSession *soup_session;
-  guint        max_concurrent;
-  guint        stall_timeout;
-  guint        max_attempts;
-  guint        retry_delay;
-  guint        max_retry_delay;
-  guint        retry_deadline;
-  gboolean     allow_metered;
-  GNetworkMonitor *network_monitor;
+  GObject    parent_instance;
+  BgFrontend frontend;
 };
 
 static void bg_downloader_initable_iface_init (GInitableIface *iface);
@@ -58,80 +45,119 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (BgDownloader, bg_downloader, G_TYPE_OBJECT,
                                G_IMPLEMENT_INTERFACE (G_TYPE_INITABLE,
                                                       bg_downloader_initable_iface_init))
 
-enum {
-  PROP_0,
-  PROP_SESSION_ID,
-  PROP_DATABASE_PATH,
-  PROP_SOUP_SESSION,
-  PROP_MAX_CONCURRENT,
-  PROP_STALL_TIMEOUT,
-  PROP_MAX_ATTEMPTS,
-  PROP_RETRY_DELAY,
-  PROP_MAX_RETRY_DELAY,
-  PROP_RETRY_DEADLINE,
-  PROP_ALLOW_METERED,
-  PROP_NETWORK_MONITOR,
-  N_PROPS
-};
+static GParamSpec *properties[BG_FRONTEND_N_PROPS];
+static guint signals[BG_FRONTEND_N_SIGNALS];
 
-enum {
-  TASK_FINISHED,
-  PREPARE_REQUEST,
-  N_SIGNALS
-};
+/* The properties and signals are made in bg-frontend.c; their documentation is here. */
 
-static GParamSpec *properties[N_PROPS];
-static guint signals[N_SIGNALS];
+/**
+ * BgDownloader:session-id:
+ *
+ * The name of the task database, such as the app's id. It may contain only letters, digits,
+ * `.`, `_` and `-`, at most 200 of them.
+ */
 
-static void
-task_finished_cb (BgEngine     *engine,
-                  BgTask       *task,
-                  BgResponse   *response,
-                  BgDownloader *self)
-{
-  g_signal_emit (self, signals[TASK_FINISHED], 0, task, response);
-}
+/**
+ * BgDownloader:database-path:
+ *
+ * Where the task database lives. The default is
+ * `$XDG_DATA_HOME/bg-glib/<session-id>.sqlite`, which inside Flatpak is the app's own data
+ * folder.
+ */
 
-static void
-prepare_request_cb (BgEngine     *engine,
-                    BgTask       *task,
-                    SoupMessage  *msg,
-                    BgDownloader *self)
-{
-  g_signal_emit (self, signals[PREPARE_REQUEST], 0, task, msg);
-}
+/**
+ * BgDownloader:soup-session:
+ *
+ * The #SoupSession used for the transfers. By default the downloader makes its own.
+ */
+
+/**
+ * BgDownloader:network-monitor:
+ *
+ * The #GNetworkMonitor that says whether there is a network and whether it is metered. The
+ * default is g_network_monitor_get_default(). While there is no network and the server cannot
+ * be reached, tasks wait with %BG_WAIT_REASON_NETWORK and use up no attempts.
+ */
+
+/**
+ * BgDownloader:max-concurrent:
+ *
+ * How many downloads may run at once.
+ */
+
+/**
+ * BgDownloader:stall-timeout:
+ *
+ * How many seconds an attempt may go without a byte moving before it ends as
+ * %BG_RESPONSE_RETRY. 0 turns the check off.
+ */
+
+/**
+ * BgDownloader:max-attempts:
+ *
+ * How many attempts a task gets before a %BG_RESPONSE_RETRY outcome is handed to the app.
+ * Between attempts the task waits with exponential backoff, or as long as the server's
+ * `Retry-After` asks when that is longer. 1 hands every retry straight to the app.
+ */
+
+/**
+ * BgDownloader:retry-delay:
+ *
+ * How many seconds the first automatic retry waits. Each later one waits twice as long, up to
+ * [property@Bg.Downloader:max-retry-delay], plus up to a quarter more at random so that tasks that
+ * failed together do not come back together. A longer `Retry-After` from the server wins.
+ */
+
+/**
+ * BgDownloader:max-retry-delay:
+ *
+ * The longest wait, in seconds, that the backoff between automatic retries reaches.
+ */
+
+/**
+ * BgDownloader:retry-deadline:
+ *
+ * How many seconds after a task was created it stops being retried: a retry that would fall
+ * later hands the %BG_RESPONSE_RETRY outcome to the app. 0 means no deadline; the default is
+ * seven days.
+ */
+
+/**
+ * BgDownloader:allow-metered:
+ *
+ * Whether downloads may use a metered network. When it is %FALSE, tasks wait with
+ * %BG_WAIT_REASON_METERED while the network is metered, unless the task itself allows it
+ * ([property@Bg.Task:allow-metered]).
+ */
+
+/**
+ * BgDownloader::task-finished:
+ * @self: the downloader
+ * @task: the task that finished
+ * @response: its outcome
+ *
+ * Emitted when a task reaches its final outcome, also for a task that was restored from an
+ * earlier run. Results that an earlier run never collected are announced again by
+ * [method@Bg.Downloader.restore_async]: call [method@Bg.Downloader.forget] once the result is
+ * safely handled.
+ */
+
+/**
+ * BgDownloader::prepare-request:
+ * @self: the downloader
+ * @task: the task about to make an attempt
+ * @msg: the request of the attempt
+ *
+ * Emitted before every attempt, first ones and resumed ones alike. A handler can add a fresh
+ * `Authorization` header or re-sign the URL; what it changes is not stored.
+ */
 
 static gboolean
 bg_downloader_initable_init (GInitable     *initable,
                              GCancellable  *cancellable,
                              GError       **error)
 {
-  BgDownloader *self = BG_DOWNLOADER (initable);
-
-  bg_i18n_init ();
-
-  if (self->engine != NULL)
-    return TRUE;
-
-  self->engine = bg_engine_open (BG_TASK_KIND_DOWNLOAD, self->session_id,
-                                 &self->database_path, self->soup_session,
-                                 self->network_monitor, error);
-  if (self->engine == NULL)
-    return FALSE;
-
-  g_set_object (&self->soup_session, bg_engine_get_session (self->engine));
-  bg_engine_set_max_concurrent (self->engine, self->max_concurrent);
-  bg_engine_set_stall_timeout (self->engine, self->stall_timeout);
-  bg_engine_set_max_attempts (self->engine, self->max_attempts);
-  bg_engine_set_allow_metered (self->engine, self->allow_metered);
-  bg_engine_set_retry_deadline (self->engine, self->retry_deadline);
-  bg_engine_set_backoff (self->engine, self->retry_delay * 1000, self->max_retry_delay * 1000);
-  g_signal_connect_object (self->engine, "task-finished",
-                           G_CALLBACK (task_finished_cb), self, 0);
-  g_signal_connect_object (self->engine, "prepare-request",
-                           G_CALLBACK (prepare_request_cb), self, 0);
-
-  return TRUE;
+  return bg_frontend_open (&BG_DOWNLOADER (initable)->frontend, error);
 }
 
 static void
@@ -143,11 +169,7 @@ bg_downloader_initable_iface_init (GInitableIface *iface)
 static void
 bg_downloader_dispose (GObject *object)
 {
-  BgDownloader *self = (BgDownloader *)object;
-
-  if (self->engine != NULL)
-    bg_engine_shutdown (self->engine);
-  g_clear_object (&self->engine);
+  bg_frontend_dispose (&BG_DOWNLOADER (object)->frontend);
 
   G_OBJECT_CLASS (bg_downloader_parent_class)->dispose (object);
 }
@@ -155,12 +177,7 @@ bg_downloader_dispose (GObject *object)
 static void
 bg_downloader_finalize (GObject *object)
 {
-  BgDownloader *self = (BgDownloader *)object;
-
-  g_clear_pointer (&self->session_id, g_free);
-  g_clear_pointer (&self->database_path, g_free);
-  g_clear_object (&self->soup_session);
-  g_clear_object (&self->network_monitor);
+  bg_frontend_finalize (&BG_DOWNLOADER (object)->frontend);
 
   G_OBJECT_CLASS (bg_downloader_parent_class)->finalize (object);
 }
@@ -171,46 +188,8 @@ bg_downloader_get_property (GObject    *object,
                             GValue     *value,
                             GParamSpec *pspec)
 {
-  BgDownloader *self = BG_DOWNLOADER (object);
-
-  switch (prop_id)
-    {
-    case PROP_SESSION_ID:
-      g_value_set_string (value, self->session_id);
-      break;
-    case PROP_DATABASE_PATH:
-      g_value_set_string (value, self->database_path);
-      break;
-    case PROP_SOUP_SESSION:
-      g_value_set_object (value, self->soup_session);
-      break;
-    case PROP_MAX_CONCURRENT:
-      g_value_set_uint (value, bg_downloader_get_max_concurrent (self));
-      break;
-    case PROP_STALL_TIMEOUT:
-      g_value_set_uint (value, bg_downloader_get_stall_timeout (self));
-      break;
-    case PROP_MAX_ATTEMPTS:
-      g_value_set_uint (value, bg_downloader_get_max_attempts (self));
-      break;
-    case PROP_RETRY_DELAY:
-      g_value_set_uint (value, self->retry_delay);
-      break;
-    case PROP_MAX_RETRY_DELAY:
-      g_value_set_uint (value, self->max_retry_delay);
-      break;
-    case PROP_RETRY_DEADLINE:
-      g_value_set_uint (value, self->retry_deadline);
-      break;
-    case PROP_ALLOW_METERED:
-      g_value_set_boolean (value, self->allow_metered);
-      break;
-    case PROP_NETWORK_MONITOR:
-      g_value_set_object (value, self->network_monitor);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-    }
+  if (!bg_frontend_get_property (&BG_DOWNLOADER (object)->frontend, prop_id, value))
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
 
 static void
@@ -219,57 +198,8 @@ bg_downloader_set_property (GObject      *object,
                             const GValue *value,
                             GParamSpec   *pspec)
 {
-  BgDownloader *self = BG_DOWNLOADER (object);
-
-  switch (prop_id)
-    {
-    case PROP_SESSION_ID:
-      self->session_id = g_value_dup_string (value);
-      break;
-    case PROP_DATABASE_PATH:
-      self->database_path = g_value_dup_string (value);
-      break;
-    case PROP_SOUP_SESSION:
-      self->soup_session = g_value_dup_object (value);
-      break;
-    case PROP_MAX_CONCURRENT:
-      bg_downloader_set_max_concurrent (self, g_value_get_uint (value));
-      break;
-    case PROP_STALL_TIMEOUT:
-      bg_downloader_set_stall_timeout (self, g_value_get_uint (value));
-      break;
-    case PROP_MAX_ATTEMPTS:
-      bg_downloader_set_max_attempts (self, g_value_get_uint (value));
-      break;
-    case PROP_RETRY_DELAY:
-    case PROP_MAX_RETRY_DELAY:
-      if (prop_id == PROP_RETRY_DELAY)
-        self->retry_delay = g_value_get_uint (value);
-      else
-        self->max_retry_delay = g_value_get_uint (value);
-      if (self->engine != NULL)
-        bg_engine_set_backoff (self->engine, self->retry_delay * 1000,
-                               self->max_retry_delay * 1000);
-      g_object_notify_by_pspec (object, pspec);
-      break;
-    case PROP_RETRY_DEADLINE:
-      self->retry_deadline = g_value_get_uint (value);
-      if (self->engine != NULL)
-        bg_engine_set_retry_deadline (self->engine, self->retry_deadline);
-      g_object_notify_by_pspec (object, pspec);
-      break;
-    case PROP_ALLOW_METERED:
-      self->allow_metered = g_value_get_boolean (value);
-      if (self->engine != NULL)
-        bg_engine_set_allow_metered (self->engine, self->allow_metered);
-      g_object_notify_by_pspec (object, pspec);
-      break;
-    case PROP_NETWORK_MONITOR:
-      self->network_monitor = g_value_dup_object (value);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-    }
+  if (!bg_frontend_set_property (&BG_DOWNLOADER (object)->frontend, prop_id, value))
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
 
 static void
@@ -282,165 +212,15 @@ bg_downloader_class_init (BgDownloaderClass *klass)
   object_class->get_property = bg_downloader_get_property;
   object_class->set_property = bg_downloader_set_property;
 
-  /**
-   * BgDownloader:session-id:
-   *
-   * The name of the task database, such as the app's id. It may contain only letters, digits,
-   * `.`, `_` and `-`, at most 200 of them.
-   */
-  properties[PROP_SESSION_ID] =
-    g_param_spec_string ("session-id", NULL, NULL, NULL,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:database-path:
-   *
-   * Where the task database lives. The default is
-   * `$XDG_DATA_HOME/bg-glib/<session-id>.sqlite`, which inside Flatpak is the app's own data
-   * folder.
-   */
-  properties[PROP_DATABASE_PATH] =
-    g_param_spec_string ("database-path", NULL, NULL, NULL,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:soup-session:
-   *
-   * The #SoupSession used for the transfers. By default the downloader makes its own.
-   */
-  properties[PROP_SOUP_SESSION] =
-    g_param_spec_object ("soup-session", NULL, NULL, SOUP_TYPE_SESSION,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:max-concurrent:
-   *
-   * How many downloads may run at once.
-   */
-  properties[PROP_MAX_CONCURRENT] =
-    g_param_spec_uint ("max-concurrent", NULL, NULL, 1, 1024, 4,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:stall-timeout:
-   *
-   * How many seconds an attempt may go without a byte moving before it ends as
-   * %BG_RESPONSE_RETRY. 0 turns the check off.
-   */
-  properties[PROP_STALL_TIMEOUT] =
-    g_param_spec_uint ("stall-timeout", NULL, NULL, 0, G_MAXUINT, 60,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:max-attempts:
-   *
-   * How many attempts a task gets before a %BG_RESPONSE_RETRY outcome is handed to the app.
-   * Between attempts the task waits with exponential backoff, or as long as the server's
-   * `Retry-After` asks when that is longer. 1 hands every retry straight to the app.
-   */
-  properties[PROP_MAX_ATTEMPTS] =
-    g_param_spec_uint ("max-attempts", NULL, NULL, 1, G_MAXUINT, 5,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:retry-delay:
-   *
-   * How many seconds the first automatic retry waits. Each later one waits twice as long, up to
-   * [property@Bg.Downloader:max-retry-delay], plus up to a quarter more at random so that tasks that
-   * failed together do not come back together. A longer `Retry-After` from the server wins.
-   */
-  properties[PROP_RETRY_DELAY] =
-    g_param_spec_uint ("retry-delay", NULL, NULL, 0, 24 * 3600, 2,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:max-retry-delay:
-   *
-   * The longest wait, in seconds, that the backoff between automatic retries reaches.
-   */
-  properties[PROP_MAX_RETRY_DELAY] =
-    g_param_spec_uint ("max-retry-delay", NULL, NULL, 0, 7 * 24 * 3600, 3600,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:retry-deadline:
-   *
-   * How many seconds after a task was created it stops being retried: a retry that would fall
-   * later hands the %BG_RESPONSE_RETRY outcome to the app. 0 means no deadline; the default is
-   * seven days.
-   */
-  properties[PROP_RETRY_DEADLINE] =
-    g_param_spec_uint ("retry-deadline", NULL, NULL, 0, G_MAXUINT, 7 * 24 * 3600,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:allow-metered:
-   *
-   * Whether downloads may use a metered network. When it is %FALSE, tasks wait with
-   * %BG_WAIT_REASON_METERED while the network is metered, unless the task itself allows it
-   * ([property@Bg.Task:allow-metered]).
-   */
-  properties[PROP_ALLOW_METERED] =
-    g_param_spec_boolean ("allow-metered", NULL, NULL, FALSE,
-                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgDownloader:network-monitor:
-   *
-   * The #GNetworkMonitor that says whether there is a network and whether it is metered. The
-   * default is g_network_monitor_get_default(). While there is no network and the server cannot
-   * be reached, tasks wait with %BG_WAIT_REASON_NETWORK and use up no attempts.
-   */
-  properties[PROP_NETWORK_MONITOR] =
-    g_param_spec_object ("network-monitor", NULL, NULL, G_TYPE_NETWORK_MONITOR,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  g_object_class_install_properties (object_class, N_PROPS, properties);
-
-  /**
-   * BgDownloader::task-finished:
-   * @self: the downloader
-   * @task: the task that finished
-   * @response: its outcome
-   *
-   * Emitted when a task reaches its final outcome, also for a task that was restored from an
-   * earlier run. Results that an earlier run never collected are announced again by
-   * [method@Bg.Downloader.restore_async]: call [method@Bg.Downloader.forget] once the result is
-   * safely handled.
-   */
-  signals[TASK_FINISHED] =
-    g_signal_new ("task-finished",
-                  G_TYPE_FROM_CLASS (klass),
-                  G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL,
-                  G_TYPE_NONE, 2, BG_TYPE_TASK, BG_TYPE_RESPONSE);
-
-  /**
-   * BgDownloader::prepare-request:
-   * @self: the downloader
-   * @task: the task about to make an attempt
-   * @msg: the request of the attempt
-   *
-   * Emitted before every attempt, first ones and resumed ones alike. A handler can add a fresh
-   * `Authorization` header or re-sign the URL; what it changes is not stored.
-   */
-  signals[PREPARE_REQUEST] =
-    g_signal_new ("prepare-request",
-                  G_TYPE_FROM_CLASS (klass),
-                  G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL,
-                  G_TYPE_NONE, 2, BG_TYPE_TASK, SOUP_TYPE_MESSAGE);
+  bg_frontend_class_init (object_class, properties, signals);
+  g_object_class_install_properties (object_class, BG_FRONTEND_N_PROPS, properties);
 }
 
 static void
 bg_downloader_init (BgDownloader *self)
 {
-  self->max_concurrent = 4;
-  self->stall_timeout = 60;
-  self->max_attempts = 5;
-  self->retry_delay = 2;
-  self->max_retry_delay = 3600;
-  self->retry_deadline = 7 * 24 * 3600;
+  bg_frontend_init (&self->frontend, G_OBJECT (self), BG_TASK_KIND_DOWNLOAD,
+                    properties, signals);
 }
 
 /**
@@ -476,7 +256,7 @@ const char *
 bg_downloader_get_session_id (BgDownloader *self)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), NULL);
-  return self->session_id;
+  return self->frontend.session_id;
 }
 
 /**
@@ -491,7 +271,7 @@ const char *
 bg_downloader_get_database_path (BgDownloader *self)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), NULL);
-  return self->database_path;
+  return self->frontend.database_path;
 }
 
 /**
@@ -506,7 +286,7 @@ SoupSession *
 bg_downloader_get_soup_session (BgDownloader *self)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), NULL);
-  return self->soup_session;
+  return self->frontend.soup_session;
 }
 
 /**
@@ -521,7 +301,7 @@ guint
 bg_downloader_get_max_concurrent (BgDownloader *self)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), 0);
-  return self->max_concurrent;
+  return bg_frontend_get_uint (&self->frontend, BG_FRONTEND_PROP_MAX_CONCURRENT);
 }
 
 /**
@@ -536,14 +316,8 @@ bg_downloader_set_max_concurrent (BgDownloader *self,
                                   guint         max_concurrent)
 {
   g_return_if_fail (BG_IS_DOWNLOADER (self));
-  max_concurrent = MAX (1, max_concurrent);
-  if (self->max_concurrent == max_concurrent)
-    return;
 
-  self->max_concurrent = max_concurrent;
-  if (self->engine != NULL)
-    bg_engine_set_max_concurrent (self->engine, max_concurrent);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_CONCURRENT]);
+  bg_frontend_set_uint (&self->frontend, BG_FRONTEND_PROP_MAX_CONCURRENT, max_concurrent);
 }
 
 /**
@@ -558,7 +332,7 @@ guint
 bg_downloader_get_stall_timeout (BgDownloader *self)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), 0);
-  return self->stall_timeout;
+  return bg_frontend_get_uint (&self->frontend, BG_FRONTEND_PROP_STALL_TIMEOUT);
 }
 
 /**
@@ -574,13 +348,8 @@ bg_downloader_set_stall_timeout (BgDownloader *self,
                                  guint         seconds)
 {
   g_return_if_fail (BG_IS_DOWNLOADER (self));
-  if (self->stall_timeout == seconds)
-    return;
 
-  self->stall_timeout = seconds;
-  if (self->engine != NULL)
-    bg_engine_set_stall_timeout (self->engine, seconds);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STALL_TIMEOUT]);
+  bg_frontend_set_uint (&self->frontend, BG_FRONTEND_PROP_STALL_TIMEOUT, seconds);
 }
 
 /**
@@ -595,7 +364,7 @@ guint
 bg_downloader_get_max_attempts (BgDownloader *self)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), 0);
-  return self->max_attempts;
+  return bg_frontend_get_uint (&self->frontend, BG_FRONTEND_PROP_MAX_ATTEMPTS);
 }
 
 /**
@@ -610,14 +379,8 @@ bg_downloader_set_max_attempts (BgDownloader *self,
                                 guint         max_attempts)
 {
   g_return_if_fail (BG_IS_DOWNLOADER (self));
-  max_attempts = MAX (1, max_attempts);
-  if (self->max_attempts == max_attempts)
-    return;
 
-  self->max_attempts = max_attempts;
-  if (self->engine != NULL)
-    bg_engine_set_max_attempts (self->engine, max_attempts);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_ATTEMPTS]);
+  bg_frontend_set_uint (&self->frontend, BG_FRONTEND_PROP_MAX_ATTEMPTS, max_attempts);
 }
 
 /**
@@ -653,9 +416,9 @@ bg_downloader_download_async (BgDownloader        *self,
   g_return_if_fail (SOUP_IS_MESSAGE (request));
   g_return_if_fail (G_IS_FILE (destination));
   g_return_if_fail (!cancellable || G_IS_CANCELLABLE (cancellable));
-  g_return_if_fail (self->engine != NULL);
+  g_return_if_fail (self->frontend.engine != NULL);
 
-  bg_engine_submit_async (self->engine, self, bg_downloader_download_async,
+  bg_engine_submit_async (self->frontend.engine, self, bg_downloader_download_async,
                           request, destination, identifier,
                           cancellable, callback, user_data);
 }
@@ -686,7 +449,7 @@ bg_downloader_download_finish (BgDownloader  *self,
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == bg_downloader_download_async,
                         NULL);
 
-  return bg_engine_submit_finish (self->engine, result, error);
+  return bg_engine_submit_finish (self->frontend.engine, result, error);
 }
 
 /**
@@ -709,9 +472,9 @@ bg_downloader_restore_async (BgDownloader        *self,
                              gpointer             user_data)
 {
   g_return_if_fail (BG_IS_DOWNLOADER (self));
-  g_return_if_fail (self->engine != NULL);
+  g_return_if_fail (self->frontend.engine != NULL);
 
-  bg_engine_restore_async (self->engine, self, bg_downloader_restore_async,
+  bg_engine_restore_async (self->frontend.engine, self, bg_downloader_restore_async,
                            cancellable, callback, user_data);
 }
 
@@ -735,7 +498,7 @@ bg_downloader_restore_finish (BgDownloader  *self,
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == bg_downloader_restore_async,
                         FALSE);
 
-  return bg_engine_restore_finish (self->engine, result, error);
+  return bg_engine_restore_finish (self->frontend.engine, result, error);
 }
 
 /**
@@ -755,9 +518,9 @@ bg_downloader_cancel (BgDownloader  *self,
                       GError       **error)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), FALSE);
-  g_return_val_if_fail (self->engine != NULL, FALSE);
+  g_return_val_if_fail (self->frontend.engine != NULL, FALSE);
 
-  return bg_engine_cancel (self->engine, identifier, error);
+  return bg_engine_cancel (self->frontend.engine, identifier, error);
 }
 
 /**
@@ -779,9 +542,9 @@ bg_downloader_forget (BgDownloader  *self,
                       GError       **error)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), FALSE);
-  g_return_val_if_fail (self->engine != NULL, FALSE);
+  g_return_val_if_fail (self->frontend.engine != NULL, FALSE);
 
-  return bg_engine_forget (self->engine, identifier, error);
+  return bg_engine_forget (self->frontend.engine, identifier, error);
 }
 
 /**
@@ -798,9 +561,9 @@ GListModel *
 bg_downloader_get_tasks (BgDownloader *self)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), NULL);
-  g_return_val_if_fail (self->engine != NULL, NULL);
+  g_return_val_if_fail (self->frontend.engine != NULL, NULL);
 
-  return bg_engine_get_tasks (self->engine);
+  return bg_engine_get_tasks (self->frontend.engine);
 }
 
 /**
@@ -817,9 +580,9 @@ bg_downloader_lookup_task (BgDownloader *self,
                            const char   *identifier)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), NULL);
-  g_return_val_if_fail (self->engine != NULL, NULL);
+  g_return_val_if_fail (self->frontend.engine != NULL, NULL);
 
-  return bg_engine_lookup_task (self->engine, identifier);
+  return bg_engine_lookup_task (self->frontend.engine, identifier);
 }
 
 BgEngine *
@@ -827,5 +590,5 @@ bg_downloader_get_engine (BgDownloader *self)
 {
   g_return_val_if_fail (BG_IS_DOWNLOADER (self), NULL);
 
-  return self->engine;
+  return self->frontend.engine;
 }

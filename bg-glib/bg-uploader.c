@@ -6,8 +6,7 @@
 #include "config.h"
 
 #include "bg-uploader-private.h"
-#include "bg-engine-private.h"
-#include "bg-i18n-private.h"
+#include "bg-frontend-private.h"
 
 /**
  * BgUploader:
@@ -29,21 +28,9 @@
  */
 struct _BgUploader
 {
-  GObject      parent_instance;
-
-  BgEngine    *engine;
-  char        *session_id;
-  char        *database_path;
-  SoupSession *soup_session;
-  guint        max_concurrent;
-  guint        stall_timeout;
-  guint        max_attempts;
-  guint        retry_delay;
-  guint        max_retry_delay;
-  guint        retry_deadline;
-  gboolean     allow_metered;
-  GNetworkMonitor *network_monitor;
-  gsize        max_response_size;
+  GObject    parent_instance;
+  BgFrontend frontend;
+  gsize      max_response_size;
 };
 
 static void bg_uploader_initable_iface_init (GInitableIface *iface);
@@ -53,79 +40,128 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (BgUploader, bg_uploader, G_TYPE_OBJECT,
                                                       bg_uploader_initable_iface_init))
 
 enum {
-  PROP_0,
-  PROP_SESSION_ID,
-  PROP_DATABASE_PATH,
-  PROP_SOUP_SESSION,
-  PROP_MAX_CONCURRENT,
-  PROP_STALL_TIMEOUT,
-  PROP_MAX_ATTEMPTS,
-  PROP_RETRY_DELAY,
-  PROP_MAX_RETRY_DELAY,
-  PROP_RETRY_DEADLINE,
-  PROP_ALLOW_METERED,
-  PROP_NETWORK_MONITOR,
-  PROP_MAX_RESPONSE_SIZE,
+  PROP_MAX_RESPONSE_SIZE = BG_FRONTEND_N_PROPS,
   N_PROPS
 };
 
-enum {
-  TASK_FINISHED,
-  PREPARE_REQUEST,
-  N_SIGNALS
-};
-
 static GParamSpec *properties[N_PROPS];
-static guint signals[N_SIGNALS];
+static guint signals[BG_FRONTEND_N_SIGNALS];
 
-static void
-task_finished_cb (BgEngine     *engine,
-                  BgTask       *task,
-                  BgResponse   *response,
-                  BgUploader *self)
-{
-  g_signal_emit (self, signals[TASK_FINISHED], 0, task, response);
-}
+/* The properties and signals are made in bg-frontend.c; their documentation is here. */
 
-static void
-prepare_request_cb (BgEngine     *engine,
-                    BgTask       *task,
-                    SoupMessage  *msg,
-                    BgUploader *self)
-{
-  g_signal_emit (self, signals[PREPARE_REQUEST], 0, task, msg);
-}
+/**
+ * BgUploader:session-id:
+ *
+ * The name of the task database, such as the app's id. It may contain only letters, digits,
+ * `.`, `_` and `-`, at most 200 of them.
+ */
+
+/**
+ * BgUploader:database-path:
+ *
+ * Where the task database lives. The default is
+ * `$XDG_DATA_HOME/bg-glib/<session-id>.sqlite`, which inside Flatpak is the app's own data
+ * folder.
+ */
+
+/**
+ * BgUploader:soup-session:
+ *
+ * The #SoupSession used for the transfers. By default the uploader makes its own.
+ */
+
+/**
+ * BgUploader:network-monitor:
+ *
+ * The #GNetworkMonitor that says whether there is a network and whether it is metered. The
+ * default is g_network_monitor_get_default(). While there is no network and the server cannot
+ * be reached, tasks wait with %BG_WAIT_REASON_NETWORK and use up no attempts.
+ */
+
+/**
+ * BgUploader:max-concurrent:
+ *
+ * How many uploads may run at once.
+ */
+
+/**
+ * BgUploader:stall-timeout:
+ *
+ * How many seconds an attempt may go without a byte moving before it ends as
+ * %BG_RESPONSE_RETRY. 0 turns the check off.
+ */
+
+/**
+ * BgUploader:max-attempts:
+ *
+ * How many attempts a task gets before a %BG_RESPONSE_RETRY outcome is handed to the app.
+ * Between attempts the task waits with exponential backoff, or as long as the server's
+ * `Retry-After` asks when that is longer. 1 hands every retry straight to the app.
+ */
+
+/**
+ * BgUploader:retry-delay:
+ *
+ * How many seconds the first automatic retry waits. Each later one waits twice as long, up to
+ * [property@Bg.Uploader:max-retry-delay], plus up to a quarter more at random so that tasks that
+ * failed together do not come back together. A longer `Retry-After` from the server wins.
+ */
+
+/**
+ * BgUploader:max-retry-delay:
+ *
+ * The longest wait, in seconds, that the backoff between automatic retries reaches.
+ */
+
+/**
+ * BgUploader:retry-deadline:
+ *
+ * How many seconds after a task was created it stops being retried: a retry that would fall
+ * later hands the %BG_RESPONSE_RETRY outcome to the app. 0 means no deadline; the default is
+ * seven days.
+ */
+
+/**
+ * BgUploader:allow-metered:
+ *
+ * Whether uploads may use a metered network. When it is %FALSE, tasks wait with
+ * %BG_WAIT_REASON_METERED while the network is metered, unless the task itself allows it
+ * ([property@Bg.Task:allow-metered]).
+ */
+
+/**
+ * BgUploader::task-finished:
+ * @self: the uploader
+ * @task: the task that finished
+ * @response: its outcome
+ *
+ * Emitted when a task reaches its final outcome, also for a task that was restored from an
+ * earlier run. Results that an earlier run never collected are announced again by
+ * [method@Bg.Uploader.restore_async]: call [method@Bg.Uploader.forget] once the result is
+ * safely handled.
+ */
+
+/**
+ * BgUploader::prepare-request:
+ * @self: the uploader
+ * @task: the task about to make an attempt
+ * @msg: the request of the attempt
+ *
+ * Emitted before every attempt, first ones and resumed ones alike. A handler can add a fresh
+ * `Authorization` header or re-sign the URL; what it changes is not stored.
+ */
 
 static gboolean
 bg_uploader_initable_init (GInitable     *initable,
-                             GCancellable  *cancellable,
-                             GError       **error)
+                           GCancellable  *cancellable,
+                           GError       **error)
 {
   BgUploader *self = BG_UPLOADER (initable);
 
-  bg_i18n_init ();
-
-  if (self->engine != NULL)
-    return TRUE;
-
-  self->engine = bg_engine_open (BG_TASK_KIND_UPLOAD, self->session_id,
-                                 &self->database_path, self->soup_session,
-                                 self->network_monitor, error);
-  if (self->engine == NULL)
+  if (!bg_frontend_open (&self->frontend, error))
     return FALSE;
 
-  g_set_object (&self->soup_session, bg_engine_get_session (self->engine));
-  bg_engine_set_max_concurrent (self->engine, self->max_concurrent);
-  bg_engine_set_stall_timeout (self->engine, self->stall_timeout);
-  bg_engine_set_max_attempts (self->engine, self->max_attempts);
-  bg_engine_set_allow_metered (self->engine, self->allow_metered);
-  bg_engine_set_retry_deadline (self->engine, self->retry_deadline);
-  bg_engine_set_backoff (self->engine, self->retry_delay * 1000, self->max_retry_delay * 1000);
-  bg_engine_set_max_response_size (self->engine, self->max_response_size);
-  g_signal_connect_object (self->engine, "task-finished",
-                           G_CALLBACK (task_finished_cb), self, 0);
-  g_signal_connect_object (self->engine, "prepare-request",
-                           G_CALLBACK (prepare_request_cb), self, 0);
+  bg_engine_set_max_response_size (self->frontend.engine, self->max_response_size);
 
   return TRUE;
 }
@@ -139,11 +175,7 @@ bg_uploader_initable_iface_init (GInitableIface *iface)
 static void
 bg_uploader_dispose (GObject *object)
 {
-  BgUploader *self = (BgUploader *)object;
-
-  if (self->engine != NULL)
-    bg_engine_shutdown (self->engine);
-  g_clear_object (&self->engine);
+  bg_frontend_dispose (&BG_UPLOADER (object)->frontend);
 
   G_OBJECT_CLASS (bg_uploader_parent_class)->dispose (object);
 }
@@ -151,12 +183,7 @@ bg_uploader_dispose (GObject *object)
 static void
 bg_uploader_finalize (GObject *object)
 {
-  BgUploader *self = (BgUploader *)object;
-
-  g_clear_pointer (&self->session_id, g_free);
-  g_clear_pointer (&self->database_path, g_free);
-  g_clear_object (&self->soup_session);
-  g_clear_object (&self->network_monitor);
+  bg_frontend_finalize (&BG_UPLOADER (object)->frontend);
 
   G_OBJECT_CLASS (bg_uploader_parent_class)->finalize (object);
 }
@@ -169,47 +196,10 @@ bg_uploader_get_property (GObject    *object,
 {
   BgUploader *self = BG_UPLOADER (object);
 
-  switch (prop_id)
-    {
-    case PROP_SESSION_ID:
-      g_value_set_string (value, self->session_id);
-      break;
-    case PROP_DATABASE_PATH:
-      g_value_set_string (value, self->database_path);
-      break;
-    case PROP_SOUP_SESSION:
-      g_value_set_object (value, self->soup_session);
-      break;
-    case PROP_MAX_CONCURRENT:
-      g_value_set_uint (value, bg_uploader_get_max_concurrent (self));
-      break;
-    case PROP_STALL_TIMEOUT:
-      g_value_set_uint (value, bg_uploader_get_stall_timeout (self));
-      break;
-    case PROP_MAX_ATTEMPTS:
-      g_value_set_uint (value, bg_uploader_get_max_attempts (self));
-      break;
-    case PROP_RETRY_DELAY:
-      g_value_set_uint (value, self->retry_delay);
-      break;
-    case PROP_MAX_RETRY_DELAY:
-      g_value_set_uint (value, self->max_retry_delay);
-      break;
-    case PROP_RETRY_DEADLINE:
-      g_value_set_uint (value, self->retry_deadline);
-      break;
-    case PROP_ALLOW_METERED:
-      g_value_set_boolean (value, self->allow_metered);
-      break;
-    case PROP_NETWORK_MONITOR:
-      g_value_set_object (value, self->network_monitor);
-      break;
-    case PROP_MAX_RESPONSE_SIZE:
-      g_value_set_uint64 (value, bg_uploader_get_max_response_size (self));
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-    }
+  if (prop_id == PROP_MAX_RESPONSE_SIZE)
+    g_value_set_uint64 (value, self->max_response_size);
+  else if (!bg_frontend_get_property (&self->frontend, prop_id, value))
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
 
 static void
@@ -220,58 +210,10 @@ bg_uploader_set_property (GObject      *object,
 {
   BgUploader *self = BG_UPLOADER (object);
 
-  switch (prop_id)
-    {
-    case PROP_SESSION_ID:
-      self->session_id = g_value_dup_string (value);
-      break;
-    case PROP_DATABASE_PATH:
-      self->database_path = g_value_dup_string (value);
-      break;
-    case PROP_SOUP_SESSION:
-      self->soup_session = g_value_dup_object (value);
-      break;
-    case PROP_MAX_CONCURRENT:
-      bg_uploader_set_max_concurrent (self, g_value_get_uint (value));
-      break;
-    case PROP_STALL_TIMEOUT:
-      bg_uploader_set_stall_timeout (self, g_value_get_uint (value));
-      break;
-    case PROP_MAX_ATTEMPTS:
-      bg_uploader_set_max_attempts (self, g_value_get_uint (value));
-      break;
-    case PROP_RETRY_DELAY:
-    case PROP_MAX_RETRY_DELAY:
-      if (prop_id == PROP_RETRY_DELAY)
-        self->retry_delay = g_value_get_uint (value);
-      else
-        self->max_retry_delay = g_value_get_uint (value);
-      if (self->engine != NULL)
-        bg_engine_set_backoff (self->engine, self->retry_delay * 1000,
-                               self->max_retry_delay * 1000);
-      g_object_notify_by_pspec (object, pspec);
-      break;
-    case PROP_RETRY_DEADLINE:
-      self->retry_deadline = g_value_get_uint (value);
-      if (self->engine != NULL)
-        bg_engine_set_retry_deadline (self->engine, self->retry_deadline);
-      g_object_notify_by_pspec (object, pspec);
-      break;
-    case PROP_ALLOW_METERED:
-      self->allow_metered = g_value_get_boolean (value);
-      if (self->engine != NULL)
-        bg_engine_set_allow_metered (self->engine, self->allow_metered);
-      g_object_notify_by_pspec (object, pspec);
-      break;
-    case PROP_NETWORK_MONITOR:
-      self->network_monitor = g_value_dup_object (value);
-      break;
-    case PROP_MAX_RESPONSE_SIZE:
-      bg_uploader_set_max_response_size (self, g_value_get_uint64 (value));
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-    }
+  if (prop_id == PROP_MAX_RESPONSE_SIZE)
+    bg_uploader_set_max_response_size (self, g_value_get_uint64 (value));
+  else if (!bg_frontend_set_property (&self->frontend, prop_id, value))
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
 
 static void
@@ -284,65 +226,7 @@ bg_uploader_class_init (BgUploaderClass *klass)
   object_class->get_property = bg_uploader_get_property;
   object_class->set_property = bg_uploader_set_property;
 
-  /**
-   * BgUploader:session-id:
-   *
-   * The name of the task database, such as the app's id. It may contain only letters, digits,
-   * `.`, `_` and `-`, at most 200 of them.
-   */
-  properties[PROP_SESSION_ID] =
-    g_param_spec_string ("session-id", NULL, NULL, NULL,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:database-path:
-   *
-   * Where the task database lives. The default is
-   * `$XDG_DATA_HOME/bg-glib/<session-id>.sqlite`, which inside Flatpak is the app's own data
-   * folder.
-   */
-  properties[PROP_DATABASE_PATH] =
-    g_param_spec_string ("database-path", NULL, NULL, NULL,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:soup-session:
-   *
-   * The #SoupSession used for the transfers. By default the uploader makes its own.
-   */
-  properties[PROP_SOUP_SESSION] =
-    g_param_spec_object ("soup-session", NULL, NULL, SOUP_TYPE_SESSION,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:max-concurrent:
-   *
-   * How many uploads may run at once.
-   */
-  properties[PROP_MAX_CONCURRENT] =
-    g_param_spec_uint ("max-concurrent", NULL, NULL, 1, 1024, 4,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:stall-timeout:
-   *
-   * How many seconds an attempt may go without a byte moving before it ends as
-   * %BG_RESPONSE_RETRY. 0 turns the check off.
-   */
-  properties[PROP_STALL_TIMEOUT] =
-    g_param_spec_uint ("stall-timeout", NULL, NULL, 0, G_MAXUINT, 60,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:max-attempts:
-   *
-   * How many attempts a task gets before a %BG_RESPONSE_RETRY outcome is handed to the app.
-   * Between attempts the task waits with exponential backoff, or as long as the server's
-   * `Retry-After` asks when that is longer. 1 hands every retry straight to the app.
-   */
-  properties[PROP_MAX_ATTEMPTS] =
-    g_param_spec_uint ("max-attempts", NULL, NULL, 1, G_MAXUINT, 5,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  bg_frontend_class_init (object_class, properties, signals);
 
   /**
    * BgUploader:max-response-size:
@@ -354,105 +238,14 @@ bg_uploader_class_init (BgUploaderClass *klass)
     g_param_spec_uint64 ("max-response-size", NULL, NULL, 0, G_MAXSIZE, 1024 * 1024,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
-  /**
-   * BgUploader:retry-delay:
-   *
-   * How many seconds the first automatic retry waits. Each later one waits twice as long, up to
-   * [property@Bg.Uploader:max-retry-delay], plus up to a quarter more at random so that tasks that
-   * failed together do not come back together. A longer `Retry-After` from the server wins.
-   */
-  properties[PROP_RETRY_DELAY] =
-    g_param_spec_uint ("retry-delay", NULL, NULL, 0, 24 * 3600, 2,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:max-retry-delay:
-   *
-   * The longest wait, in seconds, that the backoff between automatic retries reaches.
-   */
-  properties[PROP_MAX_RETRY_DELAY] =
-    g_param_spec_uint ("max-retry-delay", NULL, NULL, 0, 7 * 24 * 3600, 3600,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:retry-deadline:
-   *
-   * How many seconds after a task was created it stops being retried: a retry that would fall
-   * later hands the %BG_RESPONSE_RETRY outcome to the app. 0 means no deadline; the default is
-   * seven days.
-   */
-  properties[PROP_RETRY_DEADLINE] =
-    g_param_spec_uint ("retry-deadline", NULL, NULL, 0, G_MAXUINT, 7 * 24 * 3600,
-                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:allow-metered:
-   *
-   * Whether uploads may use a metered network. When it is %FALSE, tasks wait with
-   * %BG_WAIT_REASON_METERED while the network is metered, unless the task itself allows it
-   * ([property@Bg.Task:allow-metered]).
-   */
-  properties[PROP_ALLOW_METERED] =
-    g_param_spec_boolean ("allow-metered", NULL, NULL, FALSE,
-                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * BgUploader:network-monitor:
-   *
-   * The #GNetworkMonitor that says whether there is a network and whether it is metered. The
-   * default is g_network_monitor_get_default(). While there is no network and the server cannot
-   * be reached, tasks wait with %BG_WAIT_REASON_NETWORK and use up no attempts.
-   */
-  properties[PROP_NETWORK_MONITOR] =
-    g_param_spec_object ("network-monitor", NULL, NULL, G_TYPE_NETWORK_MONITOR,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
   g_object_class_install_properties (object_class, N_PROPS, properties);
-
-  /**
-   * BgUploader::task-finished:
-   * @self: the uploader
-   * @task: the task that finished
-   * @response: its outcome
-   *
-   * Emitted when a task reaches its final outcome, also for a task that was restored from an
-   * earlier run. Results that an earlier run never collected are announced again by
-   * [method@Bg.Uploader.restore_async]: call [method@Bg.Uploader.forget] once the result is
-   * safely handled.
-   */
-  signals[TASK_FINISHED] =
-    g_signal_new ("task-finished",
-                  G_TYPE_FROM_CLASS (klass),
-                  G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL,
-                  G_TYPE_NONE, 2, BG_TYPE_TASK, BG_TYPE_RESPONSE);
-
-  /**
-   * BgUploader::prepare-request:
-   * @self: the uploader
-   * @task: the task about to make an attempt
-   * @msg: the request of the attempt
-   *
-   * Emitted before every attempt, first ones and resumed ones alike. A handler can add a fresh
-   * `Authorization` header or re-sign the URL; what it changes is not stored.
-   */
-  signals[PREPARE_REQUEST] =
-    g_signal_new ("prepare-request",
-                  G_TYPE_FROM_CLASS (klass),
-                  G_SIGNAL_RUN_LAST,
-                  0, NULL, NULL, NULL,
-                  G_TYPE_NONE, 2, BG_TYPE_TASK, SOUP_TYPE_MESSAGE);
 }
 
 static void
 bg_uploader_init (BgUploader *self)
 {
-  self->max_concurrent = 4;
-  self->stall_timeout = 60;
-  self->max_attempts = 5;
-  self->retry_delay = 2;
-  self->max_retry_delay = 3600;
-  self->retry_deadline = 7 * 24 * 3600;
+  bg_frontend_init (&self->frontend, G_OBJECT (self), BG_TASK_KIND_UPLOAD,
+                    properties, signals);
   self->max_response_size = 1024 * 1024;
 }
 
@@ -489,7 +282,7 @@ const char *
 bg_uploader_get_session_id (BgUploader *self)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), NULL);
-  return self->session_id;
+  return self->frontend.session_id;
 }
 
 /**
@@ -504,7 +297,7 @@ const char *
 bg_uploader_get_database_path (BgUploader *self)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), NULL);
-  return self->database_path;
+  return self->frontend.database_path;
 }
 
 /**
@@ -519,7 +312,7 @@ SoupSession *
 bg_uploader_get_soup_session (BgUploader *self)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), NULL);
-  return self->soup_session;
+  return self->frontend.soup_session;
 }
 
 /**
@@ -534,7 +327,7 @@ guint
 bg_uploader_get_max_concurrent (BgUploader *self)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), 0);
-  return self->max_concurrent;
+  return bg_frontend_get_uint (&self->frontend, BG_FRONTEND_PROP_MAX_CONCURRENT);
 }
 
 /**
@@ -549,14 +342,8 @@ bg_uploader_set_max_concurrent (BgUploader *self,
                                   guint         max_concurrent)
 {
   g_return_if_fail (BG_IS_UPLOADER (self));
-  max_concurrent = MAX (1, max_concurrent);
-  if (self->max_concurrent == max_concurrent)
-    return;
 
-  self->max_concurrent = max_concurrent;
-  if (self->engine != NULL)
-    bg_engine_set_max_concurrent (self->engine, max_concurrent);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_CONCURRENT]);
+  bg_frontend_set_uint (&self->frontend, BG_FRONTEND_PROP_MAX_CONCURRENT, max_concurrent);
 }
 
 /**
@@ -571,7 +358,7 @@ guint
 bg_uploader_get_stall_timeout (BgUploader *self)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), 0);
-  return self->stall_timeout;
+  return bg_frontend_get_uint (&self->frontend, BG_FRONTEND_PROP_STALL_TIMEOUT);
 }
 
 /**
@@ -587,13 +374,8 @@ bg_uploader_set_stall_timeout (BgUploader *self,
                                  guint         seconds)
 {
   g_return_if_fail (BG_IS_UPLOADER (self));
-  if (self->stall_timeout == seconds)
-    return;
 
-  self->stall_timeout = seconds;
-  if (self->engine != NULL)
-    bg_engine_set_stall_timeout (self->engine, seconds);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STALL_TIMEOUT]);
+  bg_frontend_set_uint (&self->frontend, BG_FRONTEND_PROP_STALL_TIMEOUT, seconds);
 }
 
 /**
@@ -608,7 +390,7 @@ guint
 bg_uploader_get_max_attempts (BgUploader *self)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), 0);
-  return self->max_attempts;
+  return bg_frontend_get_uint (&self->frontend, BG_FRONTEND_PROP_MAX_ATTEMPTS);
 }
 
 /**
@@ -623,14 +405,8 @@ bg_uploader_set_max_attempts (BgUploader *self,
                                 guint         max_attempts)
 {
   g_return_if_fail (BG_IS_UPLOADER (self));
-  max_attempts = MAX (1, max_attempts);
-  if (self->max_attempts == max_attempts)
-    return;
 
-  self->max_attempts = max_attempts;
-  if (self->engine != NULL)
-    bg_engine_set_max_attempts (self->engine, max_attempts);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_ATTEMPTS]);
+  bg_frontend_set_uint (&self->frontend, BG_FRONTEND_PROP_MAX_ATTEMPTS, max_attempts);
 }
 
 /**
@@ -665,8 +441,8 @@ bg_uploader_set_max_response_size (BgUploader *self,
     return;
 
   self->max_response_size = max_response_size;
-  if (self->engine != NULL)
-    bg_engine_set_max_response_size (self->engine, max_response_size);
+  if (self->frontend.engine != NULL)
+    bg_engine_set_max_response_size (self->frontend.engine, max_response_size);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_RESPONSE_SIZE]);
 }
 
@@ -703,9 +479,9 @@ bg_uploader_upload_async (BgUploader        *self,
   g_return_if_fail (SOUP_IS_MESSAGE (request));
   g_return_if_fail (G_IS_FILE (source));
   g_return_if_fail (!cancellable || G_IS_CANCELLABLE (cancellable));
-  g_return_if_fail (self->engine != NULL);
+  g_return_if_fail (self->frontend.engine != NULL);
 
-  bg_engine_submit_async (self->engine, self, bg_uploader_upload_async,
+  bg_engine_submit_async (self->frontend.engine, self, bg_uploader_upload_async,
                           request, source, identifier,
                           cancellable, callback, user_data);
 }
@@ -736,7 +512,7 @@ bg_uploader_upload_finish (BgUploader  *self,
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == bg_uploader_upload_async,
                         NULL);
 
-  return bg_engine_submit_finish (self->engine, result, error);
+  return bg_engine_submit_finish (self->frontend.engine, result, error);
 }
 
 /**
@@ -759,9 +535,9 @@ bg_uploader_restore_async (BgUploader        *self,
                              gpointer             user_data)
 {
   g_return_if_fail (BG_IS_UPLOADER (self));
-  g_return_if_fail (self->engine != NULL);
+  g_return_if_fail (self->frontend.engine != NULL);
 
-  bg_engine_restore_async (self->engine, self, bg_uploader_restore_async,
+  bg_engine_restore_async (self->frontend.engine, self, bg_uploader_restore_async,
                            cancellable, callback, user_data);
 }
 
@@ -785,7 +561,7 @@ bg_uploader_restore_finish (BgUploader  *self,
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == bg_uploader_restore_async,
                         FALSE);
 
-  return bg_engine_restore_finish (self->engine, result, error);
+  return bg_engine_restore_finish (self->frontend.engine, result, error);
 }
 
 /**
@@ -805,9 +581,9 @@ bg_uploader_cancel (BgUploader  *self,
                       GError       **error)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), FALSE);
-  g_return_val_if_fail (self->engine != NULL, FALSE);
+  g_return_val_if_fail (self->frontend.engine != NULL, FALSE);
 
-  return bg_engine_cancel (self->engine, identifier, error);
+  return bg_engine_cancel (self->frontend.engine, identifier, error);
 }
 
 /**
@@ -829,9 +605,9 @@ bg_uploader_forget (BgUploader  *self,
                       GError       **error)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), FALSE);
-  g_return_val_if_fail (self->engine != NULL, FALSE);
+  g_return_val_if_fail (self->frontend.engine != NULL, FALSE);
 
-  return bg_engine_forget (self->engine, identifier, error);
+  return bg_engine_forget (self->frontend.engine, identifier, error);
 }
 
 /**
@@ -848,9 +624,9 @@ GListModel *
 bg_uploader_get_tasks (BgUploader *self)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), NULL);
-  g_return_val_if_fail (self->engine != NULL, NULL);
+  g_return_val_if_fail (self->frontend.engine != NULL, NULL);
 
-  return bg_engine_get_tasks (self->engine);
+  return bg_engine_get_tasks (self->frontend.engine);
 }
 
 /**
@@ -867,9 +643,9 @@ bg_uploader_lookup_task (BgUploader *self,
                            const char   *identifier)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), NULL);
-  g_return_val_if_fail (self->engine != NULL, NULL);
+  g_return_val_if_fail (self->frontend.engine != NULL, NULL);
 
-  return bg_engine_lookup_task (self->engine, identifier);
+  return bg_engine_lookup_task (self->frontend.engine, identifier);
 }
 
 BgEngine *
@@ -877,5 +653,5 @@ bg_uploader_get_engine (BgUploader *self)
 {
   g_return_val_if_fail (BG_IS_UPLOADER (self), NULL);
 
-  return self->engine;
+  return self->frontend.engine;
 }
