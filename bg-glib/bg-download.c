@@ -26,7 +26,6 @@
 #define CHECKPOINT_BYTES (8 * 1024 * 1024)
 #define CHECKPOINT_INTERVAL_USEC (G_USEC_PER_SEC)
 
-#define MAX_REDIRECTS 20
 
 typedef struct
 {
@@ -271,25 +270,7 @@ new_message (Download      *self,
   SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
 
   if (copy_from != NULL)
-    {
-      SoupMessageHeadersIter iter;
-      const char *name;
-      const char *value;
-
-      soup_message_headers_iter_init (&iter, copy_from);
-      while (soup_message_headers_iter_next (&iter, &name, &value))
-        {
-          /* Credentials do not follow a redirect to another origin. */
-          if (!same_origin &&
-              (g_ascii_strcasecmp (name, "Authorization") == 0 ||
-               g_ascii_strcasecmp (name, "Cookie") == 0 ||
-               g_ascii_strcasecmp (name, "Proxy-Authorization") == 0))
-            continue;
-          if (g_ascii_strcasecmp (name, "Host") == 0)
-            continue;
-          soup_message_headers_append (headers, name, value);
-        }
-    }
+    bg_http_copy_request_headers (copy_from, headers, same_origin);
 
   /* We store the bytes as they are sent: offsets must mean the same thing on every attempt. */
   soup_message_disable_feature (msg, SOUP_TYPE_CONTENT_DECODER);
@@ -847,41 +828,20 @@ static gboolean
 follow_redirect (Download *self)
 {
   SoupMessageHeaders *response_headers = soup_message_get_response_headers (self->msg);
-  const char *location = soup_message_headers_get_one (response_headers, "Location");
-  GUri *current = soup_message_get_uri (self->msg);
   g_autoptr(GUri) next = NULL;
   g_autoptr(SoupMessage) msg = NULL;
-  gboolean same_origin;
+  g_autoptr(GError) error = NULL;
+  gboolean same_origin = FALSE;
 
-  if (location == NULL)
+  if (soup_message_headers_get_one (response_headers, "Location") == NULL)
     return FALSE;
 
-  if (++self->redirects > MAX_REDIRECTS)
+  next = bg_http_redirect_target (self->msg, &self->redirects, &same_origin, &error);
+  if (next == NULL)
     {
-      download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
-                             _("Too many redirects"));
+      download_fail_literal (self, error->domain, error->code, error->message);
       return TRUE;
     }
-
-  next = g_uri_parse_relative (current, location, SOUP_HTTP_URI_FLAGS, NULL);
-  if (next == NULL || !bg_http_uri_is_acceptable (next, NULL))
-    {
-      download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
-                             _("The server redirected to an address that cannot be used"));
-      return TRUE;
-    }
-
-  if (g_ascii_strcasecmp (g_uri_get_scheme (current), "https") == 0 &&
-      g_ascii_strcasecmp (g_uri_get_scheme (next), "http") == 0)
-    {
-      download_fail_literal (self, BG_ERROR, BG_ERROR_INSECURE_REDIRECT,
-                             _("Refusing a redirect from https to plain http"));
-      return TRUE;
-    }
-
-  same_origin = g_ascii_strcasecmp (g_uri_get_scheme (current), g_uri_get_scheme (next)) == 0 &&
-                g_ascii_strcasecmp (g_uri_get_host (current), g_uri_get_host (next)) == 0 &&
-                g_uri_get_port (current) == g_uri_get_port (next);
 
   msg = new_message (self, next, soup_message_get_request_headers (self->msg), same_origin);
   add_range_headers (self, msg, bg_job_get_record (self->job));

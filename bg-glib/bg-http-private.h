@@ -32,5 +32,12 @@ BgResponseKind  bg_http_classify_error       (const GError        *error);
 gboolean        bg_http_uri_is_acceptable    (GUri                *uri,
                                               GError             **error);
 gboolean        bg_http_is_redirect          (guint                status);
+GUri           *bg_http_redirect_target      (SoupMessage         *msg,
+                                              guint               *redirects,
+                                              gboolean            *same_origin,
+                                              GError             **error);
+void            bg_http_copy_request_headers (SoupMessageHeaders  *from,
+                                              SoupMessageHeaders  *to,
+                                              gboolean             same_origin);
 
 G_END_DECLS

@@ -378,3 +378,76 @@ bg_http_is_redirect (guint status)
 {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
+
+#define MAX_REDIRECTS 20
+
+/* Where the redirect answer in @msg points, counting it in *@redirects.  Returns NULL with
+ * @error set when it must not be followed: too many of them, a Location that is not an http or
+ * https URL, or https redirected to plain http.  *@same_origin says whether credentials may go
+ * along. */
+GUri *
+bg_http_redirect_target (SoupMessage  *msg,
+                         guint        *redirects,
+                         gboolean     *same_origin,
+                         GError      **error)
+{
+  SoupMessageHeaders *headers = soup_message_get_response_headers (msg);
+  const char *location = soup_message_headers_get_one (headers, "Location");
+  GUri *current = soup_message_get_uri (msg);
+  g_autoptr(GUri) next = NULL;
+
+  if (++*redirects > MAX_REDIRECTS)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_PROTOCOL, _("Too many redirects"));
+      return NULL;
+    }
+
+  if (location != NULL)
+    next = g_uri_parse_relative (current, location, SOUP_HTTP_URI_FLAGS, NULL);
+  if (next == NULL || !bg_http_uri_is_acceptable (next, NULL))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_PROTOCOL,
+                   _("The server redirected to an address that cannot be used"));
+      return NULL;
+    }
+
+  if (g_ascii_strcasecmp (g_uri_get_scheme (current), "https") == 0 &&
+      g_ascii_strcasecmp (g_uri_get_scheme (next), "http") == 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_INSECURE_REDIRECT,
+                   _("Refusing a redirect from https to plain http"));
+      return NULL;
+    }
+
+  *same_origin = g_ascii_strcasecmp (g_uri_get_scheme (current), g_uri_get_scheme (next)) == 0 &&
+                 g_ascii_strcasecmp (g_uri_get_host (current), g_uri_get_host (next)) == 0 &&
+                 g_uri_get_port (current) == g_uri_get_port (next);
+
+  return g_steal_pointer (&next);
+}
+
+/* Copies the app's request headers onto a new message.  libsoup sets Host and Content-Length
+ * itself, and credentials do not follow a redirect to another origin. */
+void
+bg_http_copy_request_headers (SoupMessageHeaders *from,
+                              SoupMessageHeaders *to,
+                              gboolean            same_origin)
+{
+  SoupMessageHeadersIter iter;
+  const char *name;
+  const char *value;
+
+  soup_message_headers_iter_init (&iter, from);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    {
+      if (!same_origin &&
+          (g_ascii_strcasecmp (name, "Authorization") == 0 ||
+           g_ascii_strcasecmp (name, "Cookie") == 0 ||
+           g_ascii_strcasecmp (name, "Proxy-Authorization") == 0))
+        continue;
+      if (g_ascii_strcasecmp (name, "Host") == 0 ||
+          g_ascii_strcasecmp (name, "Content-Length") == 0)
+        continue;
+      soup_message_headers_append (to, name, value);
+    }
+}

@@ -17,7 +17,6 @@
 #include "bg-source-stream-private.h"
 
 #define RESPONSE_CHUNK_SIZE (64 * 1024)
-#define MAX_REDIRECTS 20
 
 #define SOURCE_ATTRIBUTES \
   G_FILE_ATTRIBUTE_STANDARD_TYPE "," \
@@ -192,24 +191,9 @@ new_message (Upload              *self,
   g_autofree char *path = g_file_get_path (bg_job_get_file (self->job));
   int fd;
   SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
-  SoupMessageHeadersIter iter;
-  const char *name;
-  const char *value;
   const char *content_type;
 
-  soup_message_headers_iter_init (&iter, copy_from);
-  while (soup_message_headers_iter_next (&iter, &name, &value))
-    {
-      if (!same_origin &&
-          (g_ascii_strcasecmp (name, "Authorization") == 0 ||
-           g_ascii_strcasecmp (name, "Cookie") == 0 ||
-           g_ascii_strcasecmp (name, "Proxy-Authorization") == 0))
-        continue;
-      if (g_ascii_strcasecmp (name, "Host") == 0 ||
-          g_ascii_strcasecmp (name, "Content-Length") == 0)
-        continue;
-      soup_message_headers_append (headers, name, value);
-    }
+  bg_http_copy_request_headers (copy_from, headers, same_origin);
 
   /* The same key on every attempt and in every run, so a server can drop a repeated request. */
   if (soup_message_headers_get_one (headers, "Idempotency-Key") == NULL &&
@@ -417,41 +401,20 @@ static gboolean
 follow_redirect (Upload *self)
 {
   SoupMessageHeaders *response_headers = soup_message_get_response_headers (self->msg);
-  const char *location = soup_message_headers_get_one (response_headers, "Location");
-  GUri *current = soup_message_get_uri (self->msg);
   g_autoptr(GUri) next = NULL;
   g_autoptr(SoupMessage) msg = NULL;
   g_autoptr(GError) error = NULL;
-  gboolean same_origin;
+  gboolean same_origin = FALSE;
 
-  if (location == NULL)
+  if (soup_message_headers_get_one (response_headers, "Location") == NULL)
     return FALSE;
 
-  if (++self->redirects > MAX_REDIRECTS)
+  next = bg_http_redirect_target (self->msg, &self->redirects, &same_origin, &error);
+  if (next == NULL)
     {
-      upload_fail_literal (self, BG_ERROR_PROTOCOL, _("Too many redirects"));
+      upload_fail_literal (self, error->code, error->message);
       return TRUE;
     }
-
-  next = g_uri_parse_relative (current, location, SOUP_HTTP_URI_FLAGS, NULL);
-  if (next == NULL || !bg_http_uri_is_acceptable (next, NULL))
-    {
-      upload_fail_literal (self, BG_ERROR_PROTOCOL,
-                           _("The server redirected to an address that cannot be used"));
-      return TRUE;
-    }
-
-  if (g_ascii_strcasecmp (g_uri_get_scheme (current), "https") == 0 &&
-      g_ascii_strcasecmp (g_uri_get_scheme (next), "http") == 0)
-    {
-      upload_fail_literal (self, BG_ERROR_INSECURE_REDIRECT,
-                           _("Refusing a redirect from https to plain http"));
-      return TRUE;
-    }
-
-  same_origin = g_ascii_strcasecmp (g_uri_get_scheme (current), g_uri_get_scheme (next)) == 0 &&
-                g_ascii_strcasecmp (g_uri_get_host (current), g_uri_get_host (next)) == 0 &&
-                g_uri_get_port (current) == g_uri_get_port (next);
 
   msg = new_message (self, soup_message_get_method (self->msg), next,
                      soup_message_get_request_headers (self->msg), same_origin, &error);

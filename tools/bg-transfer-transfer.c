@@ -1,0 +1,491 @@
+/* bg-transfer-transfer.c: the download and upload commands
+ *
+ * Each runs one task: it builds the request from the command line, starts or joins the task
+ * whose identifier the command line gives or implies, shows its progress and reports how it
+ * ended.  Ctrl-C ends only the wait; the task stays in the database.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "bg-transfer.h"
+#include "bg-transfer-report.h"
+
+/* How many hex digits of the SHA-256 a derived identifier keeps. */
+#define DERIVED_ID_DIGITS 16
+/* The longest file name most file systems take, in bytes. */
+#define MAX_NAME_BYTES 255
+
+typedef struct
+{
+  BtApp       *app;
+  BgTaskKind   kind;
+  SoupMessage *msg;
+  GFile       *file;
+  char        *identifier;
+  BgTask      *task;
+  BgResponse  *response;
+  GError      *error;
+  gboolean     done;
+} Transfer;
+
+static void
+transfer_clear (Transfer *self)
+{
+  g_clear_object (&self->msg);
+  g_clear_object (&self->file);
+  g_clear_pointer (&self->identifier, g_free);
+  g_clear_object (&self->task);
+  g_clear_object (&self->response);
+  g_clear_error (&self->error);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Transfer, transfer_clear)
+
+/* --- The command line ---------------------------------------------------------------------- */
+
+static GUri *
+parse_url (const char *text)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GUri) uri = g_uri_parse (text, SOUP_HTTP_URI_FLAGS, &error);
+  const char *scheme;
+
+  if (uri == NULL)
+    {
+      bt_usage_error (_("“%s” is not a URL: %s"), text, error->message);
+      return NULL;
+    }
+
+  scheme = g_uri_get_scheme (uri);
+  if (g_ascii_strcasecmp (scheme, "http") != 0 && g_ascii_strcasecmp (scheme, "https") != 0)
+    {
+      bt_usage_error (_("“%s” is not an http or https URL"), text);
+      return NULL;
+    }
+  if (g_uri_get_host (uri) == NULL || *g_uri_get_host (uri) == '\0')
+    {
+      bt_usage_error (_("“%s” has no host name"), text);
+      return NULL;
+    }
+
+  return g_steal_pointer (&uri);
+}
+
+static gboolean
+is_token (const char *text,
+          gsize       length)
+{
+  static const char specials[] = "!#$%&'*+-.^_`|~";
+
+  if (length == 0)
+    return FALSE;
+  for (gsize i = 0; i < length; i++)
+    {
+      if (!g_ascii_isalnum (text[i]) && strchr (specials, text[i]) == NULL)
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Adds every -H 'Name: value' to @msg; FALSE after a usage message when one is malformed. */
+static gboolean
+add_headers (SoupMessage *msg,
+             char       **headers)
+{
+  SoupMessageHeaders *request_headers = soup_message_get_request_headers (msg);
+
+  for (guint i = 0; headers != NULL && headers[i] != NULL; i++)
+    {
+      const char *colon = strchr (headers[i], ':');
+      g_autofree char *name = NULL;
+      g_autofree char *value = NULL;
+
+      if (colon == NULL || !is_token (headers[i], (gsize) (colon - headers[i])) ||
+          strpbrk (colon, "\r\n") != NULL)
+        {
+          bt_usage_error (_("“%s” is not a header; write it as 'Name: value'"), headers[i]);
+          return FALSE;
+        }
+
+      name = g_strndup (headers[i], (gsize) (colon - headers[i]));
+      value = g_strstrip (g_strdup (colon + 1));
+      soup_message_headers_append (request_headers, name, value);
+    }
+
+  return TRUE;
+}
+
+/* The last segment of the URL's path, decoded, as a safe file name; NULL when nothing usable
+ * is left. */
+static char *
+name_from_uri (GUri *uri)
+{
+  const char *path = g_uri_get_path (uri);
+  const char *last = strrchr (path, '/') ? strrchr (path, '/') + 1 : path;
+  g_autofree char *decoded = g_uri_unescape_string (last, NULL);
+  g_autofree char *valid = g_utf8_make_valid (decoded ? decoded : last, -1);
+  GString *name = g_string_new (NULL);
+  const char *p = valid;
+
+  /* No hidden files: leading dots and spaces go. */
+  while (*p == '.' || *p == ' ')
+    p++;
+
+  for (; *p != '\0'; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
+
+      if (c == '/' || c == '\\' || g_unichar_iscntrl (c))
+        c = '_';
+      if (name->len + g_unichar_to_utf8 (c, NULL) > MAX_NAME_BYTES)
+        break;
+      g_string_append_unichar (name, c);
+    }
+
+  while (name->len > 0 && name->str[name->len - 1] == ' ')
+    g_string_truncate (name, name->len - 1);
+
+  if (name->len == 0)
+    {
+      g_string_free (name, TRUE);
+      return NULL;
+    }
+
+  return g_string_free (name, FALSE);
+}
+
+/* "download-" or "upload-" and the start of a SHA-256 of what the command is about, so that
+ * the same command names the same task in every run. */
+static char *
+derive_identifier (const char  *operation,
+                   SoupMessage *msg,
+                   GFile       *file)
+{
+  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree char *uri = g_uri_to_string (soup_message_get_uri (msg));
+  g_autofree char *path = g_file_get_path (file);
+
+  g_checksum_update (checksum, (const guchar *) operation, -1);
+  g_checksum_update (checksum, (const guchar *) "\n", 1);
+  if (strcmp (operation, "upload") == 0)
+    {
+      g_checksum_update (checksum, (const guchar *) soup_message_get_method (msg), -1);
+      g_checksum_update (checksum, (const guchar *) "\n", 1);
+    }
+  g_checksum_update (checksum, (const guchar *) uri, -1);
+  g_checksum_update (checksum, (const guchar *) "\n", 1);
+  g_checksum_update (checksum, (const guchar *) (path ? path : ""), -1);
+
+  return g_strdup_printf ("%s-%.*s", operation, DERIVED_ID_DIGITS,
+                          g_checksum_get_string (checksum));
+}
+
+/* --- Running one task ---------------------------------------------------------------------- */
+
+static void
+download_done_cb (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  Transfer *self = user_data;
+
+  self->response = bg_downloader_download_finish (BG_DOWNLOADER (object), result, &self->error);
+  self->done = TRUE;
+}
+
+static void
+upload_done_cb (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  Transfer *self = user_data;
+
+  self->response = bg_uploader_upload_finish (BG_UPLOADER (object), result, &self->error);
+  self->done = TRUE;
+}
+
+/* Starts or joins the task, and keeps the BgTask when it is ours. */
+static void
+transfer_start (Transfer *self)
+{
+  BtApp *app = self->app;
+  BgTask *task;
+
+  if (self->kind == BG_TASK_KIND_DOWNLOAD)
+    {
+      bg_downloader_download_async (app->downloader, self->msg, self->file, self->identifier,
+                                    app->interrupt, download_done_cb, self);
+      task = bg_downloader_lookup_task (app->downloader, self->identifier);
+    }
+  else
+    {
+      bg_uploader_upload_async (app->uploader, self->msg, self->file, self->identifier,
+                                app->interrupt, upload_done_cb, self);
+      task = bg_uploader_lookup_task (app->uploader, self->identifier);
+    }
+
+  /* A task of that identifier for another file is a conflict that _finish reports. */
+  if (task != NULL && g_file_equal (bg_task_get_file (task), self->file))
+    self->task = g_object_ref (task);
+}
+
+static void
+announce_start_json (Transfer *self,
+                     gint64    resumed_from,
+                     gboolean  joined)
+{
+  g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
+  g_autofree char *uri = g_uri_to_string (soup_message_get_uri (self->msg));
+  g_autofree char *path = g_file_get_path (self->file);
+
+  json_builder_set_member_name (builder, "identifier");
+  json_builder_add_string_value (builder, self->identifier);
+  json_builder_set_member_name (builder, "operation");
+  json_builder_add_string_value (builder, bt_enum_nick (BG_TYPE_TASK_KIND, self->kind));
+  json_builder_set_member_name (builder, "method");
+  json_builder_add_string_value (builder, soup_message_get_method (self->msg));
+  json_builder_set_member_name (builder, "uri");
+  json_builder_add_string_value (builder, uri);
+  json_builder_set_member_name (builder, "file");
+  json_builder_add_string_value (builder, path);
+  json_builder_set_member_name (builder, "joined");
+  json_builder_add_boolean_value (builder, joined);
+  json_builder_set_member_name (builder, "resumed_from");
+  json_builder_add_int_value (builder, resumed_from);
+
+  bt_output_json (self->app->output, builder);
+}
+
+static void
+announce_resume (Transfer *self,
+                 gint64    bytes)
+{
+  BtOutput *output = self->app->output;
+  gint64 total = bg_task_get_bytes_total (self->task);
+  g_autofree char *done = g_format_size (bytes);
+  g_autofree char *offset = g_strdup_printf ("%" G_GINT64_FORMAT, bytes);
+
+  if (total > 0)
+    {
+      g_autofree char *all = g_format_size (total);
+
+      /* Translators: "Resuming from 1.2 MB of 4.0 MB (byte 1200000)." */
+      bt_output_info (output, _("Resuming from %s of %s (byte %s)."), done, all, offset);
+    }
+  else
+    bt_output_info (output, _("Resuming from %s (byte %s)."), done, offset);
+}
+
+/* Says what is about to happen, and whether an earlier run had started it. */
+static void
+announce_start (Transfer *self)
+{
+  BtOutput *output = self->app->output;
+  g_autofree char *uri = g_uri_to_string (soup_message_get_uri (self->msg));
+  g_autofree char *name = g_file_get_parse_name (self->file);
+  gint64 bytes = self->task ? bg_task_get_bytes_transferred (self->task) : 0;
+  gboolean joined = self->task && (bg_task_get_attempts (self->task) > 0 ||
+                                   bg_task_get_state (self->task) == BG_TASK_STATE_FINISHED);
+  gboolean resuming = self->kind == BG_TASK_KIND_DOWNLOAD && bytes > 0 &&
+                      bg_task_get_state (self->task) != BG_TASK_STATE_FINISHED;
+
+  announce_start_json (self, resuming ? bytes : 0, joined);
+
+  if (self->kind == BG_TASK_KIND_DOWNLOAD)
+    /* Translators: "Downloading URL to “FILE” (task IDENTIFIER)." */
+    bt_output_info (output, _("Downloading %s to “%s” (task %s)."), uri, name, self->identifier);
+  else
+    bt_output_info (output, _("Uploading “%s” to %s with %s (task %s)."),
+                    name, uri, soup_message_get_method (self->msg), self->identifier);
+
+  if (self->task != NULL && bg_task_get_state (self->task) == BG_TASK_STATE_FINISHED)
+    bt_output_info (output, _("The task finished in an earlier run; this is its result."));
+  else if (resuming)
+    announce_resume (self, bytes);
+  else if (joined)
+    bt_output_info (output, _("Continuing the task that an earlier run started."));
+}
+
+static int
+report_interrupted (Transfer *self)
+{
+  BtApp *app = self->app;
+  g_autoptr(JsonBuilder) builder = bt_json_begin ("interrupted");
+  g_autofree char *message = NULL;
+  int exit_code = bt_app_interrupted_exit (app);
+
+  if (self->kind == BG_TASK_KIND_DOWNLOAD)
+    message = g_strdup_printf (_("Interrupted. The download is kept as task %s: run the same "
+                                 "command again, or “bg-transfer resume”, to continue it from "
+                                 "the last checkpoint."), self->identifier);
+  else
+    message = g_strdup_printf (_("Interrupted. The upload is kept as task %s: run the same "
+                                 "command again, or “bg-transfer resume”, to send it."),
+                               self->identifier);
+
+  json_builder_set_member_name (builder, "identifier");
+  json_builder_add_string_value (builder, self->identifier);
+  json_builder_set_member_name (builder, "message");
+  json_builder_add_string_value (builder, message);
+  json_builder_set_member_name (builder, "exit_code");
+  json_builder_add_int_value (builder, exit_code);
+  bt_output_json (app->output, builder);
+  bt_output_say (app->output, TRUE, message);
+
+  return exit_code;
+}
+
+static int
+transfer_run (Transfer *self)
+{
+  BtApp *app = self->app;
+
+  transfer_start (self);
+  announce_start (self);
+  if (self->task != NULL)
+    bt_output_track (app->output, self->task);
+
+  while (!self->done)
+    g_main_context_iteration (NULL, TRUE);
+
+  if (self->task != NULL)
+    bt_output_untrack (app->output, self->task);
+
+  if (self->response != NULL)
+    return bt_report_response (app->output, self->kind, self->task, self->response);
+  if (app->signal_number != 0 && g_error_matches (self->error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return report_interrupted (self);
+
+  return bt_report_error (app->output, self->kind, self->identifier, self->file, self->error);
+}
+
+/* --- The commands -------------------------------------------------------------------------- */
+
+/* A file named on the command line, made absolute against the current folder. */
+static GFile *
+file_for_argument (const char *argument)
+{
+  g_autofree char *path = g_canonicalize_filename (argument, NULL);
+
+  return g_file_new_for_path (path);
+}
+
+static gboolean
+check_identifier (BtApp *app)
+{
+  if (app->options->identifier == NULL || *app->options->identifier != '\0')
+    return TRUE;
+
+  bt_usage_error (_("--id needs a non-empty identifier"));
+  return FALSE;
+}
+
+/* The destination: --output, or the URL's last segment in the current folder. */
+static GFile *
+download_destination (BtApp *app,
+                      GUri  *uri)
+{
+  g_autofree char *name = NULL;
+
+  if (app->options->output != NULL)
+    {
+      if (*app->options->output == '\0')
+        {
+          bt_usage_error (_("--output needs a file name"));
+          return NULL;
+        }
+      return file_for_argument (app->options->output);
+    }
+
+  name = name_from_uri (uri);
+  if (name == NULL)
+    {
+      bt_usage_error (_("The URL does not end in a file name; give one with --output"));
+      return NULL;
+    }
+
+  return file_for_argument (name);
+}
+
+int
+bt_command_download (BtApp *app)
+{
+  g_auto(Transfer) transfer = { .app = app, .kind = BG_TASK_KIND_DOWNLOAD };
+  g_autoptr(GUri) uri = NULL;
+  int exit_code;
+
+  if (!bt_check_arguments (app, 1, "bg-transfer download URL [-o FILE]") || !check_identifier (app))
+    return BT_EXIT_USAGE;
+  if ((uri = parse_url (app->args[0])) == NULL)
+    return BT_EXIT_USAGE;
+
+  transfer.msg = soup_message_new_from_uri (SOUP_METHOD_GET, uri);
+  if (!add_headers (transfer.msg, app->options->headers))
+    return BT_EXIT_USAGE;
+  if ((transfer.file = download_destination (app, uri)) == NULL)
+    return BT_EXIT_USAGE;
+
+  transfer.identifier = app->options->identifier
+                        ? g_strdup (app->options->identifier)
+                        : derive_identifier ("download", transfer.msg, transfer.file);
+
+  if (!bt_app_open_downloader (app, &exit_code))
+    return exit_code;
+
+  return transfer_run (&transfer);
+}
+
+static const char *
+upload_method (BtApp *app)
+{
+  const char *method = app->options->method;
+
+  if (method == NULL || g_ascii_strcasecmp (method, "PUT") == 0)
+    return SOUP_METHOD_PUT;
+  if (g_ascii_strcasecmp (method, "POST") == 0)
+    return SOUP_METHOD_POST;
+
+  bt_usage_error (_("The method must be PUT or POST, not “%s”"), method);
+  return NULL;
+}
+
+int
+bt_command_upload (BtApp *app)
+{
+  g_auto(Transfer) transfer = { .app = app, .kind = BG_TASK_KIND_UPLOAD };
+  g_autoptr(GUri) uri = NULL;
+  const char *method;
+  int exit_code;
+
+  if (!bt_check_arguments (app, 2, "bg-transfer upload FILE URL [-X PUT|POST]") ||
+      !check_identifier (app))
+    return BT_EXIT_USAGE;
+  if ((method = upload_method (app)) == NULL)
+    return BT_EXIT_USAGE;
+  if (*app->args[0] == '\0')
+    {
+      bt_usage_error (_("The file to upload has an empty name"));
+      return BT_EXIT_USAGE;
+    }
+  if ((uri = parse_url (app->args[1])) == NULL)
+    return BT_EXIT_USAGE;
+
+  transfer.msg = soup_message_new_from_uri (method, uri);
+  if (!add_headers (transfer.msg, app->options->headers))
+    return BT_EXIT_USAGE;
+  transfer.file = file_for_argument (app->args[0]);
+
+  transfer.identifier = app->options->identifier
+                        ? g_strdup (app->options->identifier)
+                        : derive_identifier ("upload", transfer.msg, transfer.file);
+
+  if (!bt_app_open_uploader (app, &exit_code))
+    return exit_code;
+
+  return transfer_run (&transfer);
+}
