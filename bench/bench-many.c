@@ -1,0 +1,158 @@
+/* bench-many.c: many small downloads through one BgDownloader
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Usage: bench-many LIST FOLDER DATABASE [MAX-CONCURRENT]
+ *
+ * LIST holds one http:// URL per line.  Every URL is handed to one BgDownloader at once (with
+ * max-concurrent 8 unless told otherwise); each file lands in FOLDER under the last segment of its
+ * URL.  The program exits when every task has finished: 0 when all of them succeeded, 1 when any
+ * did not (each such task is named on stderr), 64 on a usage error.  On success it prints
+ * "N files, BYTES bytes, SECONDS s" to stdout.  bench/run calls it for case 4.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bg-glib.h>
+
+typedef struct
+{
+  GMainLoop *loop;
+  guint      pending;
+  guint      failed;
+  guint      submitted;
+  guint64    bytes;
+} State;
+
+static void
+download_done_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  State *state = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  response = bg_downloader_download_finish (BG_DOWNLOADER (source), result, &error);
+
+  if (response == NULL)
+    {
+      g_printerr ("bench-many: %s\n", error->message);
+      state->failed++;
+    }
+  else if (bg_response_get_kind (response) != BG_RESPONSE_SUCCESS)
+    {
+      const GError *response_error = bg_response_get_error (response);
+
+      g_printerr ("bench-many: %s: HTTP %u %s\n", bg_response_get_identifier (response),
+                  bg_response_get_status (response),
+                  response_error != NULL ? response_error->message : "");
+      state->failed++;
+    }
+  else
+    {
+      g_autoptr(GFileInfo) info =
+        g_file_query_info (bg_response_get_file (response), G_FILE_ATTRIBUTE_STANDARD_SIZE,
+                           G_FILE_QUERY_INFO_NONE, NULL, NULL);
+
+      if (info != NULL)
+        state->bytes += g_file_info_get_size (info);
+    }
+
+  if (--state->pending == 0)
+    g_main_loop_quit (state->loop);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgDownloader) downloader = NULL;
+  g_autoptr(GMainLoop) loop = NULL;
+  g_autofree char *contents = NULL;
+  g_auto(GStrv) lines = NULL;
+  State state = { 0 };
+  guint max_concurrent = 8;
+  gint64 start;
+  double seconds;
+
+  if (argc < 4 || argc > 5)
+    {
+      g_printerr ("Usage: %s LIST FOLDER DATABASE [MAX-CONCURRENT]\n", argv[0]);
+      return 64;
+    }
+  if (argc == 5)
+    max_concurrent = (guint) strtoul (argv[4], NULL, 10);
+
+  if (!g_file_get_contents (argv[1], &contents, NULL, &error))
+    {
+      g_printerr ("bench-many: %s\n", error->message);
+      return 64;
+    }
+  lines = g_strsplit (contents, "\n", -1);
+
+  downloader = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                               "session-id", "bench-many",
+                               "database-path", argv[3],
+                               "max-concurrent", max_concurrent,
+                               NULL);
+  if (downloader == NULL)
+    {
+      g_printerr ("bench-many: %s\n", error->message);
+      return 1;
+    }
+
+  loop = g_main_loop_new (NULL, FALSE);
+  state.loop = loop;
+  start = g_get_monotonic_time ();
+
+  /* Hold one count until every task is submitted, so an early finish cannot end the loop. */
+  state.pending = 1;
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      const char *url = g_strstrip (lines[i]);
+      g_autoptr(SoupMessage) msg = NULL;
+      g_autoptr(GFile) destination = NULL;
+      g_autofree char *basename = NULL;
+      g_autofree char *identifier = NULL;
+
+      if (*url == '\0')
+        continue;
+
+      msg = soup_message_new ("GET", url);
+      if (msg == NULL)
+        {
+          g_printerr ("bench-many: not a URL: %s\n", url);
+          return 64;
+        }
+
+      basename = g_path_get_basename (g_uri_get_path (soup_message_get_uri (msg)));
+      destination = g_file_new_build_filename (argv[2], basename, NULL);
+      identifier = g_strdup_printf ("file-%u", i);
+
+      state.pending++;
+      state.submitted++;
+      bg_downloader_download_async (downloader, msg, destination, identifier, NULL,
+                                    download_done_cb, &state);
+    }
+
+  if (--state.pending > 0)
+    g_main_loop_run (loop);
+
+  seconds = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+
+  if (state.failed > 0)
+    {
+      g_printerr ("bench-many: %u downloads did not succeed\n", state.failed);
+      return 1;
+    }
+
+  g_print ("%u files, %" G_GUINT64_FORMAT " bytes, %.3f s\n",
+           state.submitted, state.bytes, seconds);
+
+  return 0;
+}
