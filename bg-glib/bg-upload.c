@@ -18,6 +18,9 @@
 
 #define RESPONSE_CHUNK_SIZE (64 * 1024)
 
+/* How often the main context looks at what the sending thread has moved. */
+#define PROGRESS_INTERVAL_MS 100
+
 #define SOURCE_ATTRIBUTES \
   G_FILE_ATTRIBUTE_STANDARD_TYPE "," \
   G_FILE_ATTRIBUTE_STANDARD_SIZE "," \
@@ -31,10 +34,10 @@ typedef struct
   BgJob        *job;
   GCancellable *cancellable;
   SoupMessage  *msg;
-  GInputStream *in;
-  GByteArray   *body;
-  guint8       *chunk;
-  gint64        sent;
+  GSource      *progress_source;
+  gint64        sent;           /* written by the sending thread, read atomically */
+  gint64        received;       /* likewise, bytes of the answer */
+  gint64        seen;           /* sent + received at the last progress update */
   gint64        size;
   gint64        mtime;
   gsize         max_body;
@@ -43,6 +46,7 @@ typedef struct
 } Upload;
 
 static void upload_send (Upload *self);
+static gboolean follow_redirect (Upload *self);
 
 static Upload *
 upload_ref (Upload *self)
@@ -57,12 +61,9 @@ upload_unref (Upload *self)
   if (!g_ref_count_dec (&self->ref_count))
     return;
 
-  g_clear_object (&self->in);
   g_clear_object (&self->msg);
   g_clear_object (&self->cancellable);
-  g_clear_pointer (&self->body, g_byte_array_unref);
   g_clear_pointer (&self->job, bg_job_unref);
-  g_free (self->chunk);
   g_free (self);
 }
 
@@ -167,14 +168,14 @@ upload_prepare_new (BgEngine       *engine,
   return TRUE;
 }
 
+/* Runs on the sending thread. */
 static void
 body_progress_cb (gint64   offset,
                   gpointer user_data)
 {
   Upload *self = user_data;
 
-  self->sent = offset;
-  bg_job_progress (self->job, self->sent, self->size);
+  __atomic_store_n (&self->sent, offset, __ATOMIC_RELAXED);
 }
 
 static SoupMessage *
@@ -215,7 +216,7 @@ new_message (Upload              *self,
     }
 
   /* The stream calls back into the attempt, which outlives every message it sends. */
-  self->sent = 0;
+  __atomic_store_n (&self->sent, 0, __ATOMIC_RELAXED);
   body = bg_source_stream_new (fd, self->size, body_progress_cb, self);
   soup_message_set_request_body (msg, content_type, body, self->size);
   soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
@@ -283,8 +284,11 @@ upload_finish (Upload     *self,
     return;
   self->done = TRUE;
 
-  if (self->in != NULL)
-    g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  if (self->progress_source != NULL)
+    {
+      g_source_destroy (self->progress_source);
+      g_clear_pointer (&self->progress_source, g_source_unref);
+    }
 
   bg_job_attempt_finished (self->job, response);
 }
@@ -314,16 +318,14 @@ upload_fail_literal (Upload     *self,
 
 /* Builds the outcome once the answer's body has been read (or capped). */
 static void
-upload_complete (Upload *self)
+upload_complete (Upload *self,
+                 GBytes *body)
 {
-  g_autoptr(GBytes) body = NULL;
   g_autoptr(BgResponse) response = NULL;
   g_autoptr(GError) error = NULL;
   guint status = soup_message_get_status (self->msg);
   gint64 size;
   gint64 mtime;
-
-  body = g_byte_array_free_to_bytes (g_steal_pointer (&self->body));
 
   if (!stat_source (bg_job_get_file (self->job), &size, &mtime, &error))
     {
@@ -345,56 +347,6 @@ upload_complete (Upload *self)
   response = bg_job_make_response (self->job, bg_response_kind_for_status (status),
                                    self->msg, body, NULL);
   upload_finish (self, response);
-}
-
-static void upload_read_body (Upload *self);
-
-static void
-body_read_cb (GObject      *object,
-              GAsyncResult *result,
-              gpointer      user_data)
-{
-  g_autoptr(Upload) self = user_data;
-  g_autoptr(GError) error = NULL;
-  gssize n;
-
-  n = g_input_stream_read_finish (G_INPUT_STREAM (object), result, &error);
-
-  if (self->done)
-    return;
-
-  if (n < 0)
-    {
-      upload_fail (self, error);
-      return;
-    }
-
-  bg_job_progress (self->job, self->sent, self->size);
-
-  if (n == 0)
-    {
-      upload_complete (self);
-      return;
-    }
-
-  g_byte_array_append (self->body, self->chunk, MIN ((gsize) n, self->max_body - self->body->len));
-
-  /* Past the cap the rest is not wanted. */
-  if (self->body->len >= self->max_body)
-    upload_complete (self);
-  else
-    upload_read_body (self);
-}
-
-static void
-upload_read_body (Upload *self)
-{
-  if (self->chunk == NULL)
-    self->chunk = g_malloc (RESPONSE_CHUNK_SIZE);
-
-  g_input_stream_read_async (self->in, self->chunk, RESPONSE_CHUNK_SIZE,
-                             G_PRIORITY_DEFAULT, self->cancellable,
-                             body_read_cb, upload_ref (self));
 }
 
 static gboolean
@@ -424,15 +376,107 @@ follow_redirect (Upload *self)
       return TRUE;
     }
 
-  if (self->in != NULL)
-    {
-      g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
-      g_clear_object (&self->in);
-    }
   g_set_object (&self->msg, msg);
   upload_send (self);
 
   return TRUE;
+}
+
+/* The request is sent with libsoup's blocking API on a worker thread (possible since libsoup
+ * 3.2): its body is spliced into the connection in small blocks, and on the main context every
+ * block would cost main-loop iterations; on a thread it costs a read and a write.  The thread
+ * touches only the message, the body stream and two counters; everything else stays here. */
+typedef struct
+{
+  SoupSession *session;
+  SoupMessage *msg;
+  gsize        max_body;
+  gint64      *received;
+  GBytes      *body;
+} SendData;
+
+static void
+send_data_free (SendData *data)
+{
+  g_clear_object (&data->session);
+  g_clear_object (&data->msg);
+  g_clear_pointer (&data->body, g_bytes_unref);
+  g_free (data);
+}
+
+/* Reads at most @max_body bytes of the answer; the rest is not wanted. */
+static GBytes *
+read_capped (GInputStream  *in,
+             gsize          max_body,
+             gint64        *received,
+             GCancellable  *cancellable,
+             GError       **error)
+{
+  g_autoptr(GByteArray) body = g_byte_array_new ();
+  g_autofree guint8 *chunk = g_malloc (RESPONSE_CHUNK_SIZE);
+
+  while (body->len < max_body)
+    {
+      gssize n = g_input_stream_read (in, chunk, RESPONSE_CHUNK_SIZE, cancellable, error);
+
+      if (n < 0)
+        return NULL;
+      if (n == 0)
+        break;
+      g_byte_array_append (body, chunk, MIN ((gsize) n, max_body - body->len));
+      __atomic_add_fetch (received, n, __ATOMIC_RELAXED);
+    }
+
+  return g_byte_array_free_to_bytes (g_steal_pointer (&body));
+}
+
+static void
+send_thread (GTask        *task,
+             gpointer      source_object,
+             gpointer      task_data,
+             GCancellable *cancellable)
+{
+  SendData *data = task_data;
+  g_autoptr(GInputStream) in = NULL;
+  GError *error = NULL;
+  guint status;
+
+  in = soup_session_send (data->session, data->msg, cancellable, &error);
+  if (in == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  status = soup_message_get_status (data->msg);
+  if (status != 307 && status != 308 && data->max_body > 0)
+    {
+      data->body = read_capped (in, data->max_body, data->received, cancellable, &error);
+      if (data->body == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
+static gboolean
+progress_tick_cb (gpointer user_data)
+{
+  Upload *self = user_data;
+  gint64 sent = __atomic_load_n (&self->sent, __ATOMIC_RELAXED);
+  gint64 received = __atomic_load_n (&self->received, __ATOMIC_RELAXED);
+
+  /* Any byte in either direction counts as activity for the stall check. */
+  if (sent + received != self->seen)
+    {
+      self->seen = sent + received;
+      bg_job_progress (self->job, sent, self->size);
+    }
+
+  return G_SOURCE_CONTINUE;
 }
 
 static void
@@ -442,40 +486,57 @@ sent_cb (GObject      *object,
 {
   g_autoptr(Upload) self = user_data;
   g_autoptr(GError) error = NULL;
-  g_autoptr(GInputStream) in = NULL;
+  SendData *data = g_task_get_task_data (G_TASK (result));
   guint status;
-
-  in = soup_session_send_finish (SOUP_SESSION (object), result, &error);
 
   if (self->done)
     return;
 
-  if (in == NULL)
+  progress_tick_cb (self);
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       upload_fail (self, error);
       return;
     }
 
-  self->in = g_steal_pointer (&in);
   status = soup_message_get_status (self->msg);
 
   /* Only 307 and 308 promise that the method and body may be sent again. */
   if ((status == 307 || status == 308) && follow_redirect (self))
     return;
 
-  self->body = g_byte_array_new ();
-  if (self->max_body == 0)
-    upload_complete (self);
-  else
-    upload_read_body (self);
+  if (data->body == NULL)
+    data->body = g_bytes_new (NULL, 0);
+  upload_complete (self, data->body);
 }
 
 static void
 upload_send (Upload *self)
 {
-  soup_session_send_async (bg_engine_get_session (bg_job_get_engine (self->job)),
-                           self->msg, G_PRIORITY_DEFAULT, self->cancellable,
-                           sent_cb, upload_ref (self));
+  g_autoptr(GTask) task = NULL;
+  SendData *data = g_new0 (SendData, 1);
+
+  data->session = g_object_ref (bg_engine_get_session (bg_job_get_engine (self->job)));
+  data->msg = g_object_ref (self->msg);
+  data->max_body = self->max_body;
+  data->received = &self->received;
+
+  if (self->progress_source == NULL)
+    {
+      g_autoptr(GMainContext) context = g_main_context_ref_thread_default ();
+
+      self->progress_source = g_timeout_source_new (PROGRESS_INTERVAL_MS);
+      g_source_set_callback (self->progress_source, progress_tick_cb, self, NULL);
+      g_source_set_static_name (self->progress_source, "[bg] upload progress");
+      g_source_attach (self->progress_source, context);
+    }
+
+  /* The task holds the attempt, so the counters outlive the thread. */
+  task = g_task_new (NULL, self->cancellable, sent_cb, upload_ref (self));
+  g_task_set_source_tag (task, upload_send);
+  g_task_set_task_data (task, data, (GDestroyNotify) send_data_free);
+  g_task_run_in_thread (task, send_thread);
 }
 
 static void
