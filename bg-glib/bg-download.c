@@ -22,10 +22,11 @@
 /* Two buffers: one fills from the network while the other is written to disk. */
 #define BUFFER_SIZE (512 * 1024)
 
-/* A checkpoint is taken whenever this much has arrived, or this long has passed. */
-#define CHECKPOINT_BYTES (8 * 1024 * 1024)
+/* A checkpoint is taken whenever this much has arrived, or this long has passed.  The promise
+ * is that a kill redoes at most 8 MiB; data keeps arriving while a checkpoint's flush runs, so
+ * the byte interval leaves that much margin. */
+#define CHECKPOINT_BYTES (6 * 1024 * 1024)
 #define CHECKPOINT_INTERVAL_USEC (G_USEC_PER_SEC)
-
 
 typedef struct
 {
