@@ -11,11 +11,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <glib/gi18n-lib.h>
 
 #include "bg-source-stream-private.h"
+
+/* libsoup asks for 8 KiB at a time; the file is read in larger pieces and served from memory. */
+#define READ_AHEAD (256 * 1024)
 
 struct _BgSourceStream
 {
@@ -23,7 +27,10 @@ struct _BgSourceStream
 
   int                     fd;
   gint64                  size;
-  gint64                  offset;
+  gint64                  offset;       /* bytes handed out */
+  guint8                 *buffer;
+  gsize                   buffered;     /* bytes in buffer */
+  gsize                   consumed;     /* of those, bytes handed out */
   BgSourceStreamProgress  progress;
   gpointer                user_data;
 };
@@ -34,25 +41,19 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (BgSourceStream, bg_source_stream, G_TYPE_INPUT_ST
                                G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
                                                       bg_source_stream_pollable_iface_init))
 
-static gssize
-bg_source_stream_read (GInputStream  *stream,
-                       void          *buffer,
-                       gsize          count,
-                       GCancellable  *cancellable,
-                       GError       **error)
+/* Refills the buffer with up to READ_AHEAD bytes, never past the declared size. */
+static gboolean
+refill (BgSourceStream  *self,
+        GError         **error)
 {
-  BgSourceStream *self = BG_SOURCE_STREAM (stream);
-  gsize wanted = (gsize) MIN ((gint64) count, self->size - self->offset);
+  gsize wanted = (gsize) MIN ((gint64) READ_AHEAD, self->size - self->offset);
   gssize n;
 
-  if (g_cancellable_set_error_if_cancelled (cancellable, error))
-    return -1;
-
-  if (wanted == 0)
-    return 0;
+  if (self->buffer == NULL)
+    self->buffer = g_malloc (READ_AHEAD);
 
   do
-    n = read (self->fd, buffer, wanted);
+    n = read (self->fd, self->buffer, wanted);
   while (n < 0 && errno == EINTR);
 
   if (n < 0)
@@ -61,17 +62,46 @@ bg_source_stream_read (GInputStream  *stream,
 
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                    _("Cannot read the source file: %s"), g_strerror (saved_errno));
-      return -1;
+      return FALSE;
     }
 
   if (n == 0)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT,
                    _("The source file became shorter while it was being sent"));
-      return -1;
+      return FALSE;
     }
 
+  self->buffered = n;
+  self->consumed = 0;
+
+  return TRUE;
+}
+
+static gssize
+bg_source_stream_read (GInputStream  *stream,
+                       void          *buffer,
+                       gsize          count,
+                       GCancellable  *cancellable,
+                       GError       **error)
+{
+  BgSourceStream *self = BG_SOURCE_STREAM (stream);
+  gsize n;
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return -1;
+
+  if (self->offset >= self->size || count == 0)
+    return 0;
+
+  if (self->consumed == self->buffered && !refill (self, error))
+    return -1;
+
+  n = MIN (count, self->buffered - self->consumed);
+  memcpy (buffer, self->buffer + self->consumed, n);
+  self->consumed += n;
   self->offset += n;
+
   if (self->progress != NULL)
     self->progress (self->offset, self->user_data);
 
@@ -101,6 +131,7 @@ bg_source_stream_finalize (GObject *object)
 
   if (self->fd >= 0)
     close (self->fd);
+  g_free (self->buffer);
 
   G_OBJECT_CLASS (bg_source_stream_parent_class)->finalize (object);
 }
