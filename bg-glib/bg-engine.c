@@ -1323,6 +1323,41 @@ validate_identifier (const char  *identifier,
   return TRUE;
 }
 
+/* Brings @record (taken) from the database into this run: its task joins the list, and either
+ * holds its stored result or is carried on.  *@uncollected says whether it holds a result that
+ * an earlier run never collected. */
+static BgJob *
+engine_adopt_record (BgEngine      *self,
+                     BgStoreRecord *record,
+                     gboolean      *uncollected)
+{
+  BgJob *job = bg_job_new (self, record);
+  g_autoptr(BgResponse) response = NULL;
+
+  engine_add_job (self, job);
+
+  if (uncollected != NULL)
+    *uncollected = FALSE;
+
+  if (record->state == BG_TASK_STATE_FINISHED)
+    {
+      response = response_from_record (record, job->file);
+      bg_task_set_response (job->task, response);
+      bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
+      if (uncollected != NULL)
+        *uncollected = TRUE;
+      return job;
+    }
+
+  response = self->transfer->recover (job);
+  if (response != NULL)
+    job_finish (job, response);
+  else
+    job_enqueue (job);
+
+  return job;
+}
+
 /* Finds the job for @identifier, loading it from the database when an earlier run left it
  * there and restore has not been called yet. */
 static BgJob *
@@ -1341,27 +1376,7 @@ engine_find_job (BgEngine    *self,
   if (record == NULL)
     return NULL;
 
-  job = bg_job_new (self, record);
-  engine_add_job (self, job);
-
-  if (record->state == BG_TASK_STATE_FINISHED)
-    {
-      g_autoptr(BgResponse) response = response_from_record (record, job->file);
-
-      bg_task_set_response (job->task, response);
-      bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
-    }
-  else
-    {
-      g_autoptr(BgResponse) response = self->transfer->recover (job);
-
-      if (response != NULL)
-        job_finish (job, response);
-      else
-        job_enqueue (job);
-    }
-
-  return job;
+  return engine_adopt_record (self, record, NULL);
 }
 
 static void
@@ -1539,33 +1554,16 @@ bg_engine_restore_async (BgEngine            *self,
   for (guint i = 0; i < records->len; i++)
     {
       BgStoreRecord *record = g_ptr_array_index (records, i);
+      gboolean uncollected;
       BgJob *job;
 
       if (g_hash_table_contains (self->jobs, record->identifier))
         continue;
 
-      job = bg_job_new (self, bg_store_record_copy (record));
-      engine_add_job (self, job);
-
-      if (record->state == BG_TASK_STATE_FINISHED)
-        {
-          g_autoptr(BgResponse) response = response_from_record (job->record, job->file);
-
-          bg_task_set_response (job->task, response);
-          bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
-          g_ptr_array_add (finished, bg_job_ref (job));
-        }
-      else
-        {
-          g_autoptr(BgResponse) response = self->transfer->recover (job);
-
-          if (response != NULL)
-            {
-              job_finish (job, response);
-              continue;
-            }
-          job_enqueue (job);
-        }
+      /* The job takes the record; the array keeps a NULL, which its free function skips. */
+      job = engine_adopt_record (self, g_steal_pointer (&records->pdata[i]), &uncollected);
+      if (uncollected)
+        g_ptr_array_add (finished, bg_job_ref (job));
     }
 
   /* Announce results that earlier runs never handed over. A handler may forget them. */
@@ -1591,18 +1589,17 @@ bg_engine_restore_finish (BgEngine      *self,
 
 /* --- Cancel and forget --------------------------------------------------------------------- */
 
-gboolean
-bg_engine_cancel (BgEngine    *self,
-                  const char  *identifier,
-                  GError     **error)
+/* The job for an identifier the app named, which must exist: BG_ERROR_NOT_FOUND otherwise. */
+static BgJob *
+engine_require_job (BgEngine    *self,
+                    const char  *identifier,
+                    GError     **error)
 {
   g_autoptr(GError) local_error = NULL;
-  g_autoptr(GError) cancelled = NULL;
-  g_autoptr(BgJob) hold = NULL;
   BgJob *job;
 
   if (!validate_identifier (identifier, error))
-    return FALSE;
+    return NULL;
 
   job = engine_find_job (self, identifier, &local_error);
   if (job == NULL)
@@ -1612,8 +1609,23 @@ bg_engine_cancel (BgEngine    *self,
       else
         g_set_error (error, BG_ERROR, BG_ERROR_NOT_FOUND,
                      _("No task has the identifier “%s”"), identifier);
-      return FALSE;
     }
+
+  return job;
+}
+
+gboolean
+bg_engine_cancel (BgEngine    *self,
+                  const char  *identifier,
+                  GError     **error)
+{
+  g_autoptr(GError) cancelled = NULL;
+  g_autoptr(BgJob) hold = NULL;
+  BgJob *job;
+
+  job = engine_require_job (self, identifier, error);
+  if (job == NULL)
+    return FALSE;
 
   hold = bg_job_ref (job);
 
@@ -1641,22 +1653,11 @@ bg_engine_forget (BgEngine    *self,
                   const char  *identifier,
                   GError     **error)
 {
-  g_autoptr(GError) local_error = NULL;
   BgJob *job;
 
-  if (!validate_identifier (identifier, error))
-    return FALSE;
-
-  job = engine_find_job (self, identifier, &local_error);
+  job = engine_require_job (self, identifier, error);
   if (job == NULL)
-    {
-      if (local_error != NULL)
-        g_propagate_error (error, g_steal_pointer (&local_error));
-      else
-        g_set_error (error, BG_ERROR, BG_ERROR_NOT_FOUND,
-                     _("No task has the identifier “%s”"), identifier);
-      return FALSE;
-    }
+    return FALSE;
 
   if (job->record->state != BG_TASK_STATE_FINISHED)
     {

@@ -1662,10 +1662,13 @@ execute_write (BgStore  *self,
   return TRUE;
 }
 
-gboolean
-bg_store_save (BgStore              *self,
-               const BgStoreRecord  *record,
-               GError              **error)
+/* Binds @record to the statement @id and runs it; one statement in autocommit mode, so it is
+ * committed when it returns. */
+static gboolean
+write_record (BgStore              *self,
+              StmtId                id,
+              const BgStoreRecord  *record,
+              GError              **error)
 {
   g_autoptr(GError) local_error = NULL;
 
@@ -1674,14 +1677,21 @@ bg_store_save (BgStore              *self,
   g_return_val_if_fail (record->identifier != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!bind_record (self->params[STMT_SAVE], record, &local_error))
+  if (!bind_record (self->params[id], record, &local_error))
     {
       set_write_error (error, self, local_error);
       return FALSE;
     }
 
-  /* A single statement in autocommit mode: committed when it returns. */
-  return execute_write (self, STMT_SAVE, error);
+  return execute_write (self, id, error);
+}
+
+gboolean
+bg_store_save (BgStore              *self,
+               const BgStoreRecord  *record,
+               GError              **error)
+{
+  return write_record (self, STMT_SAVE, record, error);
 }
 
 /* Runs about once a second for every running transfer, so it rewrites only the progress columns
@@ -1691,20 +1701,7 @@ bg_store_save_progress (BgStore              *self,
                         const BgStoreRecord  *record,
                         GError              **error)
 {
-  g_autoptr(GError) local_error = NULL;
-
-  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
-  g_return_val_if_fail (record != NULL, FALSE);
-  g_return_val_if_fail (record->identifier != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  if (!bind_record (self->params[STMT_SAVE_PROGRESS], record, &local_error))
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
-
-  return execute_write (self, STMT_SAVE_PROGRESS, error);
+  return write_record (self, STMT_SAVE_PROGRESS, record, error);
 }
 
 BgStoreRecord *

@@ -547,10 +547,7 @@ upload_start (BgJob       *job,
 
   g_assert (self != NULL);
 
-  if (self->msg != msg)
-    {
-      g_set_object (&self->msg, msg);
-    }
+  g_set_object (&self->msg, msg);
   upload_send (self);
 }
 
