@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 RUN_TIMEOUT = 30
 
@@ -65,33 +64,6 @@ class Tap:
 
 
 tap = Tap()
-
-
-class FaultServer:
-    def __init__(self, script, root):
-        self.root = root
-        self.proc = subprocess.Popen(['/usr/bin/python3', script, '--root', root],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        line = self.proc.stdout.readline().decode()
-        if not line.startswith('PORT '):
-            tap.bail('the fault server did not start: %r' % line)
-        self.base = 'http://127.0.0.1:%d' % int(line.split()[1])
-
-    def url(self, path):
-        return self.base + path
-
-    def stats(self):
-        with urllib.request.urlopen(self.url('/_stats'), timeout=10) as r:
-            return json.load(r)
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.stdout.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def write_random(path, size, seed):
@@ -366,7 +338,13 @@ def main():
     work = os.path.join(tmp, 'work')
     os.mkdir(work)
     os.mkdir(os.path.join(tmp, 'server'))
-    server = FaultServer(args.fault_server, os.path.join(tmp, 'server'))
+    # The test suites' client for the fault server, beside the server itself.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(args.fault_server)))
+    from fault_client import FaultServer
+    try:
+        server = FaultServer(os.path.join(tmp, 'server'))
+    except RuntimeError as e:
+        tap.bail(str(e))
     try:
         if args.which == 'download-c':
             test_download_c(args, env, server, work)

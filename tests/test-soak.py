@@ -4,7 +4,6 @@
 # half-written, every result reached the app exactly once, and SQLite says the database is sound.
 
 import glob
-import hashlib
 import json
 import os
 import random

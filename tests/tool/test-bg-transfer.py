@@ -24,15 +24,15 @@ import tempfile
 import termios
 import time
 import unittest
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
-FAULT_SERVER = os.path.join(TESTS, 'fault-server.py')
-FIXTURES = os.path.join(TESTS, 'fixtures')
 TOOL = os.environ.get('BG_TRANSFER', '')
 TOOL_MAN = os.environ.get('BG_TRANSFER_MAN', '')
 TRANSFER_HELPER = os.environ.get('TRANSFER_HELPER', '')
+
+sys.path.insert(0, TESTS)
+from fault_client import FaultServer  # noqa: E402
 
 EXIT_SUCCESS, EXIT_REJECTED, EXIT_RETRY, EXIT_FAILED, EXIT_USAGE = 0, 2, 3, 4, 64
 EXIT_INTERRUPTED = 130
@@ -69,41 +69,6 @@ def read_some(fd, deadline):
                 return os.read(fd, 65536)
             except OSError:   # a pty whose other side has gone
                 return b''
-
-
-class FaultServer:
-    """tests/fault-server.py in a child process; it exits when its stdin closes."""
-
-    def __init__(self, root, tls=False):
-        cmd = [sys.executable, FAULT_SERVER, '--root', root]
-        if tls:
-            cmd += ['--tls', os.path.join(FIXTURES, 'test-cert.pem'),
-                    os.path.join(FIXTURES, 'test-key.pem')]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
-        if not ready:
-            self.proc.kill()
-            raise RuntimeError('the fault server did not start')
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith('PORT '), line
-        self.port = int(line.split()[1])
-        self.base = '%s://127.0.0.1:%d' % ('https' if tls else 'http', self.port)
-
-    def url(self, path):
-        return self.base + path
-
-    def stats(self):
-        with urllib.request.urlopen(self.url('/_stats'), timeout=10) as r:
-            return json.load(r)
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.stdout.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @unittest.skipUnless(TOOL and os.path.exists(TOOL), 'BG_TRANSFER does not name the built tool')
