@@ -109,12 +109,8 @@ start_download (Fixture      *f,
                 GCancellable *cancellable,
                 GAsyncResult **result)
 {
-  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
-  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
-  g_autoptr(GFile) file = g_file_new_for_path (dest);
-
-  bg_downloader_download_async (f->downloader, msg, file, identifier, cancellable,
-                                bg_test_store_result_cb, result);
+  bg_test_start_download (f->downloader, f->server, path_and_query, dest, identifier,
+                          cancellable, result);
 }
 
 static BgResponse *
@@ -123,17 +119,7 @@ download (Fixture    *f,
           const char *dest,
           const char *identifier)
 {
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
-  BgResponse *response;
-
-  start_download (f, path_and_query, dest, identifier, NULL, &result);
-  bg_test_wait_for_result (&result, 120);
-  response = bg_downloader_download_finish (f->downloader, result, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (response);
-
-  return response;
+  return bg_test_download (f->downloader, f->server, path_and_query, dest, identifier, 120);
 }
 
 static void

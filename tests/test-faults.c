@@ -73,21 +73,7 @@ download_to (Fixture    *f,
              const char *path_and_query,
              const char *dest)
 {
-  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
-  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
-  g_autoptr(GFile) file = g_file_new_for_path (dest);
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
-  BgResponse *response;
-
-  g_assert_nonnull (msg);
-  bg_downloader_download_async (f->downloader, msg, file, path_and_query, NULL,
-                                bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 90);
-  response = bg_downloader_download_finish (f->downloader, result, &error);
-  g_assert_no_error (error);
-
-  return response;
+  return bg_test_download (f->downloader, f->server, path_and_query, dest, path_and_query, 90);
 }
 
 /* Downloads, and checks the invariant that holds whatever the outcome: a SUCCESS has the exact
@@ -258,20 +244,7 @@ upload_to (Fixture    *f,
            const char *source,
            const char *identifier)
 {
-  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
-  g_autoptr(SoupMessage) msg = soup_message_new ("PUT", url);
-  g_autoptr(GFile) file = g_file_new_for_path (source);
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
-  BgResponse *response;
-
-  bg_uploader_upload_async (f->uploader, msg, file, identifier, NULL,
-                            bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 90);
-  response = bg_uploader_upload_finish (f->uploader, result, &error);
-  g_assert_no_error (error);
-
-  return response;
+  return bg_test_upload (f->uploader, f->server, "PUT", path_and_query, source, identifier, 90);
 }
 
 static void

@@ -91,13 +91,9 @@ start (Fixture       *f,
        const char    *name,
        GAsyncResult **result)
 {
-  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
   g_autofree char *dest = g_build_filename (f->tmp, name, NULL);
-  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
-  g_autoptr(GFile) file = g_file_new_for_path (dest);
 
-  bg_downloader_download_async (f->downloader, msg, file, name, NULL,
-                                bg_test_store_result_cb, result);
+  bg_test_start_download (f->downloader, f->server, path_and_query, dest, name, NULL, result);
 }
 
 static BgResponse *

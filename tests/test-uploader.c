@@ -106,12 +106,8 @@ start_upload (Fixture       *f,
               const char    *identifier,
               GAsyncResult **result)
 {
-  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
-  g_autoptr(SoupMessage) msg = soup_message_new (method, url);
-  g_autoptr(GFile) file = g_file_new_for_path (source);
-
-  bg_uploader_upload_async (f->uploader, msg, file, identifier, NULL,
-                            bg_test_store_result_cb, result);
+  bg_test_start_upload (f->uploader, f->server, method, path_and_query, source, identifier,
+                        result);
 }
 
 static BgResponse *
@@ -121,17 +117,8 @@ upload (Fixture    *f,
         const char *source,
         const char *identifier)
 {
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
-  BgResponse *response;
-
-  start_upload (f, method, path_and_query, source, identifier, &result);
-  bg_test_wait_for_result (&result, 120);
-  response = bg_uploader_upload_finish (f->uploader, result, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (response);
-
-  return response;
+  return bg_test_upload (f->uploader, f->server, method, path_and_query, source, identifier,
+                         120);
 }
 
 static JsonArray *

@@ -352,3 +352,82 @@ bg_test_count_partials (const char *dir)
 
   return n;
 }
+
+void
+bg_test_start_download (BgDownloader  *downloader,
+                        BgTestServer  *server,
+                        const char    *path_and_query,
+                        const char    *dest,
+                        const char    *identifier,
+                        GCancellable  *cancellable,
+                        GAsyncResult **result)
+{
+  g_autofree char *url = bg_test_server_url (server, path_and_query);
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+
+  g_assert_nonnull (msg);
+  bg_downloader_download_async (downloader, msg, file, identifier, cancellable,
+                                bg_test_store_result_cb, result);
+}
+
+BgResponse *
+bg_test_download (BgDownloader *downloader,
+                  BgTestServer *server,
+                  const char   *path_and_query,
+                  const char   *dest,
+                  const char   *identifier,
+                  guint         timeout_seconds)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  BgResponse *response;
+
+  bg_test_start_download (downloader, server, path_and_query, dest, identifier, NULL, &result);
+  bg_test_wait_for_result (&result, timeout_seconds);
+  response = bg_downloader_download_finish (downloader, result, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (response);
+
+  return response;
+}
+
+void
+bg_test_start_upload (BgUploader    *uploader,
+                      BgTestServer  *server,
+                      const char    *method,
+                      const char    *path_and_query,
+                      const char    *source,
+                      const char    *identifier,
+                      GAsyncResult **result)
+{
+  g_autofree char *url = bg_test_server_url (server, path_and_query);
+  g_autoptr(SoupMessage) msg = soup_message_new (method, url);
+  g_autoptr(GFile) file = g_file_new_for_path (source);
+
+  g_assert_nonnull (msg);
+  bg_uploader_upload_async (uploader, msg, file, identifier, NULL,
+                            bg_test_store_result_cb, result);
+}
+
+BgResponse *
+bg_test_upload (BgUploader   *uploader,
+                BgTestServer *server,
+                const char   *method,
+                const char   *path_and_query,
+                const char   *source,
+                const char   *identifier,
+                guint         timeout_seconds)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  BgResponse *response;
+
+  bg_test_start_upload (uploader, server, method, path_and_query, source, identifier, &result);
+  bg_test_wait_for_result (&result, timeout_seconds);
+  response = bg_uploader_upload_finish (uploader, result, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (response);
+
+  return response;
+}

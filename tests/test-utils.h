@@ -52,6 +52,35 @@ void          bg_test_store_result_cb     (GObject       *object,
 GSubprocess  *bg_test_spawn_helper        (GDataInputStream **out,
                                            GError           **error,
                                            ...) G_GNUC_NULL_TERMINATED;
+/* Starts a GET of @path_and_query on @server into @dest; the result lands in *@result. */
+void          bg_test_start_download      (BgDownloader      *downloader,
+                                           BgTestServer      *server,
+                                           const char        *path_and_query,
+                                           const char        *dest,
+                                           const char        *identifier,
+                                           GCancellable      *cancellable,
+                                           GAsyncResult     **result);
+/* The same, waited for at most @timeout_seconds; the call itself must succeed. */
+BgResponse   *bg_test_download            (BgDownloader      *downloader,
+                                           BgTestServer      *server,
+                                           const char        *path_and_query,
+                                           const char        *dest,
+                                           const char        *identifier,
+                                           guint              timeout_seconds);
+void          bg_test_start_upload        (BgUploader        *uploader,
+                                           BgTestServer      *server,
+                                           const char        *method,
+                                           const char        *path_and_query,
+                                           const char        *source,
+                                           const char        *identifier,
+                                           GAsyncResult     **result);
+BgResponse   *bg_test_upload              (BgUploader        *uploader,
+                                           BgTestServer      *server,
+                                           const char        *method,
+                                           const char        *path_and_query,
+                                           const char        *source,
+                                           const char        *identifier,
+                                           guint              timeout_seconds);
 /* Counts the partial files (".part") in @dir. */
 guint         bg_test_count_partials      (const char        *dir);
 
