@@ -6,14 +6,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib/gi18n-lib.h>
 #include <glib/gstdio.h>
-#include <gio/gunixoutputstream.h>
 
 #include "bg-engine-private.h"
 #include "bg-error.h"
@@ -28,6 +29,9 @@
 #define CHECKPOINT_BYTES (6 * 1024 * 1024)
 #define CHECKPOINT_INTERVAL_USEC (G_USEC_PER_SEC)
 
+/* Set by the test suites only, to play a slow disk; see bg-engine-private.h. */
+BgDownloadTestDiskHook bg_download_test_disk_hook = NULL;
+
 typedef struct
 {
   grefcount      ref_count;
@@ -35,8 +39,8 @@ typedef struct
   GCancellable  *cancellable;
   SoupMessage   *msg;
   GInputStream  *in;
-  GOutputStream *out;
-  int            fd;
+  int            fd;             /* the partial file, opened without following links */
+  BgResponse    *outcome;        /* set once the attempt is over, handed on once it is idle */
 
   guint8        *buf[2];
   gsize          fill[2];
@@ -54,8 +58,10 @@ typedef struct
   guint          reading : 1;
   guint          writing : 1;
   guint          flushing : 1;
+  guint          publishing : 1;
   guint          eof : 1;
-  guint          done : 1;
+  guint          done : 1;       /* the outcome is known; nothing new starts */
+  guint          ended : 1;      /* every write has landed and the engine was told */
 } Download;
 
 static void download_read (Download *self);
@@ -74,8 +80,10 @@ download_unref (Download *self)
   if (!g_ref_count_dec (&self->ref_count))
     return;
 
+  if (self->fd >= 0)
+    close (self->fd);
   g_clear_object (&self->in);
-  g_clear_object (&self->out);
+  g_clear_object (&self->outcome);
   g_clear_object (&self->msg);
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->job, bg_job_unref);
@@ -86,8 +94,12 @@ download_unref (Download *self)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Download, download_unref)
 
+/* The partial file's name comes from a hash, never from the identifier or the server.  The
+ * first name is stable, so that a run can find it again; a @salt gives a fresh one when that
+ * name is taken by something that is not ours. */
 static char *
-partial_path_for (BgStoreRecord *record)
+partial_path_for (BgStoreRecord *record,
+                  const char    *salt)
 {
   g_autofree char *dir = g_path_get_dirname (record->file_path);
   g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
@@ -96,9 +108,33 @@ partial_path_for (BgStoreRecord *record)
   g_checksum_update (checksum, (const guchar *) record->identifier, -1);
   g_checksum_update (checksum, (const guchar *) "\n", 1);
   g_checksum_update (checksum, (const guchar *) record->file_path, -1);
+  if (salt != NULL)
+    {
+      g_checksum_update (checksum, (const guchar *) "\n", 1);
+      g_checksum_update (checksum, (const guchar *) salt, -1);
+    }
   name = g_strdup_printf (".bg-%.32s.part", g_checksum_get_string (checksum));
 
   return g_build_filename (dir, name, NULL);
+}
+
+/* Only a file this process could have made is ever written, published or removed: a regular
+ * file owned by this user, with no other name. */
+static gboolean
+partial_is_ours (const struct stat *st)
+{
+  g_assert (st != NULL);
+
+  return S_ISREG (st->st_mode) && st->st_uid == geteuid () && st->st_nlink == 1;
+}
+
+/* The longest name the folder's file system takes, or 255 when it does not say. */
+static long
+name_max_for (const char *dir)
+{
+  long name_max = pathconf (dir, _PC_NAME_MAX);
+
+  return name_max > 0 ? name_max : 255;
 }
 
 static gboolean
@@ -135,6 +171,19 @@ download_prepare_new (BgEngine       *engine,
       return FALSE;
     }
 
+  {
+    g_autofree char *base = g_path_get_basename (path);
+    long name_max = name_max_for (dir);
+
+    if ((long) strlen (base) > name_max)
+      {
+        g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                     _("The destination name “%s” is longer than its file system allows "
+                       "(%ld bytes)"), base, name_max);
+        return FALSE;
+      }
+  }
+
   if (g_lstat (path, &st) == 0)
     {
       if (S_ISDIR (st.st_mode))
@@ -149,7 +198,7 @@ download_prepare_new (BgEngine       *engine,
   g_free (record->file_path);
   record->file_path = g_steal_pointer (&path);
   g_free (record->partial_path);
-  record->partial_path = partial_path_for (record);
+  record->partial_path = partial_path_for (record, NULL);
 
   return TRUE;
 }
@@ -163,42 +212,120 @@ set_partial_error (GError     **error,
                _("Cannot use the partial file “%s”: %s"), path, g_strerror (saved_errno));
 }
 
+/* Opens the partial file at @path for reading and writing without following a link, or creates
+ * it there at mode 0600 when nothing has the name.  Returns the descriptor, or -1 with @errno
+ * set; EEXIST and EPERM mean the name holds something that is not ours. */
+static int
+open_partial_fd (const char *path,
+                 gboolean   *created)
+{
+  struct stat st;
+  int fd;
+
+  g_assert (path != NULL);
+  g_assert (created != NULL);
+
+  *created = FALSE;
+
+  /* O_NONBLOCK: a FIFO planted at the name must not block the open. */
+  fd = open (path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0 && errno == ENOENT)
+    {
+      fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+      if (fd >= 0)
+        {
+          *created = TRUE;
+          return fd;
+        }
+      /* Somebody made the name between the two calls: that is not ours either. */
+      return -1;
+    }
+
+  if (fd < 0)
+    {
+      /* A symbolic link, a FIFO without a reader, or a file we may not write. */
+      if (errno == ELOOP || errno == ENXIO || errno == EACCES || errno == EISDIR ||
+          errno == EWOULDBLOCK)
+        errno = EPERM;
+      return -1;
+    }
+
+  if (fstat (fd, &st) != 0 || !partial_is_ours (&st))
+    {
+      close (fd);
+      errno = EPERM;
+      return -1;
+    }
+
+  /* Nobody else gets to read a download before it is published. */
+  if (fcntl (fd, F_SETFL, 0) != 0 || ((st.st_mode & 077) != 0 && fchmod (fd, 0600) != 0))
+    {
+      int saved_errno = errno;
+
+      close (fd);
+      errno = saved_errno;
+      return -1;
+    }
+
+  return fd;
+}
+
 /* Opens the partial file, cutting it back to the last checkpoint: bytes past it may never have
- * reached the disk, so they are not trusted. */
+ * reached the disk, so they are not trusted.  A name that holds something other than our own
+ * file (a link, a FIFO, another user's file, a file with a second name) is left alone, and the
+ * download starts over under a fresh name. */
 static gboolean
 download_open_partial (Download  *self,
                        GError   **error)
 {
   BgStoreRecord *record = bg_job_get_record (self->job);
   struct stat st;
-  int fd;
+  gboolean created = FALSE;
+  int fd = -1;
+  guint tries;
 
-  fd = g_open (record->partial_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  for (tries = 0; tries < 8 && fd < 0; tries++)
+    {
+      fd = open_partial_fd (record->partial_path, &created);
+      if (fd < 0)
+        {
+          int saved_errno = errno;
+          g_autofree char *salt = NULL;
+
+          if (saved_errno != EPERM && saved_errno != EEXIST)
+            {
+              set_partial_error (error, saved_errno, record->partial_path);
+              return FALSE;
+            }
+
+          g_debug ("The partial file “%s” is not ours; starting over under a new name",
+                   record->partial_path);
+          salt = g_uuid_string_random ();
+          g_free (record->partial_path);
+          record->partial_path = partial_path_for (record, salt);
+        }
+    }
+
   if (fd < 0)
     {
-      int saved_errno = errno;
-
-      set_partial_error (error, saved_errno, record->partial_path);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                   _("No name for a partial file is free beside “%s”"), record->file_path);
       return FALSE;
     }
 
-  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
-                   _("The partial file “%s” is not a regular file"), record->partial_path);
-      close (fd);
-      return FALSE;
-    }
+  if (fstat (fd, &st) != 0)
+    st.st_size = 0;
 
-  if (st.st_size < record->checkpoint)
+  if (record->checkpoint > 0 && (created || st.st_size < record->checkpoint))
     {
-      /* Less on disk than was recorded: start over. */
+      /* Less on disk than was recorded, or not the file that was recorded: start over. */
       record->checkpoint = 0;
+      g_clear_pointer (&record->etag, g_free);
+      g_clear_pointer (&record->last_modified, g_free);
       bg_job_note_restart (self->job);
     }
 
-  if (ftruncate (fd, record->checkpoint) != 0 ||
-      lseek (fd, record->checkpoint, SEEK_SET) < 0)
+  if (ftruncate (fd, record->checkpoint) != 0)
     {
       int saved_errno = errno;
 
@@ -208,7 +335,6 @@ download_open_partial (Download  *self,
     }
 
   self->fd = fd;
-  self->out = g_unix_output_stream_new (fd, TRUE);
   self->written = self->received = record->checkpoint;
 
   return TRUE;
@@ -222,7 +348,7 @@ download_truncate (Download  *self,
 
   g_assert (!self->writing && !self->flushing);
 
-  if (ftruncate (self->fd, 0) != 0 || lseek (self->fd, 0, SEEK_SET) < 0)
+  if (ftruncate (self->fd, 0) != 0)
     {
       int saved_errno = errno;
 
@@ -326,7 +452,62 @@ download_build (BgJob   *job,
   return g_steal_pointer (&msg);
 }
 
-/* Ends the attempt.  Closing the streams may still be in flight; they hold their own refs. */
+/* Removes our partial file when the attempt left it where no later attempt can find it (its
+ * folder was renamed or moved, or the name now holds something else): nobody would ever come
+ * back for it. */
+static void
+download_drop_orphan (Download *self)
+{
+  BgStoreRecord *record = bg_job_get_record (self->job);
+  struct stat ours, there;
+  g_autofree char *dir = NULL;
+  g_autofree char *name = NULL;
+  int dir_fd;
+
+  if (self->fd < 0 || fstat (self->fd, &ours) != 0 || ours.st_nlink == 0)
+    return;
+  if (lstat (record->partial_path, &there) == 0 &&
+      there.st_dev == ours.st_dev && there.st_ino == ours.st_ino)
+    return;
+
+  /* /proc/self/fd names the folder the file is really in now. */
+  {
+    g_autofree char *link = g_strdup_printf ("/proc/self/fd/%d", self->fd);
+    g_autofree char *real = g_file_read_link (link, NULL);
+
+    if (real == NULL || !g_path_is_absolute (real))
+      return;
+    dir = g_path_get_dirname (real);
+    name = g_path_get_basename (real);
+  }
+
+  dir_fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0)
+    return;
+  if (fstatat (dir_fd, name, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+      there.st_dev == ours.st_dev && there.st_ino == ours.st_ino)
+    unlinkat (dir_fd, name, 0);
+  close (dir_fd);
+}
+
+/* Tells the engine the attempt is over, once nothing of it is still in flight: a write that
+ * landed after the next attempt started would put old bytes into the new file. */
+static void
+download_end_when_idle (Download *self)
+{
+  g_autoptr(Download) hold = download_ref (self);
+
+  if (!self->done || self->ended || self->writing || self->flushing || self->publishing)
+    return;
+  self->ended = TRUE;
+
+  if (bg_response_get_kind (self->outcome) != BG_RESPONSE_SUCCESS)
+    download_drop_orphan (self);
+
+  bg_job_attempt_finished (self->job, self->outcome);
+}
+
+/* Ends the attempt with @response; it reaches the engine once every write has landed. */
 static void
 download_finish (Download   *self,
                  BgResponse *response)
@@ -336,11 +517,12 @@ download_finish (Download   *self,
   if (self->done)
     return;
   self->done = TRUE;
+  self->outcome = g_object_ref (response);
 
   if (self->in != NULL)
     g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
 
-  bg_job_attempt_finished (self->job, response);
+  download_end_when_idle (self);
 }
 
 static void
@@ -416,10 +598,13 @@ checkpoint_done_cb (GObject      *object,
     {
       if (!self->done)
         download_fail (self, error);
+      download_end_when_idle (self);
       return;
     }
 
-  if (!self->done)
+  if (self->done)
+    download_end_when_idle (self);
+  else
     {
       BgStoreRecord *record = bg_job_get_record (self->job);
 
@@ -456,6 +641,49 @@ download_checkpoint (Download *self)
 
 /* --- Streaming ----------------------------------------------------------------------------- */
 
+typedef struct
+{
+  int           fd;
+  const guint8 *data;
+  gsize         len;
+  gint64        offset;
+} WriteData;
+
+/* Writes one buffer at its own offset, so that where it lands never depends on a shared file
+ * position. */
+static void
+write_thread (GTask        *task,
+              gpointer      source_object,
+              gpointer      task_data,
+              GCancellable *cancellable)
+{
+  WriteData *data = task_data;
+  gsize done = 0;
+
+  if (bg_download_test_disk_hook != NULL)
+    bg_download_test_disk_hook ("write", data->offset, data->len);
+
+  while (done < data->len)
+    {
+      gssize n = pwrite (data->fd, data->data + done, data->len - done, data->offset + done);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          int saved_errno = errno;
+
+          g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                                   _("Cannot write the partial file: %s"),
+                                   g_strerror (saved_errno));
+          return;
+        }
+      done += n;
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
 static void
 write_done_cb (GObject      *object,
                GAsyncResult *result,
@@ -463,32 +691,39 @@ write_done_cb (GObject      *object,
 {
   g_autoptr(Download) self = user_data;
   g_autoptr(GError) error = NULL;
-  gsize n = 0;
+  WriteData *data = g_task_get_task_data (G_TASK (result));
   guint idx = 1 - self->cur;
 
   self->writing = FALSE;
 
-  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (object), result, &n, &error))
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       if (!self->done)
         download_fail (self, error);
+      download_end_when_idle (self);
       return;
     }
 
   if (self->done)
-    return;
+    {
+      download_end_when_idle (self);
+      return;
+    }
 
-  self->written += n;
+  self->written += data->len;
   self->fill[idx] = 0;
   self->last_write_time = g_get_monotonic_time ();
 
   pump (self);
 }
 
+/* The write is not cancellable: once started it lands, and the attempt waits for it. */
 static void
 start_write (Download *self)
 {
+  g_autoptr(GTask) task = NULL;
   guint idx = self->cur;
+  WriteData *data;
 
   g_assert (!self->writing);
   g_assert (self->fill[1 - idx] == 0);
@@ -496,9 +731,17 @@ start_write (Download *self)
   /* Swap: the full buffer goes to disk, reading carries on into the other one. */
   self->cur = 1 - idx;
   self->writing = TRUE;
-  g_output_stream_write_all_async (self->out, self->buf[idx], self->fill[idx],
-                                   G_PRIORITY_DEFAULT, self->cancellable,
-                                   write_done_cb, download_ref (self));
+
+  data = g_new0 (WriteData, 1);
+  data->fd = self->fd;
+  data->data = self->buf[idx];
+  data->len = self->fill[idx];
+  data->offset = self->written;
+
+  task = g_task_new (NULL, NULL, write_done_cb, download_ref (self));
+  g_task_set_source_tag (task, start_write);
+  g_task_set_task_data (task, data, g_free);
+  g_task_run_in_thread (task, write_thread);
 }
 
 /* Decides what to do next: write a buffer, take a checkpoint, read more, or publish. */
@@ -597,51 +840,68 @@ fsync_dir (const char *path)
   return ret;
 }
 
+/* The process's umask, read without changing it: umask(2) can only be read by setting it, which
+ * would race with every other thread that creates a file. */
+static mode_t
+current_umask (void)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+
+  if (g_file_get_contents ("/proc/self/status", &status, NULL, NULL) &&
+      (line = strstr (status, "\nUmask:")) != NULL)
+    return (mode_t) strtoul (line + strlen ("\nUmask:"), NULL, 8) & 0777;
+
+  return 022;
+}
+
 typedef struct
 {
-  int     fd;
-  gint64  size;
-  char   *partial;
-  char   *destination;
-  char   *expected_sha256;
-  int     step;
+  int           fd;
+  gint64        size;
+  char         *partial;
+  char         *destination;
+  char         *expected_sha256;
+  GCancellable *cancellable;
+  int           step;
 } PublishData;
 
 static void
 publish_data_free (PublishData *data)
 {
+  g_clear_object (&data->cancellable);
   g_free (data->expected_sha256);
   g_free (data->partial);
   g_free (data->destination);
   g_free (data);
 }
 
-/* Reads the whole partial file back and compares its SHA-256 with the one the app expects. */
+/* Reads the whole partial file back and compares its SHA-256 with the one the app expects.
+ * Only a cancelled task stops it: a long check is not a stall. */
 static gboolean
 verify_sha256 (PublishData  *data,
                GError      **error)
 {
   g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
   g_autofree guint8 *buf = g_malloc (BUFFER_SIZE);
-  int fd = g_open (data->partial, O_RDONLY | O_CLOEXEC, 0);
+  gint64 offset = 0;
   gssize n;
 
-  if (fd < 0)
+  while ((n = pread (data->fd, buf, BUFFER_SIZE, offset)) > 0)
     {
-      int saved_errno = errno;
-
-      set_partial_error (error, saved_errno, data->partial);
-      return FALSE;
+      if (g_cancellable_set_error_if_cancelled (data->cancellable, error))
+        return FALSE;
+      g_checksum_update (checksum, buf, n);
+      offset += n;
     }
-
-  while ((n = read (fd, buf, BUFFER_SIZE)) > 0)
-    g_checksum_update (checksum, buf, n);
-  close (fd);
 
   if (n < 0)
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                   _("Cannot read the partial file “%s” back"), data->partial);
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot read the partial file “%s” back: %s"), data->partial,
+                   g_strerror (saved_errno));
       return FALSE;
     }
 
@@ -656,42 +916,51 @@ verify_sha256 (PublishData  *data,
   return TRUE;
 }
 
-/* Step 0: fsync the partial file, and check its SHA-256 when the app gave one.  Step 1: rename
- * it into place without replacing anything, then fsync the folder. */
-static void
-publish_thread (GTask        *task,
-                gpointer      source_object,
-                gpointer      task_data,
-                GCancellable *cancellable)
+/* Step 0: cut the file to its length, give it the mode the umask gives a new file (as curl -o
+ * does), fsync it, and check its SHA-256 when the app gave one. */
+static gboolean
+publish_flush (PublishData  *data,
+               GError      **error)
 {
-  PublishData *data = task_data;
-  g_autoptr(GError) error = NULL;
-
-  if (data->step == 0)
+  if (ftruncate (data->fd, data->size) != 0 ||
+      fchmod (data->fd, 0666 & ~current_umask ()) != 0 ||
+      fsync (data->fd) != 0)
     {
-      /* An earlier attempt's late write may have left bytes past the end. */
-      if (ftruncate (data->fd, data->size) != 0 || fsync (data->fd) != 0)
-        {
-          int saved_errno = errno;
+      int saved_errno = errno;
 
-          g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                                   _("Cannot flush “%s”: %s"), data->partial,
-                                   g_strerror (saved_errno));
-          return;
-        }
-      if (data->expected_sha256 != NULL && !verify_sha256 (data, &error))
-        {
-          g_task_return_error (task, g_steal_pointer (&error));
-          return;
-        }
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot flush “%s”: %s"), data->partial, g_strerror (saved_errno));
+      return FALSE;
+    }
 
-      g_task_return_boolean (task, TRUE);
-      return;
+  if (data->expected_sha256 != NULL && !verify_sha256 (data, error))
+    return FALSE;
+
+  return TRUE;
+}
+
+/* Step 1: rename the file into place without replacing anything, then fsync the folder.  The
+ * name must still hold the very file that was written: something swapped in for it is never
+ * published. */
+static gboolean
+publish_rename (PublishData  *data,
+                GError      **error)
+{
+  struct stat ours, there;
+  int saved_errno = 0;
+
+  if (fstat (data->fd, &ours) != 0 || lstat (data->partial, &there) != 0 ||
+      ours.st_dev != there.st_dev || ours.st_ino != there.st_ino)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("The partial file “%s” was moved or replaced; the download was not "
+                     "published"), data->partial);
+      return FALSE;
     }
 
   if (renameat2 (AT_FDCWD, data->partial, AT_FDCWD, data->destination, RENAME_NOREPLACE) != 0)
     {
-      int saved_errno = errno;
+      saved_errno = errno;
 
       if (saved_errno == EINVAL || saved_errno == ENOSYS)
         {
@@ -704,32 +973,55 @@ publish_thread (GTask        *task,
           else
             saved_errno = errno;
         }
+    }
 
-      if (saved_errno != 0)
-        {
-          if (saved_errno == EEXIST)
-            g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_EXISTS,
-                                     _("The destination “%s” appeared during the download; "
-                                       "it was not overwritten"), data->destination);
-          else
-            g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                                     _("Cannot move the download to “%s”: %s"),
-                                     data->destination, g_strerror (saved_errno));
-          return;
-        }
+  if (saved_errno == EEXIST)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                   _("The destination “%s” appeared during the download; it was not "
+                     "overwritten"), data->destination);
+      return FALSE;
+    }
+
+  if (saved_errno != 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot move the download to “%s”: %s"), data->destination,
+                   g_strerror (saved_errno));
+      return FALSE;
     }
 
   if (fsync_dir (data->destination) != 0)
     {
-      int saved_errno = errno;
+      saved_errno = errno;
 
-      g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                               _("Cannot flush the folder of “%s”: %s"), data->destination,
-                               g_strerror (saved_errno));
-      return;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot flush the folder of “%s”: %s"), data->destination,
+                   g_strerror (saved_errno));
+      return FALSE;
     }
 
-  g_task_return_boolean (task, TRUE);
+  return TRUE;
+}
+
+static void
+publish_thread (GTask        *task,
+                gpointer      source_object,
+                gpointer      task_data,
+                GCancellable *cancellable)
+{
+  PublishData *data = task_data;
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+
+  if (bg_download_test_disk_hook != NULL)
+    bg_download_test_disk_hook (data->step == 0 ? "flush" : "rename", 0, data->size);
+
+  ok = data->step == 0 ? publish_flush (data, &error) : publish_rename (data, &error);
+  if (!ok)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else
+    g_task_return_boolean (task, TRUE);
 }
 
 static void publish_step (Download *self, int step);
@@ -743,21 +1035,23 @@ publish_done_cb (GObject      *object,
   g_autoptr(GError) error = NULL;
   PublishData *data = g_task_get_task_data (G_TASK (result));
 
+  self->publishing = FALSE;
+
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      g_autoptr(BgResponse) response = NULL;
+      if (!self->done)
+        {
+          g_autoptr(BgResponse) response = NULL;
 
-      if (self->done)
-        return;
-      response = bg_job_make_response (self->job, BG_RESPONSE_FAILED, self->msg, NULL, error);
-      download_finish (self, response);
+          response = bg_job_make_response (self->job, BG_RESPONSE_FAILED, self->msg, NULL,
+                                           error);
+          download_finish (self, response);
+        }
+      download_end_when_idle (self);
       return;
     }
 
-  if (self->done)
-    return;
-
-  if (data->step == 0)
+  if (data->step == 0 && !self->done)
     {
       BgStoreRecord *record = bg_job_get_record (self->job);
 
@@ -766,20 +1060,30 @@ publish_done_cb (GObject      *object,
       record->checkpoint = self->written;
       record->total = self->written;
       bg_job_save_progress (self->job);
-      g_output_stream_close (self->out, NULL, NULL);
       publish_step (self, 1);
     }
-  else
+  else if (data->step == 1)
     {
       g_autoptr(BgResponse) response = NULL;
 
+      /* The file is in place: that is the outcome, whatever happened meanwhile. */
       self->total = self->written;
       bg_job_progress (self->job, self->written, self->total);
       response = bg_job_make_response (self->job, BG_RESPONSE_SUCCESS, self->msg, NULL, NULL);
-      download_finish (self, response);
+      if (self->done)
+        g_set_object (&self->outcome, response);
+      else
+        download_finish (self, response);
+      download_end_when_idle (self);
+    }
+  else
+    {
+      download_end_when_idle (self);
     }
 }
 
+/* Runs on a worker thread, without the attempt's cancellable: a rename that has begun is seen
+ * through, and only a cancelled task interrupts the SHA-256 check. */
 static void
 publish_step (Download *self,
               int       step)
@@ -788,14 +1092,18 @@ publish_step (Download *self,
   BgStoreRecord *record = bg_job_get_record (self->job);
   PublishData *data = g_new0 (PublishData, 1);
 
+  g_assert (!self->publishing);
+
   data->fd = self->fd;
   data->size = self->written;
   data->partial = g_strdup (record->partial_path);
   data->destination = g_strdup (record->file_path);
   data->expected_sha256 = g_strdup (record->expected_sha256);
+  data->cancellable = g_object_ref (self->cancellable);
   data->step = step;
 
-  task = g_task_new (NULL, self->cancellable, publish_done_cb, download_ref (self));
+  self->publishing = TRUE;
+  task = g_task_new (NULL, NULL, publish_done_cb, download_ref (self));
   g_task_set_source_tag (task, publish_step);
   g_task_set_task_data (task, data, (GDestroyNotify) publish_data_free);
   g_task_run_in_thread (task, publish_thread);
@@ -819,7 +1127,8 @@ maybe_publish (Download *self)
       return;
     }
 
-  self->flushing = TRUE;
+  /* Every byte is here: what follows is disk work, and the stall watchdog is for the network. */
+  bg_job_set_watched (self->job, FALSE);
   publish_step (self, 0);
 }
 
@@ -876,6 +1185,57 @@ remember_validators (Download *self)
     record->last_modified = g_strdup (last_modified);
 }
 
+/* A 206 continues our bytes only if it names the same strong validator and the same complete
+ * length as the answer they came from. */
+static gboolean
+partial_answer_matches (Download           *self,
+                        SoupMessageHeaders *headers,
+                        gint64              total)
+{
+  BgStoreRecord *record = bg_job_get_record (self->job);
+
+  g_assert (headers != NULL);
+
+  if (record->etag != NULL &&
+      g_strcmp0 (soup_message_headers_get_one (headers, "ETag"), record->etag) != 0)
+    return FALSE;
+
+  if (record->etag == NULL && record->last_modified != NULL &&
+      g_strcmp0 (soup_message_headers_get_one (headers, "Last-Modified"),
+                 record->last_modified) != 0)
+    return FALSE;
+
+  if (record->total >= 0 && total != record->total)
+    return FALSE;
+
+  return TRUE;
+}
+
+/* Throws the partial file away and asks for the whole file again, once per attempt.  Returns
+ * FALSE when the attempt already started over, so the caller can report the server instead. */
+static gboolean
+download_start_over (Download *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (self->restarted)
+    return FALSE;
+  self->restarted = TRUE;
+
+  if (!download_truncate (self, &error))
+    {
+      download_fail (self, error);
+      return TRUE;
+    }
+
+  add_range_headers (self, self->msg, bg_job_get_record (self->job));
+  g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+  g_clear_object (&self->in);
+  download_send (self);
+
+  return TRUE;
+}
+
 static void
 sent_cb (GObject      *object,
          GAsyncResult *result,
@@ -922,21 +1282,9 @@ sent_cb (GObject      *object,
           return;
         }
 
-      if (!self->restarted)
-        {
-          /* The file on the server is shorter than what we have: it changed. */
-          self->restarted = TRUE;
-          if (!download_truncate (self, &error))
-            {
-              download_fail (self, error);
-              return;
-            }
-          add_range_headers (self, self->msg, bg_job_get_record (self->job));
-          g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
-          g_clear_object (&self->in);
-          download_send (self);
-          return;
-        }
+      /* The file on the server is shorter than what we have: it changed. */
+      if (download_start_over (self))
+        return;
     }
 
   if (status == SOUP_STATUS_PARTIAL_CONTENT)
@@ -957,6 +1305,18 @@ sent_cb (GObject      *object,
           download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
                                  _("The server sent a partial answer without a valid "
                                    "Content-Range"));
+          return;
+        }
+
+      if (!partial_answer_matches (self, headers, total))
+        {
+          /* A server that ignores If-Range, or a file that changed length: the bytes offered do
+           * not belong with the ones we have. */
+          if (download_start_over (self))
+            return;
+          download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
+                                 _("The server's partial answer is for another version of the "
+                                   "file, even after starting over"));
           return;
         }
 

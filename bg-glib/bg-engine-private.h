@@ -42,6 +42,14 @@ typedef struct _BgTransferClass
 } BgTransferClass;
 
 extern const BgTransferClass bg_download_transfer;
+
+/* Test hook, NULL outside the test suites: called on the worker thread before each disk step of
+ * a download ("write" of @length bytes at @offset, "flush" and "rename" of the finished file),
+ * so that a test can play a slow disk. */
+typedef void (*BgDownloadTestDiskHook) (const char *step,
+                                        gint64      offset,
+                                        gsize       length);
+extern BgDownloadTestDiskHook bg_download_test_disk_hook;
 extern const BgTransferClass bg_upload_transfer;
 
 gboolean        bg_engine_validate_session_id (const char        *session_id,
@@ -132,6 +140,10 @@ void            bg_job_set_attempt_data    (BgJob                *job,
 void            bg_job_progress            (BgJob                *job,
                                             gint64                transferred,
                                             gint64                total);
+/* While not watched, the stall watchdog leaves the attempt alone: it is working on the disk
+ * (checking or publishing a finished file), not waiting for the network. */
+void            bg_job_set_watched         (BgJob                *job,
+                                            gboolean              watched);
 /* Persists the progress columns of the record. */
 void            bg_job_save_progress       (BgJob                *job);
 void            bg_job_note_restart        (BgJob                *job);

@@ -49,6 +49,7 @@ struct _BgJob
   guint           reach_pending : 1;
   guint           queued : 1;
   guint           stalled : 1;
+  guint           unwatched : 1;      /* the attempt is busy with the disk, not the network */
   guint           dropped : 1;
 };
 
@@ -425,6 +426,14 @@ bg_job_progress (BgJob  *job,
 }
 
 void
+bg_job_set_watched (BgJob    *job,
+                    gboolean  watched)
+{
+  job->unwatched = !watched;
+  job->last_activity = g_get_monotonic_time ();
+}
+
+void
 bg_job_save_progress (BgJob *job)
 {
   g_autoptr(GError) error = NULL;
@@ -777,6 +786,7 @@ job_start_attempt (BgJob *job)
   self->n_running++;
   g_object_ref (self);
   job->stalled = FALSE;
+  job->unwatched = FALSE;
   job->last_activity = g_get_monotonic_time ();
   job->cancellable = g_cancellable_new ();
 
@@ -876,7 +886,7 @@ engine_stall_check_cb (gpointer data)
     {
       BgJob *job = value;
 
-      if (job->running && !job->stalled && now - job->last_activity > limit)
+      if (job->running && !job->stalled && !job->unwatched && now - job->last_activity > limit)
         {
           job->stalled = TRUE;
           g_cancellable_cancel (job->cancellable);

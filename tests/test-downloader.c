@@ -1014,6 +1014,396 @@ test_busy (Fixture       *f,
   g_assert_cmpint (g_subprocess_get_exit_status (helper), ==, 1);
 }
 
+/* --- Hostile files ------------------------------------------------------------------------- */
+
+/* The partial file's name, as anybody who knows the identifier and destination can work it out. */
+static char *
+predicted_partial (const char *identifier,
+                   const char *dest)
+{
+  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree char *dir = g_path_get_dirname (dest);
+  g_autofree char *name = NULL;
+
+  g_checksum_update (checksum, (const guchar *) identifier, -1);
+  g_checksum_update (checksum, (const guchar *) "\n", 1);
+  g_checksum_update (checksum, (const guchar *) dest, -1);
+  name = g_strdup_printf (".bg-%.32s.part", g_checksum_get_string (checksum));
+
+  return g_build_filename (dir, name, NULL);
+}
+
+/* A file outside the download's folder that an attacker points a link at. */
+static char *
+make_victim (Fixture    *f,
+             char      **sha)
+{
+  g_autofree char *dir = g_build_filename (f->tmp, "elsewhere", NULL);
+  char *victim = g_build_filename (dir, "victim", NULL);
+
+  g_assert_cmpint (g_mkdir (dir, 0700), ==, 0);
+  *sha = bg_test_write_random_file (victim, 256 * 1024, 99);
+
+  return victim;
+}
+
+static void
+assert_published_regular (const char *dest,
+                          const char *sha)
+{
+  g_autofree char *got = bg_test_sha256_file (dest);
+  GStatBuf st;
+
+  g_assert_cmpint (g_lstat (dest, &st), ==, 0);
+  g_assert_true (S_ISREG (st.st_mode));
+  g_assert_cmpuint (st.st_uid, ==, geteuid ());
+  g_assert_cmpstr (got, ==, sha);
+}
+
+static void
+test_planted_symlink_partial (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "p.bin", 3 * MiB, 40);
+  g_autofree char *dest = dest_path (f, "p.bin");
+  g_autofree char *planted = predicted_partial ("planted", dest);
+  g_autofree char *victim_sha = NULL;
+  g_autofree char *victim = make_victim (f, &victim_sha);
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *target = NULL;
+
+  g_assert_cmpint (symlink (victim, planted), ==, 0);
+
+  response = download (f, "/files/p.bin", dest, "planted");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  assert_published_regular (dest, sha);
+
+  /* The link's target is untouched, and the link is left where it was. */
+  after = bg_test_sha256_file (victim);
+  g_assert_cmpstr (after, ==, victim_sha);
+  target = g_file_read_link (planted, NULL);
+  g_assert_cmpstr (target, ==, victim);
+}
+
+/* Another user's world-writable file at the partial file's name is neither written into nor
+ * published. */
+static void
+test_planted_foreign_partial (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "o.bin", 2 * MiB, 41);
+  g_autofree char *dest = dest_path (f, "o.bin");
+  g_autofree char *planted = predicted_partial ("foreign", dest);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *contents = NULL;
+
+  if (geteuid () != 0)
+    {
+      g_test_skip ("Planting another user's file needs root (chown)");
+      return;
+    }
+
+  /* Others may walk into the folder, as in a shared one. */
+  g_assert_cmpint (g_chmod (f->tmp, 0777), ==, 0);
+  g_file_set_contents (planted, "planted by someone else", -1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (chown (planted, 65534, 65534), ==, 0);
+  g_assert_cmpint (g_chmod (planted, 0666), ==, 0);
+
+  response = download (f, "/files/o.bin", dest, "foreign");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  assert_published_regular (dest, sha);
+
+  g_file_get_contents (planted, &contents, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (contents, ==, "planted by someone else");
+}
+
+/* The partial file is swapped for a link while the app is dead; the next run must not follow it. */
+static void
+test_swapped_partial_after_kill (Fixture       *f,
+                                 gconstpointer  data)
+{
+  const gsize size = 16 * MiB;
+  g_autofree char *sha = serve_file (f, "s.bin", size, 42);
+  g_autofree char *dest = dest_path (f, "s.bin");
+  g_autofree char *url = bg_test_server_url (f->server, "/files/s.bin?rate=4000000");
+  g_autofree char *partial = predicted_partial ("swapped", dest);
+  g_autofree char *victim_sha = NULL;
+  g_autofree char *victim = make_victim (f, &victim_sha);
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autofree char *after = NULL;
+  GListModel *tasks;
+  g_autoptr(BgTask) task = NULL;
+
+  g_clear_object (&f->downloader);
+  helper = bg_test_spawn_helper (&out, &error, "download", f->db, url, dest, "swapped", NULL);
+  g_assert_no_error (error);
+
+  while (TRUE)
+    {
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
+      gint64 bytes;
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      g_assert_false (g_str_has_prefix (line, "finished"));
+      if (sscanf (line, "progress %" G_GINT64_FORMAT, &bytes) == 1 && bytes >= 6 * MiB)
+        break;
+    }
+
+  g_subprocess_send_signal (helper, SIGKILL);
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+
+  /* While nobody runs: the partial file becomes a link to a file elsewhere. */
+  g_assert_true (g_file_test (partial, G_FILE_TEST_IS_REGULAR));
+  g_assert_cmpint (g_unlink (partial), ==, 0);
+  g_assert_cmpint (symlink (victim, partial), ==, 0);
+
+  f->downloader = open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+  tasks = bg_downloader_get_tasks (f->downloader);
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 1);
+  task = g_list_model_get_item (tasks, 0);
+
+  while (f->finished_count == 0)
+    g_main_context_iteration (NULL, TRUE);
+
+  g_assert_cmpint (bg_response_get_kind (f->last_finished), ==, BG_RESPONSE_SUCCESS);
+  assert_published_regular (dest, sha);
+  /* It started over under a fresh name. */
+  g_assert_cmpuint (bg_task_get_restarts (task), >=, 1);
+  after = bg_test_sha256_file (victim);
+  g_assert_cmpstr (after, ==, victim_sha);
+  g_assert_true (g_file_test (partial, G_FILE_TEST_IS_SYMLINK));
+  g_assert_true (bg_downloader_forget (f->downloader, "swapped", &error));
+}
+
+/* --- A slow disk ---------------------------------------------------------------------------- */
+
+typedef struct
+{
+  gint   attempt;      /* the attempt in progress, set by prepare-request */
+  gint   finished;     /* set once the task finished */
+  gint64 block_from;   /* the first attempt's writes from this offset on wait */
+  guint  publish_ms;   /* every publishing step takes this long */
+} SlowDisk;
+
+static SlowDisk slow_disk;
+
+static void
+slow_disk_hook (const char *step,
+                gint64      offset,
+                gsize       length)
+{
+  if (g_str_equal (step, "write") && g_atomic_int_get (&slow_disk.attempt) == 1 &&
+      offset >= slow_disk.block_from)
+    {
+      gint64 until = g_get_monotonic_time () + 3 * G_USEC_PER_SEC;
+
+      /* Held until the task finished, or for three seconds. */
+      while (!g_atomic_int_get (&slow_disk.finished) && g_get_monotonic_time () < until)
+        g_usleep (10000);
+    }
+
+  if (!g_str_equal (step, "write") && slow_disk.publish_ms > 0)
+    g_usleep (slow_disk.publish_ms * 1000);
+}
+
+static void
+slow_disk_prepare_cb (BgDownloader *downloader,
+                      BgTask       *task,
+                      SoupMessage  *msg,
+                      gpointer      user_data)
+{
+  g_atomic_int_set (&slow_disk.attempt, bg_task_get_attempts (task));
+}
+
+static void
+slow_disk_finished_cb (BgDownloader *downloader,
+                       BgTask       *task,
+                       BgResponse   *response,
+                       gpointer      user_data)
+{
+  g_atomic_int_set (&slow_disk.finished, TRUE);
+}
+
+/* The first attempt is cut off while one of its writes is still on its way to a slow disk; the
+ * file changes on the server, and the second attempt fetches the new version whole.  The late
+ * write must land before the second attempt starts, never in the published file. */
+static void
+test_late_write_after_retry (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "l.bin");
+  Steer steer = { f, "/files/l.bin", "l.bin", 44, 2 * MiB, NULL, FALSE };
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *got = NULL;
+
+  g_free (serve_file (f, "l.bin", 8 * MiB, 43));
+  memset (&slow_disk, 0, sizeof slow_disk);
+  slow_disk.block_from = 3 * MiB;
+  bg_download_test_disk_hook = slow_disk_hook;
+  g_signal_connect (f->downloader, "prepare-request", G_CALLBACK (slow_disk_prepare_cb), NULL);
+  g_signal_connect (f->downloader, "task-finished", G_CALLBACK (slow_disk_finished_cb), NULL);
+
+  /* Cut off at 3.75 MiB: the write of the block from 3 MiB on is still held then. */
+  response = resume_download (f, &steer, "/files/l.bin?rate=3000000&drop=3932160", dest, "late");
+  bg_download_test_disk_hook = NULL;
+
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 200);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, steer.rewrite_sha);
+  g_free (steer.rewrite_sha);
+}
+
+/* Checking a large file's SHA-256 and renaming it on a slow disk take longer than the stall
+ * timeout; neither is a network stall. */
+static void
+test_slow_publish_not_a_stall (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "v.bin", 4 * MiB, 45);
+  g_autofree char *dest = dest_path (f, "v.bin");
+  g_autofree char *url = bg_test_server_url (f->server, "/files/v.bin");
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+
+  memset (&slow_disk, 0, sizeof slow_disk);
+  slow_disk.publish_ms = 1500;
+  bg_download_test_disk_hook = slow_disk_hook;
+  bg_downloader_set_stall_timeout (f->downloader, 1);
+  bg_downloader_set_max_attempts (f->downloader, 3);
+
+  bg_downloader_download_async (f->downloader, msg, file, "verify", NULL,
+                                bg_test_store_result_cb, &result);
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "verify"));
+  g_assert_true (bg_task_set_expected_sha256 (task, sha, &error));
+  bg_test_wait_for_result (&result, 60);
+  bg_download_test_disk_hook = NULL;
+
+  response = bg_downloader_download_finish (f->downloader, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_null (bg_response_get_error (response));
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+  assert_published_regular (dest, sha);
+}
+
+/* --- What the published file and a failure leave behind ---------------------------------- */
+
+static void
+test_published_mode_follows_umask (Fixture       *f,
+                                   gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "m.bin", 100000, 46);
+  const mode_t masks[] = { 022, 077, 002 };
+  gsize i;
+
+  for (i = 0; i < G_N_ELEMENTS (masks); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("m%" G_GSIZE_FORMAT ".bin", i);
+      g_autofree char *dest = dest_path (f, name);
+      g_autoptr(BgResponse) response = NULL;
+      mode_t old = umask (masks[i]);
+      GStatBuf st;
+
+      response = download (f, "/files/m.bin", dest, name);
+      umask (old);
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+      g_assert_cmpint (g_stat (dest, &st), ==, 0);
+      g_assert_cmpint (st.st_mode & 0777, ==, 0666 & ~masks[i]);
+    }
+}
+
+static void
+rename_folder_cb (BgTask     *task,
+                  GParamSpec *pspec,
+                  char      **paths)
+{
+  if (paths[0] != NULL && bg_task_get_bytes_transferred (task) >= MiB)
+    {
+      g_assert_cmpint (g_rename (paths[0], paths[1]), ==, 0);
+      g_clear_pointer (&paths[0], g_free);
+    }
+}
+
+/* The destination's folder is renamed during the download: the download fails, and its partial
+ * file does not stay behind in the folder's new place. */
+static void
+test_folder_renamed_leaves_nothing (Fixture       *f,
+                                    gconstpointer  data)
+{
+  g_autofree char *folder = g_build_filename (f->tmp, "sub", NULL);
+  g_autofree char *moved = g_build_filename (f->tmp, "moved", NULL);
+  g_autofree char *dest = g_build_filename (folder, "f.bin", NULL);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  char *paths[2] = { g_strdup (folder), moved };
+  BgTask *task;
+
+  g_free (serve_file (f, "f.bin", 3 * MiB, 47));
+  g_assert_cmpint (g_mkdir (folder, 0700), ==, 0);
+
+  start_download (f, "/files/f.bin?rate=2000000", dest, "renamed", NULL, &result);
+  task = bg_downloader_lookup_task (f->downloader, "renamed");
+  g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (rename_folder_cb), paths);
+  bg_test_wait_for_result (&result, 60);
+  g_signal_handlers_disconnect_by_data (task, paths);
+
+  response = bg_downloader_download_finish (f->downloader, result, &error);
+  g_assert_no_error (error);
+  g_assert_null (paths[0]);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_FAILED);
+  g_assert_nonnull (bg_response_get_error (response));
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (bg_test_count_partials (moved), ==, 0);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
+  g_free (paths[0]);
+}
+
+/* A name longer than the file system takes is refused at once, before any byte is fetched. */
+static void
+test_name_too_long (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autofree char *name = g_strnfill (300, 'n');
+  g_autofree char *dest = dest_path (f, name);
+  g_autofree char *url = bg_test_server_url (f->server, "/files/x.bin");
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  g_free (serve_file (f, "x.bin", MiB, 48));
+  bg_test_server_reset (f->server);
+
+  bg_downloader_download_async (f->downloader, msg, file, "long", NULL,
+                                bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  response = bg_downloader_download_finish (f->downloader, result, &error);
+  g_assert_null (response);
+  g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "longer than"));
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 0);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1040,6 +1430,14 @@ main (int   argc,
   ADD ("uncollected-result", test_uncollected_result);
   ADD ("restore-announces", test_restore_announces);
   ADD ("busy", test_busy);
+  ADD ("hostile/planted-symlink-partial", test_planted_symlink_partial);
+  ADD ("hostile/planted-foreign-partial", test_planted_foreign_partial);
+  ADD ("hostile/swapped-partial-after-kill", test_swapped_partial_after_kill);
+  ADD ("slow-disk/late-write-after-retry", test_late_write_after_retry);
+  ADD ("slow-disk/slow-publish-not-a-stall", test_slow_publish_not_a_stall);
+  ADD ("published-mode-follows-umask", test_published_mode_follows_umask);
+  ADD ("folder-renamed-leaves-nothing", test_folder_renamed_leaves_nothing);
+  ADD ("name-too-long", test_name_too_long);
   g_test_add_func ("/downloader/https-to-http", test_https_to_http);
 
 #undef ADD
