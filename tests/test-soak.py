@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 # Crash soak: a worker app is SIGKILLed at 20 random moments over a mix of downloads and uploads,
-# and restarted each time. Afterwards every file is right, no destination was ever seen
-# half-written, every result reached the app exactly once, and SQLite says the database is sound.
+# and restarted each time. Between two kills a partial file is swapped for a symbolic link to a
+# file outside the test folder. Afterwards every file is right, no destination was ever seen
+# half-written, the link's target is untouched, every result reached the app exactly once, and
+# SQLite says the database is sound.
 
 import glob
 import json
@@ -51,14 +53,27 @@ class SoakTest(unittest.TestCase):
         rng = random.Random(int(os.environ.get('BG_SOAK_SEED', '0')) or None)
         server = FaultServer()
         tmp = tempfile.mkdtemp(prefix='bg-soak-')
+        outside = tempfile.mkdtemp(prefix='bg-soak-outside-')
         try:
-            self.run_soak(rng, server, tmp)
+            self.run_soak(rng, server, tmp, outside)
         finally:
             server.close()
             shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(outside, ignore_errors=True)
             shutil.rmtree(server.root, ignore_errors=True)
 
-    def run_soak(self, rng, server, tmp):
+    def swap_partial_for_link(self, tmp, victim):
+        """Replaces one partial file by a link to @victim, as an attacker would while the app is
+        dead. Returns the link's path, or None when no partial file exists yet."""
+        partials = sorted(p for p in glob.glob(os.path.join(tmp, '.bg-*.part'))
+                          if not os.path.islink(p))
+        if not partials:
+            return None
+        os.unlink(partials[0])
+        os.symlink(victim, partials[0])
+        return partials[0]
+
+    def run_soak(self, rng, server, tmp, outside):
         manifest, digests, sizes = [], {}, {}
         for i, size in enumerate([6 * MiB, 10 * MiB, 16 * MiB + 3, 24 * MiB]):
             name = 'd%d.bin' % i
@@ -82,6 +97,11 @@ class SoakTest(unittest.TestCase):
         log = os.path.join(tmp, 'delivered.log')
         worker = [sys.executable, os.path.join(HERE, 'soak-worker.py'), db, manifest_path, log]
 
+        victim = os.path.join(outside, 'victim')
+        victim_sha = write_random(victim, 1 * MiB, seed=300)
+        victim_mtime = os.stat(victim).st_mtime_ns
+        planted = None
+
         poller = Poller(sizes)
         poller.start()
         kills = 0
@@ -96,7 +116,9 @@ class SoakTest(unittest.TestCase):
                 proc.wait()
                 proc.stdout.close()
                 kills += 1
-        print('# %d kills' % kills)
+                if planted is None and kills >= KILLS // 4:
+                    planted = self.swap_partial_for_link(tmp, victim)
+        print('# %d kills, partial file swapped for a link: %s' % (kills, planted))
 
         final = subprocess.run(worker, stdout=subprocess.PIPE, timeout=180)
         poller.stop.set()
@@ -107,7 +129,13 @@ class SoakTest(unittest.TestCase):
         for t in manifest:
             if t['kind'] == 'download':
                 self.assertEqual(sha256_file(t['file']), digests[os.path.basename(t['file'])])
-        self.assertEqual(glob.glob(os.path.join(tmp, '.bg-*.part')), [])
+        # Only the planted link is left, untouched, and its target never changed.
+        self.assertEqual(glob.glob(os.path.join(tmp, '.bg-*.part')), [planted] if planted else [])
+        if planted:
+            self.assertEqual(os.readlink(planted), victim)
+        self.assertEqual(sha256_file(victim), victim_sha)
+        self.assertEqual(os.stat(victim).st_mtime_ns, victim_mtime)
+        self.assertEqual(sorted(os.listdir(outside)), ['victim'])
 
         uploads = server.stats()['uploads']
         for t in manifest:
