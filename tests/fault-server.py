@@ -8,7 +8,7 @@
 # Listens on 127.0.0.1, prints "PORT <n>" on stdout, and exits when its stdin reaches EOF or on
 # SIGTERM.  Files under DIR are served at /files/<relpath>; request bodies sent to /upload/<name>
 # are stored in DIR/uploads/<name>.  Query parameters choose faults per request (see the
-# "Knobs" section below); /_stats, /_reset and /_hello are control endpoints.
+# "Knobs" section below); /_stats, /_reset, /_hello and /_replace are control endpoints.
 #
 # Knobs (query parameters, combinable; values are URL-decoded, so a literal '+' must be %2B):
 #
@@ -33,12 +33,36 @@
 #               stall=N           stop after N body bytes, keep the socket (until the peer closes,
 #                                 or 120 s)
 #               short=N           full Content-Length, N body bytes, then a clean close
+#               cut-first=K       drop, stall and short cut only the first K answers to this
+#                                 exact method+path+query; later ones are whole
+#               ifrange=ignore    honour Range whatever If-Range names, as npm's serve and
+#                                 http-server do: a file replaced since (see /_replace) comes
+#                                 back as 206 of its new bytes, with its new validators
+#               rangetotal=N      a 206 names N as the complete length: "bytes S-E/N", E at
+#                                 most N-1; N <= S gives 416 "bytes */N".  The bytes, ETag and
+#                                 200 answers stay those of the real file (a lying server)
 #   /upload     early=1           status/fail-first answer before reading the body, then close
 #               drop=N            reset the connection after reading N body bytes
 #               stall=N           stop reading after N body bytes (until the peer goes, or 120 s)
 #               bigbody=N         the answer body is N bytes
 #
 # Order of evaluation: delay, status, fail-first, redirect/location, then the normal answer.
+#
+# Control endpoints:
+#   GET  /_hello                        "ok" once the server answers
+#   GET  /_stats                        the counters and the request log, as JSON
+#   POST /_reset                        zeroes the counters, the log and the fail-first counts
+#   POST /_replace?path=REL&from=REL2   a new version of /files/REL: a copy of /files/REL2 takes
+#                                       its place atomically, with a modification time at least
+#                                       one second later, so its ETag and Last-Modified always
+#                                       differ from the version before (a request in flight
+#                                       finishes with the old bytes).  Answers the new size,
+#                                       ETag and Last-Modified as JSON.
+#
+# Recipes: a file that changes between a download and its resume is A served with
+# drop=N&cut-first=1, then /_replace, then the resume; add ifrange=ignore to get 206 of the
+# new version for a stale If-Range.  A grown or shrunk file under the same ETag is etag=V with
+# a /_replace by a longer or shorter file; a 206 whose complete length lies is rangetotal=N.
 
 import argparse
 import email.utils
@@ -238,6 +262,7 @@ class Server(socketserver.ThreadingTCPServer):
         self.tls_context = tls_context
         self.stats = Stats()
         self.gzip_cache = GzipCache()
+        self.replace_lock = threading.Lock()
         super().__init__(address, Handler)
 
     def handle_error(self, request, client_address):
@@ -516,10 +541,65 @@ class Handler(BaseHTTPRequestHandler):
             self.send_control(204, b'', None)
         elif path == '/_hello' and self.command in ('GET', 'HEAD'):
             self.send_control(200, b'ok', 'text/plain; charset=utf-8')
-        elif path in ('/_stats', '/_reset', '/_hello'):
+        elif path == '/_replace' and self.command == 'POST':
+            self.replace_file()
+        elif path in ('/_stats', '/_reset', '/_hello', '/_replace'):
             self.send_control(405, b'method not allowed\n', 'text/plain; charset=utf-8')
         else:
             self.send_control(404, b'not found\n', 'text/plain; charset=utf-8')
+
+    def file_path(self, relpath):
+        """The path under the root of a /files/ relative path, or None when it is unsafe."""
+        if relpath is None:
+            return None
+        parts = relpath.split('/')
+        if relpath == '' or relpath.startswith('/') or '\0' in relpath or '..' in parts:
+            return None
+        return os.path.join(self.server.root, relpath)
+
+    def replace_file(self):
+        """/_replace?path=REL&from=REL2: a copy of REL2 becomes the new version of REL."""
+        target = self.file_path(self.q.get('path'))
+        source = self.file_path(self.q.get('from'))
+        if target is None or source is None:
+            self.send_control(400, b'path and from must name files under the root\n',
+                              'text/plain; charset=utf-8')
+            return
+        try:
+            with open(source, 'rb') as f:
+                data = f.read()
+        except OSError:
+            self.send_control(404, b'no such file to copy\n', 'text/plain; charset=utf-8')
+            return
+
+        # Whole seconds, and later than the old version's second: both the ETag (size and
+        # nanoseconds) and Last-Modified (seconds) change, even for a file of the same size
+        # replaced within the same second.
+        with self.server.replace_lock:
+            try:
+                old_mtime = os.stat(target).st_mtime_ns // 1000000000
+            except OSError:
+                old_mtime = -1
+            mtime = max(old_mtime + 1, int(time.time()))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix='.replace-', dir=os.path.dirname(target))
+            try:
+                with os.fdopen(fd, 'wb') as out:
+                    out.write(data)
+                os.utime(tmp, ns=(mtime * 1000000000, mtime * 1000000000))
+                os.replace(tmp, target)
+                st = os.stat(target)
+            except OSError as e:
+                os.unlink(tmp)
+                self.send_control(500, ('%s\n' % e).encode('utf-8'), 'text/plain; charset=utf-8')
+                return
+        doc = {
+            'path': self.q['path'],
+            'size': st.st_size,
+            'etag': '"%d-%d"' % (st.st_size, st.st_mtime_ns),
+            'last_modified': email.utils.formatdate(st.st_mtime, usegmt=True),
+        }
+        self.send_control(200, json.dumps(doc).encode('utf-8'), 'application/json')
 
     def send_control(self, code, body, content_type):
         self.send_response(code)
@@ -673,6 +753,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.q.get('norange') != '1':
             rng = parse_range(self.headers.get('Range'), size)
             if_range = self.headers.get('If-Range')
+            if self.q.get('ifrange') == 'ignore':
+                if_range = None
             if rng is not None and if_range is not None:
                 if_range = if_range.strip()
                 matches = False
@@ -686,8 +768,15 @@ class Handler(BaseHTTPRequestHandler):
                 if not matches:
                     rng = None
 
+        # The complete length that partial answers name: the real one, or rangetotal's lie.
+        claimed = parse_int(self.q.get('rangetotal'))
+        if claimed is None or claimed < 0:
+            claimed = size
+        if rng is not None and rng != 'unsatisfiable' and rng[0] >= claimed:
+            rng = 'unsatisfiable'
+
         if rng == 'unsatisfiable':
-            self.start_response(416, [('Content-Range', 'bytes */%d' % size),
+            self.start_response(416, [('Content-Range', 'bytes */%d' % claimed),
                                       ('Content-Length', '0')] + headers, final=True)
             return
 
@@ -699,8 +788,10 @@ class Handler(BaseHTTPRequestHandler):
             if shift:
                 start = min(max(0, start + shift), size - 1)
                 end = max(start, min(end + shift, size - 1))
+            end = max(start, min(end, claimed - 1))
             code, length = 206, end - start + 1
-            headers.append(('Content-Range', 'bytes %d-%d/%d' % (start, start + length - 1, size)))
+            headers.append(('Content-Range',
+                            'bytes %d-%d/%d' % (start, start + length - 1, claimed)))
         headers.append(('Content-Length', str(length)))
         self.start_response(code, headers, final=(length == 0))
         if self.command == 'HEAD' or length == 0:
@@ -709,10 +800,11 @@ class Handler(BaseHTTPRequestHandler):
         # The body, with its faults.
         limit = length
         fault_kind = None
-        for kind in ('drop', 'stall', 'short'):
-            n = parse_int(self.q.get(kind))
-            if n is not None and 0 <= n < length and n < limit:
-                limit, fault_kind = n, kind
+        if self.cut_now():
+            for kind in ('drop', 'stall', 'short'):
+                n = parse_int(self.q.get(kind))
+                if n is not None and 0 <= n < length and n < limit:
+                    limit, fault_kind = n, kind
         rate = parse_int(self.q.get('rate'), 0)
 
         final = fault_kind is None
@@ -734,6 +826,14 @@ class Handler(BaseHTTPRequestHandler):
         if fault_kind == 'short':
             self.clean_close()
             raise Abort()
+
+    def cut_now(self):
+        """Whether drop, stall and short apply to this answer (cut-first=K limits them)."""
+        cut_first = parse_int(self.q.get('cut-first'))
+        if cut_first is None:
+            return True
+        key = ('cut', self.command, self.url_path, self.url_query)
+        return self.server.stats.fail_now(key, cut_first)
 
     def send_body(self, read, start, count, rate, final):
         """Sends @count bytes from offset @start, at about @rate bytes per second if set;

@@ -6,6 +6,7 @@ import os
 import select
 import subprocess
 import tempfile
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +40,24 @@ class FaultServer:
     def stats(self):
         with urllib.request.urlopen(self.url('/_stats'), timeout=10) as r:
             return json.load(r)
+
+    def replace(self, path, source=None, data=None):
+        """Makes a new version of /files/@path, with new validators: a copy of /files/@source,
+        or @data.  Returns the new version's size, etag and last_modified."""
+        scratch = None
+        if data is not None:
+            fd, scratch = tempfile.mkstemp(prefix='.version-', dir=self.root)
+            with os.fdopen(fd, 'wb') as f:
+                f.write(data)
+            source = os.path.basename(scratch)
+        try:
+            query = urllib.parse.urlencode({'path': path, 'from': source})
+            request = urllib.request.Request(self.url('/_replace?' + query), method='POST')
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return json.load(r)
+        finally:
+            if scratch is not None:
+                os.unlink(scratch)
 
     def close(self):
         self.proc.stdin.close()

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, 'fault-server.py')
@@ -230,6 +231,135 @@ def t_wrongrange():
     assert status == 206, status
     assert resp.getheader('Content-Range') == 'bytes 1100-2099/%d' % SIZE, resp.getheader('Content-Range')
     assert data == F.data[1100:2100]
+
+
+def replace(path, source):
+    query = urllib.parse.urlencode({'path': path, 'from': source})
+    status, resp, data = request('POST', '/_replace?' + query)
+    assert status == 200 and resp.getheader('Content-Type') == 'application/json', (status, data)
+    return json.loads(data)
+
+
+def write_version(name, size, seed):
+    data = random.Random(seed).randbytes(size)
+    with open(os.path.join(F.root, name), 'wb') as f:
+        f.write(data)
+    return data
+
+
+def validators(path):
+    _, resp, _ = request('HEAD', path)
+    return resp.getheader('ETag'), resp.getheader('Last-Modified')
+
+
+def t_replace():
+    a = write_version('v.bin', 300000, 1)
+    b = write_version('v-b.bin', 300000, 2)
+    etag_a, lm_a = validators('/files/v.bin')
+    # Twice within a second, same size: every version has its own ETag and Last-Modified.
+    doc = replace('v.bin', 'v-b.bin')
+    etag_b, lm_b = validators('/files/v.bin')
+    assert doc == {'path': 'v.bin', 'size': 300000, 'etag': etag_b, 'last_modified': lm_b}, doc
+    assert etag_b != etag_a and lm_b != lm_a, (etag_a, etag_b, lm_a, lm_b)
+    assert request('GET', '/files/v.bin')[2] == b
+    replace('v.bin', 'v-b.bin')
+    etag_c, lm_c = validators('/files/v.bin')
+    assert etag_c not in (etag_a, etag_b) and lm_c not in (lm_a, lm_b), (etag_c, lm_c)
+    # The old version's If-Range no longer matches: 200 with the whole new version.
+    status, _, data = request('GET', '/files/v.bin', {'Range': 'bytes=100-', 'If-Range': etag_a})
+    assert status == 200 and data == b, status
+    assert a != b
+    # Unsafe or missing names.
+    for query in ('path=../x&from=v.bin', 'path=v.bin&from=/etc/passwd', 'path=v.bin', ''):
+        assert request('POST', '/_replace?' + query)[0] == 400, query
+    assert request('POST', '/_replace?path=v.bin&from=missing.bin')[0] == 404
+    assert request('GET', '/_replace?path=v.bin&from=v-b.bin')[0] == 405
+
+
+def t_ifrange_ignore():
+    """Version A cut off mid-body, version B in its place, then the resume: 206 of B."""
+    reset()
+    size = 400000
+    a = write_version('ir.bin', size, 3)
+    write_version('ir-same.bin', size, 4)
+    write_version('ir-longer.bin', size + 5000, 5)
+    write_version('ir-shorter.bin', size - 5000, 6)
+    path = '/files/ir.bin?ifrange=ignore&drop=150000&cut-first=1'
+    status, headers, body, ending = raw_get(path)
+    assert status == 200 and body == a[:150000] and ending == 'reset', (status, len(body), ending)
+    etag_a, lm_a = headers['etag'], headers['last-modified']
+
+    for name in ('ir-same.bin', 'ir-longer.bin', 'ir-shorter.bin'):
+        with open(os.path.join(F.root, name), 'rb') as f:
+            b = f.read()
+        doc = replace('ir.bin', name)
+        for stale in (etag_a, lm_a):
+            status, resp, data = request('GET', path, {'Range': 'bytes=150000-', 'If-Range': stale})
+            assert status == 206, (name, status)
+            assert resp.getheader('Content-Range') == 'bytes 150000-%d/%d' % (len(b) - 1, len(b))
+            assert resp.getheader('ETag') == doc['etag'] != etag_a, resp.getheader('ETag')
+            assert resp.getheader('Last-Modified') == doc['last_modified'] != lm_a
+            assert data == b[150000:], (name, len(data))
+        # Without the knob, the same request gets the whole new version.
+        status, _, data = request('GET', '/files/ir.bin', {'Range': 'bytes=150000-', 'If-Range': etag_a})
+        assert status == 200 and data == b, (name, status)
+    # cut-first=1: only the first answer to that URL was cut.
+    cut = [r for r in stats()['log'] if r['query'] == path.split('?', 1)[1]]
+    assert len(cut) == 7, cut
+
+
+def t_rangetotal():
+    _, plain, _ = request('HEAD', '/files/a.bin')
+    for claimed in (SIZE + 4096, SIZE - 4096):
+        path = '/files/a.bin?rangetotal=%d' % claimed
+        # A whole answer tells the truth.
+        status, resp, data = request('GET', path)
+        assert status == 200 and data == F.data and resp.getheader('Content-Length') == str(SIZE)
+        assert resp.getheader('Content-Range') is None
+        # A partial answer names the other length, under the same ETag.
+        status, resp, data = request('GET', path, {'Range': 'bytes=1000-',
+                                                   'If-Range': plain.getheader('ETag')})
+        end = min(SIZE, claimed) - 1
+        assert status == 206, status
+        assert resp.getheader('Content-Range') == 'bytes 1000-%d/%d' % (end, claimed), \
+            resp.getheader('Content-Range')
+        assert resp.getheader('ETag') == plain.getheader('ETag')
+        assert data == F.data[1000:end + 1] and resp.getheader('Content-Length') == str(len(data))
+    # From beyond the length it claims: 416 with that length.
+    status, resp, _ = request('GET', '/files/a.bin?rangetotal=500', {'Range': 'bytes=600-'})
+    assert status == 416 and resp.getheader('Content-Range') == 'bytes */500', status
+
+
+def t_grown_same_etag():
+    """A file that grows or shrinks while the server keeps its ETag."""
+    write_version('g.bin', 200000, 7)
+    longer = write_version('g-longer.bin', 260000, 8)
+    shorter = write_version('g-shorter.bin', 150000, 9)
+    path = '/files/g.bin?etag=%22fixed%22'
+    _, resp, _ = request('HEAD', path)
+    assert resp.getheader('ETag') == '"fixed"' and resp.getheader('Content-Length') == '200000'
+    for name, data in (('g-longer.bin', longer), ('g-shorter.bin', shorter)):
+        replace('g.bin', name)
+        status, resp, body = request('GET', path, {'Range': 'bytes=100000-', 'If-Range': '"fixed"'})
+        assert status == 206 and resp.getheader('ETag') == '"fixed"', status
+        assert resp.getheader('Content-Range') == 'bytes 100000-%d/%d' % (len(data) - 1, len(data))
+        assert body == data[100000:]
+
+
+def t_cut_first():
+    reset()
+    path = '/files/sub/text.txt?short=100&cut-first=2'
+    for _ in range(2):
+        status, headers, body, ending = raw_get(path)
+        assert status == 200 and len(body) == 100 and ending == 'eof', (len(body), ending)
+    status, headers, body, ending = raw_get(path, b'Connection: close\r\n')
+    assert body == b'hello, world\n' * 1000, len(body)
+    # Another query is another count; HEAD counts nothing.
+    assert request('HEAD', '/files/sub/text.txt?short=100&cut-first=1')[0] == 200
+    assert len(raw_get('/files/sub/text.txt?short=100&cut-first=1')[2]) == 100
+    # /_reset starts the counts again.
+    reset()
+    assert len(raw_get(path)[2]) == 100
 
 
 def t_drop():
@@ -523,6 +653,11 @@ TESTS = [
     ('norange ignores Range', t_norange),
     ('etag=rotate, weak etag, noetag', t_etag_rotate),
     ('wrongrange shifts the 206', t_wrongrange),
+    ('/_replace: a new version with new ETag and Last-Modified', t_replace),
+    ('ifrange=ignore: a stale If-Range gets 206 of the new version', t_ifrange_ignore),
+    ('rangetotal: a 206 names another complete length', t_rangetotal),
+    ('etag=V: a grown or shrunk file keeps its ETag in a 206', t_grown_same_etag),
+    ('cut-first limits drop, stall and short to the first K answers', t_cut_first),
     ('drop resets after N bytes', t_drop),
     ('short sends N bytes then closes cleanly', t_short),
     ('stall stops after N bytes', t_stall),

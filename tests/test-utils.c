@@ -161,6 +161,17 @@ bg_test_server_reset (BgTestServer *server)
   g_autoptr(GBytes) bytes = control_request (server, "POST", "/_reset");
 }
 
+void
+bg_test_server_replace (BgTestServer *server,
+                        const char   *relpath,
+                        const char   *from_relpath)
+{
+  g_autofree char *path = g_uri_escape_string (relpath, NULL, FALSE);
+  g_autofree char *from = g_uri_escape_string (from_relpath, NULL, FALSE);
+  g_autofree char *control = g_strdup_printf ("/_replace?path=%s&from=%s", path, from);
+  g_autoptr(GBytes) bytes = control_request (server, "POST", control);
+}
+
 char *
 bg_test_make_tmpdir (void)
 {

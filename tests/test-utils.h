@@ -25,6 +25,11 @@ JsonNode     *bg_test_server_stats        (BgTestServer *server);
 gint64        bg_test_server_stat_int     (BgTestServer *server,
                                            const char   *member);
 void          bg_test_server_reset        (BgTestServer *server);
+/* Makes a new version of /files/@relpath, a copy of /files/@from_relpath, whose ETag and
+ * Last-Modified differ from the version before (the server's /_replace). */
+void          bg_test_server_replace      (BgTestServer *server,
+                                           const char   *relpath,
+                                           const char   *from_relpath);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgTestServer, bg_test_server_free)
 
