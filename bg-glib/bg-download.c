@@ -1217,6 +1217,7 @@ static gboolean
 download_start_over (Download *self)
 {
   g_autoptr(GError) error = NULL;
+  g_autoptr(SoupMessage) msg = NULL;
 
   if (self->restarted)
     return FALSE;
@@ -1228,9 +1229,13 @@ download_start_over (Download *self)
       return TRUE;
     }
 
-  add_range_headers (self, self->msg, bg_job_get_record (self->job));
+  /* A new message: the old one stays in the session's queue until its body is closed. */
+  msg = new_message (self, soup_message_get_uri (self->msg),
+                     soup_message_get_request_headers (self->msg), TRUE);
+  add_range_headers (self, msg, bg_job_get_record (self->job));
   g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
   g_clear_object (&self->in);
+  g_set_object (&self->msg, msg);
   download_send (self);
 
   return TRUE;

@@ -1014,6 +1014,50 @@ test_busy (Fixture       *f,
   g_assert_cmpint (g_subprocess_get_exit_status (helper), ==, 1);
 }
 
+/* --- Servers that bend the rules on resume ------------------------------------------------- */
+
+/* The file changes between the attempts, and the server (like npm's serve and http-server)
+ * answers the stale If-Range with 206 of the new version: the bytes would not fit together. */
+static void
+test_server_ignores_if_range (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "i.bin");
+  Steer steer = { f, "/files/i.bin?ifrange=ignore", "i.bin", 51, 8 * MiB, NULL, FALSE };
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *got = NULL;
+
+  g_free (serve_file (f, "i.bin", 8 * MiB, 50));
+  response = resume_download (f, &steer, "/files/i.bin?rate=3000000&drop=4194304", dest, "ir");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_true (steer.saw_range);
+  /* Started over: the whole new version, never a mix of the two. */
+  g_assert_cmpuint (bg_response_get_status (response), ==, 200);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, steer.rewrite_sha);
+  g_free (steer.rewrite_sha);
+}
+
+/* A 206 whose complete length is not the one first served is for another file. */
+static void
+test_partial_with_other_length (Fixture       *f,
+                                gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "t.bin", 8 * MiB, 52);
+  g_autofree char *dest = dest_path (f, "t.bin");
+  g_autofree char *second = g_strdup_printf ("/files/t.bin?rangetotal=%d", 6 * MiB);
+  Steer steer = { f, second, NULL, 0, 0, NULL, FALSE };
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *got = NULL;
+
+  response = resume_download (f, &steer, "/files/t.bin?rate=3000000&drop=4194304", dest, "tl");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_true (steer.saw_range);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 200);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+}
+
 /* --- Hostile files ------------------------------------------------------------------------- */
 
 /* The partial file's name, as anybody who knows the identifier and destination can work it out. */
@@ -1430,6 +1474,8 @@ main (int   argc,
   ADD ("uncollected-result", test_uncollected_result);
   ADD ("restore-announces", test_restore_announces);
   ADD ("busy", test_busy);
+  ADD ("resume/server-ignores-if-range", test_server_ignores_if_range);
+  ADD ("resume/partial-with-other-length", test_partial_with_other_length);
   ADD ("hostile/planted-symlink-partial", test_planted_symlink_partial);
   ADD ("hostile/planted-foreign-partial", test_planted_foreign_partial);
   ADD ("hostile/swapped-partial-after-kill", test_swapped_partial_after_kill);
