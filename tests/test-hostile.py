@@ -11,7 +11,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gi_helpers import Bg, GLib, Gio, Soup, FaultServer, run_until, write_random  # noqa: E402
+from gi_helpers import (Bg, GLib, Gio, Soup, FaultServer, run_until, sha256_file,  # noqa: E402
+                        write_random)
 
 
 def is_bg_error(err, code):
@@ -173,6 +174,46 @@ class HostileTest(unittest.TestCase):
             self.assertEqual(resp.get_identifier(), ident)
             self.assertTrue(os.path.exists(dest))
 
+
+    def test_planted_symlink_partial(self):
+        """A link planted at the partial file's predictable name is never followed."""
+        d = self.downloader()
+        dest = os.path.join(self.tmp, 'planted.bin')
+        name = hashlib.sha256(('planted\n' + dest).encode()).hexdigest()[:32]
+        partial = os.path.join(self.tmp, '.bg-%s.part' % name)
+        outside = tempfile.mkdtemp(prefix='bg-hostile-outside-')
+        try:
+            victim = os.path.join(outside, 'victim')
+            victim_sha = write_random(victim, 4096, seed=9)
+            os.symlink(victim, partial)
+            resp = self.download(d, self.server.url('/files/h.bin'), dest, 'planted')
+            self.assertEqual(resp.get_kind(), Bg.ResponseKind.SUCCESS)
+            self.assertFalse(os.path.islink(dest))
+            self.assertEqual(sha256_file(dest),
+                             sha256_file(os.path.join(self.server.root, 'h.bin')))
+            self.assertEqual(sha256_file(victim), victim_sha)
+            self.assertEqual(os.readlink(partial), victim)
+        finally:
+            shutil.rmtree(outside, ignore_errors=True)
+
+    def test_server_ignores_if_range(self):
+        """A resume answered with 206 of a newer version never publishes a mix of the two."""
+        d = Bg.Downloader(session_id='hostile', database_path=self.db, max_attempts=3,
+                          retry_delay=0)
+        d.init(None)
+        write_random(os.path.join(self.server.root, 'v.bin'), 4 << 20, seed=10)
+        new = os.urandom(4 << 20)
+
+        def prepare(downloader, task, msg):
+            if task.get_attempts() == 2:
+                self.server.replace('v.bin', data=new)
+        d.connect('prepare-request', prepare)
+        dest = os.path.join(self.tmp, 'v.bin')
+        url = self.server.url('/files/v.bin?ifrange=ignore&rate=4000000&drop=2097152&cut-first=1')
+        resp = self.download(d, url, dest, 'if-range')
+        self.assertEqual(resp.get_kind(), Bg.ResponseKind.SUCCESS)
+        self.assertEqual(resp.get_status(), 200)
+        self.assertEqual(sha256_file(dest), hashlib.sha256(new).hexdigest())
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)
