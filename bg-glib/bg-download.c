@@ -1422,8 +1422,11 @@ static void
 download_discard (BgJob *job)
 {
   BgStoreRecord *record = bg_job_get_record (job);
+  struct stat st;
 
-  if (record->partial_path != NULL)
+  /* Something planted at the name since is not ours to remove. */
+  if (record->partial_path != NULL && lstat (record->partial_path, &st) == 0 &&
+      partial_is_ours (&st))
     g_unlink (record->partial_path);
 }
 
