@@ -138,6 +138,47 @@ bt_enum_nick (GType enum_type,
   return enum_value ? enum_value->value_nick : "unknown";
 }
 
+/* Text that is not a URL GLib can parse may still hold a password in "scheme://user:pw@host":
+ * drop ":pw" as G_URI_HIDE_PASSWORD would. */
+static char *
+hide_password_in_text (const char *text)
+{
+  const char *authority = strstr (text, "://");
+  const char *end, *at, *colon;
+  GString *shown;
+
+  if (authority == NULL)
+    return g_strdup (text);
+
+  authority += 3;
+  end = authority + strcspn (authority, "/?#");
+  at = g_strrstr_len (authority, end - authority, "@");
+  colon = at ? memchr (authority, ':', (gsize) (at - authority)) : NULL;
+  if (colon == NULL)
+    return g_strdup (text);
+
+  shown = g_string_new_len (text, colon - text);
+  g_string_append (shown, at);
+
+  return g_string_free (shown, FALSE);
+}
+
+char *
+bt_uri_for_display (const char *uri)
+{
+  g_autoptr(GUri) parsed = NULL;
+
+  if (uri == NULL)
+    return NULL;
+
+  /* With G_URI_FLAGS_HAS_PASSWORD, so that the password is a part of its own to hide. */
+  parsed = g_uri_parse (uri, SOUP_HTTP_URI_FLAGS, NULL);
+  if (parsed != NULL)
+    return g_uri_to_string_partial (parsed, G_URI_HIDE_PASSWORD);
+
+  return hide_password_in_text (uri);
+}
+
 /* "7 seconds", "3 minutes", "2 hours": a wait, as a sentence would say it. */
 char *
 bt_format_seconds (gint64 seconds)
@@ -623,12 +664,13 @@ bt_json_add_task (JsonBuilder *builder,
 {
   GFile *file = bg_task_get_file (task);
   g_autofree char *path = file ? g_file_get_path (file) : NULL;
+  g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
   gint64 next = bg_task_get_next_attempt_at (task);
 
   add_string (builder, "identifier", bg_task_get_identifier (task));
   add_string (builder, "operation", bt_enum_nick (BG_TYPE_TASK_KIND, bg_task_get_kind (task)));
   add_string (builder, "state", bt_enum_nick (BG_TYPE_TASK_STATE, bg_task_get_state (task)));
-  add_string (builder, "uri", bg_task_get_uri (task));
+  add_string (builder, "uri", uri);
   add_string (builder, "file", path);
   add_int (builder, "bytes", bg_task_get_bytes_transferred (task));
   add_int (builder, "total", bg_task_get_bytes_total (task));

@@ -196,14 +196,15 @@ print_task_text (BtOutput *output,
   guint attempts = bg_task_get_attempts (task);
   g_autofree char *attempts_text = g_strdup_printf (ngettext ("%u attempt", "%u attempts",
                                                               attempts), attempts);
+  g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
   gboolean download = bg_task_get_kind (task) == BG_TASK_KIND_DOWNLOAD;
 
   bt_output_print (output, "%s  %s  %s  %s  %s", bg_task_get_identifier (task),
                    download ? _("download") : _("upload"), state, bytes, attempts_text);
   if (download)
-    bt_output_print (output, "    %s → %s", bg_task_get_uri (task), file);
+    bt_output_print (output, "    %s → %s", uri, file);
   else
-    bt_output_print (output, "    %s → %s", file, bg_task_get_uri (task));
+    bt_output_print (output, "    %s → %s", file, uri);
 }
 
 static void
@@ -282,6 +283,7 @@ announce_resume (BtApp  *app,
   g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
   g_autofree char *file = g_file_get_parse_name (bg_task_get_file (task));
   g_autofree char *bytes = g_format_size (bg_task_get_bytes_transferred (task));
+  g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
 
   bt_json_add_task (builder, task);
   json_builder_set_member_name (builder, "joined");
@@ -292,10 +294,10 @@ announce_resume (BtApp  *app,
 
   if (bg_task_get_kind (task) == BG_TASK_KIND_DOWNLOAD)
     bt_output_info (app->output, _("Resuming the download %s of %s to “%s” from %s."),
-                    bg_task_get_identifier (task), bg_task_get_uri (task), file, bytes);
+                    bg_task_get_identifier (task), uri, file, bytes);
   else
     bt_output_info (app->output, _("Resuming the upload %s of “%s” to %s."),
-                    bg_task_get_identifier (task), file, bg_task_get_uri (task));
+                    bg_task_get_identifier (task), file, uri);
 }
 
 static guint

@@ -52,23 +52,24 @@ parse_url (const char *text)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GUri) uri = g_uri_parse (text, SOUP_HTTP_URI_FLAGS, &error);
+  g_autofree char *shown = bt_uri_for_display (text);
   const char *scheme;
 
   if (uri == NULL)
     {
-      bt_usage_error (_("“%s” is not a URL: %s"), text, error->message);
+      bt_usage_error (_("“%s” is not a URL: %s"), shown, error->message);
       return NULL;
     }
 
   scheme = g_uri_get_scheme (uri);
   if (g_ascii_strcasecmp (scheme, "http") != 0 && g_ascii_strcasecmp (scheme, "https") != 0)
     {
-      bt_usage_error (_("“%s” is not an http or https URL"), text);
+      bt_usage_error (_("“%s” is not an http or https URL"), shown);
       return NULL;
     }
   if (g_uri_get_host (uri) == NULL || *g_uri_get_host (uri) == '\0')
     {
-      bt_usage_error (_("“%s” has no host name"), text);
+      bt_usage_error (_("“%s” has no host name"), shown);
       return NULL;
     }
 
@@ -235,12 +236,12 @@ transfer_start (Transfer *self)
 }
 
 static void
-announce_start_json (Transfer *self,
-                     gint64    resumed_from,
-                     gboolean  joined)
+announce_start_json (Transfer   *self,
+                     const char *uri,
+                     gint64      resumed_from,
+                     gboolean    joined)
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
-  g_autofree char *uri = g_uri_to_string (soup_message_get_uri (self->msg));
   g_autofree char *path = g_file_get_path (self->file);
 
   json_builder_set_member_name (builder, "identifier");
@@ -286,7 +287,8 @@ static void
 announce_start (Transfer *self)
 {
   BtOutput *output = self->app->output;
-  g_autofree char *uri = g_uri_to_string (soup_message_get_uri (self->msg));
+  g_autofree char *full_uri = g_uri_to_string (soup_message_get_uri (self->msg));
+  g_autofree char *uri = bt_uri_for_display (full_uri);
   g_autofree char *name = g_file_get_parse_name (self->file);
   gint64 bytes = self->task ? bg_task_get_bytes_transferred (self->task) : 0;
   gboolean joined = self->task && (bg_task_get_attempts (self->task) > 0 ||
@@ -294,7 +296,7 @@ announce_start (Transfer *self)
   gboolean resuming = self->kind == BG_TASK_KIND_DOWNLOAD && bytes > 0 &&
                       bg_task_get_state (self->task) != BG_TASK_STATE_FINISHED;
 
-  announce_start_json (self, resuming ? bytes : 0, joined);
+  announce_start_json (self, uri, resuming ? bytes : 0, joined);
 
   if (self->kind == BG_TASK_KIND_DOWNLOAD)
     /* Translators: "Downloading URL to “FILE” (task IDENTIFIER)." */

@@ -153,10 +153,10 @@ class ToolTest(unittest.TestCase):
                     proc.send_signal(signal.SIGINT)
                     return events
 
-    def interrupted_download(self, name, rate=262144, min_bytes=300000):
-        """Starts a throttled download, stops it with SIGINT once a checkpoint is likely on
-        disk, and returns (identifier, url, events)."""
-        url = self.server.url('/files/big.bin?rate=%d' % rate)
+    def interrupted_download(self, name, rate=262144, min_bytes=300000, url=None):
+        """Starts a throttled download (of big.bin, unless @url is given), stops it with
+        SIGINT once a checkpoint is likely on disk, and returns (identifier, url, events)."""
+        url = url or self.server.url('/files/big.bin?rate=%d' % rate)
         proc = self.start_tool('--json', 'download', url, '-o', name)
         started = time.monotonic()
         events = self.interrupt_when(
@@ -484,6 +484,45 @@ class ToolTest(unittest.TestCase):
         self.assertIn(identifier, out)
         self.assertIn('Resuming from', out)
         self.assertEqual(sha256_file(os.path.join(self.work, 'again.bin')), self.big_sha)
+
+    def test_url_password_is_never_printed(self):
+        secret = 'pw-s3cr3t-9f2c'
+        base = 'http://someone:%s@127.0.0.1:%d' % (secret, self.server.port)
+        outputs = []
+
+        def run(*args, **kwargs):
+            code, out, err = self.run_tool(*args, **kwargs)
+            outputs.append((args, out + err))
+            return code, out, err
+
+        code, out, err = run('download', base + '/files/small.bin', '-o', 'pw1.bin')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('someone@127.0.0.1', out)
+        self.assertEqual(run('--json', 'download', base + '/files/small.bin', '-o', 'pw2.bin')[0],
+                         EXIT_SUCCESS)
+        self.assertEqual(run('download', base + '/files/none.bin')[0], EXIT_REJECTED)
+        self.assertEqual(run('--json', 'download', base + '/files/none.bin', '-o', 'n2')[0],
+                         EXIT_REJECTED)
+        # Text that is not a URL the tool takes, with a password in it.
+        for url in ('ftp://someone:%s@127.0.0.1/x' % secret,
+                    'http://someone:%s@127.0.0.1:99999/x' % secret):
+            self.assertEqual(run('download', url, '-o', 'x')[0], EXIT_USAGE)
+
+        identifier, url, events = self.interrupted_download(
+            'pw3.bin', url=base + '/files/big.bin?rate=262144')
+        outputs.append(('interrupted download', json.dumps(events)))
+        code, out, err = run('list')
+        self.assertIn(identifier, out)
+        self.assertIn('someone@127.0.0.1', out)
+        code, out, err = run('--json', 'list')
+        self.assertIn(identifier, out)
+        code, out, err = run('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn(identifier, out)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'pw3.bin')), self.big_sha)
+
+        for args, text in outputs:
+            self.assertNotIn(secret, text, args)
 
     def test_list_does_not_wait_for_transfers(self):
         identifier, url, events = self.interrupted_download('slow.bin', rate=200000)
