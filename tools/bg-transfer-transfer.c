@@ -52,6 +52,7 @@ parse_url (const char *text)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GUri) uri = g_uri_parse (text, SOUP_HTTP_URI_FLAGS, &error);
+
   g_autofree char *shown = bt_uri_for_display (text);
   const char *scheme;
 
@@ -238,7 +239,7 @@ transfer_start (Transfer *self)
 static void
 announce_start_json (Transfer   *self,
                      const char *uri,
-                     gint64      resumed_from,
+                     gint64      checkpoint,
                      gboolean    joined)
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
@@ -256,30 +257,34 @@ announce_start_json (Transfer   *self,
   json_builder_add_string_value (builder, path);
   json_builder_set_member_name (builder, "joined");
   json_builder_add_boolean_value (builder, joined);
-  json_builder_set_member_name (builder, "resumed_from");
-  json_builder_add_int_value (builder, resumed_from);
+  json_builder_set_member_name (builder, "checkpoint");
+  json_builder_add_int_value (builder, checkpoint);
 
   bt_output_json (self->app->output, builder);
 }
 
+/* Only the bytes an earlier run left are known here: whether the server sends the rest is
+ * told once its answer comes (see bt_output_track). */
 static void
-announce_resume (Transfer *self,
-                 gint64    bytes)
+announce_checkpoint (Transfer *self,
+                     gint64    bytes)
 {
   BtOutput *output = self->app->output;
   gint64 total = bg_task_get_bytes_total (self->task);
   g_autofree char *done = g_format_size (bytes);
-  g_autofree char *offset = g_strdup_printf ("%" G_GINT64_FORMAT, bytes);
 
   if (total > 0)
     {
       g_autofree char *all = g_format_size (total);
 
-      /* Translators: "Resuming from 1.2 MB of 4.0 MB (byte 1200000)." */
-      bt_output_info (output, _("Resuming from %s of %s (byte %s)."), done, all, offset);
+      /* Translators: "An earlier run downloaded 1.2 MB of 4.0 MB; asking the server for the
+       * rest." */
+      bt_output_info (output, _("An earlier run downloaded %s of %s; asking the server for the "
+                                "rest."), done, all);
     }
   else
-    bt_output_info (output, _("Resuming from %s (byte %s)."), done, offset);
+    bt_output_info (output, _("An earlier run downloaded %s; asking the server for the rest."),
+                    done);
 }
 
 /* Says what is about to happen, and whether an earlier run had started it. */
@@ -293,10 +298,10 @@ announce_start (Transfer *self)
   gint64 bytes = self->task ? bg_task_get_bytes_transferred (self->task) : 0;
   gboolean joined = self->task && (bg_task_get_attempts (self->task) > 0 ||
                                    bg_task_get_state (self->task) == BG_TASK_STATE_FINISHED);
-  gboolean resuming = self->kind == BG_TASK_KIND_DOWNLOAD && bytes > 0 &&
-                      bg_task_get_state (self->task) != BG_TASK_STATE_FINISHED;
+  gboolean continuing = self->kind == BG_TASK_KIND_DOWNLOAD && bytes > 0 &&
+                        bg_task_get_state (self->task) != BG_TASK_STATE_FINISHED;
 
-  announce_start_json (self, uri, resuming ? bytes : 0, joined);
+  announce_start_json (self, uri, continuing ? bytes : 0, joined);
 
   if (self->kind == BG_TASK_KIND_DOWNLOAD)
     /* Translators: "Downloading URL to “FILE” (task IDENTIFIER)." */
@@ -307,8 +312,8 @@ announce_start (Transfer *self)
 
   if (self->task != NULL && bg_task_get_state (self->task) == BG_TASK_STATE_FINISHED)
     bt_output_info (output, _("The task finished in an earlier run; this is its result."));
-  else if (resuming)
-    announce_resume (self, bytes);
+  else if (continuing)
+    announce_checkpoint (self, bytes);
   else if (joined)
     bt_output_info (output, _("Continuing the task that an earlier run started."));
 }
