@@ -52,10 +52,14 @@ static const char identifiers[] =
 static const char output[] =
   N_("On a terminal, each transfer has a progress bar with the percentage, the bytes, the rate "
      "and the time left. Otherwise only plain lines are printed, without escape sequences. "
+     "A download that an earlier run left asks the server for the rest; “resuming from” is "
+     "printed only once the server sends it, and when it sends the whole file instead (the "
+     "file changed, or the server ignores ranges) the tool says that the download starts over. "
+     "URLs are shown without their password. "
      "With --json, every line is one JSON object whose “event” member is “start”, "
-     "“progress”, “result”, “task”, “interrupted”, “cancelled”, “forgotten” or “error”; a "
-     "result has “identifier”, “operation”, “kind” (success, retry, rejected or failed), "
-     "“status”, “reason” and “exit_code”.");
+     "“progress”, “resumed”, “restarted”, “result”, “task”, “interrupted”, “cancelled”, "
+     "“forgotten” or “error”; a result has “identifier”, “operation”, “kind” (success, "
+     "retry, rejected or failed), “status”, “reason” and “exit_code”.");
 
 static const BtDocItem exit_statuses[] = {
   { "0", N_("Success.") },

@@ -38,6 +38,12 @@ typedef struct
   BtOutput    *output;
   BgTask      *task;
   gulong       wait_handler;
+  gulong       restarts_handler;
+  gulong       bytes_handler;
+  /* A download's restarts when last seen, and the bytes it asked the server to continue from
+   * until the answer shows whether it did (-1 then). */
+  guint        restarts;
+  gint64       resume_from;
   char        *label;
   GArray      *samples;
   /* What the last "progress" line said, so that an unchanged task is not repeated. */
@@ -81,6 +87,8 @@ static void
 tracker_free (Tracker *tracker)
 {
   g_clear_signal_handler (&tracker->wait_handler, tracker->task);
+  g_clear_signal_handler (&tracker->restarts_handler, tracker->task);
+  g_clear_signal_handler (&tracker->bytes_handler, tracker->task);
   g_clear_object (&tracker->task);
   g_clear_pointer (&tracker->label, g_free);
   g_clear_pointer (&tracker->samples, g_array_unref);
@@ -136,6 +144,47 @@ bt_enum_nick (GType enum_type,
 
   /* The class of a static enum type is never freed, so the nick outlives it. */
   return enum_value ? enum_value->value_nick : "unknown";
+}
+
+/* Text that is not a URL GLib can parse may still hold a password in "scheme://user:pw@host":
+ * drop ":pw" as G_URI_HIDE_PASSWORD would. */
+static char *
+hide_password_in_text (const char *text)
+{
+  const char *authority = strstr (text, "://");
+  const char *end, *at, *colon;
+  GString *shown;
+
+  if (authority == NULL)
+    return g_strdup (text);
+
+  authority += 3;
+  end = authority + strcspn (authority, "/?#");
+  at = g_strrstr_len (authority, end - authority, "@");
+  colon = at ? memchr (authority, ':', (gsize) (at - authority)) : NULL;
+  if (colon == NULL)
+    return g_strdup (text);
+
+  shown = g_string_new_len (text, colon - text);
+  g_string_append (shown, at);
+
+  return g_string_free (shown, FALSE);
+}
+
+char *
+bt_uri_for_display (const char *uri)
+{
+  g_autoptr(GUri) parsed = NULL;
+
+  if (uri == NULL)
+    return NULL;
+
+  /* With G_URI_FLAGS_HAS_PASSWORD, so that the password is a part of its own to hide. */
+  parsed = g_uri_parse (uri, SOUP_HTTP_URI_FLAGS, NULL);
+  if (parsed != NULL)
+    return g_uri_to_string_partial (parsed, G_URI_HIDE_PASSWORD);
+
+  return hide_password_in_text (uri);
 }
 
 /* "7 seconds", "3 minutes", "2 hours": a wait, as a sentence would say it. */
@@ -228,6 +277,93 @@ task_wait_reason_cb (BgTask     *task,
     announce_waiting (user_data);
 }
 
+static void
+json_task_event (BtOutput   *output,
+                 BgTask     *task,
+                 const char *event,
+                 const char *member,
+                 gint64      value)
+{
+  g_autoptr(JsonBuilder) builder = bt_json_begin (event);
+
+  json_builder_set_member_name (builder, "identifier");
+  json_builder_add_string_value (builder, bg_task_get_identifier (task));
+  json_builder_set_member_name (builder, member);
+  json_builder_add_int_value (builder, value);
+  bt_output_json (output, builder);
+}
+
+/* The server sends bytes after the ones the download had: it really resumes. */
+static void
+task_bytes_cb (BgTask     *task,
+               GParamSpec *pspec,
+               gpointer    user_data)
+{
+  Tracker *tracker = user_data;
+  gint64 total = bg_task_get_bytes_total (task);
+  g_autofree char *done = NULL;
+  g_autofree char *offset = NULL;
+
+  if (tracker->resume_from < 0 || bg_task_get_restarts (task) != tracker->restarts ||
+      bg_task_get_bytes_transferred (task) <= tracker->resume_from)
+    return;
+
+  done = g_format_size (tracker->resume_from);
+  offset = g_strdup_printf ("%" G_GINT64_FORMAT, tracker->resume_from);
+  json_task_event (tracker->output, task, "resumed", "resumed_from", tracker->resume_from);
+  if (total > 0)
+    {
+      g_autofree char *all = g_format_size (total);
+
+      /* Translators: "big.iso: resuming from 1.2 MB of 4.0 MB (byte 1200000)." */
+      bt_output_info (tracker->output, _("%s: resuming from %s of %s (byte %s)."),
+                      tracker->label, done, all, offset);
+    }
+  else
+    bt_output_info (tracker->output, _("%s: resuming from %s (byte %s)."),
+                    tracker->label, done, offset);
+
+  tracker->resume_from = -1;
+  g_clear_signal_handler (&tracker->bytes_handler, task);
+}
+
+/* The download threw its bytes away: the server sent the whole file, or the partial file was
+ * lost. */
+static void
+task_restarts_cb (BgTask     *task,
+                  GParamSpec *pspec,
+                  gpointer    user_data)
+{
+  Tracker *tracker = user_data;
+  guint restarts = bg_task_get_restarts (task);
+  gboolean was_resuming = tracker->resume_from > 0;
+  g_autofree char *kept = NULL;
+
+  if (restarts <= tracker->restarts)
+    {
+      tracker->restarts = restarts;
+      return;
+    }
+  tracker->restarts = restarts;
+
+  json_task_event (tracker->output, task, "restarted", "restarts", restarts);
+  if (was_resuming)
+    {
+      kept = g_format_size (tracker->resume_from);
+      /* Translators: "big.iso: the 1.2 MB downloaded before could not be used; the download
+       * starts over from the first byte." */
+      bt_output_info (tracker->output, _("%s: the %s downloaded before could not be used; the "
+                                         "download starts over from the first byte."),
+                      tracker->label, kept);
+    }
+  else
+    bt_output_info (tracker->output, _("%s: the download starts over from the first byte."),
+                    tracker->label);
+
+  tracker->resume_from = -1;
+  g_clear_signal_handler (&tracker->bytes_handler, task);
+}
+
 static Tracker *
 tracker_new (BtOutput *output,
              BgTask   *task)
@@ -244,6 +380,25 @@ tracker_new (BtOutput *output,
   tracker->json_state = -1;
   tracker->wait_handler = g_signal_connect (task, "notify::wait-reason",
                                             G_CALLBACK (task_wait_reason_cb), tracker);
+  tracker->resume_from = -1;
+
+  /* A download that has bytes from before only asks for the rest: say what the server did
+   * once its answer shows it. */
+  if (bg_task_get_kind (task) == BG_TASK_KIND_DOWNLOAD)
+    {
+      BgTaskState state = bg_task_get_state (task);
+
+      tracker->restarts = bg_task_get_restarts (task);
+      tracker->restarts_handler = g_signal_connect (task, "notify::restarts",
+                                                    G_CALLBACK (task_restarts_cb), tracker);
+      if (bg_task_get_bytes_transferred (task) > 0 && state != BG_TASK_STATE_FINISHED &&
+          state != BG_TASK_STATE_CANCELLED)
+        {
+          tracker->resume_from = bg_task_get_bytes_transferred (task);
+          tracker->bytes_handler = g_signal_connect (task, "notify::bytes-transferred",
+                                                     G_CALLBACK (task_bytes_cb), tracker);
+        }
+    }
 
   return tracker;
 }
@@ -623,12 +778,13 @@ bt_json_add_task (JsonBuilder *builder,
 {
   GFile *file = bg_task_get_file (task);
   g_autofree char *path = file ? g_file_get_path (file) : NULL;
+  g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
   gint64 next = bg_task_get_next_attempt_at (task);
 
   add_string (builder, "identifier", bg_task_get_identifier (task));
   add_string (builder, "operation", bt_enum_nick (BG_TYPE_TASK_KIND, bg_task_get_kind (task)));
   add_string (builder, "state", bt_enum_nick (BG_TYPE_TASK_STATE, bg_task_get_state (task)));
-  add_string (builder, "uri", bg_task_get_uri (task));
+  add_string (builder, "uri", uri);
   add_string (builder, "file", path);
   add_int (builder, "bytes", bg_task_get_bytes_transferred (task));
   add_int (builder, "total", bg_task_get_bytes_total (task));

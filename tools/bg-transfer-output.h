@@ -52,6 +52,8 @@ const char  *bt_enum_nick         (GType        enum_type,
                                    int          value);
 char        *bt_format_seconds    (gint64       seconds);
 char        *bt_describe_wait     (BgTask      *task);
+/* @uri as the tool shows it, in text and JSON alike: never with its password. */
+char        *bt_uri_for_display   (const char  *uri);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BtOutput, bt_output_free)
 

@@ -317,7 +317,9 @@ report_response_json (BtOutput   *output,
   add_member_string (builder, "file", path);
   if (task != NULL)
     {
-      add_member_string (builder, "uri", bg_task_get_uri (task));
+      g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
+
+      add_member_string (builder, "uri", uri);
       add_member_int (builder, "bytes", bg_task_get_bytes_transferred (task));
       add_member_int (builder, "attempts", bg_task_get_attempts (task));
     }

@@ -196,14 +196,15 @@ print_task_text (BtOutput *output,
   guint attempts = bg_task_get_attempts (task);
   g_autofree char *attempts_text = g_strdup_printf (ngettext ("%u attempt", "%u attempts",
                                                               attempts), attempts);
+  g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
   gboolean download = bg_task_get_kind (task) == BG_TASK_KIND_DOWNLOAD;
 
   bt_output_print (output, "%s  %s  %s  %s  %s", bg_task_get_identifier (task),
                    download ? _("download") : _("upload"), state, bytes, attempts_text);
   if (download)
-    bt_output_print (output, "    %s → %s", bg_task_get_uri (task), file);
+    bt_output_print (output, "    %s → %s", uri, file);
   else
-    bt_output_print (output, "    %s → %s", file, bg_task_get_uri (task));
+    bt_output_print (output, "    %s → %s", file, uri);
 }
 
 static void
@@ -275,27 +276,42 @@ task_finished_cb (GObject    *front_end,
   g_ptr_array_add (self->finished, g_object_ref (task));
 }
 
+/* Says which task carries on.  A download only asks here for the bytes it lacks: whether the
+ * server sends them, or the download starts over, is told once the answer comes (see
+ * bt_output_track). */
 static void
-announce_resume (BtApp  *app,
-                 BgTask *task)
+announce_continue (BtApp  *app,
+                   BgTask *task)
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
   g_autofree char *file = g_file_get_parse_name (bg_task_get_file (task));
-  g_autofree char *bytes = g_format_size (bg_task_get_bytes_transferred (task));
+  g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
+  gboolean download = bg_task_get_kind (task) == BG_TASK_KIND_DOWNLOAD;
+  gint64 checkpoint = download ? bg_task_get_bytes_transferred (task) : 0;
 
   bt_json_add_task (builder, task);
   json_builder_set_member_name (builder, "joined");
   json_builder_add_boolean_value (builder, TRUE);
-  json_builder_set_member_name (builder, "resumed_from");
-  json_builder_add_int_value (builder, bg_task_get_bytes_transferred (task));
+  json_builder_set_member_name (builder, "checkpoint");
+  json_builder_add_int_value (builder, checkpoint);
   bt_output_json (app->output, builder);
 
-  if (bg_task_get_kind (task) == BG_TASK_KIND_DOWNLOAD)
-    bt_output_info (app->output, _("Resuming the download %s of %s to “%s” from %s."),
-                    bg_task_get_identifier (task), bg_task_get_uri (task), file, bytes);
+  if (checkpoint > 0)
+    {
+      g_autofree char *bytes = g_format_size (checkpoint);
+
+      /* Translators: "Continuing the download ID of URL to “FILE”: 25.2 MB were downloaded
+       * before." */
+      bt_output_info (app->output, _("Continuing the download %s of %s to “%s”: %s were "
+                                     "downloaded before."),
+                      bg_task_get_identifier (task), uri, file, bytes);
+    }
+  else if (download)
+    bt_output_info (app->output, _("Continuing the download %s of %s to “%s”."),
+                    bg_task_get_identifier (task), uri, file);
   else
-    bt_output_info (app->output, _("Resuming the upload %s of “%s” to %s."),
-                    bg_task_get_identifier (task), file, bg_task_get_uri (task));
+    bt_output_info (app->output, _("Continuing the upload %s of “%s” to %s."),
+                    bg_task_get_identifier (task), file, uri);
 }
 
 static guint
@@ -369,7 +385,7 @@ track_pending (BtApp *app)
 
       if (!task_is_pending (task))
         continue;
-      announce_resume (app, task);
+      announce_continue (app, task);
       bt_output_track (app->output, task);
       n++;
     }

@@ -52,23 +52,25 @@ parse_url (const char *text)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GUri) uri = g_uri_parse (text, SOUP_HTTP_URI_FLAGS, &error);
+
+  g_autofree char *shown = bt_uri_for_display (text);
   const char *scheme;
 
   if (uri == NULL)
     {
-      bt_usage_error (_("“%s” is not a URL: %s"), text, error->message);
+      bt_usage_error (_("“%s” is not a URL: %s"), shown, error->message);
       return NULL;
     }
 
   scheme = g_uri_get_scheme (uri);
   if (g_ascii_strcasecmp (scheme, "http") != 0 && g_ascii_strcasecmp (scheme, "https") != 0)
     {
-      bt_usage_error (_("“%s” is not an http or https URL"), text);
+      bt_usage_error (_("“%s” is not an http or https URL"), shown);
       return NULL;
     }
   if (g_uri_get_host (uri) == NULL || *g_uri_get_host (uri) == '\0')
     {
-      bt_usage_error (_("“%s” has no host name"), text);
+      bt_usage_error (_("“%s” has no host name"), shown);
       return NULL;
     }
 
@@ -235,12 +237,12 @@ transfer_start (Transfer *self)
 }
 
 static void
-announce_start_json (Transfer *self,
-                     gint64    resumed_from,
-                     gboolean  joined)
+announce_start_json (Transfer   *self,
+                     const char *uri,
+                     gint64      checkpoint,
+                     gboolean    joined)
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
-  g_autofree char *uri = g_uri_to_string (soup_message_get_uri (self->msg));
   g_autofree char *path = g_file_get_path (self->file);
 
   json_builder_set_member_name (builder, "identifier");
@@ -255,30 +257,34 @@ announce_start_json (Transfer *self,
   json_builder_add_string_value (builder, path);
   json_builder_set_member_name (builder, "joined");
   json_builder_add_boolean_value (builder, joined);
-  json_builder_set_member_name (builder, "resumed_from");
-  json_builder_add_int_value (builder, resumed_from);
+  json_builder_set_member_name (builder, "checkpoint");
+  json_builder_add_int_value (builder, checkpoint);
 
   bt_output_json (self->app->output, builder);
 }
 
+/* Only the bytes an earlier run left are known here: whether the server sends the rest is
+ * told once its answer comes (see bt_output_track). */
 static void
-announce_resume (Transfer *self,
-                 gint64    bytes)
+announce_checkpoint (Transfer *self,
+                     gint64    bytes)
 {
   BtOutput *output = self->app->output;
   gint64 total = bg_task_get_bytes_total (self->task);
   g_autofree char *done = g_format_size (bytes);
-  g_autofree char *offset = g_strdup_printf ("%" G_GINT64_FORMAT, bytes);
 
   if (total > 0)
     {
       g_autofree char *all = g_format_size (total);
 
-      /* Translators: "Resuming from 1.2 MB of 4.0 MB (byte 1200000)." */
-      bt_output_info (output, _("Resuming from %s of %s (byte %s)."), done, all, offset);
+      /* Translators: "An earlier run downloaded 1.2 MB of 4.0 MB; asking the server for the
+       * rest." */
+      bt_output_info (output, _("An earlier run downloaded %s of %s; asking the server for the "
+                                "rest."), done, all);
     }
   else
-    bt_output_info (output, _("Resuming from %s (byte %s)."), done, offset);
+    bt_output_info (output, _("An earlier run downloaded %s; asking the server for the rest."),
+                    done);
 }
 
 /* Says what is about to happen, and whether an earlier run had started it. */
@@ -286,15 +292,16 @@ static void
 announce_start (Transfer *self)
 {
   BtOutput *output = self->app->output;
-  g_autofree char *uri = g_uri_to_string (soup_message_get_uri (self->msg));
+  g_autofree char *full_uri = g_uri_to_string (soup_message_get_uri (self->msg));
+  g_autofree char *uri = bt_uri_for_display (full_uri);
   g_autofree char *name = g_file_get_parse_name (self->file);
   gint64 bytes = self->task ? bg_task_get_bytes_transferred (self->task) : 0;
   gboolean joined = self->task && (bg_task_get_attempts (self->task) > 0 ||
                                    bg_task_get_state (self->task) == BG_TASK_STATE_FINISHED);
-  gboolean resuming = self->kind == BG_TASK_KIND_DOWNLOAD && bytes > 0 &&
-                      bg_task_get_state (self->task) != BG_TASK_STATE_FINISHED;
+  gboolean continuing = self->kind == BG_TASK_KIND_DOWNLOAD && bytes > 0 &&
+                        bg_task_get_state (self->task) != BG_TASK_STATE_FINISHED;
 
-  announce_start_json (self, resuming ? bytes : 0, joined);
+  announce_start_json (self, uri, continuing ? bytes : 0, joined);
 
   if (self->kind == BG_TASK_KIND_DOWNLOAD)
     /* Translators: "Downloading URL to “FILE” (task IDENTIFIER)." */
@@ -305,8 +312,8 @@ announce_start (Transfer *self)
 
   if (self->task != NULL && bg_task_get_state (self->task) == BG_TASK_STATE_FINISHED)
     bt_output_info (output, _("The task finished in an earlier run; this is its result."));
-  else if (resuming)
-    announce_resume (self, bytes);
+  else if (continuing)
+    announce_checkpoint (self, bytes);
   else if (joined)
     bt_output_info (output, _("Continuing the task that an earlier run started."));
 }

@@ -153,10 +153,10 @@ class ToolTest(unittest.TestCase):
                     proc.send_signal(signal.SIGINT)
                     return events
 
-    def interrupted_download(self, name, rate=262144, min_bytes=300000):
-        """Starts a throttled download, stops it with SIGINT once a checkpoint is likely on
-        disk, and returns (identifier, url, events)."""
-        url = self.server.url('/files/big.bin?rate=%d' % rate)
+    def interrupted_download(self, name, rate=262144, min_bytes=300000, url=None):
+        """Starts a throttled download (of big.bin, unless @url is given), stops it with
+        SIGINT once a checkpoint is likely on disk, and returns (identifier, url, events)."""
+        url = url or self.server.url('/files/big.bin?rate=%d' % rate)
         proc = self.start_tool('--json', 'download', url, '-o', name)
         started = time.monotonic()
         events = self.interrupt_when(
@@ -463,7 +463,8 @@ class ToolTest(unittest.TestCase):
 
         code, out, err = self.run_tool('resume')
         self.assertEqual(code, EXIT_SUCCESS, err)
-        self.assertIn('Resuming', out)
+        self.assertIn('resumed.bin: resuming from', out)
+        self.assertNotIn('starts over', out)
         self.assertIn(identifier, out)
         self.assertIn('206 Partial Content', out)
         self.assertEqual(sha256_file(os.path.join(self.work, 'resumed.bin')), self.big_sha)
@@ -482,8 +483,94 @@ class ToolTest(unittest.TestCase):
         code, out, err = self.run_tool('download', url, '-o', 'again.bin')
         self.assertEqual(code, EXIT_SUCCESS, err)
         self.assertIn(identifier, out)
-        self.assertIn('Resuming from', out)
+        self.assertIn('again.bin: resuming from', out)
         self.assertEqual(sha256_file(os.path.join(self.work, 'again.bin')), self.big_sha)
+
+    # A server that ignores Range answers the resume with 200 and the whole file: the tool
+    # must not claim a resume that did not happen.
+    def assert_starts_over(self, out, name):
+        self.assertNotIn('resuming', out.lower())
+        self.assertIn('%s: the ' % name, out)
+        self.assertIn('could not be used; the download starts over from the first byte', out)
+        self.assertIn('200 OK', out)
+        self.assertEqual(sha256_file(os.path.join(self.work, name)), self.big_sha)
+
+    def test_resume_of_server_ignoring_range_says_it_starts_over(self):
+        url = self.server.url('/files/big.bin?rate=262144&norange=1&for=resume')
+        identifier, url, events = self.interrupted_download('norange.bin', url=url)
+        code, out, err = self.run_tool('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn(identifier, out)
+        self.assert_starts_over(out, 'norange.bin')
+        # It did ask for the rest.
+        self.assertTrue([r for r in self.range_requests('/files/big.bin')
+                         if 'for=resume' in r['query']])
+
+    def test_same_command_on_server_ignoring_range_says_it_starts_over(self):
+        url = self.server.url('/files/big.bin?rate=262144&norange=1&for=download')
+        identifier, url, events = self.interrupted_download('norange2.bin', url=url)
+        code, out, err = self.run_tool('download', url, '-o', 'norange2.bin')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('asking the server for the rest', out)
+        self.assert_starts_over(out, 'norange2.bin')
+
+    def test_json_tells_resumed_or_restarted_after_the_answer(self):
+        url = self.server.url('/files/big.bin?rate=262144&norange=1&for=json')
+        lost, _, _ = self.interrupted_download('lost.bin', url=url)
+        kept, _, _ = self.interrupted_download('kept.bin')
+        code, events, err = self.run_json('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        starts = {e['identifier']: e for e in events if e['event'] == 'start'}
+        self.assertGreater(starts[lost]['checkpoint'], 0)
+        self.assertGreater(starts[kept]['checkpoint'], 0)
+        self.assertNotIn('resumed_from', starts[lost])
+        resumed = [e for e in events if e['event'] == 'resumed']
+        restarted = [e for e in events if e['event'] == 'restarted']
+        self.assertEqual([e['identifier'] for e in resumed], [kept])
+        self.assertEqual(resumed[0]['resumed_from'], starts[kept]['checkpoint'])
+        self.assertEqual([e['identifier'] for e in restarted], [lost])
+        self.assertGreaterEqual(restarted[0]['restarts'], 1)
+        results = {e['identifier']: e for e in events if e['event'] == 'result'}
+        self.assertEqual((results[lost]['status'], results[kept]['status']), (200, 206))
+
+    def test_url_password_is_never_printed(self):
+        secret = 'pw-s3cr3t-9f2c'
+        base = 'http://someone:%s@127.0.0.1:%d' % (secret, self.server.port)
+        outputs = []
+
+        def run(*args, **kwargs):
+            code, out, err = self.run_tool(*args, **kwargs)
+            outputs.append((args, out + err))
+            return code, out, err
+
+        code, out, err = run('download', base + '/files/small.bin', '-o', 'pw1.bin')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('someone@127.0.0.1', out)
+        self.assertEqual(run('--json', 'download', base + '/files/small.bin', '-o', 'pw2.bin')[0],
+                         EXIT_SUCCESS)
+        self.assertEqual(run('download', base + '/files/none.bin')[0], EXIT_REJECTED)
+        self.assertEqual(run('--json', 'download', base + '/files/none.bin', '-o', 'n2')[0],
+                         EXIT_REJECTED)
+        # Text that is not a URL the tool takes, with a password in it.
+        for url in ('ftp://someone:%s@127.0.0.1/x' % secret,
+                    'http://someone:%s@127.0.0.1:99999/x' % secret):
+            self.assertEqual(run('download', url, '-o', 'x')[0], EXIT_USAGE)
+
+        identifier, url, events = self.interrupted_download(
+            'pw3.bin', url=base + '/files/big.bin?rate=262144')
+        outputs.append(('interrupted download', json.dumps(events)))
+        code, out, err = run('list')
+        self.assertIn(identifier, out)
+        self.assertIn('someone@127.0.0.1', out)
+        code, out, err = run('--json', 'list')
+        self.assertIn(identifier, out)
+        code, out, err = run('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn(identifier, out)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'pw3.bin')), self.big_sha)
+
+        for args, text in outputs:
+            self.assertNotIn(secret, text, args)
 
     def test_list_does_not_wait_for_transfers(self):
         identifier, url, events = self.interrupted_download('slow.bin', rate=200000)
