@@ -466,7 +466,7 @@ bg_http_uri_hide_password (const char *uri,
       (given_user == NULL || strchr (given_user, ':') == NULL))
     return g_strdup (uri);
 
-  if (given_user != NULL)
+  if (given_user != NULL && strcspn (given_user, ":") > 0)
     user = g_strndup (given_user, strcspn (given_user, ":"));
   bare = g_uri_build_with_user (g_uri_get_flags (parsed), g_uri_get_scheme (parsed),
                                 user, NULL, NULL, g_uri_get_host (parsed),
