@@ -896,7 +896,7 @@ job_lacks_credentials (BgJob       *job,
   BgStoreRecord *record = job->record;
   SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
 
-  if (job->request_headers != NULL ||
+  if (job->request_uri != NULL || job->request_headers != NULL ||
       (record->withheld_headers == NULL && !record->withheld_password))
     return FALSE;
 
@@ -1128,7 +1128,7 @@ job_options_changed_cb (BgTask     *task,
     {
       record_withhold_credentials (record, &job->request_uri, &job->request_headers);
     }
-  else if (job->request_headers != NULL)
+  else if (job->request_uri != NULL || job->request_headers != NULL)
     {
       /* Kept from now on: the credentials this run still holds are stored with the task. */
       g_free (record->uri);
