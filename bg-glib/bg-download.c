@@ -424,12 +424,12 @@ download_build (BgJob   *job,
   self->cancellable = g_object_ref (bg_job_get_cancellable (job));
   self->last_checkpoint_time = self->last_write_time = g_get_monotonic_time ();
 
-  uri = g_uri_parse (record->uri, SOUP_HTTP_URI_FLAGS, error);
+  uri = g_uri_parse (bg_job_get_request_uri (job), SOUP_HTTP_URI_FLAGS, error);
   if (uri == NULL || !bg_http_uri_is_acceptable (uri, error))
     return NULL;
 
   stored = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
-  if (!bg_http_decode_headers (record->request_headers, stored, error))
+  if (!bg_http_decode_headers (bg_job_get_request_headers (job), stored, error))
     return NULL;
 
   if (!download_open_partial (self, error))

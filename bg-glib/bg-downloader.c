@@ -150,6 +150,12 @@ static guint signals[BG_FRONTEND_N_SIGNALS];
  *
  * Emitted before every attempt, first ones and resumed ones alike. A handler can add a fresh
  * `Authorization` header or re-sign the URL; what it changes is not stored.
+ *
+ * Credentials on the request given to `_async` (`Authorization`, `Proxy-Authorization` and
+ * `Cookie` headers, the password of the URL) are kept in memory only, unless the task's
+ * [property@Bg.Task:keep-credentials] is set. After a restart, a task whose request still
+ * carries none of them once this signal has been emitted does not start its attempt: it waits
+ * with %BG_WAIT_REASON_CREDENTIALS until a handler supplies them.
  */
 
 static gboolean

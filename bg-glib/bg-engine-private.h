@@ -132,6 +132,10 @@ BgTask         *bg_job_get_task            (BgJob                *job);
 BgStoreRecord  *bg_job_get_record          (BgJob                *job);
 GCancellable   *bg_job_get_cancellable     (BgJob                *job);
 GFile          *bg_job_get_file            (BgJob                *job);
+/* The newest request's URI and encoded headers, credentials included: unless the task keeps
+ * them, they are in memory only, and the record's uri and request_headers leave them out. */
+const char     *bg_job_get_request_uri     (BgJob                *job);
+const char     *bg_job_get_request_headers (BgJob                *job);
 gpointer        bg_job_get_attempt_data    (BgJob                *job);
 void            bg_job_set_attempt_data    (BgJob                *job,
                                             gpointer              data,

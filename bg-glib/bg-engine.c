@@ -44,6 +44,11 @@ struct _BgJob
   gint64          last_activity;
   GSource        *retry_source;
   gulong          options_handler;
+  /* The newest request's URI and headers (encoded) as the app gave them, credentials included,
+   * while the record leaves the credentials out; in memory only, NULL when the record holds the
+   * whole request. */
+  char           *request_uri;
+  char           *request_headers;
   guint           running : 1;
   guint           reachable : 1;      /* can_reach said yes while the monitor said offline */
   guint           reach_pending : 1;
@@ -135,6 +140,8 @@ bg_job_unref (BgJob *job)
   g_clear_object (&job->task);
   g_clear_object (&job->file);
   g_clear_pointer (&job->record, bg_store_record_free);
+  g_clear_pointer (&job->request_uri, g_free);
+  g_clear_pointer (&job->request_headers, g_free);
   g_free (job);
 }
 
@@ -155,7 +162,8 @@ bg_job_new (BgEngine      *engine,
   bg_task_set_next_attempt_at (job->task, record->next_attempt_at);
   bg_task_set_progress (job->task, record->checkpoint, record->total, TRUE);
   bg_task_init_options (job->task, record->allow_metered, record->discretionary,
-                        record->priority, record->earliest_start, record->expected_sha256);
+                        record->priority, record->earliest_start, record->expected_sha256,
+                        record->keep_credentials);
   job->options_handler = g_signal_connect (job->task, "notify",
                                            G_CALLBACK (job_options_changed_cb), job);
 
@@ -397,6 +405,18 @@ GFile *
 bg_job_get_file (BgJob *job)
 {
   return job->file;
+}
+
+const char *
+bg_job_get_request_uri (BgJob *job)
+{
+  return job->request_uri != NULL ? job->request_uri : job->record->uri;
+}
+
+const char *
+bg_job_get_request_headers (BgJob *job)
+{
+  return job->request_headers != NULL ? job->request_headers : job->record->request_headers;
 }
 
 gpointer
@@ -775,6 +795,164 @@ job_finish (BgJob      *job,
     }
 }
 
+/* --- Credentials --------------------------------------------------------------------------- */
+
+/* Whether the encoded headers have a line for a credential header.  A quick look, so that the
+ * records of a large restore are not all decoded. */
+static gboolean
+encoded_has_credentials (const char *encoded)
+{
+  const char *line = encoded;
+
+  while (line != NULL && *line != '\0')
+    {
+      const char *colon = strchr (line, ':');
+      const char *eol = strchr (line, '\n');
+
+      if (colon != NULL && (eol == NULL || colon < eol))
+        {
+          g_autofree char *name = g_strndup (line, colon - line);
+
+          if (bg_http_is_credential_header (name))
+            return TRUE;
+        }
+      line = eol != NULL ? eol + 1 : NULL;
+    }
+
+  return FALSE;
+}
+
+/* Unless the task keeps its credentials, takes them out of @record's request: its uri loses
+ * the password and its request_headers the Authorization, Proxy-Authorization and Cookie
+ * headers, and the record notes what it lost.  The whole request, to be kept in memory, replaces
+ * *@full_uri and *@full_headers.  Returns FALSE, changing nothing, when there is nothing to take
+ * out. */
+static gboolean
+record_withhold_credentials (BgStoreRecord  *record,
+                             char          **full_uri,
+                             char          **full_headers)
+{
+  g_autofree char *stored_uri = NULL;
+  g_autofree char *stored_headers = NULL;
+  g_autoptr(GString) names = NULL;
+  gboolean hidden = FALSE;
+
+  if (record->keep_credentials)
+    return FALSE;
+
+  stored_uri = bg_http_uri_hide_password (record->uri, &hidden);
+  if (!hidden)
+    g_clear_pointer (&stored_uri, g_free);
+
+  if (encoded_has_credentials (record->request_headers))
+    {
+      g_autoptr(SoupMessageHeaders) headers = NULL;
+      g_autoptr(SoupMessageHeaders) kept = NULL;
+      SoupMessageHeadersIter iter;
+      const char *name;
+      const char *value;
+
+      headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+      kept = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+      if (bg_http_decode_headers (record->request_headers, headers, NULL))
+        {
+          names = g_string_new (record->withheld_headers);
+          soup_message_headers_iter_init (&iter, headers);
+          while (soup_message_headers_iter_next (&iter, &name, &value))
+            {
+              if (!bg_http_is_credential_header (name))
+                soup_message_headers_append (kept, name, value);
+              else if (!soup_header_contains (names->str, name))
+                g_string_append_printf (names, "%s%s", names->len > 0 ? ", " : "", name);
+            }
+          stored_headers = bg_http_encode_headers (kept);
+        }
+    }
+
+  if (stored_uri == NULL && stored_headers == NULL)
+    return FALSE;
+
+  g_free (*full_uri);
+  *full_uri = g_strdup (record->uri);
+  g_free (*full_headers);
+  *full_headers = g_strdup (record->request_headers);
+
+  if (stored_uri != NULL)
+    {
+      g_free (record->uri);
+      record->uri = g_steal_pointer (&stored_uri);
+      record->withheld_password = TRUE;
+    }
+
+  if (stored_headers != NULL)
+    {
+      g_free (record->request_headers);
+      record->request_headers = g_steal_pointer (&stored_headers);
+      g_free (record->withheld_headers);
+      record->withheld_headers = g_string_free (g_steal_pointer (&names), FALSE);
+    }
+
+  return TRUE;
+}
+
+/* Whether @msg, as the prepare-request handlers left it, carries none of the credentials that
+ * the record left out and this run no longer holds (after a restart).  A URL password counts as
+ * supplied by a password in the message's URI or by an Authorization header. */
+static gboolean
+job_lacks_credentials (BgJob       *job,
+                       SoupMessage *msg)
+{
+  BgStoreRecord *record = job->record;
+  SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
+
+  if (job->request_uri != NULL || job->request_headers != NULL ||
+      (record->withheld_headers == NULL && !record->withheld_password))
+    return FALSE;
+
+  if (record->withheld_headers != NULL)
+    {
+      GSList *names = soup_header_parse_list (record->withheld_headers);
+      gboolean found = FALSE;
+
+      for (GSList *l = names; l != NULL && !found; l = l->next)
+        found = soup_message_headers_get_one (headers, l->data) != NULL;
+      soup_header_free_list (names);
+      if (found)
+        return FALSE;
+    }
+
+  if (record->withheld_password &&
+      (g_uri_get_password (soup_message_get_uri (msg)) != NULL ||
+       soup_message_headers_get_one (headers, "Authorization") != NULL))
+    return FALSE;
+
+  return TRUE;
+}
+
+/* The attempt that was about to start does not: it is not counted, and the task waits with
+ * BG_WAIT_REASON_CREDENTIALS.  It looks again when a prepare-request handler may have been
+ * connected meanwhile, which GObject does not announce: at every sweep of the waits (every five
+ * seconds, see engine_sweep_waits()), and at once when the app gives the task a new request. */
+static void
+job_wait_for_credentials (BgJob *job)
+{
+  BgEngine *self = job->engine;
+
+  bg_job_set_attempt_data (job, NULL, NULL);
+  g_clear_object (&job->cancellable);
+  job->running = FALSE;
+  self->n_running--;
+
+  job->record->attempts--;
+  job->record->state = BG_TASK_STATE_WAITING;
+  engine_save (self, job->record);
+  bg_task_set_attempts (job->task, job->record->attempts);
+  job_wait (job, BG_WAIT_REASON_CREDENTIALS, 0);
+
+  /* The reference the attempt held. */
+  g_object_unref (self);
+}
+
 static void
 job_start_attempt (BgJob *job)
 {
@@ -818,6 +996,12 @@ job_start_attempt (BgJob *job)
       self->n_running--;
       g_clear_object (&job->cancellable);
       g_object_unref (self);
+      return;
+    }
+
+  if (job_lacks_credentials (job, msg))
+    {
+      job_wait_for_credentials (job);
       return;
     }
 
@@ -938,7 +1122,8 @@ job_options_changed_cb (BgTask     *task,
       !g_str_equal (pspec->name, "discretionary") &&
       !g_str_equal (pspec->name, "priority") &&
       !g_str_equal (pspec->name, "earliest-start") &&
-      !g_str_equal (pspec->name, "expected-sha256"))
+      !g_str_equal (pspec->name, "expected-sha256") &&
+      !g_str_equal (pspec->name, "keep-credentials"))
     return;
 
   record->allow_metered = bg_task_get_allow_metered (task);
@@ -947,6 +1132,22 @@ job_options_changed_cb (BgTask     *task,
   record->earliest_start = bg_task_get_earliest_start_usec (task);
   g_free (record->expected_sha256);
   record->expected_sha256 = g_strdup (bg_task_get_expected_sha256 (task));
+
+  record->keep_credentials = bg_task_get_keep_credentials (task);
+  if (!record->keep_credentials)
+    {
+      record_withhold_credentials (record, &job->request_uri, &job->request_headers);
+    }
+  else if (job->request_uri != NULL || job->request_headers != NULL)
+    {
+      /* Kept from now on: the credentials this run still holds are stored with the task. */
+      g_free (record->uri);
+      record->uri = g_steal_pointer (&job->request_uri);
+      g_free (record->request_headers);
+      record->request_headers = g_steal_pointer (&job->request_headers);
+      g_clear_pointer (&record->withheld_headers, g_free);
+      record->withheld_password = FALSE;
+    }
 
   if (job->dropped)
     return;
@@ -1015,6 +1216,7 @@ engine_sweep_waits (BgEngine *self)
   gpointer value;
   gint64 now = now_wall ();
   g_autoptr(GPtrArray) due = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+  g_autoptr(GPtrArray) again = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
 
   g_hash_table_iter_init (&iter, self->jobs);
   while (g_hash_table_iter_next (&iter, NULL, &value))
@@ -1025,6 +1227,9 @@ engine_sweep_waits (BgEngine *self)
           job->record->next_attempt_at <= now &&
           job->record->earliest_start <= now)
         g_ptr_array_add (due, bg_job_ref (job));
+      else if (job->record->state == BG_TASK_STATE_WAITING &&
+               bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
+        g_ptr_array_add (again, bg_job_ref (job));
     }
 
   for (guint i = 0; i < due->len; i++)
@@ -1034,6 +1239,11 @@ engine_sweep_waits (BgEngine *self)
       clear_source (&job->retry_source);
       job_wait_over_cb (job);
     }
+
+  /* A task that lost its credentials tries again: a prepare-request handler that supplies them
+   * may have been connected since it last looked. */
+  for (guint i = 0; i < again->len; i++)
+    job_enqueue (g_ptr_array_index (again, i));
 }
 
 /* --- GObject ------------------------------------------------------------------------------- */
@@ -1346,6 +1556,11 @@ engine_adopt_record (BgEngine      *self,
 
   engine_add_job (self, job);
 
+  /* A record from before credentials were kept out of the database still holds them: they
+   * leave it now, and this run keeps them in memory. */
+  if (record_withhold_credentials (job->record, &job->request_uri, &job->request_headers))
+    engine_save (self, job->record);
+
   if (uncollected != NULL)
     *uncollected = FALSE;
 
@@ -1399,6 +1614,8 @@ record_set_request (BgStoreRecord *record,
   record->uri = g_uri_to_string (soup_message_get_uri (request));
   g_free (record->request_headers);
   record->request_headers = bg_http_encode_headers (soup_message_get_request_headers (request));
+  g_clear_pointer (&record->withheld_headers, g_free);
+  record->withheld_password = FALSE;
 }
 
 static gboolean
@@ -1466,14 +1683,24 @@ bg_engine_submit_async (BgEngine            *self,
 
       /* Join the task; later attempts use the newest request. */
       record_set_request (job->record, request);
+      g_clear_pointer (&job->request_uri, g_free);
+      g_clear_pointer (&job->request_headers, g_free);
+      record_withhold_credentials (job->record, &job->request_uri, &job->request_headers);
       bg_task_set_uri (job->task, job->record->uri);
       engine_save (self, job->record);
       job_add_waiter (job, task);
+
+      /* The request may carry the credentials the task waits for: look now. */
+      if (job->record->state == BG_TASK_STATE_WAITING &&
+          bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
+        job_enqueue (job);
       return;
     }
 
   {
     g_autoptr(BgStoreRecord) record = bg_store_record_new ();
+    g_autofree char *full_uri = NULL;
+    g_autofree char *full_headers = NULL;
     gint64 now = now_wall ();
 
     record->identifier = g_strdup (identifier);
@@ -1484,6 +1711,7 @@ bg_engine_submit_async (BgEngine            *self,
     record->created_at = now;
     record->updated_at = now;
     record_set_request (record, request);
+    record_withhold_credentials (record, &full_uri, &full_headers);
 
     if (!self->transfer->prepare_new (self, record, file, &error))
       {
@@ -1499,6 +1727,8 @@ bg_engine_submit_async (BgEngine            *self,
       }
 
     job = bg_job_new (self, g_steal_pointer (&record));
+    job->request_uri = g_steal_pointer (&full_uri);
+    job->request_headers = g_steal_pointer (&full_headers);
     engine_add_job (self, job);
     job_add_waiter (job, task);
     job_enqueue (job);

@@ -36,6 +36,9 @@ GUri           *bg_http_redirect_target      (SoupMessage         *msg,
                                               guint               *redirects,
                                               gboolean            *same_origin,
                                               GError             **error);
+gboolean        bg_http_is_credential_header (const char          *name);
+char           *bg_http_uri_hide_password    (const char          *uri,
+                                              gboolean            *hidden);
 void            bg_http_copy_request_headers (SoupMessageHeaders  *from,
                                               SoupMessageHeaders  *to,
                                               gboolean             same_origin);

@@ -426,6 +426,58 @@ bg_http_redirect_target (SoupMessage  *msg,
   return g_steal_pointer (&next);
 }
 
+/* Whether the request header @name carries credentials: these are kept out of the database
+ * unless the task keeps them, and do not follow a redirect to another origin. */
+gboolean
+bg_http_is_credential_header (const char *name)
+{
+  return g_ascii_strcasecmp (name, "Authorization") == 0 ||
+         g_ascii_strcasecmp (name, "Cookie") == 0 ||
+         g_ascii_strcasecmp (name, "Proxy-Authorization") == 0;
+}
+
+/* @uri (a request's URI as a string) as it may be stored or shown: without the password of its
+ * userinfo.  A user name holding a ':' (the whole userinfo, from a URI parsed without
+ * G_URI_FLAGS_HAS_PASSWORD) loses what follows it too.  *@hidden (may be NULL) says whether
+ * anything was taken out.  A string that does not parse is returned as it is. */
+char *
+bg_http_uri_hide_password (const char *uri,
+                           gboolean   *hidden)
+{
+  g_autoptr(GUri) parsed = NULL;
+  g_autoptr(GUri) bare = NULL;
+  g_autofree char *user = NULL;
+  const char *given_user;
+
+  if (hidden != NULL)
+    *hidden = FALSE;
+
+  if (uri == NULL)
+    return NULL;
+
+  /* No userinfo, nothing to hide: the common case, without parsing. */
+  if (strchr (uri, '@') != NULL)
+    parsed = g_uri_parse (uri, SOUP_HTTP_URI_FLAGS, NULL);
+  if (parsed == NULL)
+    return g_strdup (uri);
+
+  given_user = g_uri_get_user (parsed);
+  if (g_uri_get_password (parsed) == NULL &&
+      (given_user == NULL || strchr (given_user, ':') == NULL))
+    return g_strdup (uri);
+
+  if (given_user != NULL && strcspn (given_user, ":") > 0)
+    user = g_strndup (given_user, strcspn (given_user, ":"));
+  bare = g_uri_build_with_user (g_uri_get_flags (parsed), g_uri_get_scheme (parsed),
+                                user, NULL, NULL, g_uri_get_host (parsed),
+                                g_uri_get_port (parsed), g_uri_get_path (parsed),
+                                g_uri_get_query (parsed), g_uri_get_fragment (parsed));
+  if (hidden != NULL)
+    *hidden = TRUE;
+
+  return g_uri_to_string (bare);
+}
+
 /* Copies the app's request headers onto a new message.  libsoup sets Host and Content-Length
  * itself, and credentials do not follow a redirect to another origin. */
 void
@@ -440,10 +492,7 @@ bg_http_copy_request_headers (SoupMessageHeaders *from,
   soup_message_headers_iter_init (&iter, from);
   while (soup_message_headers_iter_next (&iter, &name, &value))
     {
-      if (!same_origin &&
-          (g_ascii_strcasecmp (name, "Authorization") == 0 ||
-           g_ascii_strcasecmp (name, "Cookie") == 0 ||
-           g_ascii_strcasecmp (name, "Proxy-Authorization") == 0))
+      if (!same_origin && bg_http_is_credential_header (name))
         continue;
       if (g_ascii_strcasecmp (name, "Host") == 0 ||
           g_ascii_strcasecmp (name, "Content-Length") == 0)

@@ -13,7 +13,7 @@ G_BEGIN_DECLS
 
 /* The schema version this code writes.  Older databases are upgraded in place by the ordered
  * migrations in data/schema/; newer ones are refused with BG_ERROR_STORE. */
-#define BG_STORE_SCHEMA_VERSION 3
+#define BG_STORE_SCHEMA_VERSION 4
 
 /* A record holds everything a later run needs to carry a task on.  Strings are owned; NULL means
  * "none".  Times are microseconds since the Unix epoch (wall clock), 0 when unset. */
@@ -46,6 +46,13 @@ typedef struct _BgStoreRecord
   int          priority;
   gint64       earliest_start;
   char        *expected_sha256;
+  gboolean     keep_credentials;   /* schema 4 */
+
+  /* What the record leaves out of the request (schema 4): unless keep_credentials is set, uri
+   * has no password and request_headers no Authorization, Proxy-Authorization or Cookie.  These
+   * say what was left out, so that a later run knows the task lost it. */
+  char        *withheld_headers;   /* header names, comma-separated; NULL for none */
+  gboolean     withheld_password;
 
   /* The final response, set once the task has finished (has_response). */
   gboolean     has_response;

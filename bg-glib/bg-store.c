@@ -46,6 +46,7 @@ static const char * const migrations[] = {
   "001-initial.sql",
   "002-idempotency.sql",
   "003-task-options.sql",
+  "004-credentials.sql",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
@@ -112,6 +113,9 @@ static const Column columns[] = {
   COLUMN (priority,         COLUMN_INT,    3, FALSE),
   COLUMN (earliest_start,   COLUMN_INT64,  3, FALSE),
   COLUMN (expected_sha256,  COLUMN_STRING, 3, FALSE),
+  COLUMN (keep_credentials, COLUMN_INT,    4, FALSE),
+  COLUMN (withheld_headers, COLUMN_STRING, 4, FALSE),
+  COLUMN (withheld_password, COLUMN_INT,   4, FALSE),
 };
 
 #undef COLUMN

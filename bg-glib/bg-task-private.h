@@ -37,7 +37,8 @@ void    bg_task_init_options          (BgTask      *self,
                                        gboolean     discretionary,
                                        int          priority,
                                        gint64       earliest_start,
-                                       const char  *expected_sha256);
+                                       const char  *expected_sha256,
+                                       gboolean     keep_credentials);
 gint64  bg_task_get_earliest_start_usec (BgTask    *self);
 
 G_END_DECLS

@@ -9,6 +9,7 @@
 
 #include "bg-enums.h"
 #include "bg-error.h"
+#include "bg-http-private.h"
 #include "bg-task-private.h"
 
 /* Progress notifications are throttled to about ten a second. */
@@ -49,6 +50,7 @@ struct _BgTask
   int          priority;
   gint64       earliest_start;
   char        *expected_sha256;
+  gboolean     keep_credentials;
 };
 
 G_DEFINE_FINAL_TYPE (BgTask, bg_task, G_TYPE_OBJECT)
@@ -72,6 +74,7 @@ enum {
   PROP_PRIORITY,
   PROP_EARLIEST_START,
   PROP_EXPECTED_SHA256,
+  PROP_KEEP_CREDENTIALS,
   N_PROPS
 };
 
@@ -157,6 +160,9 @@ bg_task_get_property (GObject    *object,
     case PROP_EXPECTED_SHA256:
       g_value_set_string (value, self->expected_sha256);
       break;
+    case PROP_KEEP_CREDENTIALS:
+      g_value_set_boolean (value, self->keep_credentials);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -191,6 +197,9 @@ bg_task_set_property (GObject      *object,
         if (!bg_task_set_expected_sha256 (self, g_value_get_string (value), &error))
           g_critical ("%s", error->message);
       }
+      break;
+    case PROP_KEEP_CREDENTIALS:
+      bg_task_set_keep_credentials (self, g_value_get_boolean (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -238,7 +247,7 @@ bg_task_class_init (BgTaskClass *klass)
   /**
    * BgTask:uri:
    *
-   * The URI of the newest request given for the task.
+   * The URI of the newest request given for the task, without the password of its userinfo.
    */
   properties[PROP_URI] =
     g_param_spec_string ("uri", NULL, NULL, NULL,
@@ -371,6 +380,24 @@ bg_task_class_init (BgTaskClass *klass)
     g_param_spec_string ("expected-sha256", NULL, NULL, NULL,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * BgTask:keep-credentials:
+   *
+   * Whether the task's credentials are stored with it: the `Authorization`,
+   * `Proxy-Authorization` and `Cookie` headers and the password of the URL of the request given
+   * to `download_async` or `upload_async`.
+   *
+   * By default they are kept in memory only: every attempt and redirect in this run sends them,
+   * but a later run does not have them, and the task then waits with
+   * %BG_WAIT_REASON_CREDENTIALS until a `prepare-request` handler supplies them. Set this to
+   * %TRUE to store them in the task database in plain text, so that a later run can carry the
+   * task on by itself; set while the task runs, it stores the credentials this run still holds.
+   * The option is stored with the task.
+   */
+  properties[PROP_KEEP_CREDENTIALS] =
+    g_param_spec_boolean ("keep-credentials", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -390,7 +417,7 @@ bg_task_new (BgTaskKind  kind,
 
   self->kind = kind;
   self->identifier = g_strdup (identifier);
-  self->uri = g_strdup (uri);
+  self->uri = bg_http_uri_hide_password (uri, NULL);
   self->file = file ? g_object_ref (file) : NULL;
 
   return self;
@@ -413,12 +440,15 @@ void
 bg_task_set_uri (BgTask     *self,
                  const char *uri)
 {
+  g_autofree char *shown = NULL;
+
   g_return_if_fail (BG_IS_TASK (self));
 
-  if (g_strcmp0 (self->uri, uri) != 0)
+  shown = bg_http_uri_hide_password (uri, NULL);
+  if (g_strcmp0 (self->uri, shown) != 0)
     {
       g_free (self->uri);
-      self->uri = g_strdup (uri);
+      self->uri = g_steal_pointer (&shown);
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_URI]);
     }
 }
@@ -592,9 +622,10 @@ bg_task_get_state (BgTask *self)
  * bg_task_get_uri:
  * @self: a #BgTask
  *
- * Gets the URI of the newest request given for the task.
+ * Gets the URI of the newest request given for the task. A password in its userinfo is never
+ * shown.
  *
- * Returns: the URI
+ * Returns: the URI, without its password
  */
 const char *
 bg_task_get_uri (BgTask *self)
@@ -727,7 +758,8 @@ bg_task_init_options (BgTask     *self,
                       gboolean    discretionary,
                       int         priority,
                       gint64      earliest_start,
-                      const char *expected_sha256)
+                      const char *expected_sha256,
+                      gboolean    keep_credentials)
 {
   self->allow_metered = !!allow_metered;
   self->discretionary = !!discretionary;
@@ -735,6 +767,7 @@ bg_task_init_options (BgTask     *self,
   self->earliest_start = earliest_start;
   g_free (self->expected_sha256);
   self->expected_sha256 = g_strdup (expected_sha256);
+  self->keep_credentials = !!keep_credentials;
 }
 
 gint64
@@ -969,4 +1002,42 @@ bg_task_set_expected_sha256 (BgTask      *self,
     }
 
   return TRUE;
+}
+
+/**
+ * bg_task_get_keep_credentials:
+ * @self: a #BgTask
+ *
+ * Gets whether the task's credentials are stored with it.
+ *
+ * Returns: %TRUE if they are stored
+ */
+gboolean
+bg_task_get_keep_credentials (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), FALSE);
+  return self->keep_credentials;
+}
+
+/**
+ * bg_task_set_keep_credentials:
+ * @self: a #BgTask
+ * @keep_credentials: whether to store the credentials with the task
+ *
+ * Stores the task's credentials (`Authorization`, `Proxy-Authorization` and `Cookie` headers,
+ * the password of its URL) with it, so that a later run has them, or keeps them in memory only.
+ * See [property@Bg.Task:keep-credentials].
+ */
+void
+bg_task_set_keep_credentials (BgTask   *self,
+                              gboolean  keep_credentials)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  keep_credentials = !!keep_credentials;
+  if (self->keep_credentials != keep_credentials)
+    {
+      self->keep_credentials = keep_credentials;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_KEEP_CREDENTIALS]);
+    }
 }

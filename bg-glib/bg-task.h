@@ -56,6 +56,13 @@ typedef enum {
  * @BG_WAIT_REASON_METERED: the network is metered and the task may not use it
  * @BG_WAIT_REASON_POWER_SAVER: power-saver mode is on and the task is discretionary
  * @BG_WAIT_REASON_SCHEDULED: the task may not start before [property@Bg.Task:earliest-start]
+ * @BG_WAIT_REASON_CREDENTIALS: the task lost credentials that were not stored (an
+ *   `Authorization`, `Proxy-Authorization` or `Cookie` header, or the password of its URL; see
+ *   [property@Bg.Task:keep-credentials]) when the app that gave them stopped, and the request
+ *   after `prepare-request` still carries none of them. No attempt is used up while it waits. It
+ *   goes on once a `prepare-request` handler supplies them (the task looks again every few
+ *   seconds), or at once when the app calls `download_async` or `upload_async` again with the
+ *   same identifier and a request that carries them
  *
  * Why a task is in %BG_TASK_STATE_WAITING.
  */
@@ -66,6 +73,7 @@ typedef enum {
   BG_WAIT_REASON_METERED,
   BG_WAIT_REASON_POWER_SAVER,
   BG_WAIT_REASON_SCHEDULED,
+  BG_WAIT_REASON_CREDENTIALS,
 } BgWaitReason;
 
 #define BG_TYPE_TASK (bg_task_get_type ())
@@ -124,5 +132,10 @@ BG_AVAILABLE_IN_ALL
 gboolean     bg_task_set_expected_sha256   (BgTask      *self,
                                             const char  *sha256,
                                             GError     **error);
+BG_AVAILABLE_IN_ALL
+gboolean     bg_task_get_keep_credentials  (BgTask      *self);
+BG_AVAILABLE_IN_ALL
+void         bg_task_set_keep_credentials  (BgTask      *self,
+                                            gboolean     keep_credentials);
 
 G_END_DECLS

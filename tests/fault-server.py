@@ -13,6 +13,9 @@
 # Knobs (query parameters, combinable; values are URL-decoded, so a literal '+' must be %2B):
 #
 #   common      delay=MS          sleep before answering
+#               auth=SHA256       401 with "WWW-Authenticate: Basic realm=bg" unless the
+#                                 SHA-256 (hex) of the request's Authorization value is SHA256:
+#                                 the URL names the credential without holding it
 #               status=N          answer N with a short text body (uploads: 2xx statuses keep the
 #                                 normal processing and only change the code)
 #               retry-after=V     adds "Retry-After: V" to status/fail-first answers
@@ -46,7 +49,7 @@
 #               stall=N           stop reading after N body bytes (until the peer goes, or 120 s)
 #               bigbody=N         the answer body is N bytes
 #
-# Order of evaluation: delay, status, fail-first, redirect/location, then the normal answer.
+# Order of evaluation: delay, auth, status, fail-first, redirect/location, then the normal answer.
 #
 # Control endpoints:
 #   GET  /_hello                        "ok" once the server answers
@@ -504,6 +507,7 @@ class Handler(BaseHTTPRequestHandler):
         self.q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         self.stat_path = url.path
         self.record = None
+        self.unauthorized = False
 
         if url.path.startswith('/_'):
             self.control()
@@ -629,11 +633,17 @@ class Handler(BaseHTTPRequestHandler):
                 length -= len(data)
 
     def common_faults(self, redirect_code):
-        """delay, status, fail-first, redirect: returns (code, kind) of an answer to give instead
-        of the normal one, or None.  kind is 'fail' or 'redirect'."""
+        """delay, auth, status, fail-first, redirect: returns (code, kind) of an answer to give
+        instead of the normal one, or None.  kind is 'fail' or 'redirect'."""
         delay = parse_int(self.q.get('delay'), 0)
         if delay > 0:
             time.sleep(delay / 1000.0)
+
+        if 'auth' in self.q:
+            given = self.headers.get('Authorization', '').encode('utf-8', 'surrogateescape')
+            if hashlib.sha256(given).hexdigest() != self.q['auth'].lower():
+                self.unauthorized = True
+                return 401, 'fail'
 
         status = parse_int(self.q.get('status'))
         if status is not None and not (redirect_code == 307 and 200 <= status < 300):
@@ -654,6 +664,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def fail_headers(self):
         headers = []
+        if self.unauthorized:
+            headers.append(('WWW-Authenticate', 'Basic realm="bg"'))
         if 'retry-after' in self.q:
             headers.append(('Retry-After', self.q['retry-after']))
         return headers

@@ -1448,6 +1448,496 @@ test_name_too_long (Fixture       *f,
   g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 0);
 }
 
+/* --- Credentials at rest ------------------------------------------------------------------- */
+
+#define BEARER_SECRET   "s3cret-bearer-token"
+#define COOKIE_SECRET   "c00kie-secret"
+#define PROXY_SECRET    "pr0xy-secret"
+#define URL_SECRET      "pa55word-secret"
+
+/* The fault server's auth= knob: the SHA-256 of the Authorization value it wants, so that the
+ * URL (which is stored) does not hold the credential. */
+static char *
+auth_query (const char *path,
+            const char *authorization)
+{
+  g_autofree char *sha = g_compute_checksum_for_string (G_CHECKSUM_SHA256, authorization, -1);
+
+  return g_strdup_printf ("%s%sauth=%s", path, strchr (path, '?') ? "&" : "?", sha);
+}
+
+static char *
+basic_authorization (const char *user,
+                     const char *password)
+{
+  g_autofree char *pair = g_strdup_printf ("%s:%s", user, password);
+  g_autofree char *encoded = g_base64_encode ((const guchar *) pair, strlen (pair));
+
+  return g_strdup_printf ("Basic %s", encoded);
+}
+
+/* A GET of @path_and_query with the password URL_SECRET for "user" in its URL.  Such files are
+ * served from a folder of their own: once libsoup has authenticated with the URL's password, it
+ * sends that Basic authorization, in place of the app's header, to every URL under the same
+ * folder of the server. */
+static char *
+serve_password_file (Fixture    *f,
+                     const char *name,
+                     gsize       size,
+                     guint32     seed)
+{
+  g_autofree char *dir = g_build_filename (bg_test_server_get_root (f->server), "pw", NULL);
+  g_autofree char *path = g_build_filename ("pw", name, NULL);
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+
+  return serve_file (f, path, size, seed);
+}
+
+static SoupMessage *
+message_with_password (Fixture    *f,
+                       const char *path_and_query)
+{
+  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
+  g_autoptr(GUri) plain = g_uri_parse (url, SOUP_HTTP_URI_FLAGS, NULL);
+  g_autoptr(GUri) uri = NULL;
+
+  uri = g_uri_build_with_user (SOUP_HTTP_URI_FLAGS, "http", "user", URL_SECRET, NULL,
+                               g_uri_get_host (plain), g_uri_get_port (plain),
+                               g_uri_get_path (plain), g_uri_get_query (plain), NULL);
+
+  return soup_message_new_from_uri ("GET", uri);
+}
+
+/* A GET of @path_and_query with an Authorization header, a Cookie and a Proxy-Authorization
+ * (spelled in lower case). */
+static SoupMessage *
+message_with_headers (Fixture    *f,
+                      const char *path_and_query)
+{
+  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
+  SoupMessage *msg = soup_message_new ("GET", url);
+  SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
+
+  soup_message_headers_append (headers, "Authorization", "Bearer " BEARER_SECRET);
+  soup_message_headers_append (headers, "Cookie", "session=" COOKIE_SECRET);
+  soup_message_headers_append (headers, "proxy-authorization", "Basic " PROXY_SECRET);
+  soup_message_headers_append (headers, "X-Visible", "stays");
+
+  return msg;
+}
+
+static void
+start_request (Fixture       *f,
+               SoupMessage   *msg,
+               const char    *dest,
+               const char    *identifier,
+               GAsyncResult **result)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+
+  bg_downloader_download_async (f->downloader, msg, file, identifier, NULL,
+                                bg_test_store_result_cb, result);
+}
+
+static BgResponse *
+finish_request (Fixture       *f,
+                 GAsyncResult **result)
+{
+  g_autoptr(GError) error = NULL;
+  BgResponse *response;
+
+  bg_test_wait_for_result (result, 60);
+  response = bg_downloader_download_finish (f->downloader, *result, &error);
+  g_assert_no_error (error);
+  g_clear_object (result);
+
+  return response;
+}
+
+static void
+assert_no_secret (const char *db)
+{
+  const char *secrets[] = { BEARER_SECRET, COOKIE_SECRET, PROXY_SECRET, URL_SECRET };
+
+  for (guint i = 0; i < G_N_ELEMENTS (secrets); i++)
+    if (bg_test_database_contains (db, secrets[i]))
+      g_error ("The database holds the secret “%s”", secrets[i]);
+}
+
+/* Closes the downloader as an app that stops would: every waiter is answered (cancelled), and
+ * the database is released. */
+static void
+close_downloader (Fixture       *f,
+                  GAsyncResult **results,
+                  guint          n_results)
+{
+  g_object_run_dispose (G_OBJECT (f->downloader));
+  for (guint i = 0; i < n_results; i++)
+    {
+      bg_test_wait_for_result (&results[i], 30);
+      g_clear_object (&results[i]);
+    }
+  g_clear_object (&f->downloader);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+}
+
+/* Returns a reference, so that the task outlives its removal from the list. */
+static BgTask *
+lookup_task (Fixture    *f,
+             const char *identifier)
+{
+  GListModel *tasks = bg_downloader_get_tasks (f->downloader);
+
+  for (guint i = 0; i < g_list_model_get_n_items (tasks); i++)
+    {
+      g_autoptr(BgTask) task = g_list_model_get_item (tasks, i);
+
+      if (g_str_equal (bg_task_get_identifier (task), identifier))
+        return g_steal_pointer (&task);
+    }
+
+  g_assert_not_reached ();
+}
+
+static void
+count_prepare_cb (BgDownloader *downloader,
+                  BgTask       *task,
+                  SoupMessage  *msg,
+                  guint        *count)
+{
+  (*count)++;
+}
+
+static void
+wait_reason_cb (BgTask     *task,
+                GParamSpec *pspec,
+                gboolean   *flag)
+{
+  if (bg_task_get_wait_reason (task) == BG_WAIT_REASON_CREDENTIALS)
+    *flag = TRUE;
+}
+
+static void
+wait_for_credentials_wait (BgTask *task)
+{
+  gboolean waiting = bg_task_get_wait_reason (task) == BG_WAIT_REASON_CREDENTIALS;
+  gulong id = g_signal_connect (task, "notify::wait-reason", G_CALLBACK (wait_reason_cb),
+                                &waiting);
+
+  bg_test_wait_for (&waiting, 30);
+  g_signal_handler_disconnect (task, id);
+  g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
+}
+
+static void
+restore (Fixture *f)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+}
+
+static void
+wait_for_finished (Fixture *f,
+                   guint    count)
+{
+  while (f->finished_count < count)
+    g_main_context_iteration (NULL, TRUE);
+}
+
+/* Authorization, Cookie and Proxy-Authorization headers and a URL password reach the server
+ * (also through a same-origin redirect) but never the database or BgTask:uri. */
+static void
+test_credentials_not_stored (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "c.bin", 300000, 21);
+  g_autofree char *sha_p = serve_password_file (f, "c.bin", 300000, 31);
+  g_autofree char *basic = basic_authorization ("user", URL_SECRET);
+  g_autofree char *header_query = auth_query ("/files/c.bin", "Bearer " BEARER_SECRET);
+  g_autofree char *redirect_query = auth_query ("/files/c.bin?redirect=2",
+                                                "Bearer " BEARER_SECRET);
+  g_autofree char *password_query = auth_query ("/files/pw/c.bin", basic);
+  g_autofree char *dest_h = dest_path (f, "h.bin");
+  g_autofree char *dest_r = dest_path (f, "r.bin");
+  g_autofree char *dest_p = dest_path (f, "p.bin");
+  g_autoptr(SoupMessage) with_headers = message_with_headers (f, header_query);
+  g_autoptr(SoupMessage) redirected = message_with_headers (f, redirect_query);
+  g_autoptr(SoupMessage) with_password = message_with_password (f, password_query);
+  g_autoptr(GAsyncResult) result_h = NULL;
+  g_autoptr(GAsyncResult) result_r = NULL;
+  g_autoptr(GAsyncResult) result_p = NULL;
+  g_autoptr(BgResponse) response_h = NULL;
+  g_autoptr(BgResponse) response_r = NULL;
+  g_autoptr(BgResponse) response_p = NULL;
+  g_autoptr(BgStoreRecord) record_h = NULL;
+  g_autoptr(BgStoreRecord) record_p = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgTask) task = NULL;
+  BgStore *store;
+
+  start_request (f, with_headers, dest_h, "h", &result_h);
+  start_request (f, redirected, dest_r, "r", &result_r);
+  start_request (f, with_password, dest_p, "p", &result_p);
+
+  /* Committed before _async returned, without the credentials. */
+  store = bg_engine_get_store (bg_downloader_get_engine (f->downloader));
+  record_h = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "h", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (strstr (record_h->request_headers, "X-Visible: stays"));
+  g_assert_null (strstr (record_h->request_headers, "Bearer"));
+  g_assert_cmpstr (record_h->withheld_headers, ==, "Authorization, Cookie, Proxy-Authorization");
+  g_assert_false (record_h->withheld_password);
+  record_p = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "p", &error);
+  g_assert_no_error (error);
+  g_assert_true (g_str_has_prefix (record_p->uri, "http://user@127.0.0.1:"));
+  g_assert_null (record_p->withheld_headers);
+  g_assert_true (record_p->withheld_password);
+  assert_no_secret (f->db);
+
+  /* Nothing the library returns shows the password. */
+  task = lookup_task (f, "p");
+  g_assert_true (g_str_has_prefix (bg_task_get_uri (task), "http://user@127.0.0.1:"));
+  g_assert_null (strstr (bg_task_get_uri (task), URL_SECRET));
+
+  /* This run has them: every task succeeds with its first attempt. */
+  response_h = finish_request (f, &result_h);
+  response_r = finish_request (f, &result_r);
+  response_p = finish_request (f, &result_p);
+  g_assert_cmpuint (bg_response_get_status (response_h), ==, 200);
+  g_assert_cmpuint (bg_response_get_status (response_r), ==, 200);
+  g_assert_cmpuint (bg_response_get_status (response_p), ==, 200);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+  for (guint i = 0; i < 3; i++)
+    {
+      const char *dests[] = { dest_h, dest_r, dest_p };
+      g_autofree char *got = bg_test_sha256_file (dests[i]);
+
+      g_assert_cmpstr (got, ==, dests[i] == dest_p ? sha_p : sha);
+    }
+
+  g_clear_object (&f->downloader);
+  assert_no_secret (f->db);
+}
+
+static void
+supply_credentials_cb (BgDownloader *downloader,
+                       BgTask       *task,
+                       SoupMessage  *msg,
+                       Fixture      *f)
+{
+  g_autoptr(GUri) uri = NULL;
+  GUri *current = soup_message_get_uri (msg);
+
+  /* Only the task that lost a URL password gets it back here; "h" gets a new request. */
+  if (!g_str_equal (bg_task_get_identifier (task), "p"))
+    return;
+
+  uri = g_uri_build_with_user (SOUP_HTTP_URI_FLAGS, "http", "user", URL_SECRET, NULL,
+                               g_uri_get_host (current), g_uri_get_port (current),
+                               g_uri_get_path (current), g_uri_get_query (current), NULL);
+  soup_message_set_uri (msg, uri);
+}
+
+/* The credentials are gone after a restart: the task waits with BG_WAIT_REASON_CREDENTIALS
+ * without using attempts, and goes on once a prepare-request handler or a new request supplies
+ * them. */
+static void
+test_credentials_lost_on_restart (Fixture       *f,
+                                  gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "l.bin", 200000, 22);
+  g_autofree char *sha_p = serve_password_file (f, "l.bin", 200000, 32);
+  g_autofree char *basic = basic_authorization ("user", URL_SECRET);
+  g_autofree char *header_query = auth_query ("/files/l.bin", "Bearer " BEARER_SECRET);
+  g_autofree char *password_query = auth_query ("/files/pw/l.bin", basic);
+  g_autofree char *dest_h = dest_path (f, "h.bin");
+  g_autofree char *dest_p = dest_path (f, "p.bin");
+  g_autoptr(SoupMessage) with_headers = message_with_headers (f, header_query);
+  g_autoptr(SoupMessage) with_password = message_with_password (f, password_query);
+  g_autoptr(SoupMessage) again = NULL;
+  GAsyncResult *results[2] = { NULL, NULL };
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GPtrArray) records = NULL;
+  g_autoptr(GError) error = NULL;
+  guint prepared = 0;
+  g_autoptr(BgTask) task_h = NULL;
+  g_autoptr(BgTask) task_p = NULL;
+  gulong id;
+
+  /* The app stops before any attempt started. */
+  start_request (f, with_headers, dest_h, "h", &results[0]);
+  start_request (f, with_password, dest_p, "p", &results[1]);
+  close_downloader (f, results, G_N_ELEMENTS (results));
+  assert_no_secret (f->db);
+
+  /* What the database says, read with the store once the downloader is gone. */
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+
+    g_assert_no_error (error);
+    records = bg_store_load_all (store, BG_TASK_KIND_DOWNLOAD, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (records->len, ==, 2);
+    for (guint i = 0; i < records->len; i++)
+      {
+        BgStoreRecord *record = g_ptr_array_index (records, i);
+
+        g_assert_null (strstr (record->uri, URL_SECRET));
+        g_assert_null (strstr (record->request_headers, BEARER_SECRET));
+        g_assert_true (record->withheld_headers != NULL || record->withheld_password);
+      }
+  }
+
+  /* The next run: prepare-request runs, supplies nothing, and no attempt starts. */
+  bg_test_server_reset (f->server);
+  f->downloader = open_downloader (f);
+  id = g_signal_connect (f->downloader, "prepare-request", G_CALLBACK (count_prepare_cb),
+                         &prepared);
+  restore (f);
+  task_h = lookup_task (f, "h");
+  task_p = lookup_task (f, "p");
+  wait_for_credentials_wait (task_h);
+  wait_for_credentials_wait (task_p);
+  g_assert_cmpuint (prepared, >=, 2);
+  g_assert_cmpuint (bg_task_get_attempts (task_h), ==, 0);
+  g_assert_cmpuint (bg_task_get_attempts (task_p), ==, 0);
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 0);
+  g_signal_handler_disconnect (f->downloader, id);
+
+  /* A handler supplies the URL password of "p" (the periodic look finds it); "h" is given its
+   * Authorization header again through a new request with the same identifier. */
+  g_signal_connect (f->downloader, "prepare-request", G_CALLBACK (supply_credentials_cb), f);
+  again = soup_message_new_from_uri ("GET", soup_message_get_uri (with_headers));
+  soup_message_headers_append (soup_message_get_request_headers (again), "Authorization",
+                               "Bearer " BEARER_SECRET);
+  start_request (f, again, dest_h, "h", &result);
+  wait_for_finished (f, 2);
+
+  g_assert_cmpuint (bg_response_get_status (bg_task_get_response (task_h)), ==, 200);
+  g_assert_cmpuint (bg_response_get_status (bg_task_get_response (task_p)), ==, 200);
+  g_assert_cmpuint (bg_task_get_attempts (task_h), ==, 1);
+  g_assert_cmpuint (bg_task_get_attempts (task_p), ==, 1);
+  for (guint i = 0; i < 2; i++)
+    {
+      const char *dests[] = { dest_h, dest_p };
+      g_autofree char *got = bg_test_sha256_file (dests[i]);
+
+      g_assert_cmpstr (got, ==, dests[i] == dest_p ? sha_p : sha);
+    }
+
+  bg_test_wait_for_result (&result, 30);
+  g_clear_object (&f->downloader);
+  assert_no_secret (f->db);
+}
+
+/* With keep-credentials, set while the task is queued, the credentials are stored and the next
+ * run needs no handler. */
+static void
+test_credentials_kept (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "k.bin", 200000, 23);
+  g_autofree char *sha_p = serve_password_file (f, "k.bin", 200000, 33);
+  g_autofree char *basic = basic_authorization ("user", URL_SECRET);
+  g_autofree char *header_query = auth_query ("/files/k.bin", "Bearer " BEARER_SECRET);
+  g_autofree char *password_query = auth_query ("/files/pw/k.bin", basic);
+  g_autofree char *dest_h = dest_path (f, "h.bin");
+  g_autofree char *dest_p = dest_path (f, "p.bin");
+  g_autoptr(SoupMessage) with_headers = message_with_headers (f, header_query);
+  g_autoptr(SoupMessage) with_password = message_with_password (f, password_query);
+  GAsyncResult *results[2] = { NULL, NULL };
+  g_autoptr(BgTask) task = NULL;
+  g_autoptr(BgTask) task_h = NULL;
+  g_autofree char *got_h = NULL;
+  g_autofree char *got_p = NULL;
+
+  start_request (f, with_headers, dest_h, "h", &results[0]);
+  start_request (f, with_password, dest_p, "p", &results[1]);
+  g_assert_false (bg_test_database_contains (f->db, BEARER_SECRET));
+  task_h = lookup_task (f, "h");
+  task = lookup_task (f, "p");
+  bg_task_set_keep_credentials (task_h, TRUE);
+  g_object_set (task, "keep-credentials", TRUE, NULL);
+  g_clear_object (&task_h);
+  g_clear_object (&task);
+  close_downloader (f, results, G_N_ELEMENTS (results));
+
+  /* Stored, as asked. */
+  g_assert_true (bg_test_database_contains (f->db, BEARER_SECRET));
+  g_assert_true (bg_test_database_contains (f->db, URL_SECRET));
+
+  f->downloader = open_downloader (f);
+  restore (f);
+  task_h = lookup_task (f, "h");
+  task = lookup_task (f, "p");
+  g_assert_true (bg_task_get_keep_credentials (task));
+  g_assert_null (strstr (bg_task_get_uri (task), URL_SECRET));
+  wait_for_finished (f, 2);
+
+  g_assert_cmpuint (bg_response_get_status (bg_task_get_response (task_h)), ==, 200);
+  g_assert_cmpuint (bg_response_get_status (bg_task_get_response (task)), ==, 200);
+  got_h = bg_test_sha256_file (dest_h);
+  got_p = bg_test_sha256_file (dest_p);
+  g_assert_cmpstr (got_h, ==, sha);
+  g_assert_cmpstr (got_p, ==, sha_p);
+}
+
+/* A database from before credentials were kept out (schema 3 stored them as given): restoring
+ * takes them out of the record, and this run still uses them. */
+static void
+test_credentials_scrubbed_from_old_record (Fixture       *f,
+                                           gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "o.bin", 100000, 24);
+  g_autofree char *query = auth_query ("/files/o.bin", "Bearer " BEARER_SECRET);
+  g_autofree char *url = bg_test_server_url (f->server, query);
+  g_autofree char *dest = dest_path (f, "o.bin");
+  g_autofree char *got = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_clear_object (&f->downloader);
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+    g_autoptr(BgStoreRecord) record = bg_store_record_new ();
+
+    g_assert_no_error (error);
+    record->identifier = g_strdup ("old");
+    record->kind = BG_TASK_KIND_DOWNLOAD;
+    record->method = g_strdup ("GET");
+    record->uri = g_strdup (url);
+    record->request_headers = g_strdup ("Accept: */*\nAuthorization: Bearer " BEARER_SECRET "\n");
+    record->file_path = g_strdup (dest);
+    record->partial_path = g_build_filename (f->tmp, ".bg-old.part", NULL);
+    record->total = -1;
+    record->source_size = -1;
+    record->created_at = record->updated_at = g_get_real_time ();
+    g_assert_true (bg_store_save (store, record, &error));
+    g_assert_no_error (error);
+  }
+
+  f->downloader = open_downloader (f);
+  restore (f);
+  loaded = bg_store_lookup (bg_engine_get_store (bg_downloader_get_engine (f->downloader)),
+                            BG_TASK_KIND_DOWNLOAD, "old", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (loaded->request_headers, ==, "Accept: */*\n");
+  g_assert_cmpstr (loaded->withheld_headers, ==, "Authorization");
+
+  wait_for_finished (f, 1);
+  g_assert_no_error (bg_response_get_error (f->last_finished));
+  g_assert_cmpuint (bg_response_get_status (f->last_finished), ==, 200);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1484,6 +1974,10 @@ main (int   argc,
   ADD ("published-mode-follows-umask", test_published_mode_follows_umask);
   ADD ("folder-renamed-leaves-nothing", test_folder_renamed_leaves_nothing);
   ADD ("name-too-long", test_name_too_long);
+  ADD ("credentials/not-stored", test_credentials_not_stored);
+  ADD ("credentials/lost-on-restart", test_credentials_lost_on_restart);
+  ADD ("credentials/kept", test_credentials_kept);
+  ADD ("credentials/scrubbed-from-old-record", test_credentials_scrubbed_from_old_record);
   g_test_add_func ("/downloader/https-to-http", test_https_to_http);
 
 #undef ADD

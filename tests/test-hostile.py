@@ -2,9 +2,11 @@
 # Hostile input through GObject Introspection: every case gives a clear GLib.Error or a FAILED
 # response, and loses nothing.
 
+import base64
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,15 @@ class HostileTest(unittest.TestCase):
         u = Bg.Uploader(session_id='hostile', database_path=db or self.db, max_attempts=1)
         u.init(None)
         return u
+
+    def db_bytes(self):
+        """The raw bytes of the database and of its -wal."""
+        data = b''
+        for path in (self.db, self.db + '-wal'):
+            if os.path.exists(path):
+                with open(path, 'rb') as f:
+                    data += f.read()
+        return data
 
     def finish(self, start, finish):
         out = []
@@ -214,6 +225,128 @@ class HostileTest(unittest.TestCase):
         self.assertEqual(resp.get_kind(), Bg.ResponseKind.SUCCESS)
         self.assertEqual(resp.get_status(), 200)
         self.assertEqual(sha256_file(dest), hashlib.sha256(new).hexdigest())
+    def test_credentials_at_rest(self):
+        """Authorization and Cookie headers and a URL password never reach the database; after a
+        restart the task waits for them, and a Python prepare-request handler supplies them."""
+        bearer = 'Bearer py-s3cret-token'
+        cookie = 'sid=py-c00kie-secret'
+        password = 'py-pa55word'
+        secrets = [b'py-s3cret-token', b'py-c00kie-secret', password.encode()]
+        basic = 'Basic ' + base64.b64encode(('user:' + password).encode()).decode()
+
+        def sha(text):
+            return hashlib.sha256(text.encode()).hexdigest()
+
+        # Files behind a URL password live in a folder of their own: libsoup sends a Basic
+        # authorization it learnt to every URL under the same folder.
+        os.makedirs(os.path.join(self.server.root, 'pw'), exist_ok=True)
+        sums = {
+            'h': write_random(os.path.join(self.server.root, 'cred.bin'), 50000, seed=5),
+            'p': write_random(os.path.join(self.server.root, 'pw', 'cred.bin'), 50000, seed=6),
+        }
+        url_h = self.server.url('/files/cred.bin?auth=' + sha(bearer))
+        url_p = self.server.url('/files/pw/cred.bin?auth=' + sha(basic)).replace(
+            'http://', 'http://user:%s@' % password, 1)
+
+        def request(ident):
+            msg = Soup.Message.new('GET', url_h if ident == 'h' else url_p)
+            if ident == 'h':
+                msg.get_request_headers().append('Authorization', bearer)
+                msg.get_request_headers().append('Cookie', cookie)
+            return msg
+
+        def db_holds_secret():
+            return any(secret in self.db_bytes() for secret in secrets)
+
+        # In this run the credentials are used: one attempt each.
+        d = self.downloader()
+        for ident in ('h', 'p'):
+            dest = os.path.join(self.tmp, 'now-' + ident)
+            resp = self.finish(
+                lambda cb: d.download_async(request(ident), Gio.File.new_for_path(dest),
+                                            'now-' + ident, None, cb),
+                lambda obj, res: obj.download_finish(res))
+            self.assertIsInstance(resp, Bg.Response, ident)
+            self.assertEqual(resp.get_status(), 200, ident)
+            self.assertEqual(sha256_file(dest), sums[ident])
+        self.assertFalse(db_holds_secret())
+
+        # The app stops before the next two tasks make an attempt.
+        cancelled = []
+        for ident in ('h', 'p'):
+            d.download_async(request(ident), Gio.File.new_for_path(os.path.join(self.tmp, ident)),
+                             ident, None, lambda obj, res: cancelled.append(res))
+        tasks = [d.get_tasks().get_item(i) for i in range(d.get_tasks().get_n_items())]
+        self.assertTrue(all(password not in t.props.uri for t in tasks))
+        self.assertFalse(any(t.props.keep_credentials for t in tasks))
+        d.run_dispose()
+        run_until(lambda: len(cancelled) == 2)
+        del d, tasks, cancelled
+        self.assertFalse(db_holds_secret())
+        with sqlite3.connect(self.db) as con:
+            rows = dict((r[0], r[1:]) for r in con.execute(
+                'SELECT identifier, uri, request_headers, withheld_headers, withheld_password '
+                'FROM tasks'))
+        self.assertEqual(rows['h'][2], 'Authorization, Cookie')
+        self.assertEqual(rows['p'][3], 1)
+        self.assertTrue(rows['p'][0].startswith('http://user@127.0.0.1:'), rows['p'][0])
+
+        # The next run: no attempt without them, then a handler supplies them.
+        d = self.downloader()
+        done = {}
+        d.connect('task-finished', lambda obj, task, resp: done.update({
+            task.get_identifier(): resp}))
+        out = []
+        d.restore_async(None, lambda obj, res: out.append(obj.restore_finish(res)))
+        run_until(lambda: out)
+        tasks = {}
+        for i in range(d.get_tasks().get_n_items()):
+            task = d.get_tasks().get_item(i)
+            tasks[task.get_identifier()] = task
+        run_until(lambda: all(t.get_wait_reason() == Bg.WaitReason.CREDENTIALS
+                              for t in tasks.values()))
+        self.assertEqual([t.get_attempts() for t in tasks.values()], [0, 0])
+
+        def supply(obj, task, msg):
+            if task.get_identifier() == 'h':
+                msg.get_request_headers().replace('Authorization', bearer)
+            else:
+                msg.set_uri(GLib.Uri.parse(url_p, GLib.UriFlags(Soup.HTTP_URI_FLAGS)))
+        d.connect('prepare-request', supply)
+        run_until(lambda: len(done) == 2)
+        for ident in ('h', 'p'):
+            self.assertEqual(done[ident].get_status(), 200, ident)
+            self.assertEqual(tasks[ident].get_attempts(), 1)
+            self.assertEqual(sha256_file(os.path.join(self.tmp, ident)), sums[ident])
+        self.assertFalse(db_holds_secret())
+
+    def test_credentials_kept(self):
+        """keep-credentials stores them, so that the next run needs no handler."""
+        bearer = 'Bearer py-kept-token'
+        digest = write_random(os.path.join(self.server.root, 'kept.bin'), 30000, seed=7)
+        url = self.server.url('/files/kept.bin?auth=' + hashlib.sha256(bearer.encode()).hexdigest())
+        msg = Soup.Message.new('GET', url)
+        msg.get_request_headers().append('Authorization', bearer)
+        dest = os.path.join(self.tmp, 'kept.bin')
+
+        d = self.downloader()
+        cancelled = []
+        d.download_async(msg, Gio.File.new_for_path(dest), 'kept', None,
+                         lambda obj, res: cancelled.append(res))
+        d.get_tasks().get_item(0).props.keep_credentials = True
+        d.run_dispose()
+        run_until(lambda: cancelled)
+        del d, cancelled
+        self.assertIn(b'py-kept-token', self.db_bytes())
+
+        d = self.downloader()
+        done = []
+        d.connect('task-finished', lambda obj, task, resp: done.append(resp))
+        d.restore_async(None, None)
+        run_until(lambda: done)
+        self.assertEqual(done[0].get_status(), 200)
+        self.assertTrue(d.get_tasks().get_item(0).props.keep_credentials)
+        self.assertEqual(sha256_file(dest), digest)
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)

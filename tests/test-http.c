@@ -247,6 +247,43 @@ test_uri_schemes (void)
     }
 }
 
+/* A URL's password is never shown or stored, whatever the way its userinfo was parsed. */
+static void
+test_uri_hide_password (void)
+{
+  static const struct {
+    const char *uri;
+    const char *shown;
+  } cases[] = {
+    { "http://127.0.0.1/x?a=b", "http://127.0.0.1/x?a=b" },
+    { "https://user@example.org/", "https://user@example.org/" },
+    { "https://user:s3cret@example.org:8443/p%20q?x=1#f",
+      "https://user@example.org:8443/p%20q?x=1#f" },
+    { "https://user:@example.org/", "https://user@example.org/" },
+    { "https://:s3cret@example.org/", "https://example.org/" },
+    /* The whole userinfo as a user name (parsed without G_URI_FLAGS_HAS_PASSWORD). */
+    { "https://user%3As3cret@example.org/", "https://user@example.org/" },
+    { "https://us%40er:p%3Ass@example.org/", "https://us%40er@example.org/" },
+    { "not a uri", "not a uri" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      gboolean hidden = FALSE;
+      g_autofree char *shown = bg_http_uri_hide_password (cases[i].uri, &hidden);
+
+      g_assert_cmpstr (shown, ==, cases[i].shown);
+      g_assert_cmpint (hidden, ==, g_strcmp0 (cases[i].uri, cases[i].shown) != 0);
+    }
+
+  g_assert_null (bg_http_uri_hide_password (NULL, NULL));
+  g_assert_true (bg_http_is_credential_header ("AUTHORIZATION"));
+  g_assert_true (bg_http_is_credential_header ("cookie"));
+  g_assert_true (bg_http_is_credential_header ("Proxy-Authorization"));
+  g_assert_false (bg_http_is_credential_header ("Set-Cookie"));
+  g_assert_false (bg_http_is_credential_header ("Authorization2"));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -261,6 +298,7 @@ main (int   argc,
   g_test_add_func ("/http/validators", test_validators);
   g_test_add_func ("/http/error-kinds", test_error_kinds);
   g_test_add_func ("/http/uri-schemes", test_uri_schemes);
+  g_test_add_func ("/http/uri-hide-password", test_uri_hide_password);
 
   return g_test_run ();
 }

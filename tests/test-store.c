@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+#include <libgda/libgda.h>
 
 #include "bg-store-private.h"
 #include "bg-error.h"
@@ -147,6 +148,9 @@ make_full_record (const char *identifier)
   record->error_domain = g_strdup ("g-io-error-quark");
   record->error_code = -3;
   record->error_message = g_strdup ("Something “went” wrong");
+  record->keep_credentials = TRUE;
+  record->withheld_headers = g_strdup ("Authorization, Cookie");
+  record->withheld_password = TRUE;
 
   return record;
 }
@@ -193,6 +197,9 @@ assert_records_equal (const BgStoreRecord *a,
   g_assert_cmpint (a->priority, ==, b->priority);
   g_assert_cmpint (a->earliest_start, ==, b->earliest_start);
   g_assert_cmpstr (a->expected_sha256, ==, b->expected_sha256);
+  g_assert_cmpint (a->keep_credentials, ==, b->keep_credentials);
+  g_assert_cmpstr (a->withheld_headers, ==, b->withheld_headers);
+  g_assert_cmpint (a->withheld_password, ==, b->withheld_password);
   g_assert_cmpint (a->has_response, ==, b->has_response);
   g_assert_cmpint (a->response_kind, ==, b->response_kind);
   g_assert_cmpuint (a->response_status, ==, b->response_status);
@@ -779,6 +786,10 @@ test_migration (void)
   g_assert_cmpint (record->priority, ==, 0);
   g_assert_cmpint (record->earliest_start, ==, 0);
   g_assert_null (record->expected_sha256);
+  /* And those of schema 4. */
+  g_assert_false (record->keep_credentials);
+  g_assert_null (record->withheld_headers);
+  g_assert_false (record->withheld_password);
 
   record = g_ptr_array_index (downloads, 1);
   g_assert_cmpstr (record->identifier, ==, "broken");
@@ -812,6 +823,9 @@ test_migration (void)
   record->earliest_start = G_GINT64_CONSTANT (1800000000000000);
   record->expected_sha256 = g_strdup ("0123456789abcdef0123456789abcdef"
                                       "0123456789abcdef0123456789abcdef");
+  record->keep_credentials = TRUE;
+  record->withheld_headers = g_strdup ("Cookie");
+  record->withheld_password = TRUE;
   save_or_die (store, record);
   g_clear_object (&store);
 
@@ -967,6 +981,88 @@ test_foreign_database (void)
   make_database (fixture.path, 3);
   set_user_version (fixture.path, 0);
   assert_refused (fixture.path, NULL);
+
+  fixture_tear_down (&fixture);
+}
+
+/* Runs @statements on the closed database at @path, outside the store. */
+static void
+run_sql_on (const char         *path,
+            const char * const *statements)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *enc_dir = gda_rfc1738_encode (dir);
+  g_autofree char *enc_base = gda_rfc1738_encode (base);
+  g_autofree char *cnc_string = g_strdup_printf ("DB_DIR=%s;DB_NAME=%s", enc_dir, enc_base);
+  GdaConnection *cnc;
+
+  cnc = gda_connection_open_from_string ("SQLite", cnc_string, NULL,
+                                         GDA_CONNECTION_OPTIONS_NONE, &error);
+  g_assert_no_error (error);
+
+  for (guint i = 0; statements[i] != NULL; i++)
+    {
+      GdaStatement *stmt = gda_connection_parse_sql_string (cnc, statements[i], NULL, &error);
+
+      g_assert_no_error (error);
+      gda_connection_statement_execute_non_select (cnc, stmt, NULL, NULL, &error);
+      g_assert_no_error (error);
+      g_object_unref (stmt);
+    }
+
+  gda_connection_close (cnc);
+  g_object_unref (cnc);
+}
+
+/* A database of schema 3 (a schema 4 one without the columns 004-credentials.sql adds) is
+ * upgraded to 4: its records are intact, the new columns take their defaults and work. */
+static void
+test_migration_v3 (void)
+{
+  static const char * const downgrade[] = {
+    "ALTER TABLE tasks DROP COLUMN keep_credentials",
+    "ALTER TABLE tasks DROP COLUMN withheld_headers",
+    "ALTER TABLE tasks DROP COLUMN withheld_password",
+    NULL
+  };
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = make_full_record ("from v3");
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(BgStoreRecord) again = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+
+  /* What version 3 could hold, including credentials it stored in plain text. */
+  record->keep_credentials = FALSE;
+  g_clear_pointer (&record->withheld_headers, g_free);
+  record->withheld_password = FALSE;
+  store = open_store (fixture.path);
+  save_or_die (store, record);
+  g_clear_object (&store);
+  run_sql_on (fixture.path, downgrade);
+  set_user_version (fixture.path, 3);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, 4);
+  loaded = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  assert_records_equal (record, loaded);
+
+  loaded->keep_credentials = TRUE;
+  loaded->withheld_headers = g_strdup ("Proxy-Authorization");
+  loaded->withheld_password = TRUE;
+  save_or_die (store, loaded);
+  g_clear_object (&store);
+
+  store = open_store (fixture.path);
+  again = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  assert_records_equal (loaded, again);
+  g_clear_object (&store);
 
   fixture_tear_down (&fixture);
 }
@@ -1140,6 +1236,7 @@ main (int   argc,
   g_test_add_func ("/store/hostile-identifiers", test_hostile_identifiers);
   g_test_add_func ("/store/file-modes", test_file_modes);
   g_test_add_func ("/store/migration/v1", test_migration);
+  g_test_add_func ("/store/migration/v3", test_migration_v3);
   g_test_add_func ("/store/corrupt/garbage", test_corrupt_garbage);
   g_test_add_func ("/store/corrupt/page", test_corrupt_page);
   g_test_add_func ("/store/corrupt/truncated", test_corrupt_truncated);

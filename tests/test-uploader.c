@@ -515,6 +515,110 @@ test_shared_database (Fixture       *f,
                    bg_uploader_get_database_path (f->uploader));
 }
 
+/* --- Credentials at rest ------------------------------------------------------------------- */
+
+#define BEARER_SECRET "s3cret-upload-token"
+#define COOKIE_SECRET "c00kie-upload-secret"
+
+static void
+add_authorization_cb (BgUploader  *uploader,
+                      BgTask      *task,
+                      SoupMessage *msg,
+                      guint       *count)
+{
+  SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
+
+  (*count)++;
+  /* An app that found its credentials again: the first call supplies nothing. */
+  if (*count > 1)
+    soup_message_headers_replace (headers, "Authorization", "Bearer " BEARER_SECRET);
+}
+
+/* An upload's Authorization and Cookie headers reach the server in this run, never the
+ * database; after a restart the task waits for them without using attempts. */
+static void
+test_credentials_not_stored (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "cred.bin", 200000, 9, &sha);
+  g_autofree char *auth = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
+                                                         "Bearer " BEARER_SECRET, -1);
+  g_autofree char *query = g_strdup_printf ("/upload/cred.bin?auth=%s", auth);
+  g_autofree char *later_query = g_strdup_printf ("/upload/later.bin?auth=%s", auth);
+  g_autofree char *url = bg_test_server_url (f->server, query);
+  g_autofree char *later_url = bg_test_server_url (f->server, later_query);
+  g_autoptr(SoupMessage) msg = soup_message_new ("PUT", url);
+  g_autoptr(SoupMessage) later = soup_message_new ("PUT", later_url);
+  g_autoptr(GFile) file = g_file_new_for_path (src);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  JsonObject *record;
+  guint prepared = 0;
+  gboolean waiting = FALSE;
+
+  for (guint i = 0; i < 2; i++)
+    {
+      SoupMessageHeaders *headers = soup_message_get_request_headers (i == 0 ? msg : later);
+
+      soup_message_headers_append (headers, "Authorization", "Bearer " BEARER_SECRET);
+      soup_message_headers_append (headers, "Cookie", "id=" COOKIE_SECRET);
+    }
+
+  /* In this run: one attempt, accepted. */
+  bg_uploader_upload_async (f->uploader, msg, file, "cred", NULL, bg_test_store_result_cb,
+                            &result);
+  bg_test_wait_for_result (&result, 60);
+  response = bg_uploader_upload_finish (f->uploader, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 201);
+  stats = bg_test_server_stats (f->server);
+  record = json_array_get_object_element (server_uploads (stats), 0);
+  g_assert_cmpstr (json_object_get_string_member (record, "sha256"), ==, sha);
+  g_assert_cmpstr (upload_header (record, "Cookie"), ==, "id=" COOKIE_SECRET);
+  g_clear_object (&result);
+
+  /* Another one, cut off by the app stopping before its attempt. */
+  bg_uploader_upload_async (f->uploader, later, file, "later", NULL, bg_test_store_result_cb,
+                            &result);
+  g_object_run_dispose (G_OBJECT (f->uploader));
+  bg_test_wait_for_result (&result, 30);
+  g_clear_object (&result);
+  g_clear_object (&f->uploader);
+  g_assert_false (bg_test_database_contains (f->db, BEARER_SECRET));
+  g_assert_false (bg_test_database_contains (f->db, COOKIE_SECRET));
+
+  /* The next run waits until a prepare-request handler supplies the header. */
+  f->finished_count = 0;
+  f->uploader = open_uploader (f);
+  g_signal_connect (f->uploader, "prepare-request", G_CALLBACK (add_authorization_cb),
+                    &prepared);
+  bg_uploader_restore_async (f->uploader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_uploader_restore_finish (f->uploader, result, &error));
+  g_assert_no_error (error);
+  task = g_list_model_get_item (bg_uploader_get_tasks (f->uploader), 0);
+  while (!waiting)
+    {
+      g_main_context_iteration (NULL, TRUE);
+      waiting = bg_task_get_wait_reason (task) == BG_WAIT_REASON_CREDENTIALS;
+    }
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 0);
+
+  while (f->finished_count == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (bg_response_get_status (f->last_finished), ==, 201);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+  g_assert_cmpuint (prepared, ==, 2);
+
+  g_clear_object (&f->uploader);
+  g_assert_false (bg_test_database_contains (f->db, BEARER_SECRET));
+  g_assert_false (bg_test_database_contains (f->db, COOKIE_SECRET));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -532,6 +636,7 @@ main (int   argc,
   ADD ("source-deleted", test_source_deleted);
   ADD ("kill-and-restore", test_kill_and_restore);
   ADD ("shared-database", test_shared_database);
+  ADD ("credentials/not-stored", test_credentials_not_stored);
   g_test_add_func ("/uploader/tls-failure", test_tls_failure);
 
 #undef ADD

@@ -442,3 +442,24 @@ bg_test_upload (BgUploader   *uploader,
 
   return response;
 }
+
+gboolean
+bg_test_database_contains (const char *db,
+                           const char *needle)
+{
+  const char *suffixes[] = { "", "-wal" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autofree char *path = g_strconcat (db, suffixes[i], NULL);
+      g_autofree char *contents = NULL;
+      gsize length = 0;
+
+      if (!g_file_get_contents (path, &contents, &length, NULL))
+        continue;
+      if (memmem (contents, length, needle, strlen (needle)) != NULL)
+        return TRUE;
+    }
+
+  return FALSE;
+}

@@ -86,6 +86,9 @@ BgResponse   *bg_test_upload              (BgUploader        *uploader,
                                            const char        *source,
                                            const char        *identifier,
                                            guint              timeout_seconds);
+/* Whether the raw bytes of the database file @db, or of its -wal, hold @needle anywhere. */
+gboolean      bg_test_database_contains   (const char        *db,
+                                           const char        *needle);
 /* Counts the partial files (".part") in @dir. */
 guint         bg_test_count_partials      (const char        *dir);
 

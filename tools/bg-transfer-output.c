@@ -232,6 +232,9 @@ bt_describe_wait (BgTask *task)
       return g_strdup (_("waiting for a network that is not metered"));
     case BG_WAIT_REASON_POWER_SAVER:
       return g_strdup (_("waiting for power saver to be turned off"));
+    case BG_WAIT_REASON_CREDENTIALS:
+      return g_strdup (_("waiting for the credentials it lost when the last run stopped; "
+                         "run the same command again with them"));
     case BG_WAIT_REASON_SCHEDULED:
       {
         g_autoptr(GDateTime) start = bg_task_get_earliest_start (task);
