@@ -24,6 +24,13 @@
 /* How often the main context looks at what the sending thread has moved. */
 #define PROGRESS_INTERVAL_MS 100
 
+/* A larger body asks the server first (Expect: 100-continue), so that an early final status
+ * (413, 501) arrives before the body rather than as a broken pipe. */
+#define EXPECT_CONTINUE_MIN_SIZE (1024 * 1024)
+/* How long a request waits for "100 Continue" before it is sent again without Expect, for
+ * servers that ignore the expectation (as curl does, after the same second). */
+#define EXPECT_CONTINUE_WAIT_USEC G_USEC_PER_SEC
+
 /* A source whose last change is this recent (or in the future) may be rewritten again within
  * one tick of its timestamps, where a new mtime or ctime would not show: its bytes are compared
  * after the send.  Two seconds cover the coarsest common granularity (FAT's mtime). */
@@ -54,6 +61,7 @@ typedef struct
   GCancellable *cancellable;
   SoupMessage  *msg;
   GInputStream *body;           /* the current message's body */
+  GCancellable *send_cancellable; /* the current send: the attempt's, or giving up on Expect */
   GSource      *progress_source;
   char         *path;
   int           fd;             /* the source, opened once per attempt; every body reads it */
@@ -61,10 +69,15 @@ typedef struct
   gint64        sent;           /* written by the sending thread, read atomically */
   gint64        received;       /* likewise, bytes of the answer */
   gint64        seen;           /* sent + received at the last progress update */
+  gint64        headers_sent_at; /* monotonic time the request headers went out; atomic */
+  gint          answered;       /* the server has said something (1xx or final); atomic */
   gsize         max_body;
   guint         redirects;
   guint         done : 1;
   guint         verify : 1;     /* compare the bytes sent with the file after the send */
+  guint         expecting : 1;  /* the current request waits for 100 Continue */
+  guint         expect_gave_up : 1;
+  guint         no_expect : 1;  /* the server ignored Expect: later bodies go straight away */
 } Upload;
 
 static void upload_send (Upload *self);
@@ -85,6 +98,7 @@ upload_unref (Upload *self)
 
   g_clear_object (&self->msg);
   g_clear_object (&self->body);
+  g_clear_object (&self->send_cancellable);
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->job, bg_job_unref);
   if (self->fd >= 0)
@@ -324,6 +338,22 @@ body_progress_cb (gint64   offset,
   __atomic_store_n (&self->sent, offset, __ATOMIC_RELAXED);
 }
 
+/* Runs on the sending thread: what the server says before the body decides whether it is
+ * sent at all. */
+static void
+wrote_headers_cb (SoupMessage *msg,
+                  Upload      *self)
+{
+  __atomic_store_n (&self->headers_sent_at, g_get_monotonic_time (), __ATOMIC_RELAXED);
+}
+
+static void
+got_answer_cb (SoupMessage *msg,
+               Upload      *self)
+{
+  __atomic_store_n (&self->answered, 1, __ATOMIC_RELAXED);
+}
+
 static SoupMessage *
 new_message (Upload              *self,
              const char          *method,
@@ -345,6 +375,11 @@ new_message (Upload              *self,
   if (soup_message_headers_get_one (headers, "Idempotency-Key") == NULL &&
       record->idempotency_key != NULL)
     soup_message_headers_replace (headers, "Idempotency-Key", record->idempotency_key);
+
+  if (self->no_expect)
+    soup_message_headers_remove (headers, "Expect");
+  else if (self->id.size > EXPECT_CONTINUE_MIN_SIZE)
+    soup_message_headers_set_expectations (headers, SOUP_EXPECTATION_CONTINUE);
 
   content_type = soup_message_headers_get_content_type (headers, NULL);
   if (content_type == NULL)
@@ -541,6 +576,27 @@ follow_redirect (Upload *self)
   return TRUE;
 }
 
+/* The server never answered "Expect: 100-continue": the same request goes again, at once with
+ * its body, and so does every later one of this attempt. */
+static void
+resend_without_expect (Upload *self)
+{
+  g_autoptr(SoupMessage) msg = NULL;
+  g_autoptr(GError) error = NULL;
+
+  self->no_expect = TRUE;
+  msg = new_message (self, soup_message_get_method (self->msg), soup_message_get_uri (self->msg),
+                     soup_message_get_request_headers (self->msg), TRUE, &error);
+  if (msg == NULL)
+    {
+      upload_fail (self, error);
+      return;
+    }
+
+  g_set_object (&self->msg, msg);
+  upload_send (self);
+}
+
 /* The request is sent with libsoup's blocking API on a worker thread (possible since libsoup
  * 3.2): its body is spliced into the connection in small blocks, and on the main context every
  * block would cost main-loop iterations; on a thread it costs a read and a write.  The thread
@@ -551,7 +607,9 @@ typedef struct
   SoupSession    *session;
   SoupMessage    *msg;
   GInputStream   *body;
-  GCancellable   *cancellable;
+  GCancellable   *cancellable;  /* the send's own */
+  GCancellable   *attempt_cancellable;
+  gulong          cancelled_id;
   gsize           max_body;
   gint64         *received;
   GBytes         *response_body;
@@ -567,6 +625,9 @@ typedef struct
 static void
 send_data_free (SendData *data)
 {
+  if (data->cancelled_id != 0)
+    g_cancellable_disconnect (data->attempt_cancellable, data->cancelled_id);
+  g_clear_object (&data->attempt_cancellable);
   g_clear_object (&data->cancellable);
   g_clear_object (&data->session);
   g_clear_object (&data->msg);
@@ -702,6 +763,18 @@ progress_tick_cb (gpointer user_data)
       bg_job_progress (self->job, sent, self->id.size);
     }
 
+  if (self->expecting && !self->expect_gave_up)
+    {
+      gint64 headers_sent_at = __atomic_load_n (&self->headers_sent_at, __ATOMIC_RELAXED);
+
+      if (headers_sent_at != 0 && !__atomic_load_n (&self->answered, __ATOMIC_RELAXED) &&
+          g_get_monotonic_time () - headers_sent_at >= EXPECT_CONTINUE_WAIT_USEC)
+        {
+          self->expect_gave_up = TRUE;
+          g_cancellable_cancel (self->send_cancellable);
+        }
+    }
+
   return G_SOURCE_CONTINUE;
 }
 
@@ -713,7 +786,12 @@ sent_cb (GObject      *object,
   g_autoptr(Upload) self = user_data;
   g_autoptr(GError) error = NULL;
   SendData *data = g_task_get_task_data (G_TASK (result));
+  gboolean expect_gave_up = self->expect_gave_up;
   guint status;
+
+  g_signal_handlers_disconnect_by_data (data->msg, self);
+  self->expecting = FALSE;
+  self->expect_gave_up = FALSE;
 
   if (self->done)
     return;
@@ -738,7 +816,11 @@ sent_cb (GObject      *object,
 
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      upload_fail (self, error);
+      if (expect_gave_up && !g_cancellable_is_cancelled (self->cancellable) &&
+          g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        resend_without_expect (self);
+      else
+        upload_fail (self, error);
       return;
     }
 
@@ -754,21 +836,46 @@ sent_cb (GObject      *object,
 }
 
 static void
+cancel_send_cb (GCancellable *attempt_cancellable,
+                GCancellable *send_cancellable)
+{
+  g_cancellable_cancel (send_cancellable);
+}
+
+static void
 upload_send (Upload *self)
 {
   g_autoptr(GTask) task = NULL;
   SendData *data = g_new0 (SendData, 1);
+  SoupMessageHeaders *headers = soup_message_get_request_headers (self->msg);
+
+  g_clear_object (&self->send_cancellable);
+  self->send_cancellable = g_cancellable_new ();
 
   data->session = g_object_ref (bg_engine_get_session (bg_job_get_engine (self->job)));
   data->msg = g_object_ref (self->msg);
   data->body = g_object_ref (self->body);
-  data->cancellable = g_object_ref (self->cancellable);
+  data->cancellable = g_object_ref (self->send_cancellable);
+  data->attempt_cancellable = g_object_ref (self->cancellable);
+  data->cancelled_id = g_cancellable_connect (self->cancellable, G_CALLBACK (cancel_send_cb),
+                                              g_object_ref (self->send_cancellable),
+                                              g_object_unref);
   data->max_body = self->max_body;
   data->received = &self->received;
   data->path = self->path;
   data->fd = self->fd;
   data->id = &self->id;
   data->verify = self->verify;
+
+  /* An app may ask for 100 Continue on any body; the wait is bounded either way. */
+  self->expecting = (soup_message_headers_get_expectations (headers) &
+                     SOUP_EXPECTATION_CONTINUE) != 0;
+  self->expect_gave_up = FALSE;
+  __atomic_store_n (&self->headers_sent_at, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&self->answered, 0, __ATOMIC_RELAXED);
+  g_signal_connect (self->msg, "wrote-headers", G_CALLBACK (wrote_headers_cb), self);
+  g_signal_connect (self->msg, "got-informational", G_CALLBACK (got_answer_cb), self);
+  g_signal_connect (self->msg, "got-headers", G_CALLBACK (got_answer_cb), self);
 
   if (self->progress_source == NULL)
     {

@@ -736,6 +736,99 @@ test_source_stream_content_check (Fixture       *f,
   close (fd);
 }
 
+/* --- Early final status and Expect: 100-continue ------------------------------------------- */
+
+static void
+test_early_final_status (Fixture       *f,
+                         gconstpointer  data)
+{
+  static const guint statuses[] = { 413, 501 };
+  g_autofree char *src = make_source (f, "early.bin", 4 * MiB, 13, NULL);
+
+  /* Answered before the body is read, and closed at once, as Python's http.server does. */
+  bg_uploader_set_max_attempts (f->uploader, 5);
+
+  for (guint i = 0; i < G_N_ELEMENTS (statuses); i++)
+    {
+      g_autofree char *path = g_strdup_printf ("/upload/early.bin?status=%u&early=close",
+                                               statuses[i]);
+      g_autofree char *id = g_strdup_printf ("early-%u", statuses[i]);
+      g_autoptr(GAsyncResult) result = NULL;
+      g_autoptr(BgResponse) response = NULL;
+      g_autoptr(GError) error = NULL;
+      g_autoptr(BgTask) task = NULL;
+
+      start_upload (f, "PUT", path, src, id, &result);
+      task = g_object_ref (bg_uploader_lookup_task (f->uploader, id));
+      bg_test_wait_for_result (&result, 60);
+      response = bg_uploader_upload_finish (f->uploader, result, &error);
+      g_assert_no_error (error);
+
+      if (bg_response_get_error (response) != NULL)
+        g_test_message ("%u: %s", statuses[i], bg_response_get_error (response)->message);
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_REJECTED);
+      g_assert_cmpuint (bg_response_get_status (response), ==, statuses[i]);
+      g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+    }
+}
+
+static void
+test_expect_continue_over_1mib (Fixture       *f,
+                                gconstpointer  data)
+{
+  g_autofree char *at = make_source (f, "at.bin", 1 * MiB, 14, NULL);
+  g_autofree char *over = make_source (f, "over.bin", 1 * MiB + 1, 15, NULL);
+  g_autoptr(BgResponse) r1 = NULL;
+  g_autoptr(BgResponse) r2 = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  JsonArray *uploads;
+
+  r1 = upload (f, "PUT", "/upload/at.bin", at, "at");
+  g_assert_cmpint (bg_response_get_kind (r1), ==, BG_RESPONSE_SUCCESS);
+  r2 = upload (f, "PUT", "/upload/over.bin", over, "over");
+  g_assert_cmpint (bg_response_get_kind (r2), ==, BG_RESPONSE_SUCCESS);
+
+  stats = bg_test_server_stats (f->server);
+  uploads = server_uploads (stats);
+  g_assert_cmpuint (json_array_get_length (uploads), ==, 2);
+  g_assert_null (upload_header (json_array_get_object_element (uploads, 0), "Expect"));
+  g_assert_cmpstr (upload_header (json_array_get_object_element (uploads, 1), "Expect"), ==,
+                   "100-continue");
+}
+
+static void
+test_server_ignores_expect (Fixture       *f,
+                            gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "quiet.bin", 4 * MiB, 16, &sha);
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  JsonArray *uploads;
+  JsonObject *first;
+  JsonObject *last;
+
+  /* Like an HTTP/1.0 server: no "100 Continue", it just waits for the body.  The body goes
+   * anyway, as curl sends it, well before the stall timeout. */
+  response = upload (f, "PUT", "/upload/quiet.bin?continue=0", src, "quiet");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+
+  /* The request that waited got no byte of the body; the one after it had no Expect. */
+  stats = bg_test_server_stats (f->server);
+  uploads = server_uploads (stats);
+  g_assert_cmpuint (json_array_get_length (uploads), ==, 2);
+  first = json_array_get_object_element (uploads, 0);
+  g_assert_cmpstr (upload_header (first, "Expect"), ==, "100-continue");
+  g_assert_false (json_object_get_boolean_member (first, "complete"));
+  g_assert_cmpint (json_object_get_int_member (first, "size"), ==, 0);
+  last = json_array_get_object_element (uploads, 1);
+  g_assert_null (upload_header (last, "Expect"));
+  g_assert_true (json_object_get_boolean_member (last, "complete"));
+  g_assert_cmpstr (json_object_get_string_member (last, "sha256"), ==, sha);
+  g_assert_cmpstr (upload_header (first, "Idempotency-Key"), ==,
+                   upload_header (last, "Idempotency-Key"));
+}
+
 /* --- A source swapped for a FIFO before a redirect is followed ----------------------------- */
 
 typedef struct
@@ -962,6 +1055,9 @@ main (int   argc,
               fixture_teardown);
   ADD ("mixed-body/app-key", test_mixed_body_app_key);
   ADD ("mixed-body/content-check", test_source_stream_content_check);
+  ADD ("early-final-status", test_early_final_status);
+  ADD ("expect-continue-over-1mib", test_expect_continue_over_1mib);
+  ADD ("server-ignores-expect", test_server_ignores_expect);
   ADD ("source-swapped-for-fifo-before-redirect", test_source_swapped_for_fifo_before_redirect);
   ADD ("shared-database", test_shared_database);
   g_test_add_func ("/uploader/tls-failure", test_tls_failure);
