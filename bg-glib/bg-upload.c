@@ -32,9 +32,12 @@
 #define EXPECT_CONTINUE_WAIT_USEC G_USEC_PER_SEC
 
 /* A source whose last change is this recent (or in the future) may be rewritten again within
- * one tick of its timestamps, where a new mtime or ctime would not show: its bytes are compared
- * after the send.  Two seconds cover the coarsest common granularity (FAT's mtime). */
-#define FRESH_SOURCE_NSEC (G_GINT64_CONSTANT (2) * 1000000000)
+ * the same tick of its timestamps, where neither mtime nor ctime would move: its bytes are
+ * compared after the send.  A file system with sub-second timestamps stamps changes from the
+ * kernel's coarse clock, which moves every few milliseconds; one with whole seconds (their
+ * nanoseconds are 0) may count in steps of two, as FAT does. */
+#define FRESH_SOURCE_FINE_NSEC   (G_GINT64_CONSTANT (100) * 1000000)
+#define FRESH_SOURCE_COARSE_NSEC (G_GINT64_CONSTANT (3) * 1000000000)
 
 #define SOURCE_ATTRIBUTES \
   G_FILE_ATTRIBUTE_STANDARD_TYPE "," \
@@ -416,6 +419,7 @@ upload_build (BgJob   *job,
   g_autoptr(SoupMessage) msg = NULL;
   gint64 mtime_usec;
   gint64 now_nsec;
+  gint64 fresh_nsec;
 
   g_ref_count_init (&self->ref_count);
   self->fd = -1;
@@ -450,7 +454,11 @@ upload_build (BgJob   *job,
 
   /* A file changed this recently can change again without its times showing it. */
   now_nsec = g_get_real_time () * 1000;
-  self->verify = now_nsec - MAX (self->id.mtime_nsec, self->id.ctime_nsec) < FRESH_SOURCE_NSEC;
+  if (self->id.mtime_nsec % 1000000000 == 0 && self->id.ctime_nsec % 1000000000 == 0)
+    fresh_nsec = FRESH_SOURCE_COARSE_NSEC;
+  else
+    fresh_nsec = FRESH_SOURCE_FINE_NSEC;
+  self->verify = now_nsec - MAX (self->id.mtime_nsec, self->id.ctime_nsec) < fresh_nsec;
 
   msg = new_message (self, record->method, uri, stored, TRUE, error);
   if (msg == NULL)
