@@ -16,11 +16,25 @@ G_DECLARE_FINAL_TYPE (BgSourceStream, bg_source_stream, BG, SOURCE_STREAM, GInpu
 typedef void (*BgSourceStreamProgress) (gint64   offset,
                                         gpointer user_data);
 
-/* Takes ownership of @fd.  Exactly @size bytes are given out: a file that grew is cut at @size,
- * and one that shrank ends the stream with G_IO_ERROR_PARTIAL_INPUT. */
-GInputStream *bg_source_stream_new (int                     fd,
-                                    gint64                  size,
-                                    BgSourceStreamProgress  progress,
-                                    gpointer                user_data);
+/* Takes ownership of @fd, which it reads with pread() from offset 0 whatever the descriptor's
+ * position.  Exactly @size bytes are given out: a file that grew is cut at @size, and one that
+ * shrank ends the stream with G_IO_ERROR_PARTIAL_INPUT.  With @digest, the stream keeps a
+ * SHA-256 of the bytes it hands out. */
+GInputStream *bg_source_stream_new        (int                     fd,
+                                           gint64                  size,
+                                           gboolean                digest,
+                                           BgSourceStreamProgress  progress,
+                                           gpointer                user_data);
+/* Bytes handed out so far. */
+gint64        bg_source_stream_get_offset (BgSourceStream         *self);
+/* The hex SHA-256 of the bytes handed out, once all @size of them have been; NULL before, or
+ * when the stream keeps no digest. */
+char         *bg_source_stream_get_digest (BgSourceStream         *self);
+/* The hex SHA-256 of the first @size bytes of @fd, read with pread(); blocks, so it belongs on
+ * a worker thread. */
+char         *bg_source_digest            (int                     fd,
+                                           gint64                  size,
+                                           GCancellable           *cancellable,
+                                           GError                **error);
 
 G_END_DECLS

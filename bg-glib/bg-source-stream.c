@@ -3,7 +3,11 @@
  * libsoup sends a request body by splicing it into the connection.  A stream that GIO can only
  * read through worker threads makes that splice hop threads for every small block; a regular
  * file is always readable, so this stream says so (GPollableInputStream) and reads it directly.
- * It also counts what has been handed to the connection, which is the upload's progress.
+ * It also counts what has been handed to the connection, which is the upload's progress, and
+ * can keep a digest of those bytes, so that they can be compared with the file after the send.
+ *
+ * The file is read with pread() from the stream's own offset, so several streams (a request and
+ * the one that follows its redirect) can share one descriptor.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -31,6 +35,7 @@ struct _BgSourceStream
   guint8                 *buffer;
   gsize                   buffered;     /* bytes in buffer */
   gsize                   consumed;     /* of those, bytes handed out */
+  GChecksum              *checksum;     /* of the bytes handed out; NULL when not wanted */
   BgSourceStreamProgress  progress;
   gpointer                user_data;
 };
@@ -53,7 +58,7 @@ refill (BgSourceStream  *self,
     self->buffer = g_malloc (READ_AHEAD);
 
   do
-    n = read (self->fd, self->buffer, wanted);
+    n = pread (self->fd, self->buffer, wanted, self->offset);
   while (n < 0 && errno == EINTR);
 
   if (n < 0)
@@ -99,6 +104,8 @@ bg_source_stream_read (GInputStream  *stream,
 
   n = MIN (count, self->buffered - self->consumed);
   memcpy (buffer, self->buffer + self->consumed, n);
+  if (self->checksum != NULL)
+    g_checksum_update (self->checksum, self->buffer + self->consumed, n);
   self->consumed += n;
   self->offset += n;
 
@@ -132,6 +139,7 @@ bg_source_stream_finalize (GObject *object)
   if (self->fd >= 0)
     close (self->fd);
   g_free (self->buffer);
+  g_clear_pointer (&self->checksum, g_checksum_free);
 
   G_OBJECT_CLASS (bg_source_stream_parent_class)->finalize (object);
 }
@@ -196,15 +204,86 @@ bg_source_stream_init (BgSourceStream *self)
 GInputStream *
 bg_source_stream_new (int                     fd,
                       gint64                  size,
+                      gboolean                digest,
                       BgSourceStreamProgress  progress,
                       gpointer                user_data)
 {
   BgSourceStream *self = g_object_new (BG_TYPE_SOURCE_STREAM, NULL);
 
+  g_return_val_if_fail (fd >= 0, NULL);
+  g_return_val_if_fail (size >= 0, NULL);
+
   self->fd = fd;
   self->size = size;
+  if (digest)
+    self->checksum = g_checksum_new (G_CHECKSUM_SHA256);
   self->progress = progress;
   self->user_data = user_data;
 
   return G_INPUT_STREAM (self);
+}
+
+gint64
+bg_source_stream_get_offset (BgSourceStream *self)
+{
+  g_return_val_if_fail (BG_IS_SOURCE_STREAM (self), -1);
+
+  return self->offset;
+}
+
+char *
+bg_source_stream_get_digest (BgSourceStream *self)
+{
+  g_return_val_if_fail (BG_IS_SOURCE_STREAM (self), NULL);
+
+  if (self->checksum == NULL || self->offset != self->size)
+    return NULL;
+
+  return g_strdup (g_checksum_get_string (self->checksum));
+}
+
+char *
+bg_source_digest (int            fd,
+                  gint64         size,
+                  GCancellable  *cancellable,
+                  GError       **error)
+{
+  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree guint8 *buffer = g_malloc (READ_AHEAD);
+  gint64 offset = 0;
+
+  g_return_val_if_fail (fd >= 0, NULL);
+
+  while (offset < size)
+    {
+      gssize n;
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        return NULL;
+
+      do
+        n = pread (fd, buffer, (gsize) MIN ((gint64) READ_AHEAD, size - offset), offset);
+      while (n < 0 && errno == EINTR);
+
+      if (n < 0)
+        {
+          int saved_errno = errno;
+
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                       _("Cannot read the source file: %s"), g_strerror (saved_errno));
+          return NULL;
+        }
+
+      if (n == 0)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT,
+                       _("The source file became shorter while it was being sent"));
+          return NULL;
+        }
+
+      g_checksum_update (checksum, buffer, n);
+      offset += n;
+    }
+
+  return g_strdup (g_checksum_get_string (checksum));
 }

@@ -24,7 +24,10 @@
  * in every run (unless the app set one itself), so that a server can drop the duplicate of a
  * request that was sent again after a crash. A plain `PUT` or `POST` cannot resume: an attempt
  * that was cut off starts again from the first byte. If the source file changed between attempts
- * it is sent whole and new, never half old and half new.
+ * it is sent whole and new, never half old and half new; if it changed while it was being sent,
+ * that attempt ends as %BG_RESPONSE_RETRY whatever the server answered. Either way the new body
+ * gets a new key; a task whose key the app set itself ends as %BG_RESPONSE_FAILED instead. A body
+ * larger than 1 MiB is sent with `Expect: 100-continue`.
  */
 struct _BgUploader
 {

@@ -8,7 +8,8 @@
 # Listens on 127.0.0.1, prints "PORT <n>" on stdout, and exits when its stdin reaches EOF or on
 # SIGTERM.  Files under DIR are served at /files/<relpath>; request bodies sent to /upload/<name>
 # are stored in DIR/uploads/<name>.  Query parameters choose faults per request (see the
-# "Knobs" section below); /_stats, /_reset, /_hello and /_replace are control endpoints.
+# "Knobs" section below); /_stats, /_reset, /_hello, /_replace, /_gate and /_open are control
+# endpoints (see "Control endpoints" below).
 #
 # Knobs (query parameters, combinable; values are URL-decoded, so a literal '+' must be %2B):
 #
@@ -45,6 +46,14 @@
 #                                 most N-1; N <= S gives 416 "bytes */N".  The bytes, ETag and
 #                                 200 answers stay those of the real file (a lying server)
 #   /upload     early=1           status/fail-first answer before reading the body, then close
+#                                 (after reading what the client still sends)
+#               early=close       the same, but closed at once, unread bytes and all, as Python's
+#                                 http.server does (the client's next write fails)
+#               continue=0        never answer "Expect: 100-continue"; just wait for the body
+#               idem=1            honour Idempotency-Key: a key seen on a completed upload gets
+#                                 that upload's answer again, whatever the new body is
+#               gate=NAME         stop reading at the gate until POST /_open?name=NAME
+#               gate-at=N         the gate is after N body bytes (default: after the whole body)
 #               drop=N            reset the connection after reading N body bytes
 #               stall=N           stop reading after N body bytes (until the peer goes, or 120 s)
 #               bigbody=N         the answer body is N bytes
@@ -55,6 +64,9 @@
 #   GET  /_hello                        "ok" once the server answers
 #   GET  /_stats                        the counters and the request log, as JSON
 #   POST /_reset                        zeroes the counters, the log and the fail-first counts
+#   GET  /_gate?name=NAME               waits (at most 30 s) until a request stands at that gate
+#                                       (200, else 504)
+#   POST /_open?name=NAME               lets every request through that gate from then on
 #   POST /_replace?path=REL&from=REL2   a new version of /files/REL: a copy of /files/REL2 takes
 #                                       its place atomically, with a modification time at least
 #                                       one second later, so its ETag and Last-Modified always
@@ -92,6 +104,7 @@ from http.server import BaseHTTPRequestHandler
 CHUNK = 256 * 1024
 SOCKET_LIFETIME = 120.0     # the longest any connection waits on a peer
 DRAIN_SECONDS = 2.0         # how long a clean close reads what the peer still sends
+GATE_WAIT = 30.0            # how long GET /_gate waits for a request to reach the gate
 VERBOSE = False
 
 
@@ -123,6 +136,12 @@ class Stats:
             self.uploads = []
             self.fail_counts = {}
             self.rotate = 0
+            self.idempotent = {}
+            old_gates = getattr(self, 'gates', {})
+            self.gates = {}
+        # Nobody stays stuck at a gate that a reset forgot.
+        for gate in old_gates.values():
+            gate[1].set()
 
     def _path_entry(self, path):
         entry = self.per_path.get(path)
@@ -168,6 +187,23 @@ class Stats:
                 self.fail_counts[key] = count + 1
                 return True
             return False
+
+    def gate(self, name):
+        """(arrived, opened) events of the gate @name."""
+        with self.lock:
+            gate = self.gates.get(name)
+            if gate is None:
+                gate = (threading.Event(), threading.Event())
+                self.gates[name] = gate
+            return gate
+
+    def idempotent_answer(self, key):
+        with self.lock:
+            return self.idempotent.get(key)
+
+    def remember_answer(self, key, answer):
+        with self.lock:
+            self.idempotent.setdefault(key, answer)
 
     def next_rotation(self):
         with self.lock:
@@ -393,6 +429,32 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def abrupt_close(self):
+        """Sends FIN after what was written and closes at once, as http.server does: whatever
+        the peer sent and nobody read makes the kernel answer its next bytes with a reset."""
+        self.end_active()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        for f in (self.rfile, self.connection):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def wait_at_gate(self, upload):
+        """Stops at the gate named by gate=, if any, until it is opened."""
+        name = self.q.get('gate')
+        if not name:
+            return
+        arrived, opened = self.server.stats.gate(name)
+        upload['gated'] = True
+        arrived.set()
+        log('%s waits at gate %s', self.url_path, name)
+        opened.wait(SOCKET_LIFETIME)
+
     def wait_for_hangup(self, limit):
         """Neither reads nor writes; returns when the peer resets or hangs up, or after @limit."""
         deadline = time.monotonic() + limit
@@ -547,7 +609,17 @@ class Handler(BaseHTTPRequestHandler):
             self.send_control(200, b'ok', 'text/plain; charset=utf-8')
         elif path == '/_replace' and self.command == 'POST':
             self.replace_file()
-        elif path in ('/_stats', '/_reset', '/_hello', '/_replace'):
+        elif path == '/_gate' and self.command == 'GET' and self.q.get('name'):
+            arrived, _ = self.server.stats.gate(self.q['name'])
+            if arrived.wait(GATE_WAIT):
+                self.send_control(200, b'waiting\n', 'text/plain; charset=utf-8')
+            else:
+                self.send_control(504, b'nobody came\n', 'text/plain; charset=utf-8')
+        elif path == '/_open' and self.command == 'POST' and self.q.get('name'):
+            _, opened = self.server.stats.gate(self.q['name'])
+            opened.set()
+            self.send_control(204, b'', None)
+        elif path in ('/_stats', '/_reset', '/_hello', '/_replace', '/_gate', '/_open'):
             self.send_control(405, b'method not allowed\n', 'text/plain; charset=utf-8')
         else:
             self.send_control(404, b'not found\n', 'text/plain; charset=utf-8')
@@ -893,14 +965,22 @@ class Handler(BaseHTTPRequestHandler):
         }
 
         fault = self.common_faults(307)
-        if fault is not None and fault[1] == 'fail' and self.q.get('early') == '1':
+        early = self.q.get('early')
+        if fault is not None and fault[1] == 'fail' and early in ('1', 'close'):
             code = fault[0]
             upload['status'] = code
             self.server.stats.add_upload(upload)
             self.answer(code, self.upload_body(code, None), headers=self.fail_headers(),
                         close=True)
-            self.clean_close()
+            if early == 'close':
+                self.abrupt_close()
+            else:
+                self.clean_close()
             raise Abort()
+
+        key = self.headers.get('Idempotency-Key') if self.q.get('idem') == '1' else None
+        upload['idempotency_key'] = key
+        upload['replayed'] = False
 
         uploads_dir = os.path.join(self.server.root, 'uploads')
         os.makedirs(uploads_dir, exist_ok=True)
@@ -924,6 +1004,20 @@ class Handler(BaseHTTPRequestHandler):
                 raise Abort()
 
             upload['time'] = time.time()
+            if 'gate-at' not in self.q:
+                self.wait_at_gate(upload)
+
+            replay = self.server.stats.idempotent_answer(key) if key is not None else None
+            if replay is not None:
+                # A lax server: the key alone decides, the body is not compared.
+                code, body, ctype = replay
+                upload['status'] = code
+                upload['complete'] = True
+                upload['replayed'] = True
+                self.server.stats.add_upload(upload)
+                self.answer(code, body, content_type=ctype)
+                return
+
             if fault is not None:
                 code, kind = fault
                 upload['status'] = code
@@ -944,6 +1038,8 @@ class Handler(BaseHTTPRequestHandler):
             doc = {'name': name, 'size': upload['size'], 'sha256': upload['sha256']}
             body = self.upload_body(code, json.dumps(doc).encode('utf-8'))
             ctype = 'application/json' if 'bigbody' not in self.q else 'application/octet-stream'
+            if key is not None:
+                self.server.stats.remember_answer(key, (code, body, ctype))
             self.answer(code, body, content_type=ctype)
         finally:
             if tmp is not None:
@@ -974,18 +1070,27 @@ class Handler(BaseHTTPRequestHandler):
                 if limit is None or n < limit:
                     limit, kind = n, k
 
-        if 'continue' in self.headers.get('Expect', '').lower() and (chunked or length > 0):
+        if ('continue' in self.headers.get('Expect', '').lower() and (chunked or length > 0)
+                and self.q.get('continue') != '0'):
             self.wfile.write(b'HTTP/1.1 100 Continue\r\n\r\n')
 
         digest = hashlib.sha256()
+        gate_at = parse_int(self.q.get('gate-at'))
 
         def take(want):
             """Reads up to @want bytes, honouring the fault limit; None when it is reached."""
+            nonlocal gate_at
             if limit is not None:
                 room = limit - upload['size']
                 if room <= 0:
                     return None
                 want = min(want, room)
+            if gate_at is not None:
+                if upload['size'] >= gate_at:
+                    gate_at = None
+                    self.wait_at_gate(upload)
+                else:
+                    want = min(want, gate_at - upload['size'])
             data = self.rfile.read(want)
             if not data:
                 raise EOFError()

@@ -546,6 +546,61 @@ def t_upload_faults():
     assert by[5] == ('r.bin', False, 3, 307), by
 
 
+def t_upload_expect_idem_gate():
+    reset()
+    # early=close: the answer comes before any body byte, then the connection is gone.
+    sock = socket.create_connection(('127.0.0.1', F.port), timeout=TIMEOUT)
+    sock.sendall(b'PUT /upload/e.bin?status=413&early=close HTTP/1.1\r\nHost: x\r\n'
+                 b'Content-Length: 200000\r\nExpect: 100-continue\r\n\r\n')
+    answer = b''
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b'HTTP/1.1 413') and b'Connection: close' in answer, answer[:200]
+    assert b'100 Continue' not in answer
+    # continue=0: no "100 Continue", the body is simply read.
+    sock = socket.create_connection(('127.0.0.1', F.port), timeout=TIMEOUT)
+    sock.sendall(b'PUT /upload/q.bin?continue=0 HTTP/1.1\r\nHost: x\r\n'
+                 b'Content-Length: 3\r\nExpect: 100-continue\r\n\r\n')
+    sock.settimeout(0.3)
+    try:
+        early = sock.recv(100)
+    except socket.timeout:
+        early = b''
+    assert early == b'', early
+    sock.settimeout(TIMEOUT)
+    sock.sendall(b'abc')
+    assert sock.recv(100).startswith(b'HTTP/1.1 201')
+    sock.close()
+    # idem=1: a known key gets the first answer again, whatever the body.
+    key = {'Idempotency-Key': '"k1"'}
+    status, _, first = request('PUT', '/upload/i.bin?idem=1', headers=key, body=b'one')
+    status2, _, second = request('PUT', '/upload/i.bin?idem=1', headers=key, body=b'two')
+    assert status == status2 == 201 and first == second and sha(b'one').encode() in first
+    with open(os.path.join(F.root, 'uploads', 'i.bin'), 'rb') as f:
+        assert f.read() == b'one'
+    # gate: the request waits at the gate (here after 2 body bytes) until it is opened.
+    results = []
+    worker = threading.Thread(target=lambda: results.append(
+        request('PUT', '/upload/g.bin?gate=g1&gate-at=2', body=b'gated')))
+    worker.start()
+    status, _, _ = request('GET', '/_gate?name=g1')
+    assert status == 200 and not results
+    status, _, _ = request('POST', '/_open?name=g1')
+    assert status == 204
+    worker.join(TIMEOUT)
+    assert results and results[0][0] == 201, results
+    up = stats()['uploads']
+    by = [(u['name'], u['complete'], u['size'], u['status'], u['replayed']) for u in up
+          if 'replayed' in u]
+    assert by == [('q.bin', True, 3, 201, False), ('i.bin', True, 3, 201, False),
+                  ('i.bin', True, 3, 201, True), ('g.bin', True, 5, 201, False)], by
+    assert up[-1]['gated'] is True
+
+
 def t_stats_and_concurrency():
     reset()
     request('GET', '/files/a.bin')
@@ -670,6 +725,7 @@ TESTS = [
     ('PUT upload recorded with sha256 and headers', t_put_upload),
     ('chunked POST upload', t_chunked_post),
     ('upload faults: fail-first, early, drop, redirect, bigbody', t_upload_faults),
+    ('upload: early=close, continue=0, idem, gate', t_upload_expect_idem_gate),
     ('stats counters and max_active with 3 concurrent requests', t_stats_and_concurrency),
     ('20 concurrent connections', t_sixteen_connections),
     ('reset zeroes the counters', t_reset),

@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <glib/gstdio.h>
 
 #include "bg-uploader-private.h"
+#include "bg-source-stream-private.h"
 #include "bg-store-private.h"
 #include "test-utils.h"
 
@@ -142,6 +145,119 @@ upload_header (JsonObject *upload_record,
     }
 
   return NULL;
+}
+
+/* --- Gates: the server stops at a named point until the test lets it go on ----------------- */
+
+static void
+gate_reached_cb (GObject      *object,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  GAsyncResult **out = user_data;
+
+  *out = g_object_ref (result);
+}
+
+/* Waits until a request stands at the gate @name; the main context keeps running meanwhile. */
+static void
+gate_wait (Fixture    *f,
+           const char *name)
+{
+  g_autofree char *path = g_strdup_printf ("/_gate?name=%s", name);
+  g_autofree char *url = bg_test_server_url (f->server, path);
+  g_autoptr(SoupSession) session = soup_session_new ();
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GBytes) body = NULL;
+  g_autoptr(GError) error = NULL;
+
+  soup_session_send_and_read_async (session, msg, G_PRIORITY_DEFAULT, NULL,
+                                    gate_reached_cb, &result);
+  bg_test_wait_for_result (&result, 60);
+  body = soup_session_send_and_read_finish (session, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (soup_message_get_status (msg), ==, 200);
+}
+
+static void
+gate_open (Fixture    *f,
+           const char *name)
+{
+  g_autofree char *path = g_strdup_printf ("/_open?name=%s", name);
+  g_autofree char *url = bg_test_server_url (f->server, path);
+  g_autoptr(SoupSession) session = soup_session_new ();
+  g_autoptr(SoupMessage) msg = soup_message_new ("POST", url);
+  g_autoptr(GBytes) body = NULL;
+  g_autoptr(GError) error = NULL;
+
+  /* The server is another process: a blocking call cannot deadlock. */
+  body = soup_session_send_and_read (session, msg, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (soup_message_get_status (msg), ==, 204);
+}
+
+/* Rewrites @path in place with the same number of new bytes and returns their sha256; with
+ * @keep_mtime the modification time is put back as it was. */
+static char *
+rewrite_in_place (const char *path,
+                  guint32     seed,
+                  gboolean    keep_mtime)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (seed);
+  g_autofree guint8 *block = g_malloc (65536);
+  struct stat before;
+  struct timespec times[2];
+  gint64 left;
+  int fd;
+
+  g_assert_cmpint (stat (path, &before), ==, 0);
+  fd = g_open (path, O_WRONLY | O_CLOEXEC, 0);
+  g_assert_cmpint (fd, >=, 0);
+
+  for (left = before.st_size; left > 0; )
+    {
+      gsize n = MIN (left, 65536);
+
+      for (gsize i = 0; i < n; i++)
+        block[i] = g_rand_int (rand);
+      g_assert_cmpint (write (fd, block, n), ==, (gssize) n);
+      left -= n;
+    }
+  g_assert_cmpint (close (fd), ==, 0);
+
+  if (keep_mtime)
+    {
+      times[0] = before.st_atim;
+      times[1] = before.st_mtim;
+      g_assert_cmpint (utimensat (AT_FDCWD, path, times, 0), ==, 0);
+    }
+
+  return bg_test_sha256_file (path);
+}
+
+/* No Idempotency-Key was sent with two different complete bodies. */
+static void
+assert_one_body_per_key (JsonArray *uploads)
+{
+  g_autoptr(GHashTable) bodies = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (guint i = 0; i < json_array_get_length (uploads); i++)
+    {
+      JsonObject *record = json_array_get_object_element (uploads, i);
+      const char *key = upload_header (record, "Idempotency-Key");
+      const char *sha = json_object_get_string_member (record, "sha256");
+      const char *seen;
+
+      if (key == NULL || !json_object_get_boolean_member (record, "complete"))
+        continue;
+
+      seen = g_hash_table_lookup (bodies, key);
+      if (seen != NULL)
+        g_assert_cmpstr (seen, ==, sha);
+      else
+        g_hash_table_insert (bodies, (gpointer) key, (gpointer) sha);
+    }
 }
 
 static void
@@ -406,6 +522,408 @@ test_source_deleted (Fixture       *f,
   g_assert_error (bg_response_get_error (response), G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
 }
 
+/* --- A source rewritten while it is being sent (same size) --------------------------------- */
+
+static BgResponse *
+upload_rewritten_midway (Fixture     *f,
+                         const char  *app_key,
+                         gboolean     keep_mtime,
+                         char       **old_sha,
+                         char       **new_sha,
+                         guint       *attempts)
+{
+  g_autofree char *src = make_source (f, "mixed.bin", 24 * MiB, 11, old_sha);
+  g_autofree char *url = NULL;
+  g_autoptr(SoupMessage) msg = NULL;
+  g_autoptr(GFile) file = g_file_new_for_path (src);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgTask) task = NULL;
+  BgResponse *response;
+
+  /* The server honours Idempotency-Key the lax way, and stops reading after 256 KiB. */
+  url = bg_test_server_url (f->server, "/upload/mixed.bin?idem=1&gate=mix&gate-at=262144");
+  msg = soup_message_new ("PUT", url);
+  if (app_key != NULL)
+    soup_message_headers_append (soup_message_get_request_headers (msg), "Idempotency-Key",
+                                 app_key);
+
+  bg_uploader_set_max_attempts (f->uploader, 3);
+  bg_uploader_upload_async (f->uploader, msg, file, "mixed", NULL,
+                            bg_test_store_result_cb, &result);
+  task = g_object_ref (bg_uploader_lookup_task (f->uploader, "mixed"));
+
+  /* The first part of the body is old; the file is rewritten before the rest is read. */
+  gate_wait (f, "mix");
+  *new_sha = rewrite_in_place (src, 12, keep_mtime);
+  gate_open (f, "mix");
+
+  bg_test_wait_for_result (&result, 120);
+  response = bg_uploader_upload_finish (f->uploader, result, &error);
+  g_assert_no_error (error);
+  *attempts = bg_task_get_attempts (task);
+
+  return response;
+}
+
+/* The server got a mix of old and new bytes on the first attempt. */
+static void
+assert_first_body_mixed (JsonArray  *uploads,
+                         const char *old_sha,
+                         const char *new_sha)
+{
+  JsonObject *first = json_array_get_object_element (uploads, 0);
+
+  g_assert_true (json_object_get_boolean_member (first, "gated"));
+  g_assert_true (json_object_get_boolean_member (first, "complete"));
+  g_assert_cmpint (json_object_get_int_member (first, "size"), ==, 24 * MiB);
+  g_assert_cmpstr (json_object_get_string_member (first, "sha256"), !=, old_sha);
+  g_assert_cmpstr (json_object_get_string_member (first, "sha256"), !=, new_sha);
+}
+
+static void
+test_mixed_body_idempotent_server (Fixture       *f,
+                                   gconstpointer  data)
+{
+  gboolean keep_mtime = GPOINTER_TO_INT (data);
+  g_autofree char *old_sha = NULL;
+  g_autofree char *new_sha = NULL;
+  g_autofree char *stored = NULL;
+  g_autofree char *body_text = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  JsonArray *uploads;
+  JsonObject *last;
+  GBytes *body;
+  guint attempts = 0;
+
+  response = upload_rewritten_midway (f, NULL, keep_mtime, &old_sha, &new_sha, &attempts);
+
+  stats = bg_test_server_stats (f->server);
+  uploads = server_uploads (stats);
+  assert_first_body_mixed (uploads, old_sha, new_sha);
+
+  /* The mixed body's answer is not credited; the next attempt sends the file as it is now,
+   * under a key of its own, and that is the answer the app gets. */
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (attempts, ==, 2);
+  body = bg_response_get_body (response);
+  g_assert_nonnull (body);
+  body_text = g_strndup (g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+  g_assert_nonnull (strstr (body_text, new_sha));
+
+  g_assert_cmpuint (json_array_get_length (uploads), ==, 2);
+  last = json_array_get_object_element (uploads, 1);
+  g_assert_false (json_object_get_boolean_member (last, "replayed"));
+  g_assert_cmpstr (json_object_get_string_member (last, "sha256"), ==, new_sha);
+  g_assert_cmpstr (upload_header (last, "Idempotency-Key"), !=,
+                   upload_header (json_array_get_object_element (uploads, 0),
+                                  "Idempotency-Key"));
+  assert_one_body_per_key (uploads);
+
+  {
+    g_autofree char *on_server = g_build_filename (bg_test_server_get_root (f->server),
+                                                   "uploads", "mixed.bin", NULL);
+
+    stored = bg_test_sha256_file (on_server);
+    g_assert_cmpstr (stored, ==, new_sha);
+  }
+}
+
+static void
+test_mixed_body_app_key (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autofree char *old_sha = NULL;
+  g_autofree char *new_sha = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  const GError *error;
+  JsonArray *uploads;
+  guint attempts = 0;
+
+  response = upload_rewritten_midway (f, "\"app-key\"", FALSE, &old_sha, &new_sha, &attempts);
+
+  stats = bg_test_server_stats (f->server);
+  uploads = server_uploads (stats);
+  assert_first_body_mixed (uploads, old_sha, new_sha);
+
+  /* The library cannot invent a key in the app's name: the task fails and says why. */
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_FAILED);
+  g_assert_cmpuint (attempts, ==, 1);
+  error = bg_response_get_error (response);
+  g_assert_nonnull (error);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "mixed.bin"));
+  g_assert_nonnull (strstr (error->message, "Idempotency-Key"));
+  g_assert_cmpuint (json_array_get_length (uploads), ==, 1);
+  assert_one_body_per_key (uploads);
+}
+
+/* Reads @stream to its end; once it has handed out @rewrite_at bytes (if not 0), the first and
+ * the last bytes of @path are rewritten in place: the stream hands out old bytes, then new. */
+static char *
+stream_digest_with_rewrite (GInputStream *stream,
+                            const char   *path,
+                            gsize         rewrite_at)
+{
+  g_autofree guint8 *buffer = g_malloc (64 * 1024);
+  gsize total = 0;
+
+  while (TRUE)
+    {
+      g_autoptr(GError) error = NULL;
+      gssize n = g_input_stream_read (stream, buffer, 64 * 1024, NULL, &error);
+
+      g_assert_no_error (error);
+      if (n == 0)
+        break;
+      total += n;
+
+      if (rewrite_at > 0 && total >= rewrite_at)
+        {
+          int fd = g_open (path, O_WRONLY | O_CLOEXEC, 0);
+          guint8 other[4096];
+
+          memset (other, 0x5a, sizeof other);
+          g_assert_cmpint (pwrite (fd, other, sizeof other, 0), ==, sizeof other);
+          g_assert_cmpint (pwrite (fd, other, sizeof other, 2 * MiB - sizeof other), ==,
+                           sizeof other);
+          g_assert_cmpint (close (fd), ==, 0);
+          rewrite_at = 0;
+        }
+    }
+
+  return bg_source_stream_get_digest (BG_SOURCE_STREAM (stream));
+}
+
+/* The bytes sent are compared with the file: a rewrite that no timestamp shows is still seen. */
+static void
+test_source_stream_content_check (Fixture       *f,
+                                  gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "content.bin", 2 * MiB, 18, &sha);
+  g_autoptr(GInputStream) same = NULL;
+  g_autoptr(GInputStream) mixed = NULL;
+  g_autofree char *same_digest = NULL;
+  g_autofree char *mixed_digest = NULL;
+  g_autofree char *file_digest = NULL;
+  g_autoptr(GError) error = NULL;
+  int fd = g_open (src, O_RDONLY | O_CLOEXEC, 0);
+
+  g_assert_cmpint (fd, >=, 0);
+
+  /* Unchanged: what was handed out is the file. */
+  same = bg_source_stream_new (dup (fd), 2 * MiB, TRUE, NULL, NULL);
+  same_digest = stream_digest_with_rewrite (same, src, 0);
+  g_assert_cmpstr (same_digest, ==, sha);
+
+  /* Rewritten half way through: the stream handed out a mix, the file says otherwise. */
+  mixed = bg_source_stream_new (dup (fd), 2 * MiB, TRUE, NULL, NULL);
+  mixed_digest = stream_digest_with_rewrite (mixed, src, 1 * MiB);
+  file_digest = bg_source_digest (fd, 2 * MiB, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (mixed_digest, !=, file_digest);
+  g_assert_cmpstr (mixed_digest, !=, sha);
+
+  {
+    g_autofree char *now = bg_test_sha256_file (src);
+
+    g_assert_cmpstr (file_digest, ==, now);
+  }
+
+  close (fd);
+}
+
+/* --- Early final status and Expect: 100-continue ------------------------------------------- */
+
+static void
+test_early_final_status (Fixture       *f,
+                         gconstpointer  data)
+{
+  static const guint statuses[] = { 413, 501 };
+  g_autofree char *src = make_source (f, "early.bin", 4 * MiB, 13, NULL);
+
+  /* Answered before the body is read, and closed at once, as Python's http.server does. */
+  bg_uploader_set_max_attempts (f->uploader, 5);
+
+  for (guint i = 0; i < G_N_ELEMENTS (statuses); i++)
+    {
+      g_autofree char *path = g_strdup_printf ("/upload/early.bin?status=%u&early=close",
+                                               statuses[i]);
+      g_autofree char *id = g_strdup_printf ("early-%u", statuses[i]);
+      g_autoptr(GAsyncResult) result = NULL;
+      g_autoptr(BgResponse) response = NULL;
+      g_autoptr(GError) error = NULL;
+      g_autoptr(BgTask) task = NULL;
+
+      start_upload (f, "PUT", path, src, id, &result);
+      task = g_object_ref (bg_uploader_lookup_task (f->uploader, id));
+      bg_test_wait_for_result (&result, 60);
+      response = bg_uploader_upload_finish (f->uploader, result, &error);
+      g_assert_no_error (error);
+
+      if (bg_response_get_error (response) != NULL)
+        g_test_message ("%u: %s", statuses[i], bg_response_get_error (response)->message);
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_REJECTED);
+      g_assert_cmpuint (bg_response_get_status (response), ==, statuses[i]);
+      g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+    }
+}
+
+static void
+test_expect_continue_over_1mib (Fixture       *f,
+                                gconstpointer  data)
+{
+  g_autofree char *at = make_source (f, "at.bin", 1 * MiB, 14, NULL);
+  g_autofree char *over = make_source (f, "over.bin", 1 * MiB + 1, 15, NULL);
+  g_autoptr(BgResponse) r1 = NULL;
+  g_autoptr(BgResponse) r2 = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  JsonArray *uploads;
+
+  r1 = upload (f, "PUT", "/upload/at.bin", at, "at");
+  g_assert_cmpint (bg_response_get_kind (r1), ==, BG_RESPONSE_SUCCESS);
+  r2 = upload (f, "PUT", "/upload/over.bin", over, "over");
+  g_assert_cmpint (bg_response_get_kind (r2), ==, BG_RESPONSE_SUCCESS);
+
+  stats = bg_test_server_stats (f->server);
+  uploads = server_uploads (stats);
+  g_assert_cmpuint (json_array_get_length (uploads), ==, 2);
+  g_assert_null (upload_header (json_array_get_object_element (uploads, 0), "Expect"));
+  g_assert_cmpstr (upload_header (json_array_get_object_element (uploads, 1), "Expect"), ==,
+                   "100-continue");
+}
+
+static void
+test_server_ignores_expect (Fixture       *f,
+                            gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "quiet.bin", 4 * MiB, 16, &sha);
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  JsonArray *uploads;
+  JsonObject *first;
+  JsonObject *last;
+
+  /* Like an HTTP/1.0 server: no "100 Continue", it just waits for the body.  The body goes
+   * anyway, as curl sends it, well before the stall timeout. */
+  response = upload (f, "PUT", "/upload/quiet.bin?continue=0", src, "quiet");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+
+  /* The request that waited got no byte of the body; the one after it had no Expect. */
+  stats = bg_test_server_stats (f->server);
+  uploads = server_uploads (stats);
+  g_assert_cmpuint (json_array_get_length (uploads), ==, 2);
+  first = json_array_get_object_element (uploads, 0);
+  g_assert_cmpstr (upload_header (first, "Expect"), ==, "100-continue");
+  g_assert_false (json_object_get_boolean_member (first, "complete"));
+  g_assert_cmpint (json_object_get_int_member (first, "size"), ==, 0);
+  last = json_array_get_object_element (uploads, 1);
+  g_assert_null (upload_header (last, "Expect"));
+  g_assert_true (json_object_get_boolean_member (last, "complete"));
+  g_assert_cmpstr (json_object_get_string_member (last, "sha256"), ==, sha);
+  g_assert_cmpstr (upload_header (first, "Idempotency-Key"), ==,
+                   upload_header (last, "Idempotency-Key"));
+}
+
+/* --- A source swapped for a FIFO before a redirect is followed ----------------------------- */
+
+typedef struct
+{
+  GMutex   lock;
+  GCond    cond;
+  gboolean done;
+  gboolean blocked;
+  char    *fifo;
+} Watchdog;
+
+/* If the main loop is still stuck after a while, a writer opens the FIFO so that the blocked
+ * open returns and the test can fail instead of hanging. */
+static gpointer
+watchdog_thread (gpointer data)
+{
+  Watchdog *dog = data;
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+
+  g_mutex_lock (&dog->lock);
+  while (!dog->done)
+    if (!g_cond_wait_until (&dog->cond, &dog->lock, deadline))
+      break;
+
+  if (!dog->done)
+    {
+      int fd = g_open (dog->fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
+
+      dog->blocked = TRUE;
+      if (fd >= 0)
+        close (fd);
+    }
+  g_mutex_unlock (&dog->lock);
+
+  return NULL;
+}
+
+static void
+test_source_swapped_for_fifo_before_redirect (Fixture       *f,
+                                              gconstpointer  data)
+{
+  g_autofree char *src = make_source (f, "swap.bin", 100000, 17, NULL);
+  g_autofree char *second = bg_test_server_url (f->server, "/upload/second.bin");
+  g_autofree char *escaped = g_uri_escape_string (second, NULL, FALSE);
+  g_autofree char *path = g_strdup_printf ("/upload/first.bin?gate=swap&location=%s", escaped);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  Watchdog dog = { 0, };
+  GThread *thread;
+  JsonArray *uploads;
+  const GError *failure;
+
+  start_upload (f, "PUT", path, src, "swap", &result);
+
+  /* The server has the whole body and holds back its 307 while the source becomes a FIFO. */
+  gate_wait (f, "swap");
+  g_assert_cmpint (g_unlink (src), ==, 0);
+  g_assert_cmpint (mkfifo (src, 0600), ==, 0);
+
+  g_mutex_init (&dog.lock);
+  g_cond_init (&dog.cond);
+  dog.fifo = src;
+  thread = g_thread_new ("watchdog", watchdog_thread, &dog);
+
+  gate_open (f, "swap");
+  bg_test_wait_for_result (&result, 60);
+
+  g_mutex_lock (&dog.lock);
+  dog.done = TRUE;
+  g_cond_signal (&dog.cond);
+  g_mutex_unlock (&dog.lock);
+  g_thread_join (thread);
+  g_mutex_clear (&dog.lock);
+  g_cond_clear (&dog.cond);
+
+  g_assert_false (dog.blocked);
+
+  response = bg_uploader_upload_finish (f->uploader, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_FAILED);
+  failure = bg_response_get_error (response);
+  g_assert_nonnull (failure);
+  g_test_message ("%s", failure->message);
+  g_assert_nonnull (strstr (failure->message, src));
+
+  /* The redirect was never followed with a body from the FIFO. */
+  stats = bg_test_server_stats (f->server);
+  uploads = server_uploads (stats);
+  for (guint i = 0; i < json_array_get_length (uploads); i++)
+    g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (uploads, i),
+                                                    "name"), !=, "second.bin");
+}
+
 /* --- A real kill --------------------------------------------------------------------------- */
 
 static void
@@ -635,6 +1153,16 @@ main (int   argc,
   ADD ("source-changed", test_source_changed);
   ADD ("source-deleted", test_source_deleted);
   ADD ("kill-and-restore", test_kill_and_restore);
+  ADD ("mixed-body/idempotent-server", test_mixed_body_idempotent_server);
+  g_test_add ("/uploader/mixed-body/idempotent-server-mtime-restored", Fixture,
+              GINT_TO_POINTER (TRUE), fixture_setup, test_mixed_body_idempotent_server,
+              fixture_teardown);
+  ADD ("mixed-body/app-key", test_mixed_body_app_key);
+  ADD ("mixed-body/content-check", test_source_stream_content_check);
+  ADD ("early-final-status", test_early_final_status);
+  ADD ("expect-continue-over-1mib", test_expect_continue_over_1mib);
+  ADD ("server-ignores-expect", test_server_ignores_expect);
+  ADD ("source-swapped-for-fifo-before-redirect", test_source_swapped_for_fifo_before_redirect);
   ADD ("shared-database", test_shared_database);
   ADD ("credentials/not-stored", test_credentials_not_stored);
   g_test_add_func ("/uploader/tls-failure", test_tls_failure);
