@@ -13,8 +13,10 @@
 
 #include <glib/gstdio.h>
 
-#include "bg-store-private.h"
+#include "bg-downloader.h"
 #include "bg-error.h"
+#include "bg-store-private.h"
+#include "bg-uploader.h"
 
 /* Helpers */
 
@@ -1125,6 +1127,74 @@ test_survives_kill (void)
   fixture_tear_down (&fixture);
 }
 
+/* Other processes and files */
+
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* The names in @dir, sorted and joined with spaces. */
+static char *
+list_dir (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDir) dir = g_dir_open (path, 0, &error);
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  const char *name;
+
+  g_assert_no_error (error);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, (gpointer) name);
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+
+  return g_strjoinv (" ", (char **) names->pdata);
+}
+
+
+/* The database-path property: nonsense is a clear error from the constructor, and creates
+ * nothing. */
+static void
+test_database_path_property (void)
+{
+  Fixture fixture;
+  const GType types[] = { BG_TYPE_DOWNLOADER, BG_TYPE_UPLOADER };
+  g_autofree char *sub = NULL;
+  g_autofree char *listing = NULL;
+
+  fixture_set_up (&fixture);
+  sub = g_strconcat (fixture.dir, "/sub/", NULL);
+  g_assert_true (g_str_has_suffix (sub, "/"));
+
+  for (guint t = 0; t < G_N_ELEMENTS (types); t++)
+    {
+      const char * const bad[] = { "", "/", ".", "..", "sub/..", sub };
+
+      for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+        {
+          g_autoptr(GError) error = NULL;
+          g_autoptr(GObject) object = NULL;
+
+          object = g_initable_new (types[t], NULL, &error,
+                                   "session-id", "database-path-test",
+                                   "database-path", bad[i],
+                                   NULL);
+          g_assert_null (object);
+          g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+          g_test_message ("%s “%s”: %s", g_type_name (types[t]), bad[i], error->message);
+          g_assert_nonnull (strstr (error->message, "database-path"));
+        }
+    }
+
+  listing = list_dir (fixture.dir);
+  g_assert_cmpstr (listing, ==, "");
+
+  fixture_tear_down (&fixture);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1148,6 +1218,7 @@ main (int   argc,
   g_test_add_func ("/store/open/same-process", test_same_process);
   g_test_add_func ("/store/open/busy", test_busy);
   g_test_add_func ("/store/durability/kill", test_survives_kill);
+  g_test_add_func ("/store/database-path-property", test_database_path_property);
 
   return g_test_run ();
 }
