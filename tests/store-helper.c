@@ -13,7 +13,8 @@
  * 4096, total 8192), and then kills itself with SIGKILL without closing anything: what the store
  * reported as committed must be there for the next process.
  *
- * On failure either form prints "error: MESSAGE" and exits with status 1.
+ * On failure either form prints "error: MESSAGE", then "code: N" with the BgError code (-1 for
+ * another domain), and exits with status 1.
  */
 
 #include "config.h"
@@ -24,11 +25,13 @@
 #include <unistd.h>
 
 #include "bg-store-private.h"
+#include "bg-error.h"
 
 static int
 fail (GError *error)
 {
   printf ("error: %s\n", error->message);
+  printf ("code: %d\n", error->domain == BG_ERROR ? error->code : -1);
   fflush (stdout);
   return 1;
 }

@@ -716,7 +716,8 @@ test_file_modes (void)
   g_assert_cmpuint (file_mode (wal), ==, 0600);
   g_assert_true (g_file_test (shm, G_FILE_TEST_EXISTS));
   g_assert_cmpuint (file_mode (shm), ==, 0600);
-  g_assert_cmpuint (file_mode (lock), ==, 0600);
+  /* The lock is on the database itself: no file of its own. */
+  g_assert_false (g_file_test (lock, G_FILE_TEST_EXISTS));
 
   /* Closing checkpoints the log into the database and removes it: SQLite was closed cleanly. */
   g_clear_object (&store);
@@ -1127,7 +1128,83 @@ test_survives_kill (void)
   fixture_tear_down (&fixture);
 }
 
-/* Other processes and files */
+/* Second processes, and other users */
+
+#define HELPER_ACCEPTED (-100)
+#define HELPER_SKIPPED  (-101)
+
+/* Runs store-helper with the arguments that follow @message (NULL-terminated).  When it opens the
+ * database it is let go at once, and HELPER_ACCEPTED is returned; otherwise the BgError code it
+ * was refused with, or HELPER_SKIPPED, with the error or the reason in @message.  @launcher may
+ * make it run as another user. */
+static int
+run_helper (GSubprocessLauncher  *launcher,
+            char                **message,
+            ...)
+{
+  g_autoptr(GSubprocessLauncher) own_launcher = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) lines = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *code_line = NULL;
+  const char *arg;
+  va_list args;
+  int result;
+
+  g_clear_pointer (message, g_free);
+  if (launcher == NULL)
+    launcher = own_launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_subprocess_launcher_set_flags (launcher, G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                             G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+
+  g_ptr_array_add (argv, g_test_build_filename (G_TEST_BUILT, "store-helper", NULL));
+  va_start (args, message);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, g_strdup (arg));
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+
+  helper = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
+  g_assert_no_error (error);
+  lines = g_data_input_stream_new (g_subprocess_get_stdout_pipe (helper));
+  line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (line);
+
+  /* End of input makes a helper that holds the database close it and exit. */
+  g_output_stream_close (g_subprocess_get_stdin_pipe (helper), NULL, &error);
+  g_assert_no_error (error);
+
+  if (g_str_equal (line, "ready"))
+    {
+      result = HELPER_ACCEPTED;
+    }
+  else if (g_str_has_prefix (line, "skip: "))
+    {
+      *message = g_strdup (line + strlen ("skip: "));
+      result = HELPER_SKIPPED;
+    }
+  else
+    {
+      g_assert_true (g_str_has_prefix (line, "error: "));
+      *message = g_strdup (line + strlen ("error: "));
+      code_line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (code_line);
+      g_assert_true (g_str_has_prefix (code_line, "code: "));
+      result = atoi (code_line + strlen ("code: "));
+    }
+
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (helper));
+  g_assert_cmpint (g_subprocess_get_exit_status (helper), ==,
+                   result == HELPER_ACCEPTED ? 0 : result == HELPER_SKIPPED ? 77 : 1);
+
+  return result;
+}
 
 static int
 compare_names (gconstpointer a,
@@ -1154,6 +1231,218 @@ list_dir (const char *path)
   return g_strjoinv (" ", (char **) names->pdata);
 }
 
+static char *
+side_path (const char *path,
+           const char *suffix)
+{
+  return g_strconcat (path, suffix, NULL);
+}
+
+/* The lock: on the database file itself, and never through a symbolic link. */
+
+static void
+test_lock_hard_link (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStore) linked = NULL;
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) lines = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *helper_path = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *message = NULL;
+  g_autofree char *alias = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 1);
+  alias = g_build_filename (fixture.dir, "alias.sqlite", NULL);
+  g_assert_cmpint (link (fixture.path, alias), ==, 0);
+
+  /* A second process holds the database through the other name. */
+  helper_path = g_test_build_filename (G_TEST_BUILT, "store-helper", NULL);
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE,
+                             &error, helper_path, alias, NULL);
+  g_assert_no_error (error);
+  lines = g_data_input_stream_new (g_subprocess_get_stdout_pipe (helper));
+  line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (line, ==, "ready");
+
+  store = bg_store_open (fixture.path, &error);
+  g_assert_error (error, BG_ERROR, BG_ERROR_BUSY);
+  g_assert_null (store);
+  g_test_message ("busy: %s", error->message);
+  g_clear_error (&error);
+
+  g_output_stream_close (g_subprocess_get_stdin_pipe (helper), NULL, &error);
+  g_assert_no_error (error);
+  g_subprocess_wait_check (helper, NULL, &error);
+  g_assert_no_error (error);
+
+  /* In this process both names give the one store; from another, either name is busy. */
+  store = open_store (fixture.path);
+  linked = open_store (alias);
+  g_assert_true (store == linked);
+  g_assert_cmpint (run_helper (NULL, &message, alias, NULL), ==, BG_ERROR_BUSY);
+  g_clear_pointer (&message, g_free);
+  g_assert_cmpint (run_helper (NULL, &message, fixture.path, NULL), ==, BG_ERROR_BUSY);
+
+  g_clear_object (&linked);
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+/* A second temporary folder, standing for files outside the database's folder. */
+static char *
+make_outside_dir (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("test-store-outside-XXXXXX", &error);
+  char *real;
+  char *copy;
+
+  g_assert_no_error (error);
+  real = realpath (tmp, NULL);
+  g_assert_nonnull (real);
+  copy = g_strdup (real);
+  free (real);
+
+  return copy;
+}
+
+static void
+test_lock_old_lock_file_symlink (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *outside = make_outside_dir ();
+  g_autofree char *victim = g_build_filename (outside, "victim", NULL);
+  g_autofree char *lock = NULL;
+  g_autofree char *contents = NULL;
+  g_autofree char *listing = NULL;
+
+  fixture_set_up (&fixture);
+  g_file_set_contents (victim, "precious", -1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_chmod (victim, 0644), ==, 0);
+
+  /* Where an earlier version kept its lock file, a link to a file elsewhere. */
+  lock = side_path (fixture.path, ".lock");
+  g_assert_cmpint (symlink (victim, lock), ==, 0);
+
+  store = open_store (fixture.path);
+  record = make_record (BG_TASK_KIND_DOWNLOAD, "lock", 1);
+  save_or_die (store, record);
+  g_clear_object (&store);
+
+  g_assert_cmpuint (file_mode (victim), ==, 0644);
+  g_file_get_contents (victim, &contents, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (contents, ==, "precious");
+  listing = list_dir (outside);
+  g_assert_cmpstr (listing, ==, "victim");
+
+  remove_tree (outside);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_lock_database_symlink (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autofree char *outside = make_outside_dir ();
+  g_autofree char *target = g_build_filename (outside, "real.sqlite", NULL);
+  g_autofree char *listing = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (target, 1);
+  g_assert_cmpint (symlink (target, fixture.path), ==, 0);
+
+  /* A link to an existing database opens that database, and adds nothing beside either. */
+  store = open_store (fixture.path);
+  g_assert_cmpstr (bg_store_get_path (store), ==, target);
+  g_clear_object (&store);
+
+  listing = list_dir (outside);
+  g_assert_cmpstr (listing, ==, "real.sqlite");
+  g_clear_pointer (&listing, g_free);
+  listing = list_dir (fixture.dir);
+  g_assert_cmpstr (listing, ==, "tasks.sqlite");
+
+  remove_tree (outside);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_lock_dangling_symlink (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *outside = make_outside_dir ();
+  g_autofree char *target = g_build_filename (outside, "missing.sqlite", NULL);
+  g_autofree char *listing = NULL;
+
+  fixture_set_up (&fixture);
+  g_assert_cmpint (symlink (target, fixture.path), ==, 0);
+
+  /* No database is created through a link. */
+  store = bg_store_open (fixture.path, &error);
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_assert_null (store);
+  g_test_message ("refused: %s", error->message);
+  g_assert_nonnull (strstr (error->message, fixture.path));
+  g_assert_nonnull (strstr (error->message, "link"));
+
+  listing = list_dir (outside);
+  g_assert_cmpstr (listing, ==, "");
+  g_clear_pointer (&listing, g_free);
+  listing = list_dir (fixture.dir);
+  g_assert_cmpstr (listing, ==, "tasks.sqlite");
+
+  remove_tree (outside);
+  fixture_tear_down (&fixture);
+}
+
+/* libgda opens "<name>.db" instead of "<name>" whenever there is one: the store opens exactly the
+ * file it locked. */
+static void
+test_lock_planted_db_suffix (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *planted = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 1);
+  planted = side_path (fixture.path, ".db");
+  make_database (planted, 2);
+  before = file_sha256 (planted);
+
+  store = open_store (fixture.path);
+  record = make_record (BG_TASK_KIND_DOWNLOAD, "mine", 1);
+  save_or_die (store, record);
+  g_clear_object (&store);
+
+  after = file_sha256 (planted);
+  g_assert_cmpstr (before, ==, after);
+  store = open_store (fixture.path);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "mine", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (loaded);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
 
 /* The database-path property: nonsense is a clear error from the constructor, and creates
  * nothing. */
@@ -1218,6 +1507,11 @@ main (int   argc,
   g_test_add_func ("/store/open/same-process", test_same_process);
   g_test_add_func ("/store/open/busy", test_busy);
   g_test_add_func ("/store/durability/kill", test_survives_kill);
+  g_test_add_func ("/store/lock/hard-link", test_lock_hard_link);
+  g_test_add_func ("/store/lock/old-lock-file-symlink", test_lock_old_lock_file_symlink);
+  g_test_add_func ("/store/lock/database-symlink", test_lock_database_symlink);
+  g_test_add_func ("/store/lock/dangling-symlink", test_lock_dangling_symlink);
+  g_test_add_func ("/store/lock/planted-db-suffix", test_lock_planted_db_suffix);
   g_test_add_func ("/store/database-path-property", test_database_path_property);
 
   return g_test_run ();
