@@ -28,12 +28,15 @@
 #include <glib/gstdio.h>
 #include <libgda/libgda.h>
 #include <libgda/sql-parser/gda-sql-parser.h>
+#include <sqlite3.h>
 
 /* libgda 5 predates g_autoptr. */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaStatement, g_object_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaDataModel, g_object_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaSqlParser, g_object_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaBatch, g_object_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3, sqlite3_close)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
 
 /* The compiled-in schema (data/bg-glib.gresource.xml).  It is looked up through its getter
  * rather than the global registry: referring to bg_get_resource() is what pulls bg-resources.o,
@@ -655,6 +658,31 @@ record_from_row (GdaDataModel  *model,
   return g_steal_pointer (&record);
 }
 
+/* libgda fetches rows lazily, and counting them steps the statement to its end.  A step that
+ * fails shows in one of two ways, depending on SQLite's error code: a count of -1, or a count of
+ * the rows so far with the error among the model's exceptions.  Both are errors here. */
+static int
+count_rows (GdaDataModel  *model,
+            GError       **error)
+{
+  int n_rows = gda_data_model_get_n_rows (model);
+  GError **exceptions = gda_data_model_get_exceptions (model);
+
+  if (exceptions != NULL && exceptions[0] != NULL)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, exceptions[0]->message);
+      return -1;
+    }
+
+  if (n_rows < 0)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, _("A statement could not be run"));
+      return -1;
+    }
+
+  return n_rows;
+}
+
 /* Runs a prepared SELECT of whole records and collects them. */
 static GPtrArray *
 select_records (BgStore  *self,
@@ -676,13 +704,12 @@ select_records (BgStore  *self,
       return NULL;
     }
 
-  /* libgda fetches rows lazily; counting them steps the statement to its end, so a failure
-   * halfway through shows here, and the read transaction is over before the rows are used. */
-  n_rows = gda_data_model_get_n_rows (model);
+  /* Counting the rows steps the statement to its end, so a failure halfway through shows here,
+   * and the read transaction is over before the rows are used. */
+  n_rows = count_rows (model, &local_error);
   if (n_rows < 0)
     {
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Could not read task database “%s”"), self->path);
+      set_read_error (error, self, local_error);
       return NULL;
     }
 
@@ -1057,12 +1084,9 @@ query_strings (BgStore     *self,
   if (model == NULL)
     return NULL;
 
-  n_rows = gda_data_model_get_n_rows (model);
+  n_rows = count_rows (model, error);
   if (n_rows < 0)
-    {
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE, _("“%s” failed"), sql);
-      return NULL;
-    }
+    return NULL;
 
   values = g_ptr_array_new_full (n_rows, g_free);
   for (int row = 0; row < n_rows; row++)
@@ -1122,13 +1146,7 @@ execute_statement (GdaConnection  *cnc,
   if (result == NULL)
     return FALSE;
 
-  if (GDA_IS_DATA_MODEL (result) && gda_data_model_get_n_rows (GDA_DATA_MODEL (result)) < 0)
-    {
-      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, _("A statement could not be run"));
-      return FALSE;
-    }
-
-  return TRUE;
+  return !GDA_IS_DATA_MODEL (result) || count_rows (GDA_DATA_MODEL (result), error) >= 0;
 }
 
 static gboolean
@@ -1170,20 +1188,124 @@ first_problem (GPtrArray *problems)
   return NULL;
 }
 
-/* Everything here only reads: a database that is refused must be left exactly as it was. */
+/* Opening: checking, read-only
+ *
+ * A database is checked before anything writes to it, and libgda 5 cannot help there: it opens
+ * every file read-write (GDA_CONNECTION_OPTIONS_READ_ONLY only stops transactions), and closing
+ * the last read-write connection to a database in WAL mode checkpoints its -wal into it and
+ * deletes the -wal and -shm.  A refused database would come out changed.  So the checks run on a
+ * connection of SQLite's own, opened read-only, and libgda connects only to a database that
+ * passed them. */
+
+/* The URI that has SQLite open the database read-only and leave every byte of it, of its -wal
+ * and of its -shm as it is:
+ * - with no -wal, or an empty one, the database file holds everything, and immutable=1 reads it
+ *   without locks and without making a -wal and a -shm (which mode=ro alone would leave behind);
+ * - with a -wal, that has to be read too, through the -shm.  readonly_shm=1 keeps SQLite from
+ *   writing the -shm, which the first connection after a crash would otherwise empty and
+ *   rebuild: with no live writer to trust it, SQLite builds its index of the -wal in its own
+ *   memory instead;
+ * - with a -wal but no -shm (removed by hand, or not copied along), SQLite has to make the -shm;
+ *   that new file is all that is left behind. */
+static char *
+read_only_uri (BgStore *self)
+{
+  g_autofree char *escaped = g_uri_escape_string (self->path, "/", FALSE);
+  g_autofree char *shm_path = g_strconcat (self->path, "-shm", NULL);
+  const char *options;
+
+  if (!has_side_file (self, "-wal"))
+    options = "mode=ro&immutable=1";
+  else if (g_file_test (shm_path, G_FILE_TEST_EXISTS))
+    options = "mode=ro&readonly_shm=1";
+  else
+    options = "mode=ro";
+
+  return g_strdup_printf ("file:%s?%s", escaped, options);
+}
+
+/* Runs a query on the read-only connection and returns the first column of its rows as strings
+ * (NULL values as NULL). */
+static GPtrArray *
+read_only_query (sqlite3     *db,
+                 const char  *sql,
+                 GError     **error)
+{
+  g_autoptr(sqlite3_stmt) stmt = NULL;
+  g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+  int rc;
+
+  rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
+  if (rc == SQLITE_OK)
+    {
+      while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+        g_ptr_array_add (values, g_strdup ((const char *) sqlite3_column_text (stmt, 0)));
+    }
+
+  if (rc != SQLITE_DONE)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, sqlite3_errmsg (db));
+      return NULL;
+    }
+
+  return g_steal_pointer (&values);
+}
+
+static gboolean
+read_only_query_int64 (sqlite3     *db,
+                       const char  *sql,
+                       gint64      *result,
+                       GError     **error)
+{
+  g_autoptr(GPtrArray) values = read_only_query (db, sql, error);
+
+  if (values == NULL)
+    return FALSE;
+
+  if (values->len == 0 || g_ptr_array_index (values, 0) == NULL)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE, _("“%s” gave no answer"), sql);
+      return FALSE;
+    }
+
+  *result = g_ascii_strtoll (g_ptr_array_index (values, 0), NULL, 10);
+
+  return TRUE;
+}
+
+/* Everything here only reads: a database that is refused must be left exactly as it was.
+ * @is_empty: the database is a file of 0 bytes with no -wal, that is, a new one. */
 static gboolean
 bg_store_check (BgStore   *self,
                 gboolean   is_empty,
                 gint64    *version,
                 GError   **error)
 {
+  g_autofree char *uri = NULL;
+  g_autoptr(sqlite3) db = NULL;
   g_autoptr(GError) local_error = NULL;
   g_autoptr(GPtrArray) problems = NULL;
   g_autoptr(GPtrArray) names = NULL;
   g_autoptr(GHashTable) present = NULL;
   gint64 n_objects = 0;
 
-  if (!query_int64 (self, "PRAGMA user_version", version, &local_error))
+  *version = 0;
+  if (is_empty)
+    return TRUE;
+
+  uri = read_only_uri (self);
+  if (sqlite3_open_v2 (uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOFOLLOW,
+                       NULL) != SQLITE_OK)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” cannot be opened: %s"),
+                   self->path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
+      return FALSE;
+    }
+  /* As libgda does; with the lock taken only a program that is not bg-glib could be writing. */
+  sqlite3_busy_timeout (db, 500);
+
+  if (!read_only_query_int64 (db, "PRAGMA user_version", version, &local_error))
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be read: %s"),
@@ -1208,13 +1330,10 @@ bg_store_check (BgStore   *self,
       return FALSE;
     }
 
-  if (is_empty)
-    return TRUE;
-
   /* Reads every page of the file and checks the structure of each b-tree, in time proportional
    * to the size: a damaged page is found here, not by the engine halfway through a transfer.
    * (It leaves out the index cross-checks of a full integrity_check, which cost far more.) */
-  problems = query_strings (self, "PRAGMA quick_check", &local_error);
+  problems = read_only_query (db, "PRAGMA quick_check", &local_error);
   if (problems == NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
@@ -1234,7 +1353,8 @@ bg_store_check (BgStore   *self,
   if (*version == 0)
     {
       /* A file that SQLite can read, with no schema version: it is ours only if it is empty. */
-      if (!query_int64 (self, "SELECT count(*) FROM sqlite_master", &n_objects, &local_error))
+      if (!read_only_query_int64 (db, "SELECT count(*) FROM sqlite_master", &n_objects,
+                                  &local_error))
         {
           g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                        _("Task database “%s” cannot be read: %s"),
@@ -1251,7 +1371,7 @@ bg_store_check (BgStore   *self,
       return TRUE;
     }
 
-  names = query_strings (self, "SELECT name FROM pragma_table_info ('tasks')", &local_error);
+  names = read_only_query (db, "SELECT name FROM pragma_table_info ('tasks')", &local_error);
   if (names == NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
@@ -1305,7 +1425,7 @@ bg_store_configure (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not switch task database “%s” to write-ahead logging: %s"),
-                   self->path, local_error->message);
+                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
   if (mode->len == 0 || g_ascii_strcasecmp (g_ptr_array_index (mode, 0), "wal") != 0)
@@ -1324,7 +1444,7 @@ bg_store_configure (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: %s"),
-                   self->path, local_error->message);
+                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
   if (synchronous != 1)
@@ -1332,6 +1452,32 @@ bg_store_configure (BgStore  *self,
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: synchronous is %d"),
                    self->path, (int) synchronous);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* A database this process cannot write is refused here rather than found out at the first save:
+ * SQLite quietly opens a file it may not write read-only, and a -wal or -shm that cannot be made
+ * or written fails only at a commit.  So one real commit is made, through the -wal as every save
+ * will be: the schema version rewritten with its own value. */
+static gboolean
+bg_store_check_writable (BgStore  *self,
+                         GError  **error)
+{
+  g_autofree char *sql = g_strdup_printf ("PRAGMA user_version = %d", self->schema_version);
+  g_autoptr(GError) local_error = NULL;
+
+  if (!gda_connection_begin_transaction (self->cnc, NULL, GDA_TRANSACTION_ISOLATION_UNKNOWN,
+                                         &local_error) ||
+      !run_sql (self->cnc, sql, &local_error) ||
+      !gda_connection_commit_transaction (self->cnc, NULL, &local_error))
+    {
+      gda_connection_rollback_transaction (self->cnc, NULL, NULL);
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s”, or its -wal or -shm file, cannot be written: %s"),
+                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
 
@@ -1431,7 +1577,8 @@ bg_store_prepare (BgStore  *self,
         {
           g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                        _("Could not prepare statements for task database “%s”: %s"),
-                       self->path, local_error->message);
+                       self->path,
+                       local_error != NULL ? local_error->message : _("unknown error"));
           return FALSE;
         }
     }
@@ -1475,7 +1622,8 @@ checkpoint_thread_main (gpointer data)
         break;
 
       if (!execute_statement (self->checkpoint_cnc, self->checkpoint_stmt, &error))
-        g_debug ("Checkpoint of task database “%s” failed: %s", self->path, error->message);
+        g_debug ("Checkpoint of task database “%s” failed: %s",
+                 self->path, error != NULL ? error->message : "unknown error");
 
       g_atomic_int_set (&self->checkpoint_pending, 0);
     }
@@ -1500,7 +1648,7 @@ bg_store_start_checkpoints (BgStore *self)
   if (self->checkpoint_stmt == NULL || !run_sql (self->cnc, autocheckpoint, &error))
     {
       g_debug ("Checkpoints of task database “%s” stay in the writing thread: %s",
-               self->path, error->message);
+               self->path, error != NULL ? error->message : "unknown error");
       g_clear_object (&self->checkpoint_stmt);
       g_clear_object (&self->checkpoint_cnc);
       return;
@@ -1544,8 +1692,8 @@ bg_store_maybe_checkpoint (BgStore *self)
   g_async_queue_push (self->checkpoint_queue, GINT_TO_POINTER (CHECKPOINT_RUN));
 }
 
-/* Open (or create) and lock the file, check it (read-only), connect, check more (read-only),
- * then and only then write: WAL, migrations. */
+/* Open (or create) and lock the file, check it read-only, and then and only then connect
+ * through libgda and write: WAL, a first commit, migrations. */
 static gboolean
 bg_store_setup (BgStore     *self,
                 const char  *expected_key,
@@ -1556,13 +1704,14 @@ bg_store_setup (BgStore     *self,
 
   if (!bg_store_open_file (self, expected_key, &size, error) ||
       !bg_store_check_header (self, size, error) ||
-      (self->cnc = bg_store_open_connection (self, error)) == NULL ||
-      !bg_store_check (self, size == 0, &version, error))
+      !bg_store_check (self, size == 0 && !has_side_file (self, "-wal"), &version, error))
     return FALSE;
 
   self->schema_version = (int) version;
 
-  if (!bg_store_configure (self, error) ||
+  if ((self->cnc = bg_store_open_connection (self, error)) == NULL ||
+      !bg_store_configure (self, error) ||
+      !bg_store_check_writable (self, error) ||
       !bg_store_migrate (self, version, error) ||
       !bg_store_prepare (self, error))
     return FALSE;

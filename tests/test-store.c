@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1238,6 +1240,385 @@ side_path (const char *path,
   return g_strconcat (path, suffix, NULL);
 }
 
+/* CI runs as root, for whom the mode bits of a file mean nothing: there, "a file this process
+ * cannot write" is made real by running store-helper as the user nobody. */
+typedef struct
+{
+  uid_t  uid;
+  gid_t  gid;
+  char  *home;  /* a folder of its own, for libgda's settings */
+} OtherUser;
+
+static OtherUser other_user;
+
+static void
+become_other_user (gpointer data)
+{
+  /* In the child, between fork and exec: system calls only. */
+  if (setgroups (0, NULL) != 0 || setgid (other_user.gid) != 0 || setuid (other_user.uid) != 0)
+    _exit (126);
+}
+
+/* A launcher that runs store-helper as nobody, or NULL (with the test skipped) when there is no
+ * such user. */
+static GSubprocessLauncher *
+other_user_launcher (void)
+{
+  GSubprocessLauncher *launcher;
+  g_autoptr(GError) error = NULL;
+  struct passwd *pw;
+
+  g_assert_cmpint (geteuid (), ==, 0);
+
+  pw = getpwnam ("nobody");
+  if (pw == NULL || pw->pw_uid == 0)
+    {
+      g_test_skip ("Running as root, and there is no user “nobody” to be instead");
+      return NULL;
+    }
+  other_user.uid = pw->pw_uid;
+  other_user.gid = pw->pw_gid;
+
+  g_clear_pointer (&other_user.home, g_free);
+  other_user.home = g_dir_make_tmp ("test-store-home-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (chown (other_user.home, other_user.uid, other_user.gid), ==, 0);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_subprocess_launcher_setenv (launcher, "HOME", other_user.home, TRUE);
+  g_subprocess_launcher_setenv (launcher, "XDG_DATA_HOME", other_user.home, TRUE);
+  g_subprocess_launcher_set_child_setup (launcher, become_other_user, NULL, NULL);
+
+  return launcher;
+}
+
+static void
+other_user_clean_up (void)
+{
+  if (other_user.home != NULL)
+    remove_tree (other_user.home);
+  g_clear_pointer (&other_user.home, g_free);
+}
+
+/* Read-only databases: refused when opened, not warned about at every save. */
+
+static void
+assert_read_only_refused (GError     *error,
+                          const char *path)
+{
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_test_message ("refused: %s", error->message);
+  g_assert_nonnull (strstr (error->message, path));
+}
+
+static void
+test_read_only_file (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *message = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+  before = file_sha256 (fixture.path);
+
+  if (geteuid () != 0)
+    {
+      g_assert_cmpint (g_chmod (fixture.path, 0400), ==, 0);
+      store = bg_store_open (fixture.path, &error);
+      g_assert_null (store);
+      assert_read_only_refused (error, fixture.path);
+    }
+  else
+    {
+      g_autoptr(GSubprocessLauncher) launcher = other_user_launcher ();
+
+      if (launcher == NULL)
+        goto out;
+
+      /* The database belongs to nobody, with mode 0400; so does its folder, so that it is the
+       * file alone that cannot be written. */
+      g_assert_cmpint (chown (fixture.dir, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (chown (fixture.path, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (g_chmod (fixture.path, 0400), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+      g_test_message ("refused: %s", message);
+      g_assert_nonnull (strstr (message, fixture.path));
+
+      /* The same user is let in once the file is writable: nothing else was in the way. */
+      g_assert_cmpint (g_chmod (fixture.path, 0600), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, HELPER_ACCEPTED);
+      g_assert_cmpint (g_chmod (fixture.path, 0400), ==, 0);
+      g_clear_pointer (&before, g_free);
+      before = file_sha256 (fixture.path);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+    }
+
+  after = file_sha256 (fixture.path);
+  g_assert_cmpstr (before, ==, after);
+
+out:
+  other_user_clean_up ();
+  g_chmod (fixture.path, 0600);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_read_only_folder (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *message = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+  before = file_sha256 (fixture.path);
+
+  /* The database can be written, but its -wal and -shm cannot be made beside it. */
+  if (geteuid () != 0)
+    {
+      g_assert_cmpint (g_chmod (fixture.dir, 0500), ==, 0);
+      store = bg_store_open (fixture.path, &error);
+      g_assert_null (store);
+      assert_read_only_refused (error, fixture.path);
+    }
+  else
+    {
+      g_autoptr(GSubprocessLauncher) launcher = other_user_launcher ();
+
+      if (launcher == NULL)
+        goto out;
+
+      g_assert_cmpint (chown (fixture.path, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (g_chmod (fixture.dir, 0555), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+      g_test_message ("refused: %s", message);
+      g_assert_nonnull (strstr (message, fixture.path));
+
+      g_assert_cmpint (g_chmod (fixture.dir, 0755), ==, 0);
+      g_assert_cmpint (chown (fixture.dir, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, HELPER_ACCEPTED);
+      g_assert_cmpint (chown (fixture.dir, 0, 0), ==, 0);
+      g_assert_cmpint (g_chmod (fixture.dir, 0555), ==, 0);
+      g_clear_pointer (&before, g_free);
+      before = file_sha256 (fixture.path);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+    }
+
+  after = file_sha256 (fixture.path);
+  g_assert_cmpstr (before, ==, after);
+
+out:
+  other_user_clean_up ();
+  g_chmod (fixture.dir, 0700);
+  fixture_tear_down (&fixture);
+}
+
+/* The database can be written, but the -wal a killed process left beside it cannot: SQLite opens
+ * that read-only without a word, and the first save would fail. */
+static void
+test_read_only_wal (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *helper_path = NULL;
+  g_autofree char *wal = NULL;
+  g_autofree char *shm = NULL;
+  g_autofree char *message = NULL;
+
+  fixture_set_up (&fixture);
+  wal = side_path (fixture.path, "-wal");
+  shm = side_path (fixture.path, "-shm");
+  helper_path = g_test_build_filename (G_TEST_BUILT, "store-helper", NULL);
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE, &error,
+                             helper_path, "--save-then-kill", fixture.path, "killed", NULL);
+  g_assert_no_error (error);
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_test (wal, G_FILE_TEST_IS_REGULAR));
+
+  if (geteuid () != 0)
+    {
+      g_assert_cmpint (g_chmod (wal, 0400), ==, 0);
+      store = bg_store_open (fixture.path, &error);
+      g_assert_null (store);
+      assert_read_only_refused (error, fixture.path);
+    }
+  else
+    {
+      g_autoptr(GSubprocessLauncher) launcher = other_user_launcher ();
+
+      if (launcher == NULL)
+        goto out;
+
+      /* Everything belongs to nobody but the -wal, which nobody may only read. */
+      g_assert_cmpint (chown (fixture.dir, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (chown (fixture.path, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (chown (shm, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (g_chmod (wal, 0644), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+      g_test_message ("refused: %s", message);
+      g_assert_nonnull (strstr (message, fixture.path));
+
+      g_assert_cmpint (chown (wal, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, HELPER_ACCEPTED);
+    }
+
+out:
+  other_user_clean_up ();
+  fixture_tear_down (&fixture);
+}
+
+/* A read-only mount, which is read-only for root too: of the database file alone (its folder
+ * stays writable), or of its folder. */
+static void
+check_read_only_mount (gboolean whole_folder)
+{
+  Fixture fixture;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *message = NULL;
+  int result;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+  before = file_sha256 (fixture.path);
+
+  result = run_helper (NULL, &message, "--read-only-mount", fixture.path,
+                       whole_folder ? fixture.dir : fixture.path, NULL);
+  if (result == HELPER_SKIPPED)
+    {
+      g_autofree char *reason = g_strdup_printf ("No read-only mount can be made here: %s",
+                                                 message);
+      g_test_skip (reason);
+    }
+  else
+    {
+      g_assert_cmpint (result, ==, BG_ERROR_STORE);
+      g_test_message ("refused: %s", message);
+      g_assert_nonnull (strstr (message, fixture.path));
+    }
+
+  after = file_sha256 (fixture.path);
+  g_assert_cmpstr (before, ==, after);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_read_only_mount_file (void)
+{
+  check_read_only_mount (FALSE);
+}
+
+static void
+test_read_only_mount_folder (void)
+{
+  check_read_only_mount (TRUE);
+}
+
+/* Refused databases that a killed process left with a -wal: looking at them changes nothing. */
+
+static void
+assert_refused_with_wal (const char *path,
+                         const char *expected_fragment)
+{
+  const char * const suffixes[] = { "", "-wal", "-shm" };
+  char *before[G_N_ELEMENTS (suffixes)];
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autofree char *side = side_path (path, suffixes[i]);
+      GStatBuf st;
+
+      g_assert_cmpint (g_stat (side, &st), ==, 0);
+      g_assert_cmpint (st.st_size, >, 0);
+      before[i] = file_sha256 (side);
+    }
+
+  /* Twice: a refusal leaves nothing that changes the next one. */
+  assert_refused (path, expected_fragment);
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autofree char *side = side_path (path, suffixes[i]);
+      g_autofree char *after = NULL;
+
+      g_assert_true (g_file_test (side, G_FILE_TEST_IS_REGULAR));
+      after = file_sha256 (side);
+      g_assert_cmpstr (before[i], ==, after);
+      g_free (before[i]);
+    }
+}
+
+static void
+sql_then_kill (const char *path,
+               const char *sql)
+{
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *helper_path = g_test_build_filename (G_TEST_BUILT, "store-helper", NULL);
+
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error,
+                             helper_path, "--sql-then-kill", path, sql, NULL);
+  g_assert_no_error (error);
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_signaled (helper));
+  g_assert_cmpint (g_subprocess_get_term_sig (helper), ==, SIGKILL);
+}
+
+static void
+test_refused_newer_schema_with_wal (void)
+{
+  Fixture fixture;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+
+  /* A newer version raised the schema version and was killed: the new version is in the -wal
+   * alone, so the refusal naming it shows that the -wal was read. */
+  sql_then_kill (fixture.path, "PRAGMA user_version = 99");
+  assert_refused_with_wal (fixture.path, "99");
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_refused_damaged_with_wal (void)
+{
+  Fixture fixture;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize page_size = 0;
+  gsize length = 0;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 300);
+
+  /* Page 2, the root of the tasks table, damaged; then a write to page 1 left in the -wal. */
+  read_page_size (fixture.path, &page_size, &length);
+  g_file_get_contents (fixture.path, &contents, &length, &error);
+  g_assert_no_error (error);
+  for (gsize i = page_size; i < 2 * page_size; i++)
+    contents[i] = (char) g_test_rand_int_range (0, 256);
+  g_file_set_contents (fixture.path, contents, length, &error);
+  g_assert_no_error (error);
+  sql_then_kill (fixture.path, "PRAGMA user_version = 3");
+
+  assert_refused_with_wal (fixture.path, "damaged");
+
+  fixture_tear_down (&fixture);
+}
+
 /* The lock: on the database file itself, and never through a symbolic link. */
 
 static void
@@ -1507,6 +1888,13 @@ main (int   argc,
   g_test_add_func ("/store/open/same-process", test_same_process);
   g_test_add_func ("/store/open/busy", test_busy);
   g_test_add_func ("/store/durability/kill", test_survives_kill);
+  g_test_add_func ("/store/read-only/file", test_read_only_file);
+  g_test_add_func ("/store/read-only/folder", test_read_only_folder);
+  g_test_add_func ("/store/read-only/wal", test_read_only_wal);
+  g_test_add_func ("/store/read-only/mount-file", test_read_only_mount_file);
+  g_test_add_func ("/store/read-only/mount-folder", test_read_only_mount_folder);
+  g_test_add_func ("/store/refused-with-wal/newer-schema", test_refused_newer_schema_with_wal);
+  g_test_add_func ("/store/refused-with-wal/damaged", test_refused_damaged_with_wal);
   g_test_add_func ("/store/lock/hard-link", test_lock_hard_link);
   g_test_add_func ("/store/lock/old-lock-file-symlink", test_lock_old_lock_file_symlink);
   g_test_add_func ("/store/lock/database-symlink", test_lock_database_symlink);
