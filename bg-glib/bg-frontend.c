@@ -5,6 +5,9 @@
 
 #include "config.h"
 
+#include <glib/gi18n-lib.h>
+
+#include "bg-error.h"
 #include "bg-frontend-private.h"
 #include "bg-i18n-private.h"
 
@@ -121,6 +124,37 @@ prepare_request_cb (BgEngine    *engine,
   g_signal_emit (self->owner, self->signals[BG_FRONTEND_SIGNAL_PREPARE_REQUEST], 0, task, msg);
 }
 
+/* The database-path property, when set, has to name a file: an empty path, or one that ends in a
+ * folder ("/", "dir/", ".", ".."), is refused before anything is created for it. */
+static gboolean
+check_database_path (const char  *path,
+                     GError     **error)
+{
+  g_autofree char *base = NULL;
+  g_autofree char *shown = NULL;
+
+  if (path == NULL)
+    return TRUE;
+
+  if (*path == '\0')
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                           _("The database-path property is empty; leave it unset for the "
+                             "default database"));
+      return FALSE;
+    }
+
+  base = g_path_get_basename (path);
+  if (!g_str_has_suffix (path, G_DIR_SEPARATOR_S) &&
+      !g_str_equal (base, ".") && !g_str_equal (base, ".."))
+    return TRUE;
+
+  shown = g_filename_display_name (path);
+  g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+               _("The database-path “%s” names a folder, not a file"), shown);
+  return FALSE;
+}
+
 /* GInitable.init of both front ends: opens the database and makes the engine. */
 gboolean
 bg_frontend_open (BgFrontend  *self,
@@ -130,6 +164,9 @@ bg_frontend_open (BgFrontend  *self,
 
   if (self->engine != NULL)
     return TRUE;
+
+  if (!check_database_path (self->database_path, error))
+    return FALSE;
 
   self->engine = bg_engine_open (self->kind, self->session_id, &self->database_path,
                                  self->soup_session, self->network_monitor, error);

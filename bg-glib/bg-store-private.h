@@ -76,9 +76,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgStoreRecord, bg_store_record_free)
 
 G_DECLARE_FINAL_TYPE (BgStore, bg_store, BG, STORE, GObject)
 
-/* Opens (creating with mode 0600 if needed) the database at @path.  Within one process the same
- * path gives the same BgStore (a new reference); a second process gets BG_ERROR_BUSY.  A corrupt
- * database or one from a newer schema gives BG_ERROR_STORE and is left byte-identical. */
+/* Opens (creating with mode 0600 if needed, never through a symbolic link) the database at
+ * @path.  Within one process the same file, by any of its names, gives the same BgStore (a new
+ * reference); a second process gets BG_ERROR_BUSY.  A database this process cannot write gives
+ * BG_ERROR_STORE; so does a corrupt one or one from a newer schema, which is left byte-identical
+ * with its -wal and -shm. */
 BgStore        *bg_store_open          (const char           *path,
                                         GError              **error);
 const char     *bg_store_get_path      (BgStore              *self);

@@ -5,8 +5,9 @@
  * Every task lives in one SQLite table, reached through libgda.  The schema is SQL in
  * data/schema/, compiled in as a GResource, and versioned by PRAGMA user_version: opening a
  * database first checks it without writing a byte, then upgrades it in place, one migration per
- * transaction.  Each store holds an exclusive lock for its whole life so that only one process at
- * a time works on a database; within a process, opening the same file again gives the same store.
+ * transaction.  Each store holds an exclusive lock on the database file for its whole life so
+ * that only one process at a time works on a database; within a process, opening the same file
+ * again, by any of its names, gives the same store.
  */
 
 #include "config.h"
@@ -27,12 +28,15 @@
 #include <glib/gstdio.h>
 #include <libgda/libgda.h>
 #include <libgda/sql-parser/gda-sql-parser.h>
+#include <sqlite3.h>
 
 /* libgda 5 predates g_autoptr. */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaStatement, g_object_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaDataModel, g_object_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaSqlParser, g_object_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GdaBatch, g_object_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3, sqlite3_close)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
 
 /* The compiled-in schema (data/bg-glib.gresource.xml).  It is looked up through its getter
  * rather than the global registry: referring to bg_get_resource() is what pulls bg-resources.o,
@@ -140,7 +144,8 @@ struct _BgStore
   GObject        parent_instance;
 
   char          *path;            /* canonical */
-  int            lock_fd;
+  char          *key;             /* in open_stores; see file_key() */
+  int            fd;              /* the database file, locked; see bg_store_open_file() */
   gboolean       registered;      /* in open_stores */
   int            schema_version;
 
@@ -160,8 +165,8 @@ struct _BgStore
 
 G_DEFINE_FINAL_TYPE (BgStore, bg_store, G_TYPE_OBJECT)
 
-/* The stores open in this process, by canonical path.  An entry is a GWeakRef, so that a store
- * whose last reference is going away is no longer handed out; bg_store_open() then waits on
+/* The stores open in this process, by file (see file_key()).  An entry is a GWeakRef, so that a
+ * store whose last reference is going away is no longer handed out; bg_store_open() then waits on
  * open_stores_cond until that store's finalize has released the lock and removed the entry. */
 static GMutex      open_stores_mutex;
 static GCond       open_stores_cond;
@@ -657,6 +662,31 @@ record_from_row (GdaDataModel  *model,
   return g_steal_pointer (&record);
 }
 
+/* libgda fetches rows lazily, and counting them steps the statement to its end.  A step that
+ * fails shows in one of two ways, depending on SQLite's error code: a count of -1, or a count of
+ * the rows so far with the error among the model's exceptions.  Both are errors here. */
+static int
+count_rows (GdaDataModel  *model,
+            GError       **error)
+{
+  int n_rows = gda_data_model_get_n_rows (model);
+  GError **exceptions = gda_data_model_get_exceptions (model);
+
+  if (exceptions != NULL && exceptions[0] != NULL)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, exceptions[0]->message);
+      return -1;
+    }
+
+  if (n_rows < 0)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, _("A statement could not be run"));
+      return -1;
+    }
+
+  return n_rows;
+}
+
 /* Runs a prepared SELECT of whole records and collects them. */
 static GPtrArray *
 select_records (BgStore  *self,
@@ -678,13 +708,12 @@ select_records (BgStore  *self,
       return NULL;
     }
 
-  /* libgda fetches rows lazily; counting them steps the statement to its end, so a failure
-   * halfway through shows here, and the read transaction is over before the rows are used. */
-  n_rows = gda_data_model_get_n_rows (model);
+  /* Counting the rows steps the statement to its end, so a failure halfway through shows here,
+   * and the read transaction is over before the rows are used. */
+  n_rows = count_rows (model, &local_error);
   if (n_rows < 0)
     {
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Could not read task database “%s”"), self->path);
+      set_read_error (error, self, local_error);
       return NULL;
     }
 
@@ -704,11 +733,12 @@ select_records (BgStore  *self,
   return g_steal_pointer (&records);
 }
 
-/* Opening: locking and paths */
+/* Opening: paths, the file and its lock */
 
-/* The path the process-wide table and the lock are keyed by: the real path of the folder, which
- * is created (0700) when missing, plus the file name, or the real path of the file itself when it
- * exists, so that a symbolic link to the database names the database. */
+/* The path the store works with: the real path of the folder, which is created (0700) when
+ * missing, plus the file name, or the real path of the file itself when it exists, so that a
+ * symbolic link to an existing database names that database.  A link that leads to no file stays
+ * as it is, and bg_store_open_file() refuses it. */
 static char *
 canonicalize_path (const char  *path,
                    GError     **error)
@@ -754,37 +784,149 @@ canonicalize_path (const char  *path,
   return real_file != NULL ? real_file : g_steal_pointer (&joined);
 }
 
-/* One process per database.  The lock is flock(2) on "<database>.lock", a file of its own that
- * is created 0600 and never deleted (deleting it would let two processes lock two different
- * inodes of the same name).  It is not taken on the database file itself because SQLite locks
- * that file with fcntl(2) record locks: a process drops all of its record locks on a file as soon
- * as it closes any descriptor of it, and on NFS Linux emulates flock(2) with those same record
- * locks, so a second descriptor of ours on the database could fight SQLite's own locking.  On a
- * file nobody else opens, the lock means exactly one thing.  The descriptor is close-on-exec so
- * that a spawned child never inherits the lock. */
-static gboolean
-bg_store_lock (BgStore  *self,
-               GError  **error)
+/* The key of open_stores: the device and inode of the database file, so that every name of one
+ * database (a second path, a hard link) gives the one store of this process. */
+static char *
+file_key (const struct stat *st)
 {
-  g_autofree char *lock_path = g_strconcat (self->path, ".lock", NULL);
+  return g_strdup_printf ("%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT,
+                          (guint64) st->st_dev, (guint64) st->st_ino);
+}
+
+static void
+set_link_error (GError     **error,
+                const char  *path)
+{
+  g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+               _("Task database “%s” is a symbolic link that leads to no file; a database is "
+                 "never created through a link"),
+               path);
+}
+
+/* Sets @key to the key of the file at @path, or to NULL when there is no file yet.  Read-only: it
+ * opens nothing (see bg_store_open_file() for why that matters). */
+static gboolean
+identify_file (const char  *path,
+               char       **key,
+               GError     **error)
+{
   struct stat st;
 
-  self->lock_fd = open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-  if (self->lock_fd < 0)
+  *key = NULL;
+
+  if (lstat (path, &st) != 0)
     {
       int saved_errno = errno;
 
+      if (saved_errno == ENOENT)
+        return TRUE;
+
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Could not create the lock file of task database “%s”: %s"),
-                   self->path, g_strerror (saved_errno));
+                   _("Could not open task database “%s”: %s"), path, g_strerror (saved_errno));
       return FALSE;
     }
 
-  /* The umask may have left out bits of 0600; it may not add any. */
-  if (fstat (self->lock_fd, &st) == 0 && (st.st_mode & 07777) != 0600)
-    (void) fchmod (self->lock_fd, 0600);
+  /* canonicalize_path() resolved a link to an existing file: this one leads nowhere. */
+  if (S_ISLNK (st.st_mode))
+    {
+      set_link_error (error, path);
+      return FALSE;
+    }
 
-  if (flock (self->lock_fd, LOCK_EX | LOCK_NB) != 0)
+  if (!S_ISREG (st.st_mode))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” is not a regular file"), path);
+      return FALSE;
+    }
+
+  *key = file_key (&st);
+
+  return TRUE;
+}
+
+/* Opens the database file for writing, creating it when it is missing, and locks it: one process
+ * per database.
+ *
+ * A new database is created here, before libgda sees it, with O_CREAT | O_EXCL | O_NOFOLLOW and
+ * mode 0600, so that no file is ever created through a symbolic link; SQLite gives the -wal and
+ * -shm files the mode of the database.  The open asks for writing because a database that this
+ * process cannot write has to be refused now: SQLite would quietly open it read-only, and every
+ * save would fail.
+ *
+ * The lock is flock(2) on that descriptor, which stays open for the store's whole life, so it is
+ * on the database file itself: a second path or a hard link to it meets the same lock.  flock(2)
+ * locks and the fcntl(2) record locks SQLite takes on the same file are independent of each other
+ * on Linux local file systems.  What would hurt SQLite is a close: a process drops all of its
+ * record locks on a file as soon as it closes any descriptor of it.  So this descriptor is closed
+ * only after SQLite has closed the database (bg_store_close()), the header is read through it
+ * rather than through another one, and bg_store_open() never opens a file that another store of
+ * this process has open (it looks the file up by its inode first).  On NFS, where Linux emulates
+ * flock(2) with record locks, SQLite's WAL mode does not work anyway.  The descriptor is
+ * close-on-exec, so that a spawned child never inherits the lock.
+ *
+ * @expected_key is the file's key as bg_store_open() found it, NULL when there was none. */
+static gboolean
+bg_store_open_file (BgStore     *self,
+                    const char  *expected_key,
+                    goffset     *size,
+                    GError     **error)
+{
+  struct stat st;
+
+  self->fd = open (self->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  if (self->fd < 0 && errno == ENOENT && expected_key == NULL)
+    {
+      self->fd = open (self->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+                       0600);
+      if (self->fd < 0)
+        {
+          int saved_errno = errno;
+
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Could not create task database “%s”: %s"),
+                       self->path, g_strerror (saved_errno));
+          return FALSE;
+        }
+
+      /* The umask may have left out bits of 0600; it may not add any. */
+      (void) fchmod (self->fd, 0600);
+    }
+
+  if (self->fd < 0)
+    {
+      int saved_errno = errno;
+
+      if (saved_errno == ELOOP)
+        set_link_error (error, self->path);
+      else if (saved_errno == EACCES || saved_errno == EPERM || saved_errno == EROFS ||
+               saved_errno == ETXTBSY)
+        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                     _("Task database “%s” is read-only: %s"),
+                     self->path, g_strerror (saved_errno));
+      else
+        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                     _("Could not open task database “%s”: %s"),
+                     self->path, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  if (fstat (self->fd, &st) != 0 || !S_ISREG (st.st_mode))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” is not a regular file"), self->path);
+      return FALSE;
+    }
+
+  self->key = file_key (&st);
+  if (expected_key != NULL && !g_str_equal (expected_key, self->key))
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” was replaced while it was being opened"), self->path);
+      return FALSE;
+    }
+
+  if (flock (self->fd, LOCK_EX | LOCK_NB) != 0)
     {
       int saved_errno = errno;
 
@@ -795,54 +937,6 @@ bg_store_lock (BgStore  *self,
         g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                      _("Could not lock task database “%s”: %s"),
                      self->path, g_strerror (saved_errno));
-      return FALSE;
-    }
-
-  return TRUE;
-}
-
-/* Creates the database file 0600 when it is missing, before libgda sees it: libgda opens a file
- * named exactly DB_NAME when there is one, and SQLite gives the -wal and -shm files the mode of
- * the database.  Sets @size to the size of the file, 0 for a new one. */
-static gboolean
-bg_store_create_file (BgStore   *self,
-                      goffset   *size,
-                      GError   **error)
-{
-  struct stat st;
-  int fd;
-
-  fd = open (self->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
-  if (fd >= 0)
-    {
-      /* Closing this descriptor is harmless: SQLite has no lock on the file yet. */
-      (void) fchmod (fd, 0600);
-      close (fd);
-    }
-  else if (errno != EEXIST)
-    {
-      int saved_errno = errno;
-
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Could not create task database “%s”: %s"),
-                   self->path, g_strerror (saved_errno));
-      return FALSE;
-    }
-
-  if (g_stat (self->path, &st) != 0)
-    {
-      int saved_errno = errno;
-
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Could not open task database “%s”: %s"),
-                   self->path, g_strerror (saved_errno));
-      return FALSE;
-    }
-
-  if (!S_ISREG (st.st_mode))
-    {
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” is not a regular file"), self->path);
       return FALSE;
     }
 
@@ -882,26 +976,13 @@ bg_store_check_header (BgStore  *self,
   guint32 page_size;
   guint32 n_pages;
   gssize n_read;
-  int fd;
 
   if (size == 0)
     return TRUE;
 
-  fd = open (self->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0)
-    {
-      int saved_errno = errno;
-
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Could not open task database “%s”: %s"),
-                   self->path, g_strerror (saved_errno));
-      return FALSE;
-    }
   do
-    n_read = read (fd, header, sizeof header);
+    n_read = pread (self->fd, header, sizeof header, 0);
   while (n_read < 0 && errno == EINTR);
-  /* No lock of SQLite's is on the file yet, so closing is harmless. */
-  close (fd);
 
   if (n_read < (gssize) sizeof header || memcmp (header, magic, sizeof magic) != 0)
     {
@@ -944,6 +1025,8 @@ bg_store_check_header (BgStore  *self,
   return TRUE;
 }
 
+/* A read-write connection through libgda, to exactly the file that is locked: without
+ * APPEND_DB_EXTENSION=FALSE libgda would open "<name>.db" instead whenever there is one. */
 static GdaConnection *
 bg_store_open_connection (BgStore  *self,
                           GError  **error)
@@ -952,16 +1035,31 @@ bg_store_open_connection (BgStore  *self,
   g_autofree char *base = g_path_get_basename (self->path);
   g_autofree char *enc_dir = gda_rfc1738_encode (dir);
   g_autofree char *enc_base = gda_rfc1738_encode (base);
-  g_autofree char *cnc_string = g_strdup_printf ("DB_DIR=%s;DB_NAME=%s", enc_dir, enc_base);
+  g_autofree char *cnc_string = g_strdup_printf ("DB_DIR=%s;DB_NAME=%s;APPEND_DB_EXTENSION=FALSE",
+                                                 enc_dir, enc_base);
   g_autoptr(GError) local_error = NULL;
+  g_autofree char *key = NULL;
   GdaConnection *cnc;
 
   cnc = gda_connection_open_from_string ("SQLite", cnc_string, NULL,
                                          GDA_CONNECTION_OPTIONS_NONE, &local_error);
   if (cnc == NULL)
-    g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                 _("Task database “%s” cannot be opened: %s"),
-                 self->path, local_error != NULL ? local_error->message : _("unknown error"));
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” cannot be opened: %s"),
+                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
+      return NULL;
+    }
+
+  /* SQLite opened the file by its name: it has to be the one that is locked. */
+  if (!identify_file (self->path, &key, NULL) || g_strcmp0 (key, self->key) != 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” was replaced while it was being opened"), self->path);
+      gda_connection_close (cnc);
+      g_object_unref (cnc);
+      return NULL;
+    }
 
   return cnc;
 }
@@ -990,12 +1088,9 @@ query_strings (BgStore     *self,
   if (model == NULL)
     return NULL;
 
-  n_rows = gda_data_model_get_n_rows (model);
+  n_rows = count_rows (model, error);
   if (n_rows < 0)
-    {
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE, _("“%s” failed"), sql);
-      return NULL;
-    }
+    return NULL;
 
   values = g_ptr_array_new_full (n_rows, g_free);
   for (int row = 0; row < n_rows; row++)
@@ -1055,13 +1150,7 @@ execute_statement (GdaConnection  *cnc,
   if (result == NULL)
     return FALSE;
 
-  if (GDA_IS_DATA_MODEL (result) && gda_data_model_get_n_rows (GDA_DATA_MODEL (result)) < 0)
-    {
-      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, _("A statement could not be run"));
-      return FALSE;
-    }
-
-  return TRUE;
+  return !GDA_IS_DATA_MODEL (result) || count_rows (GDA_DATA_MODEL (result), error) >= 0;
 }
 
 static gboolean
@@ -1103,20 +1192,124 @@ first_problem (GPtrArray *problems)
   return NULL;
 }
 
-/* Everything here only reads: a database that is refused must be left exactly as it was. */
+/* Opening: checking, read-only
+ *
+ * A database is checked before anything writes to it, and libgda 5 cannot help there: it opens
+ * every file read-write (GDA_CONNECTION_OPTIONS_READ_ONLY only stops transactions), and closing
+ * the last read-write connection to a database in WAL mode checkpoints its -wal into it and
+ * deletes the -wal and -shm.  A refused database would come out changed.  So the checks run on a
+ * connection of SQLite's own, opened read-only, and libgda connects only to a database that
+ * passed them. */
+
+/* The URI that has SQLite open the database read-only and leave every byte of it, of its -wal
+ * and of its -shm as it is:
+ * - with no -wal, or an empty one, the database file holds everything, and immutable=1 reads it
+ *   without locks and without making a -wal and a -shm (which mode=ro alone would leave behind);
+ * - with a -wal, that has to be read too, through the -shm.  readonly_shm=1 keeps SQLite from
+ *   writing the -shm, which the first connection after a crash would otherwise empty and
+ *   rebuild: with no live writer to trust it, SQLite builds its index of the -wal in its own
+ *   memory instead;
+ * - with a -wal but no -shm (removed by hand, or not copied along), SQLite has to make the -shm;
+ *   that new file is all that is left behind. */
+static char *
+read_only_uri (BgStore *self)
+{
+  g_autofree char *escaped = g_uri_escape_string (self->path, "/", FALSE);
+  g_autofree char *shm_path = g_strconcat (self->path, "-shm", NULL);
+  const char *options;
+
+  if (!has_side_file (self, "-wal"))
+    options = "mode=ro&immutable=1";
+  else if (g_file_test (shm_path, G_FILE_TEST_EXISTS))
+    options = "mode=ro&readonly_shm=1";
+  else
+    options = "mode=ro";
+
+  return g_strdup_printf ("file:%s?%s", escaped, options);
+}
+
+/* Runs a query on the read-only connection and returns the first column of its rows as strings
+ * (NULL values as NULL). */
+static GPtrArray *
+read_only_query (sqlite3     *db,
+                 const char  *sql,
+                 GError     **error)
+{
+  g_autoptr(sqlite3_stmt) stmt = NULL;
+  g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
+  int rc;
+
+  rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
+  if (rc == SQLITE_OK)
+    {
+      while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+        g_ptr_array_add (values, g_strdup ((const char *) sqlite3_column_text (stmt, 0)));
+    }
+
+  if (rc != SQLITE_DONE)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, sqlite3_errmsg (db));
+      return NULL;
+    }
+
+  return g_steal_pointer (&values);
+}
+
+static gboolean
+read_only_query_int64 (sqlite3     *db,
+                       const char  *sql,
+                       gint64      *result,
+                       GError     **error)
+{
+  g_autoptr(GPtrArray) values = read_only_query (db, sql, error);
+
+  if (values == NULL)
+    return FALSE;
+
+  if (values->len == 0 || g_ptr_array_index (values, 0) == NULL)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE, _("“%s” gave no answer"), sql);
+      return FALSE;
+    }
+
+  *result = g_ascii_strtoll (g_ptr_array_index (values, 0), NULL, 10);
+
+  return TRUE;
+}
+
+/* Everything here only reads: a database that is refused must be left exactly as it was.
+ * @is_empty: the database is a file of 0 bytes with no -wal, that is, a new one. */
 static gboolean
 bg_store_check (BgStore   *self,
                 gboolean   is_empty,
                 gint64    *version,
                 GError   **error)
 {
+  g_autofree char *uri = NULL;
+  g_autoptr(sqlite3) db = NULL;
   g_autoptr(GError) local_error = NULL;
   g_autoptr(GPtrArray) problems = NULL;
   g_autoptr(GPtrArray) names = NULL;
   g_autoptr(GHashTable) present = NULL;
   gint64 n_objects = 0;
 
-  if (!query_int64 (self, "PRAGMA user_version", version, &local_error))
+  *version = 0;
+  if (is_empty)
+    return TRUE;
+
+  uri = read_only_uri (self);
+  if (sqlite3_open_v2 (uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOFOLLOW,
+                       NULL) != SQLITE_OK)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” cannot be opened: %s"),
+                   self->path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
+      return FALSE;
+    }
+  /* As libgda does; with the lock taken only a program that is not bg-glib could be writing. */
+  sqlite3_busy_timeout (db, 500);
+
+  if (!read_only_query_int64 (db, "PRAGMA user_version", version, &local_error))
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be read: %s"),
@@ -1141,13 +1334,10 @@ bg_store_check (BgStore   *self,
       return FALSE;
     }
 
-  if (is_empty)
-    return TRUE;
-
   /* Reads every page of the file and checks the structure of each b-tree, in time proportional
    * to the size: a damaged page is found here, not by the engine halfway through a transfer.
    * (It leaves out the index cross-checks of a full integrity_check, which cost far more.) */
-  problems = query_strings (self, "PRAGMA quick_check", &local_error);
+  problems = read_only_query (db, "PRAGMA quick_check", &local_error);
   if (problems == NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
@@ -1167,7 +1357,8 @@ bg_store_check (BgStore   *self,
   if (*version == 0)
     {
       /* A file that SQLite can read, with no schema version: it is ours only if it is empty. */
-      if (!query_int64 (self, "SELECT count(*) FROM sqlite_master", &n_objects, &local_error))
+      if (!read_only_query_int64 (db, "SELECT count(*) FROM sqlite_master", &n_objects,
+                                  &local_error))
         {
           g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                        _("Task database “%s” cannot be read: %s"),
@@ -1184,7 +1375,7 @@ bg_store_check (BgStore   *self,
       return TRUE;
     }
 
-  names = query_strings (self, "SELECT name FROM pragma_table_info ('tasks')", &local_error);
+  names = read_only_query (db, "SELECT name FROM pragma_table_info ('tasks')", &local_error);
   if (names == NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
@@ -1238,7 +1429,7 @@ bg_store_configure (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not switch task database “%s” to write-ahead logging: %s"),
-                   self->path, local_error->message);
+                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
   if (mode->len == 0 || g_ascii_strcasecmp (g_ptr_array_index (mode, 0), "wal") != 0)
@@ -1257,7 +1448,7 @@ bg_store_configure (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: %s"),
-                   self->path, local_error->message);
+                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
   if (synchronous != 1)
@@ -1265,6 +1456,32 @@ bg_store_configure (BgStore  *self,
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: synchronous is %d"),
                    self->path, (int) synchronous);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* A database this process cannot write is refused here rather than found out at the first save:
+ * SQLite quietly opens a file it may not write read-only, and a -wal or -shm that cannot be made
+ * or written fails only at a commit.  So one real commit is made, through the -wal as every save
+ * will be: the schema version rewritten with its own value. */
+static gboolean
+bg_store_check_writable (BgStore  *self,
+                         GError  **error)
+{
+  g_autofree char *sql = g_strdup_printf ("PRAGMA user_version = %d", self->schema_version);
+  g_autoptr(GError) local_error = NULL;
+
+  if (!gda_connection_begin_transaction (self->cnc, NULL, GDA_TRANSACTION_ISOLATION_UNKNOWN,
+                                         &local_error) ||
+      !run_sql (self->cnc, sql, &local_error) ||
+      !gda_connection_commit_transaction (self->cnc, NULL, &local_error))
+    {
+      gda_connection_rollback_transaction (self->cnc, NULL, NULL);
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s”, or its -wal or -shm file, cannot be written: %s"),
+                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
 
@@ -1364,7 +1581,8 @@ bg_store_prepare (BgStore  *self,
         {
           g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                        _("Could not prepare statements for task database “%s”: %s"),
-                       self->path, local_error->message);
+                       self->path,
+                       local_error != NULL ? local_error->message : _("unknown error"));
           return FALSE;
         }
     }
@@ -1408,7 +1626,8 @@ checkpoint_thread_main (gpointer data)
         break;
 
       if (!execute_statement (self->checkpoint_cnc, self->checkpoint_stmt, &error))
-        g_debug ("Checkpoint of task database “%s” failed: %s", self->path, error->message);
+        g_debug ("Checkpoint of task database “%s” failed: %s",
+                 self->path, error != NULL ? error->message : "unknown error");
 
       g_atomic_int_set (&self->checkpoint_pending, 0);
     }
@@ -1433,7 +1652,7 @@ bg_store_start_checkpoints (BgStore *self)
   if (self->checkpoint_stmt == NULL || !run_sql (self->cnc, autocheckpoint, &error))
     {
       g_debug ("Checkpoints of task database “%s” stay in the writing thread: %s",
-               self->path, error->message);
+               self->path, error != NULL ? error->message : "unknown error");
       g_clear_object (&self->checkpoint_stmt);
       g_clear_object (&self->checkpoint_cnc);
       return;
@@ -1477,25 +1696,26 @@ bg_store_maybe_checkpoint (BgStore *self)
   g_async_queue_push (self->checkpoint_queue, GINT_TO_POINTER (CHECKPOINT_RUN));
 }
 
-/* Lock, create, check (read-only), connect, check more (read-only), then and only then write:
- * WAL, migrations. */
+/* Open (or create) and lock the file, check it read-only, and then and only then connect
+ * through libgda and write: WAL, a first commit, migrations. */
 static gboolean
-bg_store_setup (BgStore  *self,
-                GError  **error)
+bg_store_setup (BgStore     *self,
+                const char  *expected_key,
+                GError     **error)
 {
   goffset size = 0;
   gint64 version = 0;
 
-  if (!bg_store_lock (self, error) ||
-      !bg_store_create_file (self, &size, error) ||
+  if (!bg_store_open_file (self, expected_key, &size, error) ||
       !bg_store_check_header (self, size, error) ||
-      (self->cnc = bg_store_open_connection (self, error)) == NULL ||
-      !bg_store_check (self, size == 0, &version, error))
+      !bg_store_check (self, size == 0 && !has_side_file (self, "-wal"), &version, error))
     return FALSE;
 
   self->schema_version = (int) version;
 
-  if (!bg_store_configure (self, error) ||
+  if ((self->cnc = bg_store_open_connection (self, error)) == NULL ||
+      !bg_store_configure (self, error) ||
+      !bg_store_check_writable (self, error) ||
       !bg_store_migrate (self, version, error) ||
       !bg_store_prepare (self, error))
     return FALSE;
@@ -1508,7 +1728,8 @@ bg_store_setup (BgStore  *self,
 /* GObject */
 
 /* Closes the database, then gives up the lock: in that order, so that another process can never
- * get the lock while SQLite still has the file open here. */
+ * get the lock while SQLite still has the file open here, and so that closing the locked
+ * descriptor cannot drop SQLite's record locks (see bg_store_open_file()). */
 static void
 bg_store_close (BgStore *self)
 {
@@ -1528,10 +1749,10 @@ bg_store_close (BgStore *self)
       g_clear_object (&self->cnc);
     }
 
-  if (self->lock_fd >= 0)
+  if (self->fd >= 0)
     {
-      close (self->lock_fd);
-      self->lock_fd = -1;
+      close (self->fd);
+      self->fd = -1;
     }
 }
 
@@ -1544,7 +1765,7 @@ bg_store_finalize (GObject *object)
     {
       g_mutex_lock (&open_stores_mutex);
       bg_store_close (self);
-      g_hash_table_remove (open_stores, self->path);
+      g_hash_table_remove (open_stores, self->key);
       g_cond_broadcast (&open_stores_cond);
       g_mutex_unlock (&open_stores_mutex);
     }
@@ -1554,6 +1775,7 @@ bg_store_finalize (GObject *object)
     }
 
   g_clear_pointer (&self->path, g_free);
+  g_clear_pointer (&self->key, g_free);
 
   G_OBJECT_CLASS (bg_store_parent_class)->finalize (object);
 }
@@ -1569,7 +1791,7 @@ bg_store_class_init (BgStoreClass *klass)
 static void
 bg_store_init (BgStore *self)
 {
-  self->lock_fd = -1;
+  self->fd = -1;
 }
 
 /* Public (to the library) API */
@@ -1579,6 +1801,7 @@ bg_store_open (const char  *path,
                GError     **error)
 {
   g_autofree char *canonical = NULL;
+  g_autofree char *key = NULL;
   g_autoptr(BgStore) store = NULL;
   GWeakRef *ref;
 
@@ -1596,7 +1819,15 @@ bg_store_open (const char  *path,
   if (open_stores == NULL)
     open_stores = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, weak_ref_free);
 
-  while ((ref = g_hash_table_lookup (open_stores, canonical)) != NULL)
+  /* The file is looked up by its inode before it is opened: opening (and closing) a descriptor of
+   * a file that a store of this process has open would drop SQLite's locks on it. */
+  if (!identify_file (canonical, &key, error))
+    {
+      g_mutex_unlock (&open_stores_mutex);
+      return NULL;
+    }
+
+  while (key != NULL && (ref = g_hash_table_lookup (open_stores, key)) != NULL)
     {
       store = g_weak_ref_get (ref);
       if (store != NULL)
@@ -1614,7 +1845,7 @@ bg_store_open (const char  *path,
   store = g_object_new (BG_TYPE_STORE, NULL);
   store->path = g_strdup (canonical);
 
-  if (!bg_store_setup (store, error))
+  if (!bg_store_setup (store, key, error))
     {
       g_clear_object (&store);
       g_mutex_unlock (&open_stores_mutex);
@@ -1623,7 +1854,7 @@ bg_store_open (const char  *path,
 
   ref = g_new0 (GWeakRef, 1);
   g_weak_ref_init (ref, store);
-  g_hash_table_insert (open_stores, g_steal_pointer (&canonical), ref);
+  g_hash_table_insert (open_stores, g_strdup (store->key), ref);
   store->registered = TRUE;
 
   g_mutex_unlock (&open_stores_mutex);

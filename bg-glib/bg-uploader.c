@@ -65,6 +65,10 @@ static guint signals[BG_FRONTEND_N_SIGNALS];
  * Where the task database lives. The default is
  * `$XDG_DATA_HOME/bg-glib/<session-id>.sqlite`, which inside Flatpak is the app's own data
  * folder.
+ *
+ * It must name a file that this process can write: an empty path or a folder gives
+ * %BG_ERROR_INVALID_ARGUMENT, and a database that cannot be written, or a symbolic link to a
+ * missing file, gives %BG_ERROR_STORE. A new database is created with mode 0600.
  */
 
 /**

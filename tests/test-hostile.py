@@ -155,6 +155,17 @@ class HostileTest(unittest.TestCase):
         self.assertIn(db, cm.exception.message)
         self.assertEqual(hashlib.sha256(open(db, 'rb').read()).hexdigest(), before)
 
+    def test_database_path_nonsense(self):
+        # An empty path crashed the command-line tool and gave no error; nothing is created.
+        for bad in ['', '/', '.', '..', os.path.join(self.tmp, 'sub') + '/']:
+            for cls in (Bg.Downloader, Bg.Uploader):
+                obj = cls(session_id='hostile', database_path=bad)
+                with self.assertRaises(GLib.Error) as cm:
+                    obj.init(None)
+                self.assertTrue(is_bg_error(cm.exception, Bg.Error.INVALID_ARGUMENT), repr(bad))
+                self.assertIn('database-path', cm.exception.message)
+        self.assertEqual(os.listdir(self.tmp), [])
+
     def test_two_processes(self):
         d = self.downloader()
         self.assertIsNotNone(d)

@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,10 @@
 #include <glib/gstdio.h>
 #include <libgda/libgda.h>
 
-#include "bg-store-private.h"
+#include "bg-downloader.h"
 #include "bg-error.h"
+#include "bg-store-private.h"
+#include "bg-uploader.h"
 
 /* Helpers */
 
@@ -721,7 +725,8 @@ test_file_modes (void)
   g_assert_cmpuint (file_mode (wal), ==, 0600);
   g_assert_true (g_file_test (shm, G_FILE_TEST_EXISTS));
   g_assert_cmpuint (file_mode (shm), ==, 0600);
-  g_assert_cmpuint (file_mode (lock), ==, 0600);
+  /* The lock is on the database itself: no file of its own. */
+  g_assert_false (g_file_test (lock, G_FILE_TEST_EXISTS));
 
   /* Closing checkpoints the log into the database and removes it: SQLite was closed cleanly. */
   g_clear_object (&store);
@@ -1221,6 +1226,741 @@ test_survives_kill (void)
   fixture_tear_down (&fixture);
 }
 
+/* Second processes, and other users */
+
+#define HELPER_ACCEPTED (-100)
+#define HELPER_SKIPPED  (-101)
+
+/* Runs store-helper with the arguments that follow @message (NULL-terminated).  When it opens the
+ * database it is let go at once, and HELPER_ACCEPTED is returned; otherwise the BgError code it
+ * was refused with, or HELPER_SKIPPED, with the error or the reason in @message.  @launcher may
+ * make it run as another user. */
+static int
+run_helper (GSubprocessLauncher  *launcher,
+            char                **message,
+            ...)
+{
+  g_autoptr(GSubprocessLauncher) own_launcher = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) lines = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *code_line = NULL;
+  const char *arg;
+  va_list args;
+  int result;
+
+  g_clear_pointer (message, g_free);
+  if (launcher == NULL)
+    launcher = own_launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_subprocess_launcher_set_flags (launcher, G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                             G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+
+  g_ptr_array_add (argv, g_test_build_filename (G_TEST_BUILT, "store-helper", NULL));
+  va_start (args, message);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, g_strdup (arg));
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+
+  helper = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
+  g_assert_no_error (error);
+  lines = g_data_input_stream_new (g_subprocess_get_stdout_pipe (helper));
+  line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (line);
+
+  /* End of input makes a helper that holds the database close it and exit. */
+  g_output_stream_close (g_subprocess_get_stdin_pipe (helper), NULL, &error);
+  g_assert_no_error (error);
+
+  if (g_str_equal (line, "ready"))
+    {
+      result = HELPER_ACCEPTED;
+    }
+  else if (g_str_has_prefix (line, "skip: "))
+    {
+      *message = g_strdup (line + strlen ("skip: "));
+      result = HELPER_SKIPPED;
+    }
+  else
+    {
+      g_assert_true (g_str_has_prefix (line, "error: "));
+      *message = g_strdup (line + strlen ("error: "));
+      code_line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (code_line);
+      g_assert_true (g_str_has_prefix (code_line, "code: "));
+      result = atoi (code_line + strlen ("code: "));
+    }
+
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (helper));
+  g_assert_cmpint (g_subprocess_get_exit_status (helper), ==,
+                   result == HELPER_ACCEPTED ? 0 : result == HELPER_SKIPPED ? 77 : 1);
+
+  return result;
+}
+
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* The names in @dir, sorted and joined with spaces. */
+static char *
+list_dir (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDir) dir = g_dir_open (path, 0, &error);
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  const char *name;
+
+  g_assert_no_error (error);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, (gpointer) name);
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+
+  return g_strjoinv (" ", (char **) names->pdata);
+}
+
+static char *
+side_path (const char *path,
+           const char *suffix)
+{
+  return g_strconcat (path, suffix, NULL);
+}
+
+/* CI runs as root, for whom the mode bits of a file mean nothing: there, "a file this process
+ * cannot write" is made real by running store-helper as the user nobody. */
+typedef struct
+{
+  uid_t  uid;
+  gid_t  gid;
+  char  *home;  /* a folder of its own, for libgda's settings */
+} OtherUser;
+
+static OtherUser other_user;
+
+static void
+become_other_user (gpointer data)
+{
+  /* In the child, between fork and exec: system calls only. */
+  if (setgroups (0, NULL) != 0 || setgid (other_user.gid) != 0 || setuid (other_user.uid) != 0)
+    _exit (126);
+}
+
+/* A launcher that runs store-helper as nobody, or NULL (with the test skipped) when there is no
+ * such user. */
+static GSubprocessLauncher *
+other_user_launcher (void)
+{
+  GSubprocessLauncher *launcher;
+  g_autoptr(GError) error = NULL;
+  struct passwd *pw;
+
+  g_assert_cmpint (geteuid (), ==, 0);
+
+  pw = getpwnam ("nobody");
+  if (pw == NULL || pw->pw_uid == 0)
+    {
+      g_test_skip ("Running as root, and there is no user “nobody” to be instead");
+      return NULL;
+    }
+  other_user.uid = pw->pw_uid;
+  other_user.gid = pw->pw_gid;
+
+  g_clear_pointer (&other_user.home, g_free);
+  other_user.home = g_dir_make_tmp ("test-store-home-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (chown (other_user.home, other_user.uid, other_user.gid), ==, 0);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_subprocess_launcher_setenv (launcher, "HOME", other_user.home, TRUE);
+  g_subprocess_launcher_setenv (launcher, "XDG_DATA_HOME", other_user.home, TRUE);
+  g_subprocess_launcher_set_child_setup (launcher, become_other_user, NULL, NULL);
+
+  return launcher;
+}
+
+static void
+other_user_clean_up (void)
+{
+  if (other_user.home != NULL)
+    remove_tree (other_user.home);
+  g_clear_pointer (&other_user.home, g_free);
+}
+
+/* Read-only databases: refused when opened, not warned about at every save. */
+
+static void
+assert_read_only_refused (GError     *error,
+                          const char *path)
+{
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_test_message ("refused: %s", error->message);
+  g_assert_nonnull (strstr (error->message, path));
+}
+
+static void
+test_read_only_file (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *message = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+  before = file_sha256 (fixture.path);
+
+  if (geteuid () != 0)
+    {
+      g_assert_cmpint (g_chmod (fixture.path, 0400), ==, 0);
+      store = bg_store_open (fixture.path, &error);
+      g_assert_null (store);
+      assert_read_only_refused (error, fixture.path);
+    }
+  else
+    {
+      g_autoptr(GSubprocessLauncher) launcher = other_user_launcher ();
+
+      if (launcher == NULL)
+        goto out;
+
+      /* The database belongs to nobody, with mode 0400; so does its folder, so that it is the
+       * file alone that cannot be written. */
+      g_assert_cmpint (chown (fixture.dir, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (chown (fixture.path, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (g_chmod (fixture.path, 0400), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+      g_test_message ("refused: %s", message);
+      g_assert_nonnull (strstr (message, fixture.path));
+
+      /* The same user is let in once the file is writable: nothing else was in the way. */
+      g_assert_cmpint (g_chmod (fixture.path, 0600), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, HELPER_ACCEPTED);
+      g_assert_cmpint (g_chmod (fixture.path, 0400), ==, 0);
+      g_clear_pointer (&before, g_free);
+      before = file_sha256 (fixture.path);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+    }
+
+  after = file_sha256 (fixture.path);
+  g_assert_cmpstr (before, ==, after);
+
+out:
+  other_user_clean_up ();
+  g_chmod (fixture.path, 0600);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_read_only_folder (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *message = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+  before = file_sha256 (fixture.path);
+
+  /* The database can be written, but its -wal and -shm cannot be made beside it. */
+  if (geteuid () != 0)
+    {
+      g_assert_cmpint (g_chmod (fixture.dir, 0500), ==, 0);
+      store = bg_store_open (fixture.path, &error);
+      g_assert_null (store);
+      assert_read_only_refused (error, fixture.path);
+    }
+  else
+    {
+      g_autoptr(GSubprocessLauncher) launcher = other_user_launcher ();
+
+      if (launcher == NULL)
+        goto out;
+
+      g_assert_cmpint (chown (fixture.path, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (g_chmod (fixture.dir, 0555), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+      g_test_message ("refused: %s", message);
+      g_assert_nonnull (strstr (message, fixture.path));
+
+      g_assert_cmpint (g_chmod (fixture.dir, 0755), ==, 0);
+      g_assert_cmpint (chown (fixture.dir, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, HELPER_ACCEPTED);
+      g_assert_cmpint (chown (fixture.dir, 0, 0), ==, 0);
+      g_assert_cmpint (g_chmod (fixture.dir, 0555), ==, 0);
+      g_clear_pointer (&before, g_free);
+      before = file_sha256 (fixture.path);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+    }
+
+  after = file_sha256 (fixture.path);
+  g_assert_cmpstr (before, ==, after);
+
+out:
+  other_user_clean_up ();
+  g_chmod (fixture.dir, 0700);
+  fixture_tear_down (&fixture);
+}
+
+/* The database can be written, but the -wal a killed process left beside it cannot: SQLite opens
+ * that read-only without a word, and the first save would fail. */
+static void
+test_read_only_wal (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *helper_path = NULL;
+  g_autofree char *wal = NULL;
+  g_autofree char *shm = NULL;
+  g_autofree char *message = NULL;
+
+  fixture_set_up (&fixture);
+  wal = side_path (fixture.path, "-wal");
+  shm = side_path (fixture.path, "-shm");
+  helper_path = g_test_build_filename (G_TEST_BUILT, "store-helper", NULL);
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE, &error,
+                             helper_path, "--save-then-kill", fixture.path, "killed", NULL);
+  g_assert_no_error (error);
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_test (wal, G_FILE_TEST_IS_REGULAR));
+
+  if (geteuid () != 0)
+    {
+      g_assert_cmpint (g_chmod (wal, 0400), ==, 0);
+      store = bg_store_open (fixture.path, &error);
+      g_assert_null (store);
+      assert_read_only_refused (error, fixture.path);
+    }
+  else
+    {
+      g_autoptr(GSubprocessLauncher) launcher = other_user_launcher ();
+
+      if (launcher == NULL)
+        goto out;
+
+      /* Everything belongs to nobody but the -wal, which nobody may only read. */
+      g_assert_cmpint (chown (fixture.dir, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (chown (fixture.path, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (chown (shm, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (g_chmod (wal, 0644), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, BG_ERROR_STORE);
+      g_test_message ("refused: %s", message);
+      g_assert_nonnull (strstr (message, fixture.path));
+
+      g_assert_cmpint (chown (wal, other_user.uid, other_user.gid), ==, 0);
+      g_assert_cmpint (run_helper (launcher, &message, fixture.path, NULL), ==, HELPER_ACCEPTED);
+    }
+
+out:
+  other_user_clean_up ();
+  fixture_tear_down (&fixture);
+}
+
+/* A read-only mount, which is read-only for root too: of the database file alone (its folder
+ * stays writable), or of its folder. */
+static void
+check_read_only_mount (gboolean whole_folder)
+{
+  Fixture fixture;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *message = NULL;
+  int result;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+  before = file_sha256 (fixture.path);
+
+  result = run_helper (NULL, &message, "--read-only-mount", fixture.path,
+                       whole_folder ? fixture.dir : fixture.path, NULL);
+  if (result == HELPER_SKIPPED)
+    {
+      g_autofree char *reason = g_strdup_printf ("No read-only mount can be made here: %s",
+                                                 message);
+      g_test_skip (reason);
+    }
+  else
+    {
+      g_assert_cmpint (result, ==, BG_ERROR_STORE);
+      g_test_message ("refused: %s", message);
+      g_assert_nonnull (strstr (message, fixture.path));
+    }
+
+  after = file_sha256 (fixture.path);
+  g_assert_cmpstr (before, ==, after);
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_read_only_mount_file (void)
+{
+  check_read_only_mount (FALSE);
+}
+
+static void
+test_read_only_mount_folder (void)
+{
+  check_read_only_mount (TRUE);
+}
+
+/* Refused databases that a killed process left with a -wal: looking at them changes nothing. */
+
+static void
+assert_refused_with_wal (const char *path,
+                         const char *expected_fragment)
+{
+  const char * const suffixes[] = { "", "-wal", "-shm" };
+  char *before[G_N_ELEMENTS (suffixes)];
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autofree char *side = side_path (path, suffixes[i]);
+      GStatBuf st;
+
+      g_assert_cmpint (g_stat (side, &st), ==, 0);
+      g_assert_cmpint (st.st_size, >, 0);
+      before[i] = file_sha256 (side);
+    }
+
+  /* Twice: a refusal leaves nothing that changes the next one. */
+  assert_refused (path, expected_fragment);
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autofree char *side = side_path (path, suffixes[i]);
+      g_autofree char *after = NULL;
+
+      g_assert_true (g_file_test (side, G_FILE_TEST_IS_REGULAR));
+      after = file_sha256 (side);
+      g_assert_cmpstr (before[i], ==, after);
+      g_free (before[i]);
+    }
+}
+
+static void
+sql_then_kill (const char *path,
+               const char *sql)
+{
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *helper_path = g_test_build_filename (G_TEST_BUILT, "store-helper", NULL);
+
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error,
+                             helper_path, "--sql-then-kill", path, sql, NULL);
+  g_assert_no_error (error);
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_signaled (helper));
+  g_assert_cmpint (g_subprocess_get_term_sig (helper), ==, SIGKILL);
+}
+
+static void
+test_refused_newer_schema_with_wal (void)
+{
+  Fixture fixture;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 3);
+
+  /* A newer version raised the schema version and was killed: the new version is in the -wal
+   * alone, so the refusal naming it shows that the -wal was read. */
+  sql_then_kill (fixture.path, "PRAGMA user_version = 99");
+  assert_refused_with_wal (fixture.path, "99");
+
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_refused_damaged_with_wal (void)
+{
+  Fixture fixture;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize page_size = 0;
+  gsize length = 0;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 300);
+
+  /* Page 2, the root of the tasks table, damaged; then a write to page 1 left in the -wal. */
+  read_page_size (fixture.path, &page_size, &length);
+  g_file_get_contents (fixture.path, &contents, &length, &error);
+  g_assert_no_error (error);
+  for (gsize i = page_size; i < 2 * page_size; i++)
+    contents[i] = (char) g_test_rand_int_range (0, 256);
+  g_file_set_contents (fixture.path, contents, length, &error);
+  g_assert_no_error (error);
+  sql_then_kill (fixture.path, "PRAGMA user_version = 3");
+
+  assert_refused_with_wal (fixture.path, "damaged");
+
+  fixture_tear_down (&fixture);
+}
+
+/* The lock: on the database file itself, and never through a symbolic link. */
+
+static void
+test_lock_hard_link (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStore) linked = NULL;
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) lines = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *helper_path = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *message = NULL;
+  g_autofree char *alias = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 1);
+  alias = g_build_filename (fixture.dir, "alias.sqlite", NULL);
+  g_assert_cmpint (link (fixture.path, alias), ==, 0);
+
+  /* A second process holds the database through the other name. */
+  helper_path = g_test_build_filename (G_TEST_BUILT, "store-helper", NULL);
+  helper = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE,
+                             &error, helper_path, alias, NULL);
+  g_assert_no_error (error);
+  lines = g_data_input_stream_new (g_subprocess_get_stdout_pipe (helper));
+  line = g_data_input_stream_read_line_utf8 (lines, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (line, ==, "ready");
+
+  store = bg_store_open (fixture.path, &error);
+  g_assert_error (error, BG_ERROR, BG_ERROR_BUSY);
+  g_assert_null (store);
+  g_test_message ("busy: %s", error->message);
+  g_clear_error (&error);
+
+  g_output_stream_close (g_subprocess_get_stdin_pipe (helper), NULL, &error);
+  g_assert_no_error (error);
+  g_subprocess_wait_check (helper, NULL, &error);
+  g_assert_no_error (error);
+
+  /* In this process both names give the one store; from another, either name is busy. */
+  store = open_store (fixture.path);
+  linked = open_store (alias);
+  g_assert_true (store == linked);
+  g_assert_cmpint (run_helper (NULL, &message, alias, NULL), ==, BG_ERROR_BUSY);
+  g_clear_pointer (&message, g_free);
+  g_assert_cmpint (run_helper (NULL, &message, fixture.path, NULL), ==, BG_ERROR_BUSY);
+
+  g_clear_object (&linked);
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+/* A second temporary folder, standing for files outside the database's folder. */
+static char *
+make_outside_dir (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("test-store-outside-XXXXXX", &error);
+  char *real;
+  char *copy;
+
+  g_assert_no_error (error);
+  real = realpath (tmp, NULL);
+  g_assert_nonnull (real);
+  copy = g_strdup (real);
+  free (real);
+
+  return copy;
+}
+
+static void
+test_lock_old_lock_file_symlink (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *outside = make_outside_dir ();
+  g_autofree char *victim = g_build_filename (outside, "victim", NULL);
+  g_autofree char *lock = NULL;
+  g_autofree char *contents = NULL;
+  g_autofree char *listing = NULL;
+
+  fixture_set_up (&fixture);
+  g_file_set_contents (victim, "precious", -1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_chmod (victim, 0644), ==, 0);
+
+  /* Where an earlier version kept its lock file, a link to a file elsewhere. */
+  lock = side_path (fixture.path, ".lock");
+  g_assert_cmpint (symlink (victim, lock), ==, 0);
+
+  store = open_store (fixture.path);
+  record = make_record (BG_TASK_KIND_DOWNLOAD, "lock", 1);
+  save_or_die (store, record);
+  g_clear_object (&store);
+
+  g_assert_cmpuint (file_mode (victim), ==, 0644);
+  g_file_get_contents (victim, &contents, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (contents, ==, "precious");
+  listing = list_dir (outside);
+  g_assert_cmpstr (listing, ==, "victim");
+
+  remove_tree (outside);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_lock_database_symlink (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autofree char *outside = make_outside_dir ();
+  g_autofree char *target = g_build_filename (outside, "real.sqlite", NULL);
+  g_autofree char *listing = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (target, 1);
+  g_assert_cmpint (symlink (target, fixture.path), ==, 0);
+
+  /* A link to an existing database opens that database, and adds nothing beside either. */
+  store = open_store (fixture.path);
+  g_assert_cmpstr (bg_store_get_path (store), ==, target);
+  g_clear_object (&store);
+
+  listing = list_dir (outside);
+  g_assert_cmpstr (listing, ==, "real.sqlite");
+  g_clear_pointer (&listing, g_free);
+  listing = list_dir (fixture.dir);
+  g_assert_cmpstr (listing, ==, "tasks.sqlite");
+
+  remove_tree (outside);
+  fixture_tear_down (&fixture);
+}
+
+static void
+test_lock_dangling_symlink (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *outside = make_outside_dir ();
+  g_autofree char *target = g_build_filename (outside, "missing.sqlite", NULL);
+  g_autofree char *listing = NULL;
+
+  fixture_set_up (&fixture);
+  g_assert_cmpint (symlink (target, fixture.path), ==, 0);
+
+  /* No database is created through a link. */
+  store = bg_store_open (fixture.path, &error);
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_assert_null (store);
+  g_test_message ("refused: %s", error->message);
+  g_assert_nonnull (strstr (error->message, fixture.path));
+  g_assert_nonnull (strstr (error->message, "link"));
+
+  listing = list_dir (outside);
+  g_assert_cmpstr (listing, ==, "");
+  g_clear_pointer (&listing, g_free);
+  listing = list_dir (fixture.dir);
+  g_assert_cmpstr (listing, ==, "tasks.sqlite");
+
+  remove_tree (outside);
+  fixture_tear_down (&fixture);
+}
+
+/* libgda opens "<name>.db" instead of "<name>" whenever there is one: the store opens exactly the
+ * file it locked. */
+static void
+test_lock_planted_db_suffix (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *planted = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+
+  fixture_set_up (&fixture);
+  make_database (fixture.path, 1);
+  planted = side_path (fixture.path, ".db");
+  make_database (planted, 2);
+  before = file_sha256 (planted);
+
+  store = open_store (fixture.path);
+  record = make_record (BG_TASK_KIND_DOWNLOAD, "mine", 1);
+  save_or_die (store, record);
+  g_clear_object (&store);
+
+  after = file_sha256 (planted);
+  g_assert_cmpstr (before, ==, after);
+  store = open_store (fixture.path);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "mine", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (loaded);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
+
+/* The database-path property: nonsense is a clear error from the constructor, and creates
+ * nothing. */
+static void
+test_database_path_property (void)
+{
+  Fixture fixture;
+  const GType types[] = { BG_TYPE_DOWNLOADER, BG_TYPE_UPLOADER };
+  g_autofree char *sub = NULL;
+  g_autofree char *listing = NULL;
+
+  fixture_set_up (&fixture);
+  sub = g_strconcat (fixture.dir, "/sub/", NULL);
+  g_assert_true (g_str_has_suffix (sub, "/"));
+
+  for (guint t = 0; t < G_N_ELEMENTS (types); t++)
+    {
+      const char * const bad[] = { "", "/", ".", "..", "sub/..", sub };
+
+      for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+        {
+          g_autoptr(GError) error = NULL;
+          g_autoptr(GObject) object = NULL;
+
+          object = g_initable_new (types[t], NULL, &error,
+                                   "session-id", "database-path-test",
+                                   "database-path", bad[i],
+                                   NULL);
+          g_assert_null (object);
+          g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+          g_test_message ("%s “%s”: %s", g_type_name (types[t]), bad[i], error->message);
+          g_assert_nonnull (strstr (error->message, "database-path"));
+        }
+    }
+
+  listing = list_dir (fixture.dir);
+  g_assert_cmpstr (listing, ==, "");
+
+  fixture_tear_down (&fixture);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1245,6 +1985,19 @@ main (int   argc,
   g_test_add_func ("/store/open/same-process", test_same_process);
   g_test_add_func ("/store/open/busy", test_busy);
   g_test_add_func ("/store/durability/kill", test_survives_kill);
+  g_test_add_func ("/store/read-only/file", test_read_only_file);
+  g_test_add_func ("/store/read-only/folder", test_read_only_folder);
+  g_test_add_func ("/store/read-only/wal", test_read_only_wal);
+  g_test_add_func ("/store/read-only/mount-file", test_read_only_mount_file);
+  g_test_add_func ("/store/read-only/mount-folder", test_read_only_mount_folder);
+  g_test_add_func ("/store/refused-with-wal/newer-schema", test_refused_newer_schema_with_wal);
+  g_test_add_func ("/store/refused-with-wal/damaged", test_refused_damaged_with_wal);
+  g_test_add_func ("/store/lock/hard-link", test_lock_hard_link);
+  g_test_add_func ("/store/lock/old-lock-file-symlink", test_lock_old_lock_file_symlink);
+  g_test_add_func ("/store/lock/database-symlink", test_lock_database_symlink);
+  g_test_add_func ("/store/lock/dangling-symlink", test_lock_dangling_symlink);
+  g_test_add_func ("/store/lock/planted-db-suffix", test_lock_planted_db_suffix);
+  g_test_add_func ("/store/database-path-property", test_database_path_property);
 
   return g_test_run ();
 }

@@ -136,7 +136,9 @@ check_options (const char *command)
 {
   gboolean transfer = g_strcmp0 (command, "download") == 0 || g_strcmp0 (command, "upload") == 0;
 
-  if (options.max_concurrent != -1 && options.max_concurrent < 1)
+  if (options.database != NULL && *options.database == '\0')
+    bt_usage_error (_("--database needs the path of a file"));
+  else if (options.max_concurrent != -1 && options.max_concurrent < 1)
     bt_usage_error (_("--max-concurrent needs a number of at least 1"));
   else if (options.max_attempts != -1 && options.max_attempts < 1)
     bt_usage_error (_("--max-attempts needs a number of at least 1"));

@@ -343,6 +343,16 @@ class ToolTest(unittest.TestCase):
                 self.assertEqual(code, EXIT_USAGE, (out, err))
                 self.assertIn('bg-transfer', err)
 
+    def test_database_option_nonsense(self):
+        # --database '' ended in SIGSEGV.
+        for path in ['', '/', os.path.join(self.dir, 'sub') + '/']:
+            with self.subTest(path=path):
+                code, out, err = self.run_tool('--database', path, 'list', database=False)
+                self.assertEqual(code, EXIT_USAGE, (out, err))
+                self.assertIn('bg-transfer', err)
+                self.assertIn('database', err)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, 'sub')))
+
     def test_help_documents_exit_statuses(self):
         code, out, err = self.run_tool('--help', database=False)
         self.assertEqual(code, EXIT_SUCCESS)
