@@ -314,14 +314,34 @@ announce_continue (BtApp  *app,
                     bg_task_get_identifier (task), file, uri);
 }
 
+/* A task that lost its credentials when an earlier run stopped cannot go on in this one: the
+ * tool has nothing to give it.  Running the original command again, with them, carries it on. */
+static gboolean
+task_needs_credentials (BgTask *task)
+{
+  return task_is_pending (task) &&
+         bg_task_get_wait_reason (task) == BG_WAIT_REASON_CREDENTIALS;
+}
+
+/* Counts the unfinished tasks that can still move in this run, and in @n_stuck those that wait
+ * for credentials. */
 static guint
-count_pending (BtApp *app)
+count_pending (BtApp *app,
+               guint *n_stuck)
 {
   g_autoptr(GPtrArray) tasks = all_tasks (app);
   guint n = 0;
 
+  *n_stuck = 0;
   for (guint i = 0; i < tasks->len; i++)
-    n += task_is_pending (g_ptr_array_index (tasks, i)) ? 1 : 0;
+    {
+      BgTask *task = g_ptr_array_index (tasks, i);
+
+      if (task_needs_credentials (task))
+        (*n_stuck)++;
+      else if (task_is_pending (task))
+        n++;
+    }
 
   return n;
 }
@@ -398,7 +418,7 @@ bt_command_resume (BtApp *app)
 {
   g_auto(Session) session = { .app = app };
   int exit_code = BT_EXIT_SUCCESS;
-  guint n_pending;
+  guint n_pending, n_stuck = 0;
 
   if (!bt_check_arguments (app, 0, "bg-transfer resume"))
     return BT_EXIT_USAGE;
@@ -415,7 +435,8 @@ bt_command_resume (BtApp *app)
   if (track_pending (app) == 0 && session.finished->len == 0)
     bt_output_info (app->output, _("Nothing to resume."));
 
-  while ((n_pending = count_pending (app)) > 0 && !g_cancellable_is_cancelled (app->interrupt))
+  while ((n_pending = count_pending (app, &n_stuck)) > 0 &&
+         !g_cancellable_is_cancelled (app->interrupt))
     g_main_context_iteration (NULL, TRUE);
 
   g_signal_handlers_disconnect_by_data (app->downloader, &session);
@@ -423,7 +444,21 @@ bt_command_resume (BtApp *app)
   forget_finished (&session);
 
   if (n_pending > 0)
-    return report_resume_interrupted (app, n_pending);
+    return report_resume_interrupted (app, n_pending + n_stuck);
+
+  if (n_stuck > 0)
+    {
+      g_autofree char *message = NULL;
+
+      /* Each one was described when it started to wait; they stay for a later run. */
+      message = g_strdup_printf (ngettext ("%u transfer is kept until it is run again with its "
+                                           "credentials.",
+                                           "%u transfers are kept until they are run again "
+                                           "with their credentials.", n_stuck),
+                                 n_stuck);
+      bt_output_say (app->output, TRUE, message);
+      return MAX (session.worst, BT_EXIT_RETRY);
+    }
 
   return session.worst;
 }

@@ -574,9 +574,15 @@ class ToolTest(unittest.TestCase):
         self.assertIn('someone@127.0.0.1', out)
         code, out, err = run('--json', 'list')
         self.assertIn(identifier, out)
-        code, out, err = run('resume')
-        self.assertEqual(code, EXIT_SUCCESS, err)
-        self.assertIn(identifier, out)
+        # The password was not stored: resume has none to give and says so, keeping the task.
+        code, out, err = run('resume', timeout=30)
+        self.assertEqual(code, EXIT_RETRY, out + err)
+        self.assertIn(identifier, out + err)
+        self.assertIn('credentials', out + err)
+        self.assertFalse(os.path.exists(os.path.join(self.work, 'pw3.bin')))
+        # The same command, with its password, carries it on.
+        code, out, err = run('download', base + '/files/big.bin?rate=262144', '-o', 'pw3.bin')
+        self.assertEqual(code, EXIT_SUCCESS, out + err)
         self.assertEqual(sha256_file(os.path.join(self.work, 'pw3.bin')), self.big_sha)
 
         for args, text in outputs:
