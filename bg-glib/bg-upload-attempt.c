@@ -1,4 +1,4 @@
-/* bg-upload.c: one upload attempt, streamed from the source file
+/* bg-upload-attempt.c: one upload attempt, streamed from the source file
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */

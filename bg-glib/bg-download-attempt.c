@@ -1,4 +1,4 @@
-/* bg-download.c: one download attempt, streamed into a partial file and published atomically
+/* bg-download-attempt.c: one download attempt, streamed into a partial file and published atomically
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
