@@ -136,7 +136,7 @@ main (int   argc,
 
       state.pending++;
       state.submitted++;
-      bg_downloader_download_async (downloader, msg, destination, identifier, NULL,
+      bg_downloader_download_async (downloader, msg, destination, identifier, NULL, NULL,
                                     download_done_cb, &state);
     }
 

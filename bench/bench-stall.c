@@ -165,7 +165,7 @@ main (int   argc,
 
   state.start = g_get_monotonic_time ();
   state.running = TRUE;
-  bg_downloader_download_async (downloader, msg, destination, "bench-stall", NULL,
+  bg_downloader_download_async (downloader, msg, destination, "bench-stall", NULL, NULL,
                                 download_done_cb, &state);
   g_main_loop_run (loop);
   g_source_destroy (timer);

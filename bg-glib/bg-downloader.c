@@ -399,6 +399,7 @@ bg_downloader_set_max_attempts (BgDownloader *self,
  * @request: the request to make: its URI and headers are used, and must be http or https
  * @destination: where the finished file goes; it must not exist yet
  * @identifier: the app's identifier for the task, the same in every run
+ * @options: (nullable): the task's options, written with the task; %NULL for the defaults
  * @cancellable: (nullable): cancels the wait, not the download
  * @callback: (scope async) (nullable): called with the result
  * @user_data: data for @callback
@@ -407,8 +408,9 @@ bg_downloader_set_max_attempts (BgDownloader *self,
  * database before this function returns.
  *
  * If @identifier is already known, the call joins its task and no second transfer starts; the
- * newest request is used for later attempts. If the task has finished but its result was never
- * collected, the stored result comes back at once.
+ * newest request is used for later attempts, and @options, when given, replace the task's
+ * options. If the task has finished but its result was never collected, the stored result comes
+ * back at once.
  *
  * Cancelling @cancellable ends only the wait: the download goes on in the background. Use
  * [method@Bg.Downloader.cancel] to stop it.
@@ -418,6 +420,7 @@ bg_downloader_download_async (BgDownloader        *self,
                               SoupMessage         *request,
                               GFile               *destination,
                               const char          *identifier,
+                              BgTaskOptions       *options,
                               GCancellable        *cancellable,
                               GAsyncReadyCallback  callback,
                               gpointer             user_data)
@@ -425,11 +428,12 @@ bg_downloader_download_async (BgDownloader        *self,
   g_return_if_fail (BG_IS_DOWNLOADER (self));
   g_return_if_fail (SOUP_IS_MESSAGE (request));
   g_return_if_fail (G_IS_FILE (destination));
+  g_return_if_fail (!options || BG_IS_TASK_OPTIONS (options));
   g_return_if_fail (!cancellable || G_IS_CANCELLABLE (cancellable));
   g_return_if_fail (self->frontend.engine != NULL);
 
   bg_engine_submit_async (self->frontend.engine, self, bg_downloader_download_async,
-                          request, destination, identifier,
+                          request, destination, identifier, options,
                           cancellable, callback, user_data);
 }
 

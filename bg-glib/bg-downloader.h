@@ -14,6 +14,7 @@
 
 #include "bg-response.h"
 #include "bg-task.h"
+#include "bg-task-options.h"
 #include "bg-version-macros.h"
 
 G_BEGIN_DECLS
@@ -53,6 +54,7 @@ void            bg_downloader_download_async      (BgDownloader        *self,
                                                 SoupMessage         *request,
                                                 GFile               *destination,
                                                 const char          *identifier,
+                                                BgTaskOptions       *options,
                                                 GCancellable        *cancellable,
                                                 GAsyncReadyCallback  callback,
                                                 gpointer             user_data);

@@ -10,6 +10,7 @@
 #include "bg-response.h"
 #include "bg-store-private.h"
 #include "bg-task.h"
+#include "bg-task-options.h"
 
 G_BEGIN_DECLS
 
@@ -99,6 +100,7 @@ void            bg_engine_submit_async     (BgEngine             *self,
                                             SoupMessage          *request,
                                             GFile                *file,
                                             const char           *identifier,
+                                            BgTaskOptions        *options,
                                             GCancellable         *cancellable,
                                             GAsyncReadyCallback   callback,
                                             gpointer              user_data);

@@ -1627,6 +1627,39 @@ same_file (const char *path,
   return other != NULL && g_strcmp0 (path, other) == 0;
 }
 
+static gboolean
+validate_options (BgEngine       *self,
+                  BgTaskOptions  *options,
+                  GError        **error)
+{
+  if (options != NULL && self->kind != BG_TASK_KIND_DOWNLOAD &&
+      bg_task_options_get_expected_sha256 (options) != NULL)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                           _("The option “expected-sha256” is for downloads only"));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* The options go into the record before its first save: they are committed with the task. */
+static void
+record_set_options (BgStoreRecord *record,
+                    BgTaskOptions *options)
+{
+  GDateTime *earliest_start = bg_task_options_get_earliest_start (options);
+
+  record->allow_metered = bg_task_options_get_allow_metered (options);
+  record->discretionary = bg_task_options_get_discretionary (options);
+  record->priority = bg_task_options_get_priority (options);
+  record->earliest_start =
+    earliest_start != NULL ? g_date_time_to_unix (earliest_start) * G_USEC_PER_SEC : 0;
+  g_free (record->expected_sha256);
+  record->expected_sha256 = g_strdup (bg_task_options_get_expected_sha256 (options));
+  record->keep_credentials = bg_task_options_get_keep_credentials (options);
+}
+
 void
 bg_engine_submit_async (BgEngine            *self,
                         gpointer             source_object,
@@ -1634,6 +1667,7 @@ bg_engine_submit_async (BgEngine            *self,
                         SoupMessage         *request,
                         GFile               *file,
                         const char          *identifier,
+                        BgTaskOptions       *options,
                         GCancellable        *cancellable,
                         GAsyncReadyCallback  callback,
                         gpointer             user_data)
@@ -1647,7 +1681,8 @@ bg_engine_submit_async (BgEngine            *self,
   g_task_set_check_cancellable (task, FALSE);
 
   if (!validate_identifier (identifier, &error) ||
-      !bg_http_uri_is_acceptable (soup_message_get_uri (request), &error))
+      !bg_http_uri_is_acceptable (soup_message_get_uri (request), &error) ||
+      !validate_options (self, options, &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;
@@ -1688,6 +1723,8 @@ bg_engine_submit_async (BgEngine            *self,
       record_withhold_credentials (job->record, &job->request_uri, &job->request_headers);
       bg_task_set_uri (job->task, job->record->uri);
       engine_save (self, job->record);
+      if (options != NULL)
+        bg_task_apply_options (job->task, options);
       job_add_waiter (job, task);
 
       /* The request may carry the credentials the task waits for: look now. */
@@ -1711,6 +1748,8 @@ bg_engine_submit_async (BgEngine            *self,
     record->created_at = now;
     record->updated_at = now;
     record_set_request (record, request);
+    if (options != NULL)
+      record_set_options (record, options);
     record_withhold_credentials (record, &full_uri, &full_headers);
 
     if (!self->transfer->prepare_new (self, record, file, &error))

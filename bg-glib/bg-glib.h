@@ -13,6 +13,7 @@
 #include "bg-enums.h"
 #include "bg-response.h"
 #include "bg-task.h"
+#include "bg-task-options.h"
 #include "bg-downloader.h"
 #include "bg-uploader.h"
 

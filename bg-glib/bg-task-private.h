@@ -6,6 +6,7 @@
 #pragma once
 
 #include "bg-task.h"
+#include "bg-task-options.h"
 
 G_BEGIN_DECLS
 
@@ -40,5 +41,7 @@ void    bg_task_init_options          (BgTask      *self,
                                        const char  *expected_sha256,
                                        gboolean     keep_credentials);
 gint64  bg_task_get_earliest_start_usec (BgTask    *self);
+void    bg_task_apply_options         (BgTask        *self,
+                                       BgTaskOptions *options);
 
 G_END_DECLS

@@ -10,10 +10,15 @@
 #include "bg-enums.h"
 #include "bg-error.h"
 #include "bg-http-private.h"
+#include "bg-task-options-private.h"
 #include "bg-task-private.h"
 
 /* Progress notifications are throttled to about ten a second. */
 #define PROGRESS_NOTIFY_INTERVAL_USEC (G_USEC_PER_SEC / 10)
+
+/* Options can change until the task has finished: a finished task's options mean nothing. */
+#define TASK_TAKES_OPTIONS(self) \
+  ((self)->state != BG_TASK_STATE_FINISHED && (self)->state != BG_TASK_STATE_CANCELLED)
 
 /**
  * BgTask:
@@ -155,7 +160,7 @@ bg_task_get_property (GObject    *object,
       g_value_set_int (value, self->priority);
       break;
     case PROP_EARLIEST_START:
-      g_value_take_boxed (value, bg_task_get_earliest_start (self));
+      g_value_take_boxed (value, bg_task_dup_earliest_start (self));
       break;
     case PROP_EXPECTED_SHA256:
       g_value_set_string (value, self->expected_sha256);
@@ -191,12 +196,7 @@ bg_task_set_property (GObject      *object,
       bg_task_set_earliest_start (self, g_value_get_boxed (value));
       break;
     case PROP_EXPECTED_SHA256:
-      {
-        g_autoptr(GError) error = NULL;
-
-        if (!bg_task_set_expected_sha256 (self, g_value_get_string (value), &error))
-          g_critical ("%s", error->message);
-      }
+      bg_task_set_expected_sha256 (self, g_value_get_string (value));
       break;
     case PROP_KEEP_CREDENTIALS:
       bg_task_set_keep_credentials (self, g_value_get_boolean (value));
@@ -818,6 +818,7 @@ bg_task_set_allow_metered (BgTask   *self,
                            gboolean  allow_metered)
 {
   g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (TASK_TAKES_OPTIONS (self));
 
   allow_metered = !!allow_metered;
   if (self->allow_metered != allow_metered)
@@ -854,6 +855,7 @@ bg_task_set_discretionary (BgTask   *self,
                            gboolean  discretionary)
 {
   g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (TASK_TAKES_OPTIONS (self));
 
   discretionary = !!discretionary;
   if (self->discretionary != discretionary)
@@ -890,6 +892,7 @@ bg_task_set_priority (BgTask *self,
                       int     priority)
 {
   g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (TASK_TAKES_OPTIONS (self));
 
   if (self->priority != priority)
     {
@@ -899,7 +902,7 @@ bg_task_set_priority (BgTask *self,
 }
 
 /**
- * bg_task_get_earliest_start:
+ * bg_task_dup_earliest_start:
  * @self: a #BgTask
  *
  * Gets the time before which the task does not start.
@@ -907,7 +910,7 @@ bg_task_set_priority (BgTask *self,
  * Returns: (transfer full) (nullable): the time, or %NULL when there is none
  */
 GDateTime *
-bg_task_get_earliest_start (BgTask *self)
+bg_task_dup_earliest_start (BgTask *self)
 {
   g_return_val_if_fail (BG_IS_TASK (self), NULL);
 
@@ -931,6 +934,7 @@ bg_task_set_earliest_start (BgTask    *self,
   gint64 usec;
 
   g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (TASK_TAKES_OPTIONS (self));
 
   usec = earliest_start ? g_date_time_to_unix (earliest_start) * G_USEC_PER_SEC : 0;
   if (self->earliest_start != usec)
@@ -959,49 +963,29 @@ bg_task_get_expected_sha256 (BgTask *self)
  * bg_task_set_expected_sha256:
  * @self: a #BgTask
  * @sha256: (nullable): 64 hexadecimal digits, or %NULL for no check
- * @error: return location for a #GError
  *
- * Sets the SHA-256 a download must have before it is published.
- *
- * Returns: %TRUE on success; %FALSE with %BG_ERROR_INVALID_ARGUMENT when @sha256 is not
- *   64 hexadecimal digits, or when the task is an upload
+ * Sets the SHA-256 a download must have before it is published. Anything but 64 hexadecimal
+ * digits, an upload, or a task that has finished is a programming error, ignored with a
+ * critical warning.
  */
-gboolean
-bg_task_set_expected_sha256 (BgTask      *self,
-                             const char  *sha256,
-                             GError     **error)
+void
+bg_task_set_expected_sha256 (BgTask     *self,
+                             const char *sha256)
 {
   g_autofree char *lower = NULL;
 
-  g_return_val_if_fail (BG_IS_TASK (self), FALSE);
+  g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (TASK_TAKES_OPTIONS (self));
+  g_return_if_fail (sha256 == NULL || bg_sha256_is_valid (sha256));
+  g_return_if_fail (sha256 == NULL || self->kind == BG_TASK_KIND_DOWNLOAD);
 
-  if (sha256 != NULL)
-    {
-      if (self->kind != BG_TASK_KIND_DOWNLOAD)
-        {
-          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                       _("Only a download can have an expected SHA-256"));
-          return FALSE;
-        }
-
-      if (strlen (sha256) != 64 || strspn (sha256, "0123456789abcdefABCDEF") != 64)
-        {
-          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                       _("An expected SHA-256 must be 64 hexadecimal digits"));
-          return FALSE;
-        }
-
-      lower = g_ascii_strdown (sha256, -1);
-    }
-
+  lower = sha256 != NULL ? g_ascii_strdown (sha256, -1) : NULL;
   if (g_strcmp0 (self->expected_sha256, lower) != 0)
     {
       g_free (self->expected_sha256);
       self->expected_sha256 = g_steal_pointer (&lower);
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_EXPECTED_SHA256]);
     }
-
-  return TRUE;
 }
 
 /**
@@ -1033,6 +1017,7 @@ bg_task_set_keep_credentials (BgTask   *self,
                               gboolean  keep_credentials)
 {
   g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (TASK_TAKES_OPTIONS (self));
 
   keep_credentials = !!keep_credentials;
   if (self->keep_credentials != keep_credentials)
@@ -1040,4 +1025,25 @@ bg_task_set_keep_credentials (BgTask   *self,
       self->keep_credentials = keep_credentials;
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_KEEP_CREDENTIALS]);
     }
+}
+
+/* The options an app gave with a call that joined the task replace the task's own. */
+void
+bg_task_apply_options (BgTask        *self,
+                       BgTaskOptions *options)
+{
+  g_autoptr(GDateTime) earliest_start = NULL;
+
+  g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (BG_IS_TASK_OPTIONS (options));
+
+  g_object_freeze_notify (G_OBJECT (self));
+  bg_task_set_allow_metered (self, bg_task_options_get_allow_metered (options));
+  bg_task_set_discretionary (self, bg_task_options_get_discretionary (options));
+  bg_task_set_priority (self, bg_task_options_get_priority (options));
+  bg_task_set_earliest_start (self, bg_task_options_get_earliest_start (options));
+  if (self->kind == BG_TASK_KIND_DOWNLOAD)
+    bg_task_set_expected_sha256 (self, bg_task_options_get_expected_sha256 (options));
+  bg_task_set_keep_credentials (self, bg_task_options_get_keep_credentials (options));
+  g_object_thaw_notify (G_OBJECT (self));
 }

@@ -122,16 +122,15 @@ BG_AVAILABLE_IN_ALL
 void         bg_task_set_priority          (BgTask      *self,
                                             int          priority);
 BG_AVAILABLE_IN_ALL
-GDateTime   *bg_task_get_earliest_start    (BgTask      *self);
+GDateTime   *bg_task_dup_earliest_start    (BgTask      *self);
 BG_AVAILABLE_IN_ALL
 void         bg_task_set_earliest_start    (BgTask      *self,
                                             GDateTime   *earliest_start);
 BG_AVAILABLE_IN_ALL
 const char  *bg_task_get_expected_sha256   (BgTask      *self);
 BG_AVAILABLE_IN_ALL
-gboolean     bg_task_set_expected_sha256   (BgTask      *self,
-                                            const char  *sha256,
-                                            GError     **error);
+void         bg_task_set_expected_sha256   (BgTask      *self,
+                                            const char  *sha256);
 BG_AVAILABLE_IN_ALL
 gboolean     bg_task_get_keep_credentials  (BgTask      *self);
 BG_AVAILABLE_IN_ALL

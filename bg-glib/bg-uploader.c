@@ -465,6 +465,7 @@ bg_uploader_set_max_response_size (BgUploader *self,
  * @request: the request to make: its URI and headers are used, and must be http or https
  * @source: the file whose contents are the request body; it must be a regular file
  * @identifier: the app's identifier for the task, the same in every run
+ * @options: (nullable): the task's options, written with the task; %NULL for the defaults
  * @cancellable: (nullable): cancels the wait, not the upload
  * @callback: (scope async) (nullable): called with the result
  * @user_data: data for @callback
@@ -473,8 +474,9 @@ bg_uploader_set_max_response_size (BgUploader *self,
  * database before this function returns.
  *
  * If @identifier is already known, the call joins its task and no second transfer starts; the
- * newest request is used for later attempts. If the task has finished but its result was never
- * collected, the stored result comes back at once.
+ * newest request is used for later attempts, and @options, when given, replace the task's
+ * options. If the task has finished but its result was never collected, the stored result comes
+ * back at once.
  *
  * Cancelling @cancellable ends only the wait: the upload goes on in the background. Use
  * [method@Bg.Uploader.cancel] to stop it.
@@ -484,6 +486,7 @@ bg_uploader_upload_async (BgUploader        *self,
                               SoupMessage         *request,
                               GFile               *source,
                               const char          *identifier,
+                          BgTaskOptions       *options,
                               GCancellable        *cancellable,
                               GAsyncReadyCallback  callback,
                               gpointer             user_data)
@@ -491,11 +494,12 @@ bg_uploader_upload_async (BgUploader        *self,
   g_return_if_fail (BG_IS_UPLOADER (self));
   g_return_if_fail (SOUP_IS_MESSAGE (request));
   g_return_if_fail (G_IS_FILE (source));
+  g_return_if_fail (!options || BG_IS_TASK_OPTIONS (options));
   g_return_if_fail (!cancellable || G_IS_CANCELLABLE (cancellable));
   g_return_if_fail (self->frontend.engine != NULL);
 
   bg_engine_submit_async (self->frontend.engine, self, bg_uploader_upload_async,
-                          request, source, identifier,
+                          request, source, identifier, options,
                           cancellable, callback, user_data);
 }
 

@@ -14,6 +14,7 @@
 
 #include "bg-response.h"
 #include "bg-task.h"
+#include "bg-task-options.h"
 #include "bg-version-macros.h"
 
 G_BEGIN_DECLS
@@ -58,6 +59,7 @@ void            bg_uploader_upload_async      (BgUploader        *self,
                                                 SoupMessage         *request,
                                                 GFile               *source,
                                                 const char          *identifier,
+                                                BgTaskOptions       *options,
                                                 GCancellable        *cancellable,
                                                 GAsyncReadyCallback  callback,
                                                 gpointer             user_data);

@@ -59,7 +59,7 @@ restored_cb (GObject *downloader, GAsyncResult *result, gpointer user_data)
       g_main_loop_quit (loop);
       return;
     }
-  bg_downloader_download_async (BG_DOWNLOADER (downloader), msg, dest, identifier, NULL,
+  bg_downloader_download_async (BG_DOWNLOADER (downloader), msg, dest, identifier, NULL, NULL,
                                 downloaded_cb, NULL);
 }
 

@@ -37,7 +37,7 @@ async function fetch(url, path, session) {
     const dest = Gio.File.new_for_commandline_arg(path);
     // The same in every run for the same work, so a rerun joins the task instead of restarting.
     const identifier = `download:${dest.get_path()}`;
-    const response = await downloader.download_async(msg, dest, identifier, null);
+    const response = await downloader.download_async(msg, dest, identifier, null, null);
 
     const [name, code] = OUTCOMES[response.get_kind()];
     const error = response.get_error();

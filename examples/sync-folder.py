@@ -158,6 +158,7 @@ class Sync:
                 continue
             self.pending += 1
             uploader.upload_async(msg, Gio.File.new_for_path(entry.path), identifier, None,
+                                  None,
                                   self.on_uploaded, entry.name)
 
         if self.pending == 0:

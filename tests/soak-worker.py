@@ -68,9 +68,9 @@ for t in manifest:
     msg = Soup.Message.new(t['method'], t['url'])
     file = Gio.File.new_for_path(t['file'])
     if t['kind'] == 'download':
-        downloader.download_async(msg, file, t['id'], None, ignore)
+        downloader.download_async(msg, file, t['id'], None, None, ignore)
     else:
-        uploader.upload_async(msg, file, t['id'], None, ignore)
+        uploader.upload_async(msg, file, t['id'], None, None, ignore)
 
 if not all(t['id'] in done for t in manifest):
     loop.run()

@@ -248,7 +248,7 @@ test_classification (Fixture       *f,
   url = g_strdup_printf ("http://127.0.0.1:%u/x", port);
   msg = soup_message_new ("GET", url);
   file = g_file_new_for_path (dest);
-  bg_downloader_download_async (f->downloader, msg, file, "refused", NULL,
+  bg_downloader_download_async (f->downloader, msg, file, "refused", NULL, NULL,
                                 bg_test_store_result_cb, &result);
   bg_test_wait_for_result (&result, 60);
   refused = bg_downloader_download_finish (f->downloader, result, &error);
@@ -389,7 +389,7 @@ test_conflict_and_arguments (Fixture       *f,
     g_autoptr(GFile) file = g_file_new_for_path (other);
 
     g_assert_nonnull (msg);
-    bg_downloader_download_async (f->downloader, msg, file, "ftp", NULL,
+    bg_downloader_download_async (f->downloader, msg, file, "ftp", NULL, NULL,
                                   bg_test_store_result_cb, &r);
     bg_test_wait_for_result (&r, 30);
     g_assert_null (bg_downloader_download_finish (f->downloader, r, &error));
@@ -1333,10 +1333,10 @@ test_slow_publish_not_a_stall (Fixture       *f,
   bg_downloader_set_stall_timeout (f->downloader, 1);
   bg_downloader_set_max_attempts (f->downloader, 3);
 
-  bg_downloader_download_async (f->downloader, msg, file, "verify", NULL,
+  bg_downloader_download_async (f->downloader, msg, file, "verify", NULL, NULL,
                                 bg_test_store_result_cb, &result);
   task = g_object_ref (bg_downloader_lookup_task (f->downloader, "verify"));
-  g_assert_true (bg_task_set_expected_sha256 (task, sha, &error));
+  bg_task_set_expected_sha256 (task, sha);
   bg_test_wait_for_result (&result, 60);
   bg_download_test_disk_hook = NULL;
 
@@ -1438,7 +1438,7 @@ test_name_too_long (Fixture       *f,
   g_free (serve_file (f, "x.bin", MiB, 48));
   bg_test_server_reset (f->server);
 
-  bg_downloader_download_async (f->downloader, msg, file, "long", NULL,
+  bg_downloader_download_async (f->downloader, msg, file, "long", NULL, NULL,
                                 bg_test_store_result_cb, &result);
   bg_test_wait_for_result (&result, 30);
   response = bg_downloader_download_finish (f->downloader, result, &error);
@@ -1536,7 +1536,7 @@ start_request (Fixture       *f,
 {
   g_autoptr(GFile) file = g_file_new_for_path (dest);
 
-  bg_downloader_download_async (f->downloader, msg, file, identifier, NULL,
+  bg_downloader_download_async (f->downloader, msg, file, identifier, NULL, NULL,
                                 bg_test_store_result_cb, result);
 }
 

@@ -416,7 +416,7 @@ test_hostile_arguments (Fixture       *f,
         g_autoptr(GAsyncResult) result = NULL;
         g_autoptr(BgResponse) response = NULL;
 
-        bg_downloader_download_async (f->downloader, msg, file, odd[i], NULL,
+        bg_downloader_download_async (f->downloader, msg, file, odd[i], NULL, NULL,
                                       bg_test_store_result_cb, &result);
         bg_test_wait_for_result (&result, 60);
         response = bg_downloader_download_finish (f->downloader, result, &error);

@@ -74,7 +74,7 @@ async function main() {
 
         const msg = Soup.Message.new('GET', `${server.base}/files/gjs.bin`);
         const dest = Gio.File.new_for_path(`${root}/out.bin`);
-        const response = await downloader.download_async(msg, dest, 'gjs-1', null);
+        const response = await downloader.download_async(msg, dest, 'gjs-1', null, null);
 
         check(response.get_kind() === Bg.ResponseKind.SUCCESS, 'download succeeded');
         check(response.get_status() === 200, 'status 200');
@@ -89,7 +89,7 @@ async function main() {
         });
         uploader.init(null);
         const put = Soup.Message.new('PUT', `${server.base}/upload/gjs.bin`);
-        const up = await uploader.upload_async(put, dest, 'gjs-up', null);
+        const up = await uploader.upload_async(put, dest, 'gjs-up', null, null);
         check(up.get_kind() === Bg.ResponseKind.SUCCESS, 'upload succeeded');
         check(up.get_status() === 201, 'upload status 201');
         const body = new TextDecoder().decode(up.get_body().toArray());

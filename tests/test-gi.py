@@ -51,6 +51,7 @@ class TransferTest(unittest.TestCase):
         dest = Gio.File.new_for_path(os.path.join(self.tmp, 'out.bin'))
         results = []
         downloader.download_async(msg, dest, 'py-1', None,
+                                  None,
                                   lambda d, res: results.append(d.download_finish(res)))
         self.assertEqual(downloader.get_tasks().get_n_items(), 1)
         run_until(lambda: results)
@@ -72,6 +73,7 @@ class TransferTest(unittest.TestCase):
         msg = Soup.Message.new('PUT', self.server.url('/upload/up.bin'))
         results = []
         uploader.upload_async(msg, Gio.File.new_for_path(src), 'up-1', None,
+                              None,
                               lambda u, res: results.append(u.upload_finish(res)))
         run_until(lambda: results)
         response = results[0]
@@ -105,7 +107,7 @@ class TransferTest(unittest.TestCase):
                     results.append((uri, None))
                 except GLib.Error as e:
                     results.append((uri, e))
-            downloader.download_async(msg, dest, 'bad-' + uri, None, done)
+            downloader.download_async(msg, dest, 'bad-' + uri, None, None, done)
         run_until(lambda: len(results) == expected)
         self.assertGreaterEqual(expected, 1)
         for uri, err in results:

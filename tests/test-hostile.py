@@ -73,7 +73,7 @@ class HostileTest(unittest.TestCase):
     def download(self, d, uri, dest, ident):
         msg = Soup.Message.new_from_uri('GET', GLib.Uri.parse(uri, GLib.UriFlags.NONE))
         return self.finish(
-            lambda cb: d.download_async(msg, Gio.File.new_for_path(dest), ident, None, cb),
+            lambda cb: d.download_async(msg, Gio.File.new_for_path(dest), ident, None, None, cb),
             lambda obj, res: obj.download_finish(res))
 
     def test_session_ids(self):
@@ -97,7 +97,7 @@ class HostileTest(unittest.TestCase):
             if msg is None:
                 continue
             err = self.finish(
-                lambda cb: d.download_async(msg, Gio.File.new_for_path(dest), 'x', None, cb),
+                lambda cb: d.download_async(msg, Gio.File.new_for_path(dest), 'x', None, None, cb),
                 lambda obj, res: obj.download_finish(res))
             self.assertTrue(is_bg_error(err, Bg.Error.INVALID_ARGUMENT), uri)
         for ident in ['', 'i' * (1024 * 1024)]:
@@ -140,7 +140,7 @@ class HostileTest(unittest.TestCase):
         for src in [self.tmp, fifo, os.path.join(self.tmp, 'missing')]:
             msg = Soup.Message.new('PUT', self.server.url('/upload/x'))
             err = self.finish(
-                lambda cb: u.upload_async(msg, Gio.File.new_for_path(src), 'src:' + src, None, cb),
+                lambda cb: u.upload_async(msg, Gio.File.new_for_path(src), 'src:' + src, None, None, cb),
                 lambda obj, res: obj.upload_finish(res))
             self.assertTrue(is_bg_error(err, Bg.Error.INVALID_ARGUMENT), src)
 
@@ -275,7 +275,7 @@ class HostileTest(unittest.TestCase):
             dest = os.path.join(self.tmp, 'now-' + ident)
             resp = self.finish(
                 lambda cb: d.download_async(request(ident), Gio.File.new_for_path(dest),
-                                            'now-' + ident, None, cb),
+                                            'now-' + ident, None, None, cb),
                 lambda obj, res: obj.download_finish(res))
             self.assertIsInstance(resp, Bg.Response, ident)
             self.assertEqual(resp.get_status(), 200, ident)
@@ -286,7 +286,7 @@ class HostileTest(unittest.TestCase):
         cancelled = []
         for ident in ('h', 'p'):
             d.download_async(request(ident), Gio.File.new_for_path(os.path.join(self.tmp, ident)),
-                             ident, None, lambda obj, res: cancelled.append(res))
+                             ident, None, None, lambda obj, res: cancelled.append(res))
         tasks = [d.get_tasks().get_item(i) for i in range(d.get_tasks().get_n_items())]
         self.assertTrue(all(password not in t.props.uri for t in tasks))
         self.assertFalse(any(t.props.keep_credentials for t in tasks))
@@ -343,6 +343,7 @@ class HostileTest(unittest.TestCase):
         d = self.downloader()
         cancelled = []
         d.download_async(msg, Gio.File.new_for_path(dest), 'kept', None,
+                         None,
                          lambda obj, res: cancelled.append(res))
         d.get_tasks().get_item(0).props.keep_credentials = True
         d.run_dispose()

@@ -53,6 +53,7 @@ class NetworkTest(unittest.TestCase):
             msg = Soup.Message.new('GET', server.url('/files/n.bin'))
             dest = os.path.join(tmp, 'n.bin')
             downloader.download_async(msg, Gio.File.new_for_path(dest), 'net-1', None,
+                                      None,
                                       lambda d, res: results.append(d.download_finish(res)))
             task = downloader.lookup_task('net-1')
             run_until(lambda: task.props.state == Bg.TaskState.WAITING, timeout=10)

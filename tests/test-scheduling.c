@@ -397,31 +397,89 @@ test_expected_sha256 (Fixture       *f,
   g_autoptr(GAsyncResult) r2 = NULL;
   g_autoptr(BgResponse) good = NULL;
   g_autoptr(BgResponse) bad = NULL;
-  g_autoptr(GError) error = NULL;
+  g_autoptr(BgTaskOptions) options = bg_task_options_new ();
   g_autofree char *wrong = g_strnfill (64, 'a');
   g_autofree char *upper = g_ascii_strup (f->sha, -1);
+  g_autofree char *good_dest = g_build_filename (f->tmp, "good.bin", NULL);
   g_autofree char *bad_dest = g_build_filename (f->tmp, "bad.bin", NULL);
+  g_autofree char *url = bg_test_server_url (f->server, "/files/s.bin");
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GFile) file = g_file_new_for_path (good_dest);
+  g_autoptr(BgTask) bad_task = NULL;
   BgTask *task;
 
-  start (f, "/files/s.bin", "good.bin", &r1);
+  /* Given at creation, in either case. */
+  bg_task_options_set_expected_sha256 (options, upper);
+  g_assert_cmpstr (bg_task_options_get_expected_sha256 (options), ==, f->sha);
+  bg_downloader_download_async (f->downloader, msg, file, "good.bin", options, NULL,
+                                bg_test_store_result_cb, &r1);
   task = bg_downloader_lookup_task (f->downloader, "good.bin");
-  g_assert_true (bg_task_set_expected_sha256 (task, upper, &error));
-  g_assert_no_error (error);
   g_assert_cmpstr (bg_task_get_expected_sha256 (task), ==, f->sha);
   good = finish (f, &r1);
   g_assert_cmpint (bg_response_get_kind (good), ==, BG_RESPONSE_SUCCESS);
 
+  /* Changed later; a value that is not 64 hex digits is refused and changes nothing. */
   start (f, "/files/s.bin", "bad.bin", &r2);
-  task = bg_downloader_lookup_task (f->downloader, "bad.bin");
-  g_assert_false (bg_task_set_expected_sha256 (task, "not hex", &error));
-  g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
-  g_clear_error (&error);
-  g_object_set (task, "expected-sha256", wrong, NULL);
+  bad_task = g_object_ref (bg_downloader_lookup_task (f->downloader, "bad.bin"));
+  g_test_expect_message ("Bg", G_LOG_LEVEL_CRITICAL, "*bg_sha256_is_valid*");
+  bg_task_set_expected_sha256 (bad_task, "not hex");
+  g_test_assert_expected_messages ();
+  g_assert_null (bg_task_get_expected_sha256 (bad_task));
+  g_object_set (bad_task, "expected-sha256", wrong, NULL);
   bad = finish (f, &r2);
   g_assert_cmpint (bg_response_get_kind (bad), ==, BG_RESPONSE_FAILED);
   g_assert_error (bg_response_get_error (bad), BG_ERROR, BG_ERROR_INTEGRITY);
   g_assert_false (g_file_test (bad_dest, G_FILE_TEST_EXISTS));
   g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
+
+  /* Options mean nothing once the task has finished. */
+  g_test_expect_message ("Bg", G_LOG_LEVEL_CRITICAL, "*TASK_TAKES_OPTIONS*");
+  bg_task_set_priority (bad_task, 3);
+  g_test_assert_expected_messages ();
+}
+
+/* The options are committed with the task: a process killed right after download_async()
+ * returned, before its main loop ran once, leaves the task with them. */
+static void
+test_options_survive_kill (Fixture       *f,
+                           gconstpointer  data)
+{
+  g_autofree char *url = bg_test_server_url (f->server, "/files/s.bin");
+  g_autofree char *dest = g_build_filename (f->tmp, "o.bin", NULL);
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+
+  g_clear_object (&f->downloader);
+  helper = bg_test_spawn_helper (&out, &error, "submit-and-die", f->db, url, dest, "opts",
+                                 f->sha, NULL);
+  g_assert_no_error (error);
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_signaled (helper));
+  g_assert_cmpint (g_subprocess_get_term_sig (helper), ==, SIGKILL);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 0);
+
+  open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "opts"));
+  g_assert_true (bg_task_get_allow_metered (task));
+  g_assert_cmpint (bg_task_get_priority (task), ==, 7);
+  g_assert_cmpstr (bg_task_get_expected_sha256 (task), ==, f->sha);
+  g_assert_true (bg_task_get_keep_credentials (task));
+
+  while (bg_task_get_state (task) != BG_TASK_STATE_FINISHED)
+    g_main_context_iteration (NULL, TRUE);
+  response = g_object_ref (bg_task_get_response (task));
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_true (bg_downloader_forget (f->downloader, "opts", &error));
 }
 
 static void
@@ -542,6 +600,7 @@ main (int   argc,
   ADD ("power-saver", test_power_saver);
   ADD ("expected-sha256", test_expected_sha256);
   ADD ("options-persist", test_options_persist);
+  ADD ("options-survive-kill", test_options_survive_kill);
   ADD ("priority", test_priority);
   ADD ("own-context", test_own_context);
 

@@ -320,7 +320,7 @@ test_post_and_headers (Fixture       *f,
                                "\"mine\"");
   soup_message_headers_append (soup_message_get_request_headers (msg), "X-Quote",
                                "it's \"quoted\"; 100%");
-  bg_uploader_upload_async (f->uploader, msg, file, "post", NULL,
+  bg_uploader_upload_async (f->uploader, msg, file, "post", NULL, NULL,
                             bg_test_store_result_cb, &result);
   bg_test_wait_for_result (&result, 60);
   response = bg_uploader_upload_finish (f->uploader, result, &error);
@@ -549,7 +549,7 @@ upload_rewritten_midway (Fixture     *f,
                                  app_key);
 
   bg_uploader_set_max_attempts (f->uploader, 3);
-  bg_uploader_upload_async (f->uploader, msg, file, "mixed", NULL,
+  bg_uploader_upload_async (f->uploader, msg, file, "mixed", NULL, NULL,
                             bg_test_store_result_cb, &result);
   task = g_object_ref (bg_uploader_lookup_task (f->uploader, "mixed"));
 
@@ -1087,7 +1087,7 @@ test_credentials_not_stored (Fixture       *f,
     }
 
   /* In this run: one attempt, accepted. */
-  bg_uploader_upload_async (f->uploader, msg, file, "cred", NULL, bg_test_store_result_cb,
+  bg_uploader_upload_async (f->uploader, msg, file, "cred", NULL, NULL, bg_test_store_result_cb,
                             &result);
   bg_test_wait_for_result (&result, 60);
   response = bg_uploader_upload_finish (f->uploader, result, &error);
@@ -1100,7 +1100,7 @@ test_credentials_not_stored (Fixture       *f,
   g_clear_object (&result);
 
   /* Another one, cut off by the app stopping before its attempt. */
-  bg_uploader_upload_async (f->uploader, later, file, "later", NULL, bg_test_store_result_cb,
+  bg_uploader_upload_async (f->uploader, later, file, "later", NULL, NULL, bg_test_store_result_cb,
                             &result);
   g_object_run_dispose (G_OBJECT (f->uploader));
   bg_test_wait_for_result (&result, 30);

@@ -378,7 +378,7 @@ bg_test_start_download (BgDownloader  *downloader,
   g_autoptr(GFile) file = g_file_new_for_path (dest);
 
   g_assert_nonnull (msg);
-  bg_downloader_download_async (downloader, msg, file, identifier, cancellable,
+  bg_downloader_download_async (downloader, msg, file, identifier, NULL, cancellable,
                                 bg_test_store_result_cb, result);
 }
 
@@ -417,7 +417,7 @@ bg_test_start_upload (BgUploader    *uploader,
   g_autoptr(GFile) file = g_file_new_for_path (source);
 
   g_assert_nonnull (msg);
-  bg_uploader_upload_async (uploader, msg, file, identifier, NULL,
+  bg_uploader_upload_async (uploader, msg, file, identifier, NULL, NULL,
                             bg_test_store_result_cb, result);
 }
 

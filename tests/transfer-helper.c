@@ -5,6 +5,10 @@
  *   transfer-helper upload DB URL SRC ID METHOD    upload, collect, print the outcome
  *   transfer-helper hold DB URL DEST ID            download, then exit without collecting
  *   transfer-helper restore download|upload DB     restore, print and forget every result
+ *   transfer-helper submit-and-die DB URL DEST ID SHA256
+ *                                                  submit a download with options (allow-metered,
+ *                                                  priority 7, expected SHA256, keep-credentials),
+ *                                                  then SIGKILL itself before the main loop runs
  *
  * It prints one line per event on stdout, flushed at once:
  *   progress BYTES TOTAL
@@ -19,6 +23,7 @@
 
 #include "config.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -264,6 +269,30 @@ main (int   argc,
       return exit_code;
     }
 
+  if (g_str_equal (mode, "submit-and-die") && argc == 7)
+    {
+      g_autoptr(SoupMessage) msg = soup_message_new ("GET", argv[3]);
+      g_autoptr(GFile) dest = g_file_new_for_path (argv[4]);
+      g_autoptr(BgTaskOptions) options = bg_task_options_new ();
+
+      front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                              "session-id", "helper", "database-path", argv[2], NULL);
+      if (front == NULL)
+        {
+          say ("error %s", error->message);
+          return 1;
+        }
+      bg_task_options_set_allow_metered (options, TRUE);
+      bg_task_options_set_priority (options, 7);
+      bg_task_options_set_expected_sha256 (options, argv[6]);
+      bg_task_options_set_keep_credentials (options, TRUE);
+      bg_downloader_download_async (BG_DOWNLOADER (front), msg, dest, argv[5], options, NULL,
+                                    download_done_cb, NULL);
+      /* Killed before the main loop ever ran: only what the call committed is left. */
+      raise (SIGKILL);
+      return 1;
+    }
+
   if ((g_str_equal (mode, "download") || g_str_equal (mode, "hold")) && argc == 6)
     {
       g_autoptr(SoupMessage) msg = soup_message_new ("GET", argv[3]);
@@ -281,7 +310,7 @@ main (int   argc,
       g_signal_connect (bg_downloader_get_tasks (BG_DOWNLOADER (front)), "items-changed",
                         G_CALLBACK (watch_tasks), NULL);
       g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
-      bg_downloader_download_async (BG_DOWNLOADER (front), msg, dest, argv[5], NULL,
+      bg_downloader_download_async (BG_DOWNLOADER (front), msg, dest, argv[5], NULL, NULL,
                                     download_done_cb, NULL);
       g_main_loop_run (loop);
       return exit_code;
@@ -303,7 +332,7 @@ main (int   argc,
       g_signal_connect (bg_uploader_get_tasks (BG_UPLOADER (front)), "items-changed",
                         G_CALLBACK (watch_tasks), NULL);
       g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
-      bg_uploader_upload_async (BG_UPLOADER (front), msg, src, argv[5], NULL,
+      bg_uploader_upload_async (BG_UPLOADER (front), msg, src, argv[5], NULL, NULL,
                                 upload_done_cb, NULL);
       g_main_loop_run (loop);
       return exit_code;

@@ -237,7 +237,7 @@ bt_describe_wait (BgTask *task)
                          "run the same command again with them"));
     case BG_WAIT_REASON_SCHEDULED:
       {
-        g_autoptr(GDateTime) start = bg_task_get_earliest_start (task);
+        g_autoptr(GDateTime) start = bg_task_dup_earliest_start (task);
         g_autoptr(GDateTime) local = start ? g_date_time_to_local (start) : NULL;
         g_autofree char *when = local ? g_date_time_format (local, "%c") : NULL;
 

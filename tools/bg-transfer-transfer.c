@@ -221,12 +221,14 @@ transfer_start (Transfer *self)
   if (self->kind == BG_TASK_KIND_DOWNLOAD)
     {
       bg_downloader_download_async (app->downloader, self->msg, self->file, self->identifier,
+                                    NULL,
                                     app->interrupt, download_done_cb, self);
       task = bg_downloader_lookup_task (app->downloader, self->identifier);
     }
   else
     {
       bg_uploader_upload_async (app->uploader, self->msg, self->file, self->identifier,
+                                NULL,
                                 app->interrupt, upload_done_cb, self);
       task = bg_uploader_lookup_task (app->uploader, self->identifier);
     }
