@@ -15,6 +15,7 @@
 #include "bg-response.h"
 #include "bg-task.h"
 #include "bg-task-options.h"
+#include "bg-task-queue.h"
 #include "bg-version-macros.h"
 
 G_BEGIN_DECLS
@@ -22,67 +23,91 @@ G_BEGIN_DECLS
 #define BG_TYPE_DOWNLOADER (bg_downloader_get_type ())
 
 BG_AVAILABLE_IN_ALL
-G_DECLARE_FINAL_TYPE (BgDownloader, bg_downloader, BG, DOWNLOADER, GObject)
+G_DECLARE_FINAL_TYPE (BgDownloader, bg_downloader, BG, DOWNLOADER, BgTaskQueue)
 
 BG_AVAILABLE_IN_ALL
-BgDownloader   *bg_downloader_new                (const char          *session_id,
-                                          GCancellable        *cancellable,
-                                          GError             **error);
+BgDownloader *bg_downloader_new (const char           *session_id,
+                                 GCancellable         *cancellable,
+                                 GError              **error);
 BG_AVAILABLE_IN_ALL
-const char     *bg_downloader_get_session_id     (BgDownloader        *self);
+void          bg_downloader_download_async  (BgDownloader         *self,
+                                             SoupMessage          *request,
+                                             GFile                *destination,
+                                             const char           *identifier,
+                                             BgTaskOptions        *options,
+                                             GCancellable         *cancellable,
+                                             GAsyncReadyCallback   callback,
+                                             gpointer              user_data);
 BG_AVAILABLE_IN_ALL
-const char     *bg_downloader_get_database_path  (BgDownloader        *self);
-BG_AVAILABLE_IN_ALL
-SoupSession    *bg_downloader_get_soup_session   (BgDownloader        *self);
-BG_AVAILABLE_IN_ALL
-guint           bg_downloader_get_max_concurrent (BgDownloader        *self);
-BG_AVAILABLE_IN_ALL
-void            bg_downloader_set_max_concurrent (BgDownloader        *self,
-                                                guint                max_concurrent);
-BG_AVAILABLE_IN_ALL
-guint           bg_downloader_get_stall_timeout  (BgDownloader        *self);
-BG_AVAILABLE_IN_ALL
-void            bg_downloader_set_stall_timeout  (BgDownloader        *self,
-                                                guint                seconds);
-BG_AVAILABLE_IN_ALL
-guint           bg_downloader_get_max_attempts   (BgDownloader        *self);
-BG_AVAILABLE_IN_ALL
-void            bg_downloader_set_max_attempts   (BgDownloader        *self,
-                                                guint                max_attempts);
-BG_AVAILABLE_IN_ALL
-void            bg_downloader_download_async      (BgDownloader        *self,
-                                                SoupMessage         *request,
-                                                GFile               *destination,
-                                                const char          *identifier,
-                                                BgTaskOptions       *options,
-                                                GCancellable        *cancellable,
-                                                GAsyncReadyCallback  callback,
-                                                gpointer             user_data);
-BG_AVAILABLE_IN_ALL
-BgResponse     *bg_downloader_download_finish     (BgDownloader        *self,
-                                                GAsyncResult        *result,
-                                                GError             **error);
-BG_AVAILABLE_IN_ALL
-void            bg_downloader_restore_async      (BgDownloader        *self,
-                                                GCancellable        *cancellable,
-                                                GAsyncReadyCallback  callback,
-                                                gpointer             user_data);
-BG_AVAILABLE_IN_ALL
-gboolean        bg_downloader_restore_finish     (BgDownloader        *self,
-                                                GAsyncResult        *result,
-                                                GError             **error);
-BG_AVAILABLE_IN_ALL
-gboolean        bg_downloader_cancel             (BgDownloader        *self,
-                                                const char          *identifier,
-                                                GError             **error);
-BG_AVAILABLE_IN_ALL
-gboolean        bg_downloader_forget             (BgDownloader        *self,
-                                                const char          *identifier,
-                                                GError             **error);
-BG_AVAILABLE_IN_ALL
-GListModel     *bg_downloader_get_tasks          (BgDownloader        *self);
-BG_AVAILABLE_IN_ALL
-BgTask         *bg_downloader_lookup_task        (BgDownloader        *self,
-                                                const char          *identifier);
+BgResponse   *bg_downloader_download_finish (BgDownloader         *self,
+                                             GAsyncResult         *result,
+                                             GError              **error);
+
+/**
+ * bg_downloader_restore_async:
+ * @self: a #BgDownloader
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async) (nullable): called when the tasks are loaded
+ * @user_data: data for @callback
+ *
+ * [method@Bg.TaskQueue.restore_async] under a name of its own, for C.
+ */
+#define bg_downloader_restore_async(self, cancellable, callback, user_data) \
+  bg_task_queue_restore_async (BG_TASK_QUEUE (self), (cancellable), (callback), (user_data))
+/**
+ * bg_downloader_restore_finish:
+ * @self: a #BgDownloader
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * [method@Bg.TaskQueue.restore_finish] under a name of its own, for C.
+ */
+#define bg_downloader_restore_finish(self, result, error) \
+  bg_task_queue_restore_finish (BG_TASK_QUEUE (self), (result), (error))
+/**
+ * bg_downloader_cancel:
+ * @self: a #BgDownloader
+ * @identifier: the task's identifier
+ * @error: return location for a #GError
+ *
+ * [method@Bg.TaskQueue.cancel] under a name of its own, for C.
+ */
+#define bg_downloader_cancel(self, identifier, error) \
+  bg_task_queue_cancel (BG_TASK_QUEUE (self), (identifier), (error))
+/**
+ * bg_downloader_forget:
+ * @self: a #BgDownloader
+ * @identifier: the task's identifier
+ * @error: return location for a #GError
+ *
+ * [method@Bg.TaskQueue.forget] under a name of its own, for C.
+ */
+#define bg_downloader_forget(self, identifier, error) \
+  bg_task_queue_forget (BG_TASK_QUEUE (self), (identifier), (error))
+/**
+ * bg_downloader_get_tasks:
+ * @self: a #BgDownloader
+ *
+ * [method@Bg.TaskQueue.get_tasks] under a name of its own, for C.
+ */
+#define bg_downloader_get_tasks(self) \
+  bg_task_queue_get_tasks (BG_TASK_QUEUE (self))
+/**
+ * bg_downloader_lookup_task:
+ * @self: a #BgDownloader
+ * @identifier: the task's identifier
+ *
+ * [method@Bg.TaskQueue.lookup_task] under a name of its own, for C.
+ */
+#define bg_downloader_lookup_task(self, identifier) \
+  bg_task_queue_lookup_task (BG_TASK_QUEUE (self), (identifier))
+/**
+ * bg_downloader_close:
+ * @self: a #BgDownloader
+ *
+ * [method@Bg.TaskQueue.close] under a name of its own, for C.
+ */
+#define bg_downloader_close(self) \
+  bg_task_queue_close (BG_TASK_QUEUE (self))
 
 G_END_DECLS

@@ -57,12 +57,14 @@ gboolean        bg_engine_validate_session_id (const char        *session_id,
                                                GError           **error);
 char           *bg_engine_default_database_path (const char      *session_id);
 SoupSession    *bg_engine_new_soup_session (void);
-BgEngine       *bg_engine_open             (BgTaskKind            kind,
+BgEngine       *bg_engine_acquire          (BgTaskKind            kind,
                                             const char           *session_id,
                                             char                **database_path,
                                             SoupSession          *soup_session,
                                             GNetworkMonitor      *network_monitor,
                                             GError              **error);
+void            bg_engine_release          (BgEngine             *self);
+GNetworkMonitor *bg_engine_get_network_monitor (BgEngine         *self);
 BgEngine       *bg_engine_new              (BgTaskKind            kind,
                                             BgStore              *store,
                                             SoupSession          *session);

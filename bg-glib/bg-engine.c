@@ -84,6 +84,7 @@ struct _BgEngine
   guint                  retry_deadline;   /* seconds after creation; 0 for none */
   guint                  sweep_ticks;
 
+  guint                  users;     /* task queues using the engine; see bg_engine_acquire() */
   gboolean               allow_metered;
   GNetworkMonitor       *network_monitor;
   GPowerProfileMonitor  *power_monitor;
@@ -116,6 +117,7 @@ static void job_finish (BgJob *job, BgResponse *response);
 static void job_enqueue (BgJob *job);
 static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, BgJob *job);
 static void engine_sweep_waits (BgEngine *self);
+static void engine_unlist (BgEngine *self);
 
 BgJob *
 bg_job_ref (BgJob *job)
@@ -318,6 +320,54 @@ job_fail_waiters (BgJob        *job,
       g_task_return_error (waiter->task, g_error_copy (error));
       waiter_free (waiter);
     }
+}
+
+/* --- Replies ------------------------------------------------------------------------------- */
+
+/* A pending call does not keep its task queue alive: its GTask has no source object, and the
+ * queue is handed to the app's callback only if it still exists.  Otherwise a queue with a
+ * pending call could never be dropped: the queue holds the engine, the engine its jobs, the jobs
+ * their waiters, and a waiter's GTask would hold the queue. */
+typedef struct
+{
+  GWeakRef             source;
+  GAsyncReadyCallback  callback;
+  gpointer             user_data;
+} Reply;
+
+static void
+reply_cb (GObject      *no_source,
+          GAsyncResult *result,
+          gpointer      data)
+{
+  Reply *reply = data;
+  g_autoptr(GObject) source = g_weak_ref_get (&reply->source);
+
+  if (reply->callback != NULL)
+    reply->callback (source, result, reply->user_data);
+
+  g_weak_ref_clear (&reply->source);
+  g_free (reply);
+}
+
+static GTask *
+reply_task_new (gpointer             source_object,
+                gpointer             source_tag,
+                GCancellable        *cancellable,
+                GAsyncReadyCallback  callback,
+                gpointer             user_data)
+{
+  Reply *reply = g_new0 (Reply, 1);
+  GTask *task;
+
+  g_weak_ref_init (&reply->source, source_object);
+  reply->callback = callback;
+  reply->user_data = user_data;
+
+  task = g_task_new (NULL, cancellable, reply_cb, reply);
+  g_task_set_source_tag (task, source_tag);
+
+  return task;
 }
 
 /* --- Responses kept in the database ------------------------------------------------------ */
@@ -1265,8 +1315,8 @@ bg_engine_shutdown (BgEngine *self)
 
   if (self->jobs != NULL)
     {
-      g_autoptr(GError) error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                                                     _("The transfer queue was shut down"));
+      g_autoptr(GError) error = g_error_new_literal (BG_ERROR, BG_ERROR_CLOSED,
+                                                     _("The task queue was closed"));
 
       g_hash_table_iter_init (&iter, self->jobs);
       while (g_hash_table_iter_next (&iter, NULL, &value))
@@ -1300,6 +1350,7 @@ bg_engine_finalize (GObject *object)
 {
   BgEngine *self = (BgEngine *)object;
 
+  engine_unlist (self);
   g_clear_object (&self->tasks);
   g_clear_object (&self->network_monitor);
   g_clear_object (&self->power_monitor);
@@ -1676,8 +1727,7 @@ bg_engine_submit_async (BgEngine            *self,
   g_autoptr(GError) error = NULL;
   BgJob *job;
 
-  task = g_task_new (source_object, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
+  task = reply_task_new (source_object, source_tag, cancellable, callback, user_data);
   g_task_set_check_cancellable (task, FALSE);
 
   if (!validate_identifier (identifier, &error) ||
@@ -1786,6 +1836,10 @@ bg_engine_submit_finish (BgEngine      *self,
   response = g_task_propagate_pointer (G_TASK (result), error);
   if (response == NULL)
     return NULL;
+
+  /* A queue closed meanwhile cannot collect: the next run announces the result again. */
+  if (self == NULL || self->jobs == NULL)
+    return g_steal_pointer (&response);
 
   job = g_hash_table_lookup (self->jobs, bg_response_get_identifier (response));
   if (job != NULL && bg_task_get_response (job->task) == response)
@@ -2035,17 +2089,66 @@ bg_engine_new_soup_session (void)
 
 /* Everything a front end does in GInitable.init: checks the session id, opens the shared
  * database (creating its folder privately) and makes the engine. */
+/* The engines of this process, so that two task queues of one kind on one database share
+ * one engine and a task never runs twice.  Not owned: an engine leaves the list when its last
+ * user releases it, or when it is finalised. */
+static GMutex open_engines_mutex;
+static GList *open_engines;
+
+static void
+engine_unlist (BgEngine *self)
+{
+  g_mutex_lock (&open_engines_mutex);
+  open_engines = g_list_remove (open_engines, self);
+  g_mutex_unlock (&open_engines_mutex);
+}
+
+/* Finds the engine of @kind on @store that this process already runs, with one more user. */
+static BgEngine *
+engine_find_open (BgTaskKind   kind,
+                  BgStore     *store,
+                  GError     **error)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_engines_mutex);
+  g_autoptr(GMainContext) context = g_main_context_ref_thread_default ();
+
+  for (GList *l = open_engines; l != NULL; l = l->next)
+    {
+      BgEngine *engine = l->data;
+
+      if (engine->store != store || engine->kind != kind)
+        continue;
+
+      if (engine->context != context)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_BUSY,
+                       _("The task database “%s” is in use on another main context of this "
+                         "process"), bg_store_get_path (store));
+          return NULL;
+        }
+
+      engine->users++;
+      return g_object_ref (engine);
+    }
+
+  return NULL;
+}
+
+/* Opens the database of @session_id (at *@database_path, or its default path, which is then
+ * stored there) and returns its engine for @kind: the one this process already runs on it, or a
+ * new one.  Each call is one use, given back with bg_engine_release(). */
 BgEngine *
-bg_engine_open (BgTaskKind        kind,
-                const char       *session_id,
-                char            **database_path,
-                SoupSession      *soup_session,
-                GNetworkMonitor  *network_monitor,
-                GError          **error)
+bg_engine_acquire (BgTaskKind        kind,
+                   const char       *session_id,
+                   char            **database_path,
+                   SoupSession      *soup_session,
+                   GNetworkMonitor  *network_monitor,
+                   GError          **error)
 {
   g_autoptr(BgStore) store = NULL;
   g_autoptr(SoupSession) session = NULL;
   g_autoptr(GPowerProfileMonitor) power = NULL;
+  g_autoptr(GError) local_error = NULL;
   BgEngine *engine;
 
   if (!bg_engine_validate_session_id (session_id, error))
@@ -2072,6 +2175,14 @@ bg_engine_open (BgTaskKind        kind,
   if (store == NULL)
     return NULL;
 
+  engine = engine_find_open (kind, store, &local_error);
+  if (engine != NULL || local_error != NULL)
+    {
+      if (local_error != NULL)
+        g_propagate_error (error, g_steal_pointer (&local_error));
+      return engine;
+    }
+
   session = soup_session ? g_object_ref (soup_session) : bg_engine_new_soup_session ();
   power = g_power_profile_monitor_dup_default ();
 
@@ -2079,6 +2190,33 @@ bg_engine_open (BgTaskKind        kind,
   bg_engine_set_monitors (engine,
                           network_monitor ? network_monitor : g_network_monitor_get_default (),
                           power);
+  engine->users = 1;
+
+  g_mutex_lock (&open_engines_mutex);
+  open_engines = g_list_prepend (open_engines, engine);
+  g_mutex_unlock (&open_engines_mutex);
 
   return engine;
+}
+
+/* Gives back one use.  The last one shuts the engine down: every attempt stops (records kept),
+ * every waiter gets BG_ERROR_CLOSED, and the database goes once the attempts have ended and
+ * dropped their references. */
+void
+bg_engine_release (BgEngine *self)
+{
+  g_return_if_fail (BG_IS_ENGINE (self));
+  g_return_if_fail (self->users > 0);
+
+  if (--self->users > 0)
+    return;
+
+  engine_unlist (self);
+  bg_engine_shutdown (self);
+}
+
+GNetworkMonitor *
+bg_engine_get_network_monitor (BgEngine *self)
+{
+  return self->network_monitor;
 }

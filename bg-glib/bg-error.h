@@ -37,6 +37,8 @@ G_BEGIN_DECLS
  *   a Content-Range that does not start where we asked
  * @BG_ERROR_TIMEOUT: no byte moved for longer than the stall timeout
  * @BG_ERROR_INSECURE_REDIRECT: an https request was redirected to plain http
+ * @BG_ERROR_CLOSED: the downloader or uploader was closed with `close()`, or dropped, and takes
+ *   no more calls; a wait that was pending when it closed ends with this error as well
  *
  * Error codes in the %BG_ERROR domain.
  */
@@ -51,6 +53,7 @@ typedef enum {
   BG_ERROR_PROTOCOL,
   BG_ERROR_TIMEOUT,
   BG_ERROR_INSECURE_REDIRECT,
+  BG_ERROR_CLOSED,
 } BgError;
 
 BG_AVAILABLE_IN_ALL

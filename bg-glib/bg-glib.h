@@ -14,6 +14,7 @@
 #include "bg-response.h"
 #include "bg-task.h"
 #include "bg-task-options.h"
+#include "bg-task-queue.h"
 #include "bg-downloader.h"
 #include "bg-uploader.h"
 

@@ -25,7 +25,7 @@
  *
  * One transfer known to a [class@Bg.Downloader] or a [class@Bg.Uploader].
  *
- * Tasks are listed by [method@Bg.Downloader.get_tasks] and [method@Bg.Uploader.get_tasks]. Their
+ * Tasks are listed by [method@Bg.TaskQueue.get_tasks] of a downloader or an uploader. Their
  * properties change as the transfer goes on, and every change is notified on the main context
  * the downloader or uploader was made on, so a list view can bind to them directly. Progress
  * notifications are throttled to about ten a second.

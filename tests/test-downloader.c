@@ -407,7 +407,7 @@ test_max_concurrent (Fixture       *f,
 {
   GAsyncResult *results[6] = { NULL, };
 
-  bg_downloader_set_max_concurrent (f->downloader, 2);
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 2);
   g_free (serve_file (f, "m.bin", 4096, 4));
 
   for (guint i = 0; i < G_N_ELEMENTS (results); i++)
@@ -571,7 +571,7 @@ resume_download (Fixture    *f,
   gulong id;
   BgResponse *response;
 
-  bg_downloader_set_max_attempts (f->downloader, 3);
+  bg_task_queue_set_max_attempts (BG_TASK_QUEUE (f->downloader), 3);
   id = g_signal_connect (f->downloader, "prepare-request", G_CALLBACK (steer_prepare_cb), steer);
   response = download (f, first_query, dest, identifier);
   g_signal_handler_disconnect (f->downloader, id);
@@ -791,7 +791,7 @@ test_https_to_http (void)
                                   "session-id", "tls", "database-path", f->db,
                                   "soup-session", session, "max-attempts", 1, NULL);
   g_assert_no_error (error);
-  g_assert_true (bg_downloader_get_soup_session (f->downloader) == session);
+  g_assert_true (bg_task_queue_get_soup_session (BG_TASK_QUEUE (f->downloader)) == session);
 
   g_free (dest);
   dest = dest_path (f, "secure.bin");
@@ -1330,8 +1330,8 @@ test_slow_publish_not_a_stall (Fixture       *f,
   memset (&slow_disk, 0, sizeof slow_disk);
   slow_disk.publish_ms = 1500;
   bg_download_test_disk_hook = slow_disk_hook;
-  bg_downloader_set_stall_timeout (f->downloader, 1);
-  bg_downloader_set_max_attempts (f->downloader, 3);
+  bg_task_queue_set_stall_timeout (BG_TASK_QUEUE (f->downloader), 1);
+  bg_task_queue_set_max_attempts (BG_TASK_QUEUE (f->downloader), 3);
 
   bg_downloader_download_async (f->downloader, msg, file, "verify", NULL, NULL,
                                 bg_test_store_result_cb, &result);
@@ -1938,6 +1938,208 @@ test_credentials_scrubbed_from_old_record (Fixture       *f,
   g_assert_cmpstr (got, ==, sha);
 }
 
+/* --- Lifetime ------------------------------------------------------------------------------ */
+
+static void
+run_for_ms (guint ms)
+{
+  gint64 until = g_get_monotonic_time () + ms * 1000;
+
+  /* A bounded window in which nothing may happen: the point is that nothing comes. */
+  while (g_get_monotonic_time () < until)
+    g_main_context_iteration (NULL, FALSE), g_usleep (1000);
+}
+
+static gint64
+file_size (const char *path)
+{
+  GStatBuf st;
+
+  return g_stat (path, &st) == 0 ? st.st_size : -1;
+}
+
+static char *
+only_partial (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    if (g_str_has_suffix (name, ".part"))
+      return g_build_filename (dir, name, NULL);
+
+  return NULL;
+}
+
+/* Dropping the last reference to a downloader with a running task and a pending call finalises
+ * it: the call ends with BG_ERROR_CLOSED, no byte moves afterwards, and the next downloader on
+ * the database carries the task on from its checkpoint. */
+static void
+test_finalized_while_busy (Fixture       *f,
+                           gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "busy.bin", 8 * MiB, 60);
+  g_autofree char *dest = dest_path (f, "busy.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GAsyncResult) restored = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autofree char *partial = NULL;
+  g_autofree char *got = NULL;
+  gint64 size, sent;
+
+  start_download (f, "/files/busy.bin?rate=2000000", dest, "busy", NULL, &result);
+  wait_for_bytes (f->downloader, "busy", 4 * MiB);
+
+  g_assert_finalize_object (g_steal_pointer (&f->downloader));
+
+  bg_test_wait_for_result (&result, 30);
+  g_assert_null (g_task_propagate_pointer (G_TASK (result), &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_CLOSED);
+  g_clear_error (&error);
+
+  /* Let the cancelled attempt wind down, then watch: nothing moves any more. */
+  run_for_ms (300);
+  partial = only_partial (f->tmp);
+  g_assert_nonnull (partial);
+  size = file_size (partial);
+  sent = bg_test_server_stat_int (f->server, "bytes_sent");
+  run_for_ms (1500);
+  g_assert_cmpint (file_size (partial), ==, size);
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "bytes_sent"), ==, sent);
+
+  /* The task is still in the database, and goes on from its checkpoint. */
+  f->downloader = open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
+  bg_test_wait_for_result (&restored, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, restored, &error));
+  g_assert_no_error (error);
+  while (f->finished_count == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (bg_response_get_kind (f->last_finished), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (f->last_finished), ==, 206);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+}
+
+static void
+count_finished_cb (BgDownloader *downloader,
+                   BgTask       *task,
+                   BgResponse   *response,
+                   guint        *count)
+{
+  (*count)++;
+}
+
+/* Two downloaders on one database in one process share one engine: a restored task runs once,
+ * and both hear of its result. */
+static void
+test_shared_engine (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "shared.bin", 4 * MiB, 61);
+  g_autofree char *dest = dest_path (f, "shared.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GAsyncResult) r1 = NULL;
+  g_autoptr(GAsyncResult) r2 = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgDownloader) second = NULL;
+  g_autofree char *got = NULL;
+  guint second_finished = 0;
+  gint64 requests;
+
+  /* A task left in the database by a downloader that was closed mid-way. */
+  start_download (f, "/files/shared.bin?rate=2000000", dest, "shared", NULL, &result);
+  wait_for_bytes (f->downloader, "shared", MiB);
+  bg_downloader_close (f->downloader);
+  bg_test_wait_for_result (&result, 30);
+  g_clear_object (&f->downloader);
+  run_for_ms (300);
+  bg_test_server_reset (f->server);
+
+  f->downloader = open_downloader (f);
+  second = open_downloader (f);
+  g_signal_connect (second, "task-finished", G_CALLBACK (count_finished_cb), &second_finished);
+  g_assert_true (bg_downloader_get_tasks (f->downloader) == bg_downloader_get_tasks (second));
+
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &r1);
+  bg_downloader_restore_async (second, NULL, bg_test_store_result_cb, &r2);
+  bg_test_wait_for_result (&r1, 30);
+  bg_test_wait_for_result (&r2, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, r1, &error));
+  g_assert_true (bg_downloader_restore_finish (second, r2, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (second)), ==, 1);
+
+  while (f->finished_count == 0 || second_finished == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (bg_response_get_kind (f->last_finished), ==, BG_RESPONSE_SUCCESS);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+
+  /* One attempt at the server, not one per downloader. */
+  requests = bg_test_server_stat_int (f->server, "requests");
+  g_assert_cmpint (requests, ==, 1);
+  g_assert_true (bg_downloader_forget (second, "shared", &error));
+  g_assert_no_error (error);
+
+  /* Closing one leaves the other working. */
+  bg_downloader_close (second);
+  g_assert_nonnull (bg_downloader_get_engine (f->downloader));
+  {
+    g_autofree char *again_dest = dest_path (f, "again.bin");
+    g_autoptr(BgResponse) again = download (f, "/files/shared.bin", again_dest, "again");
+
+    g_assert_cmpint (bg_response_get_kind (again), ==, BG_RESPONSE_SUCCESS);
+  }
+}
+
+/* After close(), every call fails with BG_ERROR_CLOSED, and a pending wait ends with it. */
+static void
+test_close (Fixture       *f,
+            gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "closed.bin");
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GAsyncResult) after = NULL;
+  g_autoptr(GAsyncResult) restored = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  g_free (serve_file (f, "closed.bin", 2 * MiB, 62));
+  start_download (f, "/files/closed.bin?rate=1000000", dest, "closed", NULL, &pending);
+  bg_downloader_close (f->downloader);
+  bg_downloader_close (f->downloader);
+
+  bg_test_wait_for_result (&pending, 30);
+  response = bg_downloader_download_finish (f->downloader, pending, &error);
+  g_assert_null (response);
+  g_assert_error (error, BG_ERROR, BG_ERROR_CLOSED);
+  g_clear_error (&error);
+
+  start_download (f, "/files/closed.bin", dest, "closed", NULL, &after);
+  bg_test_wait_for_result (&after, 30);
+  g_assert_null (bg_downloader_download_finish (f->downloader, after, &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_CLOSED);
+  g_clear_error (&error);
+
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
+  bg_test_wait_for_result (&restored, 30);
+  g_assert_false (bg_downloader_restore_finish (f->downloader, restored, &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_CLOSED);
+  g_clear_error (&error);
+
+  g_assert_false (bg_downloader_cancel (f->downloader, "closed", &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_CLOSED);
+  g_clear_error (&error);
+  g_assert_false (bg_downloader_forget (f->downloader, "closed", &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_CLOSED);
+  g_clear_error (&error);
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 0);
+  g_assert_null (bg_downloader_lookup_task (f->downloader, "closed"));
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1978,6 +2180,9 @@ main (int   argc,
   ADD ("credentials/lost-on-restart", test_credentials_lost_on_restart);
   ADD ("credentials/kept", test_credentials_kept);
   ADD ("credentials/scrubbed-from-old-record", test_credentials_scrubbed_from_old_record);
+  ADD ("lifetime/finalized-while-busy", test_finalized_while_busy);
+  ADD ("lifetime/shared-engine", test_shared_engine);
+  ADD ("lifetime/close", test_close);
   g_test_add_func ("/downloader/https-to-http", test_https_to_http);
 
 #undef ADD

@@ -198,7 +198,7 @@ test_retries_exhausted (Fixture       *f,
   g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(BgResponse) response = NULL;
 
-  bg_downloader_set_max_attempts (f->downloader, 3);
+  bg_task_queue_set_max_attempts (BG_TASK_QUEUE (f->downloader), 3);
   start (f, "/files/s.bin?status=503", "x.bin", &result);
   response = finish (f, &result);
   g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_RETRY);
@@ -206,7 +206,7 @@ test_retries_exhausted (Fixture       *f,
 
   /* max-attempts 1 hands every RETRY straight to the app. */
   bg_test_server_reset (f->server);
-  bg_downloader_set_max_attempts (f->downloader, 1);
+  bg_task_queue_set_max_attempts (BG_TASK_QUEUE (f->downloader), 1);
   g_clear_object (&response);
   start (f, "/files/s.bin?status=503", "y.bin", &result);
   response = finish (f, &result);
@@ -528,7 +528,7 @@ test_priority (Fixture       *f,
   g_autoptr(JsonNode) stats = NULL;
   JsonArray *log;
 
-  bg_downloader_set_max_concurrent (f->downloader, 1);
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 1);
   for (guint i = 0; i < G_N_ELEMENTS (names); i++)
     {
       g_autofree char *query = g_strdup_printf ("/files/s.bin?delay=100&n=%s", names[i]);

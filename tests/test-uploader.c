@@ -468,7 +468,7 @@ upload_with_change (Fixture    *f,
   BgResponse *response;
   BgTask *task;
 
-  bg_uploader_set_max_attempts (f->uploader, 3);
+  bg_task_queue_set_max_attempts (BG_TASK_QUEUE (f->uploader), 3);
   start_upload (f, "PUT", path_and_query, change->source, identifier, &result);
   task = bg_uploader_lookup_task (f->uploader, identifier);
   g_assert_nonnull (task);
@@ -548,7 +548,7 @@ upload_rewritten_midway (Fixture     *f,
     soup_message_headers_append (soup_message_get_request_headers (msg), "Idempotency-Key",
                                  app_key);
 
-  bg_uploader_set_max_attempts (f->uploader, 3);
+  bg_task_queue_set_max_attempts (BG_TASK_QUEUE (f->uploader), 3);
   bg_uploader_upload_async (f->uploader, msg, file, "mixed", NULL, NULL,
                             bg_test_store_result_cb, &result);
   task = g_object_ref (bg_uploader_lookup_task (f->uploader, "mixed"));
@@ -746,7 +746,7 @@ test_early_final_status (Fixture       *f,
   g_autofree char *src = make_source (f, "early.bin", 4 * MiB, 13, NULL);
 
   /* Answered before the body is read, and closed at once, as Python's http.server does. */
-  bg_uploader_set_max_attempts (f->uploader, 5);
+  bg_task_queue_set_max_attempts (BG_TASK_QUEUE (f->uploader), 5);
 
   for (guint i = 0; i < G_N_ELEMENTS (statuses); i++)
     {
@@ -1029,8 +1029,8 @@ test_shared_database (Fixture       *f,
                                "session-id", "test", "database-path", f->db, NULL);
   g_assert_no_error (error);
   g_assert_nonnull (downloader);
-  g_assert_cmpstr (bg_downloader_get_database_path (downloader), ==,
-                   bg_uploader_get_database_path (f->uploader));
+  g_assert_cmpstr (bg_task_queue_get_database_path (BG_TASK_QUEUE (downloader)), ==,
+                   bg_task_queue_get_database_path (BG_TASK_QUEUE (f->uploader)));
 }
 
 /* --- Credentials at rest ------------------------------------------------------------------- */

@@ -214,9 +214,9 @@ bt_app_open_downloader (BtApp *app,
     return report_open_error (app, error, exit_code);
 
   if (opts->max_concurrent > 0)
-    bg_downloader_set_max_concurrent (app->downloader, (guint) opts->max_concurrent);
+    bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (app->downloader), (guint) opts->max_concurrent);
   if (opts->max_attempts > 0)
-    bg_downloader_set_max_attempts (app->downloader, (guint) opts->max_attempts);
+    bg_task_queue_set_max_attempts (BG_TASK_QUEUE (app->downloader), (guint) opts->max_attempts);
   /* Someone who types the command wants the transfer now, unless told otherwise. */
   g_object_set (app->downloader, "allow-metered", !opts->no_metered, NULL);
 
@@ -241,9 +241,9 @@ bt_app_open_uploader (BtApp *app,
     return report_open_error (app, error, exit_code);
 
   if (opts->max_concurrent > 0)
-    bg_uploader_set_max_concurrent (app->uploader, (guint) opts->max_concurrent);
+    bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (app->uploader), (guint) opts->max_concurrent);
   if (opts->max_attempts > 0)
-    bg_uploader_set_max_attempts (app->uploader, (guint) opts->max_attempts);
+    bg_task_queue_set_max_attempts (BG_TASK_QUEUE (app->uploader), (guint) opts->max_attempts);
   g_object_set (app->uploader, "allow-metered", !opts->no_metered, NULL);
 
   return TRUE;
