@@ -619,13 +619,13 @@ server_gone (gboolean http2,
   bg_test_rm_rf (tmp);
 }
 
-/* Runs @n_files downloads of 16 MiB from nginx with @extra, at full speed, all at once or
- * @one_by_one, and checks that each ends SUCCESS with the right bytes within @max_attempts. */
+/* Runs @n_files downloads of 16 MiB at once from nginx with @extra, at full speed, with
+ * @max_attempts, and checks that each ends @expected (with the right bytes for SUCCESS). */
 static void
-fast_downloads (const char *extra,
-                guint       n_files,
-                gboolean    one_by_one,
-                guint       max_attempts)
+fast_downloads (const char     *extra,
+                guint           n_files,
+                guint           max_attempts,
+                BgResponseKind  expected)
 {
   g_autoptr(Nginx) n = NULL;
   g_autofree char *tmp = NULL;
@@ -679,8 +679,6 @@ fast_downloads (const char *extra,
 
       bg_downloader_download_async (downloader, msg, file, name, NULL,
                                     bg_test_store_result_cb, &results[i]);
-      if (one_by_one)
-        bg_test_wait_for_result (&results[i], WAIT_SECONDS);
     }
 
   for (i = 0; i < n_files; i++)
@@ -692,10 +690,15 @@ fast_downloads (const char *extra,
       response = bg_downloader_download_finish (downloader, results[i], &error);
       g_assert_no_error (error);
       g_assert_nonnull (response);
-      g_assert_no_error ((GError *) bg_response_get_error (response));
-      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
-      got = bg_test_sha256_file (g_file_peek_path (bg_response_get_file (response)));
-      g_assert_cmpstr (got, ==, shas[i]);
+      if (expected == BG_RESPONSE_SUCCESS)
+        {
+          g_assert_no_error ((GError *) bg_response_get_error (response));
+          got = bg_test_sha256_file (g_file_peek_path (bg_response_get_file (response)));
+          g_assert_cmpstr (got, ==, shas[i]);
+        }
+      else
+        g_test_message ("%s", bg_response_get_error (response)->message);
+      g_assert_cmpint (bg_response_get_kind (response), ==, expected);
       g_clear_object (&results[i]);
       g_free (shas[i]);
     }
@@ -712,7 +715,18 @@ fast_downloads (const char *extra,
 static void
 test_http2_healthy_downloads (void)
 {
-  fast_downloads ("", MAX_DOWNLOADS, FALSE, 1);
+  fast_downloads ("", MAX_DOWNLOADS, 1, BG_RESPONSE_SUCCESS);
+}
+
+/* nginx sends a graceful GOAWAY as soon as a connection has had its keepalive_requests, before
+ * answering the last one; so does a server reloading.  libsoup 3.2 fails a request still waiting
+ * for its answer then with "HTTP/2 Error: NO_ERROR", and restarts it by itself only when the
+ * connection already completed a request.  That is a server going away, to be retried, not a
+ * final failure.  (With keepalive_requests 1 every attempt meets it.) */
+static void
+test_http2_goaway_is_retry (void)
+{
+  fast_downloads ("keepalive_requests 1;", 1, 1, BG_RESPONSE_RETRY);
 }
 
 static void
@@ -757,6 +771,8 @@ main (int    argc,
   g_test_add_func ("/connection-watch/waits-for-the-reader-and-the-body",
                    test_watch_waits_for_the_reader_and_the_body);
   g_test_add_func ("/http2/healthy-downloads-are-not-cut", test_http2_healthy_downloads);
+  g_test_add_func ("/http2/graceful-goaway-before-the-answer-is-retry",
+                   test_http2_goaway_is_retry);
   g_test_add_func ("/http2/server-killed-mid-body", test_http2_server_killed);
   g_test_add_func ("/http2/server-stopped-mid-body", test_http2_server_stopped);
   g_test_add_func ("/http2/server-killed-under-three-downloads",
