@@ -208,9 +208,10 @@ lost_error (Watch *self)
                         _("The HTTP/2 connection to the server failed during the download: %s"),
                         g_strerror (saved_errno));
 
+  /* libsoup gave up on the connection for an error of its own. */
   return g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-                              _("The HTTP/2 connection to the server stopped being read during "
-                                "the download"));
+                              _("The HTTP/2 connection to the server failed during the "
+                                "download"));
 }
 
 static gboolean
