@@ -16,6 +16,7 @@
 #include <glib/gi18n-lib.h>
 #include <glib/gstdio.h>
 
+#include "bg-connection-watch-private.h"
 #include "bg-engine-private.h"
 #include "bg-error.h"
 #include "bg-http-private.h"
@@ -41,6 +42,8 @@ typedef struct
   GInputStream  *in;
   int            fd;             /* the partial file, opened without following links */
   BgResponse    *outcome;        /* set once the attempt is over, handed on once it is idle */
+  BgConnectionWatch *watch;      /* notices an HTTP/2 connection gone under the body */
+  GError        *lost;           /* why the watch ended the attempt */
 
   guint8        *buf[2];
   gsize          fill[2];
@@ -82,6 +85,8 @@ download_unref (Download *self)
 
   if (self->fd >= 0)
     close (self->fd);
+  g_clear_pointer (&self->watch, bg_connection_watch_free);
+  g_clear_error (&self->lost);
   g_clear_object (&self->in);
   g_clear_object (&self->outcome);
   g_clear_object (&self->msg);
@@ -518,6 +523,7 @@ download_finish (Download   *self,
     return;
   self->done = TRUE;
   self->outcome = g_object_ref (response);
+  g_clear_pointer (&self->watch, bg_connection_watch_free);
 
   if (self->in != NULL)
     g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
@@ -530,6 +536,10 @@ download_fail (Download     *self,
                const GError *error)
 {
   g_autoptr(BgResponse) response = NULL;
+
+  /* Cancelled by the connection watch: say why. */
+  if (self->lost != NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    error = self->lost;
 
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     response = bg_job_make_response (self->job, BG_RESPONSE_FAILED, NULL, NULL, error);
@@ -1241,6 +1251,37 @@ download_start_over (Download *self)
   return TRUE;
 }
 
+/* libsoup stopped reading the HTTP/2 connection under the body, and the body is empty: a read
+ * would wait forever.  End the attempt now, as if the read had failed. */
+static void
+connection_lost_cb (const GError *error,
+                    gpointer      user_data)
+{
+  Download *self = user_data;
+
+  g_clear_pointer (&self->watch, bg_connection_watch_free);
+  if (self->done)
+    return;
+
+  if (self->reading)
+    {
+      /* The pending read must end before the stream can close; download_fail() says why. */
+      self->lost = g_error_copy (error);
+      g_cancellable_cancel (self->cancellable);
+      return;
+    }
+
+  download_fail (self, error);
+}
+
+static void
+download_watch (Download *self)
+{
+  g_clear_pointer (&self->watch, bg_connection_watch_free);
+  self->watch = bg_connection_watch_new (bg_engine_get_session (bg_job_get_engine (self->job)),
+                                         self->msg, self->in, connection_lost_cb, self);
+}
+
 static void
 sent_cb (GObject      *object,
          GAsyncResult *result,
@@ -1264,6 +1305,7 @@ sent_cb (GObject      *object,
     }
 
   self->in = g_steal_pointer (&in);
+  download_watch (self);
   bg_job_progress (self->job, self->received, self->total);
 
   status = soup_message_get_status (self->msg);
@@ -1380,8 +1422,11 @@ sent_cb (GObject      *object,
 static void
 download_send (Download *self)
 {
-  soup_session_send_async (bg_engine_get_session (bg_job_get_engine (self->job)),
-                           self->msg, G_PRIORITY_DEFAULT, self->cancellable,
+  SoupSession *session = bg_engine_get_session (bg_job_get_engine (self->job));
+
+  g_clear_pointer (&self->watch, bg_connection_watch_free);
+  bg_connection_watch_track (session);
+  soup_session_send_async (session, self->msg, G_PRIORITY_DEFAULT, self->cancellable,
                            sent_cb, download_ref (self));
 }
 

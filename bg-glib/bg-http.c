@@ -295,6 +295,32 @@ bg_http_is_strong_last_modified (const char *last_modified,
   return g_date_time_difference (dt, lm) >= 60 * G_TIME_SPAN_SECOND;
 }
 
+/* libsoup 3.2 reports a stream that an HTTP/2 server reset, or left unanswered when it sent
+ * GOAWAY, as G_IO_ERROR_FAILED "HTTP/2 Error: <code name>" (untranslated).  These codes say the
+ * server is going away or busy, not that the request or the protocol was wrong: a graceful
+ * shutdown or reload (NO_ERROR), a request it did not process (REFUSED_STREAM), a stream it
+ * cancelled (CANCEL), trouble of its own (INTERNAL_ERROR) or too many requests
+ * (ENHANCE_YOUR_CALM). */
+static gboolean
+is_transient_http2_error (const GError *error)
+{
+  static const char * const codes[] = {
+    "NO_ERROR", "REFUSED_STREAM", "CANCEL", "INTERNAL_ERROR", "ENHANCE_YOUR_CALM",
+  };
+  const char *code;
+
+  if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_FAILED) ||
+      !g_str_has_prefix (error->message, "HTTP/2 Error: "))
+    return FALSE;
+
+  code = error->message + strlen ("HTTP/2 Error: ");
+  for (gsize i = 0; i < G_N_ELEMENTS (codes); i++)
+    if (strcmp (code, codes[i]) == 0)
+      return TRUE;
+
+  return FALSE;
+}
+
 /* How a transport-level error should be reported: transient failures are worth a retry,
  * everything else is final. */
 BgResponseKind
@@ -302,6 +328,9 @@ bg_http_classify_error (const GError *error)
 {
   if (error == NULL)
     return BG_RESPONSE_FAILED;
+
+  if (is_transient_http2_error (error))
+    return BG_RESPONSE_RETRY;
 
   /* libsoup reports response headers past its size limit as partial input too; a server that
    * sends them is broken, not busy.  Compare with libsoup's own (translated) message. */

@@ -215,6 +215,36 @@ test_error_kinds (void)
     }
 }
 
+/* libsoup 3.2's words for an HTTP/2 stream reset or left unanswered by a GOAWAY. */
+static void
+test_http2_stream_errors (void)
+{
+  static const struct {
+    const char     *message;
+    BgResponseKind  kind;
+  } cases[] = {
+    { "HTTP/2 Error: NO_ERROR", BG_RESPONSE_RETRY },
+    { "HTTP/2 Error: REFUSED_STREAM", BG_RESPONSE_RETRY },
+    { "HTTP/2 Error: CANCEL", BG_RESPONSE_RETRY },
+    { "HTTP/2 Error: INTERNAL_ERROR", BG_RESPONSE_RETRY },
+    { "HTTP/2 Error: ENHANCE_YOUR_CALM", BG_RESPONSE_RETRY },
+    { "HTTP/2 Error: PROTOCOL_ERROR", BG_RESPONSE_FAILED },
+    { "HTTP/2 Error: FLOW_CONTROL_ERROR", BG_RESPONSE_FAILED },
+    { "HTTP/2 Error: COMPRESSION_ERROR", BG_RESPONSE_FAILED },
+    { "HTTP/2 Error: INADEQUATE_SECURITY", BG_RESPONSE_FAILED },
+    { "HTTP/2 Error: NO_ERROR and more", BG_RESPONSE_FAILED },
+    { "Something else: NO_ERROR", BG_RESPONSE_FAILED },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GError) error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_FAILED,
+                                                     cases[i].message);
+
+      g_assert_cmpint (bg_http_classify_error (error), ==, cases[i].kind);
+    }
+}
+
 static void
 test_uri_schemes (void)
 {
@@ -297,6 +327,7 @@ main (int   argc,
   g_test_add_func ("/http/headers/hostile", test_headers_hostile);
   g_test_add_func ("/http/validators", test_validators);
   g_test_add_func ("/http/error-kinds", test_error_kinds);
+  g_test_add_func ("/http/error-kinds/http2-stream-reset-or-goaway", test_http2_stream_errors);
   g_test_add_func ("/http/uri-schemes", test_uri_schemes);
   g_test_add_func ("/http/uri-hide-password", test_uri_hide_password);
 
