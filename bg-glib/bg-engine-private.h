@@ -95,6 +95,9 @@ void            bg_engine_set_monitors       (BgEngine             *self,
                                               GPowerProfileMonitor *power_monitor);
 void            bg_engine_set_allow_metered  (BgEngine           *self,
                                               gboolean            allow_metered);
+/* Whether a collected task stays in the list model until it is forgotten. */
+void            bg_engine_set_keep_finished  (BgEngine           *self,
+                                              gboolean            keep_finished);
 
 void            bg_engine_submit_async     (BgEngine             *self,
                                             gpointer              source_object,

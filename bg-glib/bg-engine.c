@@ -13,6 +13,7 @@
 #include "bg-error.h"
 #include "bg-http-private.h"
 #include "bg-response-private.h"
+#include "bg-task-list-private.h"
 #include "bg-task-private.h"
 
 /* Identifiers are kept whole in the database and in memory; beyond this they are refused. */
@@ -68,8 +69,10 @@ struct _BgEngine
   SoupSession           *session;
   GMainContext          *context;
 
-  GListStore            *tasks;
+  BgTaskList            *tasks;
   GHashTable            *jobs;      /* identifier → BgJob */
+  GHashTable            *kept;      /* identifier → BgTask: collected, still listed */
+  gboolean               keep_finished;
   GQueue                 queue;     /* BgJob, not owned */
   guint                  n_running;
   GSource               *pump_source;
@@ -199,22 +202,42 @@ engine_save (BgEngine      *self,
     g_warning ("Could not save task “%s”: %s", record->identifier, error->message);
 }
 
-/* Puts the job in the table and the list model. */
+/* A collected task that is still listed gives way to a new task of the same identifier. */
 static void
-engine_add_job (BgEngine *self,
-                BgJob    *job)
+engine_unkeep (BgEngine   *self,
+               const char *identifier)
 {
-  g_hash_table_insert (self->jobs, job->record->identifier, job);
-  g_list_store_append (self->tasks, job->task);
+  BgTask *task = g_hash_table_lookup (self->kept, identifier);
+
+  if (task == NULL)
+    return;
+
+  bg_task_list_remove (self->tasks, task);
+  g_hash_table_remove (self->kept, identifier);
 }
 
-/* Takes the job out of the table, the model and the queue.  The record is left alone. */
+/* Puts the job in the table and, unless @listed is NULL, in the list model; restoring collects
+ * the new tasks in @listed to add them all at once. */
+static void
+engine_add_job (BgEngine  *self,
+                BgJob     *job,
+                GPtrArray *listed)
+{
+  engine_unkeep (self, job->record->identifier);
+  g_hash_table_insert (self->jobs, job->record->identifier, job);
+  if (listed != NULL)
+    g_ptr_array_add (listed, g_object_ref (job->task));
+  else
+    bg_task_list_append (self->tasks, job->task);
+}
+
+/* Takes the job out of the table, the model and the queue.  The record is left alone.  A
+ * collected task stays listed (@keep_listed) while keep-finished says so, for a history. */
 static void
 engine_remove_job (BgEngine *self,
-                   BgJob    *job)
+                   BgJob    *job,
+                   gboolean  keep_listed)
 {
-  guint position;
-
   job->dropped = TRUE;
 
   if (job->retry_source != NULL)
@@ -224,8 +247,12 @@ engine_remove_job (BgEngine *self,
       g_queue_remove (&self->queue, job);
       job->queued = FALSE;
     }
-  if (g_list_store_find (self->tasks, job->task, &position))
-    g_list_store_remove (self->tasks, position);
+
+  if (keep_listed && self->keep_finished)
+    g_hash_table_insert (self->kept, g_strdup (job->record->identifier),
+                         g_object_ref (job->task));
+  else
+    bg_task_list_remove (self->tasks, job->task);
 
   /* Steal first: the key belongs to the record. */
   g_hash_table_steal (self->jobs, job->record->identifier);
@@ -1333,8 +1360,10 @@ bg_engine_shutdown (BgEngine *self)
       g_clear_pointer (&self->jobs, g_hash_table_unref);
     }
 
+  if (self->kept != NULL)
+    g_hash_table_remove_all (self->kept);
   if (self->tasks != NULL)
-    g_list_store_remove_all (self->tasks);
+    bg_task_list_remove_all (self->tasks);
 }
 
 static void
@@ -1351,6 +1380,7 @@ bg_engine_finalize (GObject *object)
   BgEngine *self = (BgEngine *)object;
 
   engine_unlist (self);
+  g_clear_pointer (&self->kept, g_hash_table_unref);
   g_clear_object (&self->tasks);
   g_clear_object (&self->network_monitor);
   g_clear_object (&self->power_monitor);
@@ -1393,7 +1423,9 @@ job_table_unref (gpointer data)
 static void
 bg_engine_init (BgEngine *self)
 {
-  self->tasks = g_list_store_new (BG_TYPE_TASK);
+  self->tasks = bg_task_list_new ();
+  self->kept = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->keep_finished = TRUE;
   self->jobs = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, job_table_unref);
   g_queue_init (&self->queue);
   self->context = g_main_context_ref_thread_default ();
@@ -1597,32 +1629,40 @@ validate_identifier (const char  *identifier,
 /* Brings @record (taken) from the database into this run: its task joins the list, and either
  * holds its stored result or is carried on.  *@uncollected says whether it holds a result that
  * an earlier run never collected. */
+/* Makes the job of a record loaded from the database and puts it in the table (and in the list,
+ * or in @listed for the caller to add). */
 static BgJob *
 engine_adopt_record (BgEngine      *self,
                      BgStoreRecord *record,
-                     gboolean      *uncollected)
+                     GPtrArray     *listed)
 {
   BgJob *job = bg_job_new (self, record);
-  g_autoptr(BgResponse) response = NULL;
 
-  engine_add_job (self, job);
+  engine_add_job (self, job, listed);
 
   /* A record from before credentials were kept out of the database still holds them: they
    * leave it now, and this run keeps them in memory. */
   if (record_withhold_credentials (job->record, &job->request_uri, &job->request_headers))
     engine_save (self, job->record);
 
-  if (uncollected != NULL)
-    *uncollected = FALSE;
+  return job;
+}
 
-  if (record->state == BG_TASK_STATE_FINISHED)
+/* Carries on an adopted job: a finished one shows its stored response, an unfinished one
+ * queues, or finishes at once when its attempt turns out to have completed.  Returns TRUE when
+ * the job holds a result that no run has collected yet. */
+static gboolean
+job_carry_on (BgJob *job)
+{
+  BgEngine *self = job->engine;
+  g_autoptr(BgResponse) response = NULL;
+
+  if (job->record->state == BG_TASK_STATE_FINISHED)
     {
-      response = response_from_record (record, job->file);
+      response = response_from_record (job->record, job->file);
       bg_task_set_response (job->task, response);
       bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
-      if (uncollected != NULL)
-        *uncollected = TRUE;
-      return job;
+      return TRUE;
     }
 
   response = self->transfer->recover (job);
@@ -1631,11 +1671,9 @@ engine_adopt_record (BgEngine      *self,
   else
     job_enqueue (job);
 
-  return job;
+  return FALSE;
 }
 
-/* Finds the job for @identifier, loading it from the database when an earlier run left it
- * there and restore has not been called yet. */
 static BgJob *
 engine_find_job (BgEngine    *self,
                  const char  *identifier,
@@ -1652,7 +1690,10 @@ engine_find_job (BgEngine    *self,
   if (record == NULL)
     return NULL;
 
-  return engine_adopt_record (self, record, NULL);
+  job = engine_adopt_record (self, record, NULL);
+  job_carry_on (job);
+
+  return job;
 }
 
 static void
@@ -1818,7 +1859,7 @@ bg_engine_submit_async (BgEngine            *self,
     job = bg_job_new (self, g_steal_pointer (&record));
     job->request_uri = g_steal_pointer (&full_uri);
     job->request_headers = g_steal_pointer (&full_headers);
-    engine_add_job (self, job);
+    engine_add_job (self, job, NULL);
     job_add_waiter (job, task);
     job_enqueue (job);
   }
@@ -1851,7 +1892,8 @@ bg_engine_submit_finish (BgEngine      *self,
           g_propagate_error (error, g_steal_pointer (&local_error));
           return NULL;
         }
-      engine_remove_job (self, job);
+      /* Collected: the record goes, the task may stay listed as history. */
+      engine_remove_job (self, job, TRUE);
     }
 
   return g_steal_pointer (&response);
@@ -1870,6 +1912,8 @@ bg_engine_restore_async (BgEngine            *self,
   g_autoptr(GTask) task = NULL;
   g_autoptr(GPtrArray) records = NULL;
   g_autoptr(GPtrArray) finished = NULL;
+  g_autoptr(GPtrArray) adopted = NULL;
+  g_autoptr(GPtrArray) listed = NULL;
   g_autoptr(GError) error = NULL;
 
   task = g_task_new (source_object, cancellable, callback, user_data);
@@ -1883,19 +1927,29 @@ bg_engine_restore_async (BgEngine            *self,
     }
 
   finished = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+  adopted = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+  listed = g_ptr_array_new_with_free_func (g_object_unref);
 
   for (guint i = 0; i < records->len; i++)
     {
       BgStoreRecord *record = g_ptr_array_index (records, i);
-      gboolean uncollected;
-      BgJob *job;
 
       if (g_hash_table_contains (self->jobs, record->identifier))
         continue;
 
       /* The job takes the record; the array keeps a NULL, which its free function skips. */
-      job = engine_adopt_record (self, g_steal_pointer (&records->pdata[i]), &uncollected);
-      if (uncollected)
+      g_ptr_array_add (adopted,
+                       bg_job_ref (engine_adopt_record (self, g_steal_pointer (&records->pdata[i]),
+                                                        listed)));
+    }
+
+  /* One items-changed for the whole restore, then the tasks carry on. */
+  bg_task_list_append_many (self->tasks, listed);
+  for (guint i = 0; i < adopted->len; i++)
+    {
+      BgJob *job = g_ptr_array_index (adopted, i);
+
+      if (job_carry_on (job))
         g_ptr_array_add (finished, bg_job_ref (job));
     }
 
@@ -1976,7 +2030,7 @@ bg_engine_cancel (BgEngine    *self,
                            _("The task “%s” was cancelled"), identifier);
   job_fail_waiters (job, cancelled);
   bg_task_set_state (job->task, BG_TASK_STATE_CANCELLED);
-  engine_remove_job (self, job);
+  engine_remove_job (self, job, FALSE);
 
   return TRUE;
 }
@@ -1987,6 +2041,14 @@ bg_engine_forget (BgEngine    *self,
                   GError     **error)
 {
   BgJob *job;
+
+  /* A collected task kept in the list for its history: forgetting takes it off the list. */
+  if (!g_hash_table_contains (self->jobs, identifier) &&
+      g_hash_table_contains (self->kept, identifier))
+    {
+      engine_unkeep (self, identifier);
+      return TRUE;
+    }
 
   job = engine_require_job (self, identifier, error);
   if (job == NULL)
@@ -2002,7 +2064,7 @@ bg_engine_forget (BgEngine    *self,
   if (!bg_store_delete (self->store, self->kind, identifier, error))
     return FALSE;
 
-  engine_remove_job (self, job);
+  engine_remove_job (self, job, FALSE);
 
   return TRUE;
 }
@@ -2024,7 +2086,27 @@ bg_engine_lookup_task (BgEngine   *self,
 
   job = g_hash_table_lookup (self->jobs, identifier);
 
-  return job ? job->task : NULL;
+  return job ? job->task : g_hash_table_lookup (self->kept, identifier);
+}
+
+void
+bg_engine_set_keep_finished (BgEngine *self,
+                             gboolean  keep_finished)
+{
+  self->keep_finished = keep_finished;
+
+  if (!keep_finished && self->kept != NULL)
+    {
+      GHashTableIter iter;
+      gpointer value;
+
+      g_hash_table_iter_init (&iter, self->kept);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          bg_task_list_remove (self->tasks, value);
+          g_hash_table_iter_remove (&iter);
+        }
+    }
 }
 
 /* --- Sessions ------------------------------------------------------------------------------ */

@@ -37,6 +37,7 @@ typedef struct
   GNetworkMonitor *network_monitor;
   guint            uints[16];        /* the guint properties, by id */
   gboolean         allow_metered;
+  gboolean         keep_finished;
   gboolean         closed;
 } BgTaskQueuePrivate;
 
@@ -60,6 +61,7 @@ enum {
   PROP_MAX_RETRY_DELAY,
   PROP_RETRY_DEADLINE,
   PROP_ALLOW_METERED,
+  PROP_KEEP_FINISHED,
   N_PROPS
 };
 
@@ -159,6 +161,9 @@ task_queue_apply (BgTaskQueue *self,
       break;
     case PROP_ALLOW_METERED:
       bg_engine_set_allow_metered (priv->engine, priv->allow_metered);
+      break;
+    case PROP_KEEP_FINISHED:
+      bg_engine_set_keep_finished (priv->engine, priv->keep_finished);
       break;
     default:
       break;
@@ -336,6 +341,9 @@ bg_task_queue_get_property (GObject    *object,
     case PROP_ALLOW_METERED:
       g_value_set_boolean (value, priv->allow_metered);
       break;
+    case PROP_KEEP_FINISHED:
+      g_value_set_boolean (value, priv->keep_finished);
+      break;
     default:
       if (IS_UINT_PROP (prop_id))
         g_value_set_uint (value, get_uint (self, prop_id));
@@ -369,6 +377,9 @@ bg_task_queue_set_property (GObject      *object,
       break;
     case PROP_ALLOW_METERED:
       bg_task_queue_set_allow_metered (self, g_value_get_boolean (value));
+      break;
+    case PROP_KEEP_FINISHED:
+      bg_task_queue_set_keep_finished (self, g_value_get_boolean (value));
       break;
     default:
       if (IS_UINT_PROP (prop_id))
@@ -496,6 +507,18 @@ bg_task_queue_class_init (BgTaskQueueClass *klass)
   properties[PROP_ALLOW_METERED] =
     g_param_spec_boolean ("allow-metered", NULL, NULL, FALSE, RW);
 
+  /**
+   * BgTaskQueue:keep-finished:
+   *
+   * Whether a task whose result was collected (by a `_finish`) stays in
+   * [method@Bg.TaskQueue.get_tasks] until the app calls [method@Bg.TaskQueue.forget] for it, so
+   * that a "Downloads" window can show a history. Its record leaves the database either way,
+   * and a new task with the same identifier takes its place in the list. Setting it to %FALSE
+   * takes every collected task off the list.
+   */
+  properties[PROP_KEEP_FINISHED] =
+    g_param_spec_boolean ("keep-finished", NULL, NULL, TRUE, RW);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -540,6 +563,7 @@ bg_task_queue_init (BgTaskQueue *self)
 
   for (guint i = PROP_MAX_CONCURRENT; i <= PROP_RETRY_DEADLINE; i++)
     priv->uints[i] = G_PARAM_SPEC_UINT (properties[i])->default_value;
+  priv->keep_finished = TRUE;
 }
 
 /**
@@ -849,6 +873,48 @@ bg_task_queue_set_allow_metered (BgTaskQueue *self,
 }
 
 /**
+ * bg_task_queue_get_keep_finished:
+ * @self: a #BgTaskQueue
+ *
+ * Gets [property@Bg.TaskQueue:keep-finished].
+ *
+ * Returns: whether collected tasks stay listed until forgotten
+ */
+gboolean
+bg_task_queue_get_keep_finished (BgTaskQueue *self)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_return_val_if_fail (BG_IS_TASK_QUEUE (self), FALSE);
+
+  return priv->keep_finished;
+}
+
+/**
+ * bg_task_queue_set_keep_finished:
+ * @self: a #BgTaskQueue
+ * @keep_finished: whether collected tasks stay listed until forgotten
+ *
+ * Sets [property@Bg.TaskQueue:keep-finished].
+ */
+void
+bg_task_queue_set_keep_finished (BgTaskQueue *self,
+                                 gboolean     keep_finished)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_return_if_fail (BG_IS_TASK_QUEUE (self));
+
+  keep_finished = !!keep_finished;
+  if (priv->keep_finished == keep_finished)
+    return;
+
+  priv->keep_finished = keep_finished;
+  task_queue_apply (self, PROP_KEEP_FINISHED);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_KEEP_FINISHED]);
+}
+
+/**
  * bg_task_queue_restore_async:
  * @self: a #BgTaskQueue
  * @cancellable: (nullable): a #GCancellable
@@ -941,8 +1007,9 @@ bg_task_queue_cancel (BgTaskQueue  *self,
  * @identifier: the task's identifier
  * @error: return location for a #GError
  *
- * Marks the result of a finished task as collected, and deletes its record. Use it after
- * handling a result that came through [signal@Bg.TaskQueue::task-finished].
+ * Marks the result of a finished task as collected, deletes its record, and takes the task
+ * off [method@Bg.TaskQueue.get_tasks]. Use it after handling a result that came through
+ * [signal@Bg.TaskQueue::task-finished], or to take a collected task off the list.
  *
  * Returns: %TRUE on success; %FALSE with %BG_ERROR_NOT_FOUND when no task has @identifier
  *   (also when a `_finish` already collected its result), %BG_ERROR_INVALID_ARGUMENT when the
@@ -968,9 +1035,10 @@ bg_task_queue_forget (BgTaskQueue  *self,
  * @self: a #BgTaskQueue
  *
  * Gets the tasks this queue knows: those started in this run, and those loaded by
- * [method@Bg.TaskQueue.restore_async]. The list is live, and a list view can bind to it; a
- * task leaves it when its result has been collected or it was cancelled. Once the queue is
- * closed the list is empty.
+ * [method@Bg.TaskQueue.restore_async]. The list is live and read-only, and a list view can
+ * bind to it; restoring adds its tasks in one change. A task leaves it when it is cancelled or
+ * forgotten, and when its result is collected unless [property@Bg.TaskQueue:keep-finished] keeps
+ * it. Once the queue is closed the list is empty.
  *
  * Returns: (transfer none): a #GListModel of #BgTask
  */

@@ -82,6 +82,12 @@ void             bg_task_queue_set_allow_metered   (BgTaskQueue          *self,
                                                     gboolean              allow_metered);
 
 BG_AVAILABLE_IN_ALL
+gboolean         bg_task_queue_get_keep_finished   (BgTaskQueue          *self);
+BG_AVAILABLE_IN_ALL
+void             bg_task_queue_set_keep_finished   (BgTaskQueue          *self,
+                                                    gboolean              keep_finished);
+
+BG_AVAILABLE_IN_ALL
 void             bg_task_queue_restore_async       (BgTaskQueue          *self,
                                                     GCancellable         *cancellable,
                                                     GAsyncReadyCallback   callback,

@@ -199,9 +199,112 @@ test_happy_path (Fixture       *f,
   g_assert_cmpuint (notifies, >=, 1);
   g_assert_cmpuint (notifies, <=, (guint) (elapsed * 10) + 3);
 
-  /* Collected: the task left the list and the database. */
-  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 0);
+  /* Collected: the task left the database, but stays listed as history until forgotten. */
   g_assert_cmpuint (f->finished_count, ==, 1);
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+    g_autoptr(BgStoreRecord) record = NULL;
+
+    g_assert_no_error (error);
+    record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "big", &error);
+    g_assert_no_error (error);
+    g_assert_null (record);
+  }
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 1);
+  g_assert_true (bg_downloader_lookup_task (f->downloader, "big") == task);
+  g_assert_true (bg_downloader_forget (f->downloader, "big", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 0);
+  g_assert_false (bg_downloader_forget (f->downloader, "big", &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_NOT_FOUND);
+}
+
+static void
+count_items_changed (GListModel *model,
+                     guint       position,
+                     guint       removed,
+                     guint       added,
+                     guint      *count)
+{
+  (*count)++;
+}
+
+/* keep-finished FALSE: a collected task leaves the list at once.  TRUE (the default): it stays
+ * until forgotten, and a new task of the same identifier takes its place. */
+static void
+test_keep_finished (Fixture       *f,
+                    gconstpointer  data)
+{
+  GListModel *tasks = bg_downloader_get_tasks (f->downloader);
+  g_autoptr(BgResponse) first = NULL;
+  g_autoptr(BgResponse) second = NULL;
+  g_autoptr(BgResponse) third = NULL;
+  g_autofree char *d1 = dest_path (f, "k1.bin");
+  g_autofree char *d2 = dest_path (f, "k2.bin");
+  g_autofree char *d3 = dest_path (f, "k3.bin");
+  g_autoptr(BgTask) old = NULL;
+
+  g_free (serve_file (f, "k.bin", 1000, 63));
+  g_assert_true (bg_task_queue_get_keep_finished (BG_TASK_QUEUE (f->downloader)));
+
+  first = download (f, "/files/k.bin", d1, "k");
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 1);
+  old = g_list_model_get_item (tasks, 0);
+  g_assert_cmpint (bg_task_get_state (old), ==, BG_TASK_STATE_FINISHED);
+
+  /* The same identifier again: a new task, and the old one gives way. */
+  g_assert_true (g_unlink (d1) == 0);
+  second = download (f, "/files/k.bin", d1, "k");
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 1);
+  g_assert_true (bg_downloader_lookup_task (f->downloader, "k") != old);
+
+  /* Turned off: the collected ones leave, and later ones do not stay. */
+  bg_task_queue_set_keep_finished (BG_TASK_QUEUE (f->downloader), FALSE);
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 0);
+  third = download (f, "/files/k.bin", d2, "k2");
+  g_assert_cmpint (bg_response_get_kind (third), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 0);
+  g_assert_false (g_file_test (d3, G_FILE_TEST_EXISTS));
+}
+
+/* Restoring many tasks adds them to the list in one change. */
+static void
+test_restore_one_change (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  GAsyncResult *pending[5] = { NULL, };
+  guint changes = 0;
+
+  g_free (serve_file (f, "r1.bin", 1000, 64));
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 1);
+  for (guint i = 0; i < G_N_ELEMENTS (pending); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("later-%u", i);
+      g_autofree char *dest = dest_path (f, name);
+
+      /* A server that is slow to answer keeps them unfinished while the downloader closes. */
+      start_download (f, "/files/r1.bin?delay=5000", dest, name, NULL, &pending[i]);
+    }
+  bg_downloader_close (f->downloader);
+  g_clear_object (&f->downloader);
+  for (guint i = 0; i < G_N_ELEMENTS (pending); i++)
+    {
+      bg_test_wait_for_result (&pending[i], 30);
+      g_clear_object (&pending[i]);
+    }
+
+  f->downloader = open_downloader (f);
+  g_signal_connect (bg_downloader_get_tasks (f->downloader), "items-changed",
+                    G_CALLBACK (count_items_changed), &changes);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 5);
+  g_assert_cmpuint (changes, ==, 1);
+  g_assert_false (G_IS_LIST_STORE (bg_downloader_get_tasks (f->downloader)));
 }
 
 static void
@@ -397,8 +500,10 @@ test_conflict_and_arguments (Fixture       *f,
     g_clear_error (&error);
   }
 
+  /* None of the refused calls made a task: only the collected "conflict" one is listed. */
   g_assert_false (g_file_test (other, G_FILE_TEST_EXISTS));
-  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 0);
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 1);
+  g_assert_nonnull (bg_downloader_lookup_task (f->downloader, "conflict"));
 }
 
 static void
@@ -2151,6 +2256,8 @@ main (int   argc,
 
   ADD ("happy-path", test_happy_path);
   ADD ("classification", test_classification);
+  ADD ("keep-finished", test_keep_finished);
+  ADD ("restore-one-change", test_restore_one_change);
   ADD ("join", test_join);
   ADD ("conflict-and-arguments", test_conflict_and_arguments);
   ADD ("max-concurrent", test_max_concurrent);

@@ -80,7 +80,9 @@ async function main() {
         check(response.get_status() === 200, 'status 200');
         check(checksum(`${root}/out.bin`) === expected, 'sha256 matches');
         check(finished === 1, 'task-finished emitted once');
-        check(downloader.get_tasks().get_n_items() === 0, 'collected task left the list');
+        check(downloader.get_tasks().get_n_items() === 1, 'collected task kept in the list');
+        check(downloader.forget('gjs-1'), 'forget takes it off the list');
+        check(downloader.get_tasks().get_n_items() === 0, 'forgotten task left the list');
 
         const uploader = new Bg.Uploader({
             session_id: 'gjs-upload',

@@ -61,8 +61,12 @@ class TransferTest(unittest.TestCase):
         self.assertEqual(response.get_identifier(), 'py-1')
         self.assertEqual(sha256_file(dest.get_path()), digest)
         self.assertEqual(len(seen), 1)
-        # Collected: the task is gone.
-        self.assertEqual(downloader.get_tasks().get_n_items(), 0)
+        # Collected: the record is gone, the task stays listed as history until forgotten.
+        tasks = downloader.get_tasks()
+        self.assertEqual(tasks.get_n_items(), 1)
+        self.assertEqual(tasks.get_item(0).props.state, Bg.TaskState.FINISHED)
+        self.assertTrue(downloader.forget('py-1'))
+        self.assertEqual(tasks.get_n_items(), 0)
 
     def test_upload(self):
         src = os.path.join(self.tmp, 'up.bin')

@@ -296,6 +296,9 @@ test_put (Fixture       *f,
   /* The source is the app's: it stays. */
   g_assert_true (g_file_test (src, G_FILE_TEST_EXISTS));
   g_assert_cmpuint (f->finished_count, ==, 1);
+  /* Collected, and kept in the list as history until forgotten. */
+  g_assert_cmpuint (g_list_model_get_n_items (bg_uploader_get_tasks (f->uploader)), ==, 1);
+  g_assert_true (bg_uploader_forget (f->uploader, "put", NULL));
   g_assert_cmpuint (g_list_model_get_n_items (bg_uploader_get_tasks (f->uploader)), ==, 0);
 }
 
