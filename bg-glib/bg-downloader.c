@@ -73,6 +73,53 @@ bg_downloader_new (const char    *session_id,
 }
 
 /**
+ * bg_downloader_new_async:
+ * @session_id: the name of the task database, such as the app's id
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async) (nullable): called when the downloader is ready
+ * @user_data: data for @callback
+ *
+ * Opens the downloader of @session_id like [ctor@Bg.Downloader.new], but opens and checks its database
+ * on a worker thread, so that the main loop goes on meanwhile. Finish with
+ * [ctor@Bg.Downloader.new_finish].
+ */
+void
+bg_downloader_new_async (const char          *session_id,
+                         GCancellable        *cancellable,
+                         GAsyncReadyCallback  callback,
+                         gpointer             user_data)
+{
+  g_return_if_fail (!cancellable || G_IS_CANCELLABLE (cancellable));
+
+  g_async_initable_new_async (BG_TYPE_DOWNLOADER, G_PRIORITY_DEFAULT, cancellable, callback,
+                              user_data, "session-id", session_id, NULL);
+}
+
+/**
+ * bg_downloader_new_finish:
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes [func@Bg.Downloader.new_async].
+ *
+ * Returns: (transfer full): a new #BgDownloader, or %NULL with @error set
+ */
+BgDownloader *
+bg_downloader_new_finish (GAsyncResult  *result,
+                          GError       **error)
+{
+  g_autoptr(GObject) source = NULL;
+  GObject *object;
+
+  g_return_val_if_fail (G_IS_ASYNC_RESULT (result), NULL);
+
+  source = g_async_result_get_source_object (result);
+  object = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, error);
+
+  return object != NULL ? BG_DOWNLOADER (object) : NULL;
+}
+
+/**
  * bg_downloader_download_async:
  * @self: a #BgDownloader
  * @request: the request to make: its URI and headers are used, and must be http or https

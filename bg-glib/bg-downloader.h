@@ -30,6 +30,14 @@ BgDownloader *bg_downloader_new (const char           *session_id,
                                  GCancellable         *cancellable,
                                  GError              **error);
 BG_AVAILABLE_IN_ALL
+void          bg_downloader_new_async    (const char           *session_id,
+                                          GCancellable         *cancellable,
+                                          GAsyncReadyCallback   callback,
+                                          gpointer              user_data);
+BG_AVAILABLE_IN_ALL
+BgDownloader *bg_downloader_new_finish   (GAsyncResult         *result,
+                                          GError              **error);
+BG_AVAILABLE_IN_ALL
 void          bg_downloader_download_async  (BgDownloader         *self,
                                              SoupMessage          *request,
                                              GFile                *destination,

@@ -57,9 +57,12 @@ gboolean        bg_engine_validate_session_id (const char        *session_id,
                                                GError           **error);
 char           *bg_engine_default_database_path (const char      *session_id);
 SoupSession    *bg_engine_new_soup_session (void);
-BgEngine       *bg_engine_acquire          (BgTaskKind            kind,
-                                            const char           *session_id,
-                                            char                **database_path,
+BgStore        *bg_engine_open_store       (const char           *session_id,
+                                            const char           *database_path,
+                                            char                **path_used,
+                                            GError              **error);
+BgEngine       *bg_engine_acquire_store    (BgTaskKind            kind,
+                                            BgStore              *store,
                                             SoupSession          *soup_session,
                                             GNetworkMonitor      *network_monitor,
                                             GError              **error);

@@ -87,7 +87,7 @@ struct _BgEngine
   guint                  retry_deadline;   /* seconds after creation; 0 for none */
   guint                  sweep_ticks;
 
-  guint                  users;     /* task queues using the engine; see bg_engine_acquire() */
+  guint                  users;     /* task queues using it; see bg_engine_acquire_store() */
   gboolean               allow_metered;
   GNetworkMonitor       *network_monitor;
   GPowerProfileMonitor  *power_monitor;
@@ -1901,28 +1901,29 @@ bg_engine_submit_finish (BgEngine      *self,
 
 /* --- Restoring ----------------------------------------------------------------------------- */
 
-void
-bg_engine_restore_async (BgEngine            *self,
-                         gpointer             source_object,
-                         gpointer             source_tag,
-                         GCancellable        *cancellable,
-                         GAsyncReadyCallback  callback,
-                         gpointer             user_data)
+static void
+restore_loaded_cb (GObject      *object,
+                   GAsyncResult *result,
+                   gpointer      user_data)
 {
-  g_autoptr(GTask) task = NULL;
+  g_autoptr(GTask) task = user_data;
+  BgEngine *self = g_task_get_task_data (task);
   g_autoptr(GPtrArray) records = NULL;
   g_autoptr(GPtrArray) finished = NULL;
   g_autoptr(GPtrArray) adopted = NULL;
   g_autoptr(GPtrArray) listed = NULL;
   g_autoptr(GError) error = NULL;
 
-  task = g_task_new (source_object, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-
-  records = bg_store_load_all (self->store, self->kind, &error);
+  records = bg_store_load_all_finish (BG_STORE (object), result, &error);
   if (records == NULL)
     {
       g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  if (self->jobs == NULL)
+    {
+      g_task_return_new_error (task, BG_ERROR, BG_ERROR_CLOSED, _("The task queue was closed"));
       return;
     }
 
@@ -1964,6 +1965,26 @@ bg_engine_restore_async (BgEngine            *self,
     }
 
   g_task_return_boolean (task, TRUE);
+}
+
+/* Loads the records on a worker thread (see bg_store_load_all_async()), then adopts them here,
+ * on the engine's context. */
+void
+bg_engine_restore_async (BgEngine            *self,
+                         gpointer             source_object,
+                         gpointer             source_tag,
+                         GCancellable        *cancellable,
+                         GAsyncReadyCallback  callback,
+                         gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+
+  task = g_task_new (source_object, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_task_data (task, g_object_ref (self), g_object_unref);
+
+  bg_store_load_all_async (self->store, self->kind, cancellable, restore_loaded_cb,
+                           g_steal_pointer (&task));
 }
 
 gboolean
@@ -2216,46 +2237,55 @@ engine_find_open (BgTaskKind   kind,
   return NULL;
 }
 
-/* Opens the database of @session_id (at *@database_path, or its default path, which is then
- * stored there) and returns its engine for @kind: the one this process already runs on it, or a
- * new one.  Each call is one use, given back with bg_engine_release(). */
-BgEngine *
-bg_engine_acquire (BgTaskKind        kind,
-                   const char       *session_id,
-                   char            **database_path,
-                   SoupSession      *soup_session,
-                   GNetworkMonitor  *network_monitor,
-                   GError          **error)
+/* Opens the database of @session_id, at @database_path or its default path (returned in
+ * @path_used).  Only files and the store: it may run on any thread. */
+BgStore *
+bg_engine_open_store (const char  *session_id,
+                      const char  *database_path,
+                      char       **path_used,
+                      GError     **error)
 {
-  g_autoptr(BgStore) store = NULL;
-  g_autoptr(SoupSession) session = NULL;
-  g_autoptr(GPowerProfileMonitor) power = NULL;
-  g_autoptr(GError) local_error = NULL;
-  BgEngine *engine;
+  g_autofree char *path = NULL;
+  g_autofree char *dir = NULL;
+  BgStore *store;
 
   if (!bg_engine_validate_session_id (session_id, error))
     return NULL;
 
-  if (*database_path == NULL)
-    *database_path = bg_engine_default_database_path (session_id);
+  path = database_path != NULL ? g_strdup (database_path)
+                               : bg_engine_default_database_path (session_id);
+  dir = g_path_get_dirname (path);
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    {
+      int saved_errno = errno;
 
-  {
-    g_autofree char *dir = g_path_get_dirname (*database_path);
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Cannot create the folder “%s” for the task database: %s"),
+                   dir, g_strerror (saved_errno));
+      return NULL;
+    }
 
-    if (g_mkdir_with_parents (dir, 0700) != 0)
-      {
-        int saved_errno = errno;
+  store = bg_store_open (path, error);
+  if (store != NULL && path_used != NULL)
+    *path_used = g_steal_pointer (&path);
 
-        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                     _("Cannot create the folder “%s” for the task database: %s"),
-                     dir, g_strerror (saved_errno));
-        return NULL;
-      }
-  }
+  return store;
+}
 
-  store = bg_store_open (*database_path, error);
-  if (store == NULL)
-    return NULL;
+/* The engine for @kind on @store: the one this process already runs on it, with one more use,
+ * or a new one.  Runs on the context the engine is to live on.  Each call is one use, given back
+ * with bg_engine_release(). */
+BgEngine *
+bg_engine_acquire_store (BgTaskKind        kind,
+                         BgStore          *store,
+                         SoupSession      *soup_session,
+                         GNetworkMonitor  *network_monitor,
+                         GError          **error)
+{
+  g_autoptr(SoupSession) session = NULL;
+  g_autoptr(GPowerProfileMonitor) power = NULL;
+  g_autoptr(GError) local_error = NULL;
+  BgEngine *engine;
 
   engine = engine_find_open (kind, store, &local_error);
   if (engine != NULL || local_error != NULL)

@@ -101,6 +101,16 @@ BgStoreRecord  *bg_store_lookup        (BgStore              *self,
 GPtrArray      *bg_store_load_all      (BgStore              *self,
                                         BgTaskKind            kind,
                                         GError              **error);
+/* The same, read on a worker thread through a connection of its own, so that the main loop's
+ * writes go on meanwhile. */
+void            bg_store_load_all_async  (BgStore              *self,
+                                          BgTaskKind            kind,
+                                          GCancellable         *cancellable,
+                                          GAsyncReadyCallback   callback,
+                                          gpointer              user_data);
+GPtrArray      *bg_store_load_all_finish (BgStore              *self,
+                                          GAsyncResult         *result,
+                                          GError              **error);
 /* Deleting a missing record is not an error. */
 gboolean        bg_store_delete        (BgStore              *self,
                                         BgTaskKind            kind,

@@ -154,6 +154,12 @@ struct _BgStore
   GdaSet        *params[N_STMTS];
   GType         *col_types;       /* for every SELECT of a whole record */
 
+  /* See "Loading off the main thread" below. */
+  GMutex         reader_mutex;
+  GdaConnection *reader_cnc;
+  GdaStatement  *reader_stmt;
+  GdaSet        *reader_params;
+
   /* See "Checkpoints" below. */
   GdaConnection *checkpoint_cnc;
   GdaStatement  *checkpoint_stmt;
@@ -689,17 +695,21 @@ count_rows (GdaDataModel  *model,
 
 /* Runs a prepared SELECT of whole records and collects them. */
 static GPtrArray *
-select_records (BgStore  *self,
-                StmtId    id,
-                GError  **error)
+select_records_on (BgStore       *self,
+                   GdaConnection *cnc,
+                   GdaStatement  *stmt,
+                   GdaSet        *params,
+                   GError       **error)
 {
   g_autoptr(GPtrArray) records = NULL;
   g_autoptr(GdaDataModel) model = NULL;
   g_autoptr(GError) local_error = NULL;
   int n_rows;
 
-  model = gda_connection_statement_execute_select_full (self->cnc, self->stmts[id],
-                                                        self->params[id],
+  g_assert (GDA_IS_CONNECTION (cnc));
+  g_assert (GDA_IS_STATEMENT (stmt));
+
+  model = gda_connection_statement_execute_select_full (cnc, stmt, params,
                                                         GDA_STATEMENT_MODEL_RANDOM_ACCESS,
                                                         self->col_types, &local_error);
   if (model == NULL)
@@ -731,6 +741,14 @@ select_records (BgStore  *self,
     }
 
   return g_steal_pointer (&records);
+}
+
+static GPtrArray *
+select_records (BgStore  *self,
+                StmtId    id,
+                GError  **error)
+{
+  return select_records_on (self, self->cnc, self->stmts[id], self->params[id], error);
 }
 
 /* Opening: paths, the file and its lock */
@@ -1725,6 +1743,158 @@ bg_store_setup (BgStore     *self,
   return TRUE;
 }
 
+/* Loading off the main thread
+ *
+ * Restoring reads every record of a kind: tens of milliseconds for thousands of tasks, which
+ * must not stall the main loop.  A GdaConnection runs one statement at a time, so a read on the
+ * store's own connection from a worker would hold up the main loop's writes for as long; the
+ * worker reads through a connection of its own instead, opened on first use and kept.  In WAL
+ * mode a reader and the writer do not wait for each other. */
+
+typedef struct
+{
+  BgTaskKind kind;
+} LoadData;
+
+/* Runs with reader_mutex held.  Returns FALSE when there is no reader connection to be had. */
+static gboolean
+bg_store_ensure_reader (BgStore  *self,
+                        GError  **error)
+{
+  g_autofree char *sql = NULL;
+
+  if (self->reader_stmt != NULL)
+    return TRUE;
+
+  self->reader_cnc = bg_store_open_connection (self, error);
+  if (self->reader_cnc == NULL)
+    return FALSE;
+
+  sql = build_sql (STMT_LOAD_ALL);
+  self->reader_stmt = gda_connection_parse_sql_string (self->reader_cnc, sql,
+                                                       &self->reader_params, error);
+  if (self->reader_stmt == NULL)
+    {
+      gda_connection_close (self->reader_cnc);
+      g_clear_object (&self->reader_cnc);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static void
+load_all_thread (GTask        *task,
+                 gpointer      source_object,
+                 gpointer      task_data,
+                 GCancellable *cancellable)
+{
+  BgStore *self = source_object;
+  LoadData *data = task_data;
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&self->reader_mutex);
+  g_autoptr(GError) error = NULL;
+  GPtrArray *records;
+
+  if (!bg_store_ensure_reader (self, &error))
+    {
+      g_debug ("Restoring from task database “%s” on the main thread: %s",
+               self->path, error != NULL ? error->message : "unknown error");
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "no reader");
+      return;
+    }
+
+  if (!bind_key (self->reader_params, data->kind, NULL, &error))
+    {
+      g_autoptr(GError) read_error = NULL;
+
+      set_read_error (&read_error, self, error);
+      g_task_return_error (task, g_steal_pointer (&read_error));
+      return;
+    }
+
+  records = select_records_on (self, self->reader_cnc, self->reader_stmt, self->reader_params,
+                               &error);
+  if (records == NULL)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else
+    g_task_return_pointer (task, records, (GDestroyNotify) g_ptr_array_unref);
+}
+
+static void
+load_all_done_cb (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  BgStore *self = BG_STORE (object);
+  LoadData *data = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  GPtrArray *records;
+
+  records = g_task_propagate_pointer (G_TASK (result), &error);
+  if (records == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
+    {
+      /* No second connection: read on the store's own, here. */
+      g_clear_error (&error);
+      records = bg_store_load_all (self, data->kind, &error);
+    }
+
+  if (records == NULL)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else
+    g_task_return_pointer (task, records, (GDestroyNotify) g_ptr_array_unref);
+}
+
+void
+bg_store_load_all_async (BgStore             *self,
+                         BgTaskKind           kind,
+                         GCancellable        *cancellable,
+                         GAsyncReadyCallback  callback,
+                         gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GTask) worker = NULL;
+  LoadData *data;
+
+  g_return_if_fail (BG_IS_STORE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, bg_store_load_all_async);
+  data = g_new0 (LoadData, 1);
+  data->kind = kind;
+  g_task_set_task_data (task, data, g_free);
+
+  worker = g_task_new (self, cancellable, load_all_done_cb, g_object_ref (task));
+  g_task_set_source_tag (worker, load_all_thread);
+  g_task_set_task_data (worker, g_memdup2 (data, sizeof *data), g_free);
+  g_task_run_in_thread (worker, load_all_thread);
+}
+
+GPtrArray *
+bg_store_load_all_finish (BgStore       *self,
+                          GAsyncResult  *result,
+                          GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static void
+bg_store_close_reader (BgStore *self)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&self->reader_mutex);
+
+  g_clear_object (&self->reader_stmt);
+  g_clear_object (&self->reader_params);
+  if (self->reader_cnc != NULL)
+    {
+      if (gda_connection_is_opened (self->reader_cnc))
+        gda_connection_close (self->reader_cnc);
+      g_clear_object (&self->reader_cnc);
+    }
+}
+
 /* GObject */
 
 /* Closes the database, then gives up the lock: in that order, so that another process can never
@@ -1734,6 +1904,7 @@ static void
 bg_store_close (BgStore *self)
 {
   bg_store_stop_checkpoints (self);
+  bg_store_close_reader (self);
 
   for (guint id = 0; id < N_STMTS; id++)
     {
@@ -1776,6 +1947,7 @@ bg_store_finalize (GObject *object)
 
   g_clear_pointer (&self->path, g_free);
   g_clear_pointer (&self->key, g_free);
+  g_mutex_clear (&self->reader_mutex);
 
   G_OBJECT_CLASS (bg_store_parent_class)->finalize (object);
 }
@@ -1792,6 +1964,7 @@ static void
 bg_store_init (BgStore *self)
 {
   self->fd = -1;
+  g_mutex_init (&self->reader_mutex);
 }
 
 /* Public (to the library) API */

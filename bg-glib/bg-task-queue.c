@@ -25,6 +25,10 @@
  *
  * Two downloaders (or two uploaders) on the same database in one process share their tasks and
  * their settings: a task never runs twice. A database is held by one process at a time.
+ *
+ * A queue is initialised with #GInitable (`bg_downloader_new()`) or, without blocking the main
+ * loop while a large database is opened and checked, with #GAsyncInitable
+ * (`bg_downloader_new_async()`).
  */
 
 typedef struct
@@ -42,11 +46,14 @@ typedef struct
 } BgTaskQueuePrivate;
 
 static void bg_task_queue_initable_iface_init (GInitableIface *iface);
+static void bg_task_queue_async_initable_iface_init (GAsyncInitableIface *iface);
 
 G_DEFINE_ABSTRACT_TYPE_WITH_CODE (BgTaskQueue, bg_task_queue, G_TYPE_OBJECT,
                                   G_ADD_PRIVATE (BgTaskQueue)
                                   G_IMPLEMENT_INTERFACE (G_TYPE_INITABLE,
-                                                         bg_task_queue_initable_iface_init))
+                                                         bg_task_queue_initable_iface_init)
+                                  G_IMPLEMENT_INTERFACE (G_TYPE_ASYNC_INITABLE,
+                                                         bg_task_queue_async_initable_iface_init))
 
 enum {
   PROP_0,
@@ -250,28 +257,23 @@ check_database_path (const char  *path,
   return FALSE;
 }
 
-/* Opens the database (or joins the engine that already has it open in this process). */
+/* The second half of initialising, on the queue's own context: joins the engine that already
+ * runs on @store in this process, or starts one. */
 static gboolean
-bg_task_queue_initable_init (GInitable     *initable,
-                             GCancellable  *cancellable,
-                             GError       **error)
+task_queue_attach (BgTaskQueue  *self,
+                   BgStore      *store,
+                   char         *path_used,
+                   GError      **error)
 {
-  BgTaskQueue *self = BG_TASK_QUEUE (initable);
   BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
 
-  bg_i18n_init ();
+  g_assert (BG_IS_STORE (store));
 
-  if (priv->engine != NULL)
-    return TRUE;
-  if (priv->closed)
-    return bg_task_queue_require_engine (self, error) != NULL;
+  g_free (priv->database_path);
+  priv->database_path = path_used;
 
-  if (!check_database_path (priv->database_path, error))
-    return FALSE;
-
-  priv->engine = bg_engine_acquire (task_queue_kind (self), priv->session_id,
-                                    &priv->database_path, priv->soup_session,
-                                    priv->network_monitor, error);
+  priv->engine = bg_engine_acquire_store (task_queue_kind (self), store, priv->soup_session,
+                                          priv->network_monitor, error);
   if (priv->engine == NULL)
     return FALSE;
 
@@ -287,10 +289,165 @@ bg_task_queue_initable_init (GInitable     *initable,
   return TRUE;
 }
 
+/* Whether initialising has anything left to do; FALSE with @error when it cannot start. */
+static gboolean
+task_queue_needs_init (BgTaskQueue  *self,
+                       GError      **error)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  bg_i18n_init ();
+
+  if (priv->engine != NULL)
+    return FALSE;
+
+  if (priv->closed)
+    {
+      bg_task_queue_require_engine (self, error);
+      return FALSE;
+    }
+
+  return check_database_path (priv->database_path, error);
+}
+
+/* Opens the database (or joins the engine that already has it open in this process). */
+static gboolean
+bg_task_queue_initable_init (GInitable     *initable,
+                             GCancellable  *cancellable,
+                             GError       **error)
+{
+  BgTaskQueue *self = BG_TASK_QUEUE (initable);
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(BgStore) store = NULL;
+  char *path_used = NULL;
+
+  if (!task_queue_needs_init (self, &local_error))
+    {
+      if (local_error == NULL)
+        return TRUE;
+      g_propagate_error (error, g_steal_pointer (&local_error));
+      return FALSE;
+    }
+
+  store = bg_engine_open_store (priv->session_id, priv->database_path, &path_used, error);
+
+  return store != NULL && task_queue_attach (self, store, path_used, error);
+}
+
 static void
 bg_task_queue_initable_iface_init (GInitableIface *iface)
 {
   iface->init = bg_task_queue_initable_init;
+}
+
+typedef struct
+{
+  char    *session_id;
+  char    *database_path;
+  char    *path_used;
+} OpenData;
+
+static void
+open_data_free (OpenData *data)
+{
+  g_free (data->session_id);
+  g_free (data->database_path);
+  g_free (data->path_used);
+  g_free (data);
+}
+
+/* Opening and checking a database of thousands of tasks takes a while: on a worker thread. */
+static void
+open_store_thread (GTask        *task,
+                   gpointer      source_object,
+                   gpointer      task_data,
+                   GCancellable *cancellable)
+{
+  OpenData *data = task_data;
+  GError *error = NULL;
+  BgStore *store;
+
+  store = bg_engine_open_store (data->session_id, data->database_path, &data->path_used,
+                                &error);
+  if (store == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, store, g_object_unref);
+}
+
+static void
+open_store_done_cb (GObject      *object,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  BgTaskQueue *self = g_task_get_source_object (task);
+  OpenData *data = g_task_get_task_data (G_TASK (result));
+  g_autoptr(BgStore) store = NULL;
+  GError *error = NULL;
+
+  store = g_task_propagate_pointer (G_TASK (result), &error);
+  if (store == NULL || !task_queue_attach (self, store, g_steal_pointer (&data->path_used),
+                                           &error))
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+bg_task_queue_init_async (GAsyncInitable      *initable,
+                          int                  io_priority,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  BgTaskQueue *self = BG_TASK_QUEUE (initable);
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GTask) worker = NULL;
+  g_autoptr(GError) error = NULL;
+  OpenData *data;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, bg_task_queue_init_async);
+  g_task_set_priority (task, io_priority);
+
+  if (!task_queue_needs_init (self, &error))
+    {
+      if (error != NULL)
+        g_task_return_error (task, g_steal_pointer (&error));
+      else
+        g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  data = g_new0 (OpenData, 1);
+  data->session_id = g_strdup (priv->session_id);
+  data->database_path = g_strdup (priv->database_path);
+
+  worker = g_task_new (self, cancellable, open_store_done_cb, g_steal_pointer (&task));
+  g_task_set_source_tag (worker, open_store_thread);
+  g_task_set_priority (worker, io_priority);
+  g_task_set_task_data (worker, data, (GDestroyNotify) open_data_free);
+  g_task_run_in_thread (worker, open_store_thread);
+}
+
+static gboolean
+bg_task_queue_init_finish (GAsyncInitable  *initable,
+                           GAsyncResult    *result,
+                           GError         **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, initable), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static void
+bg_task_queue_async_initable_iface_init (GAsyncInitableIface *iface)
+{
+  iface->init_async = bg_task_queue_init_async;
+  iface->init_finish = bg_task_queue_init_finish;
 }
 
 static void

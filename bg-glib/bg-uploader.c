@@ -36,12 +36,16 @@ struct _BgUploader
 };
 
 static GInitableIface *parent_initable_iface;
+static GAsyncInitableIface *parent_async_initable_iface;
 
 static void bg_uploader_initable_iface_init (GInitableIface *iface);
+static void bg_uploader_async_initable_iface_init (GAsyncInitableIface *iface);
 
 G_DEFINE_FINAL_TYPE_WITH_CODE (BgUploader, bg_uploader, BG_TYPE_TASK_QUEUE,
                                G_IMPLEMENT_INTERFACE (G_TYPE_INITABLE,
-                                                      bg_uploader_initable_iface_init))
+                                                      bg_uploader_initable_iface_init)
+                               G_IMPLEMENT_INTERFACE (G_TYPE_ASYNC_INITABLE,
+                                                      bg_uploader_async_initable_iface_init))
 
 enum {
   PROP_0,
@@ -51,20 +55,25 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
+/* The engine exists once the queue is initialised: it learns the uploader's own setting. */
+static gboolean
+uploader_initialised (BgUploader *self,
+                      gboolean    ok)
+{
+  if (ok)
+    bg_engine_set_max_response_size (bg_task_queue_get_engine (BG_TASK_QUEUE (self)),
+                                     self->max_response_size);
+
+  return ok;
+}
+
 static gboolean
 bg_uploader_initable_init (GInitable     *initable,
                            GCancellable  *cancellable,
                            GError       **error)
 {
-  BgUploader *self = BG_UPLOADER (initable);
-
-  if (!parent_initable_iface->init (initable, cancellable, error))
-    return FALSE;
-
-  bg_engine_set_max_response_size (bg_task_queue_get_engine (BG_TASK_QUEUE (self)),
-                                   self->max_response_size);
-
-  return TRUE;
+  return uploader_initialised (BG_UPLOADER (initable),
+                               parent_initable_iface->init (initable, cancellable, error));
 }
 
 static void
@@ -72,6 +81,24 @@ bg_uploader_initable_iface_init (GInitableIface *iface)
 {
   parent_initable_iface = g_type_interface_peek_parent (iface);
   iface->init = bg_uploader_initable_init;
+}
+
+static gboolean
+bg_uploader_init_finish (GAsyncInitable  *initable,
+                         GAsyncResult    *result,
+                         GError         **error)
+{
+  return uploader_initialised (BG_UPLOADER (initable),
+                               parent_async_initable_iface->init_finish (initable, result,
+                                                                         error));
+}
+
+static void
+bg_uploader_async_initable_iface_init (GAsyncInitableIface *iface)
+{
+  parent_async_initable_iface = g_type_interface_peek_parent (iface);
+  iface->init_async = parent_async_initable_iface->init_async;
+  iface->init_finish = bg_uploader_init_finish;
 }
 
 static void
@@ -198,6 +225,53 @@ bg_uploader_set_max_response_size (BgUploader *self,
   if (engine != NULL)
     bg_engine_set_max_response_size (engine, max_response_size);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_RESPONSE_SIZE]);
+}
+
+/**
+ * bg_uploader_new_async:
+ * @session_id: the name of the task database, such as the app's id
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async) (nullable): called when the uploader is ready
+ * @user_data: data for @callback
+ *
+ * Opens the uploader of @session_id like [ctor@Bg.Uploader.new], but opens and checks its database
+ * on a worker thread, so that the main loop goes on meanwhile. Finish with
+ * [ctor@Bg.Uploader.new_finish].
+ */
+void
+bg_uploader_new_async (const char          *session_id,
+                       GCancellable        *cancellable,
+                       GAsyncReadyCallback  callback,
+                       gpointer             user_data)
+{
+  g_return_if_fail (!cancellable || G_IS_CANCELLABLE (cancellable));
+
+  g_async_initable_new_async (BG_TYPE_UPLOADER, G_PRIORITY_DEFAULT, cancellable, callback,
+                              user_data, "session-id", session_id, NULL);
+}
+
+/**
+ * bg_uploader_new_finish:
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes [func@Bg.Uploader.new_async].
+ *
+ * Returns: (transfer full): a new #BgUploader, or %NULL with @error set
+ */
+BgUploader *
+bg_uploader_new_finish (GAsyncResult  *result,
+                        GError       **error)
+{
+  g_autoptr(GObject) source = NULL;
+  GObject *object;
+
+  g_return_val_if_fail (G_IS_ASYNC_RESULT (result), NULL);
+
+  source = g_async_result_get_source_object (result);
+  object = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, error);
+
+  return object != NULL ? BG_UPLOADER (object) : NULL;
 }
 
 /**

@@ -30,6 +30,14 @@ BgUploader *bg_uploader_new (const char           *session_id,
                              GCancellable         *cancellable,
                              GError              **error);
 BG_AVAILABLE_IN_ALL
+void        bg_uploader_new_async      (const char           *session_id,
+                                        GCancellable         *cancellable,
+                                        GAsyncReadyCallback   callback,
+                                        gpointer              user_data);
+BG_AVAILABLE_IN_ALL
+BgUploader *bg_uploader_new_finish     (GAsyncResult         *result,
+                                        GError              **error);
+BG_AVAILABLE_IN_ALL
 gsize       bg_uploader_get_max_response_size (BgUploader           *self);
 BG_AVAILABLE_IN_ALL
 void        bg_uploader_set_max_response_size (BgUploader           *self,

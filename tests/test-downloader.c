@@ -2245,6 +2245,86 @@ test_close (Fixture       *f,
   g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
 }
 
+static gboolean
+tick_cb (gpointer data)
+{
+  guint *ticks = data;
+
+  (*ticks)++;
+  return G_SOURCE_CONTINUE;
+}
+
+/* A downloader made with new_async() opens its database on a worker thread, and restoring
+ * loads thousands of records off the main thread: the main loop keeps turning meanwhile. */
+static void
+test_async_open_and_restore (Fixture       *f,
+                             gconstpointer  data)
+{
+  const guint n_tasks = 3000;
+  g_autoptr(GAsyncResult) made = NULL;
+  g_autoptr(GAsyncResult) restored = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgDownloader) downloader = NULL;
+  g_autofree char *url = bg_test_server_url (f->server, "/files/never.bin");
+  guint ticks = 0;
+  guint tick_id;
+
+  /* Records of unfinished tasks, as earlier runs would leave them, held until tomorrow. */
+  g_clear_object (&f->downloader);
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+
+    g_assert_no_error (error);
+    for (guint i = 0; i < n_tasks; i++)
+      {
+        g_autoptr(BgStoreRecord) record = bg_store_record_new ();
+
+        record->identifier = g_strdup_printf ("many-%u", i);
+        record->kind = BG_TASK_KIND_DOWNLOAD;
+        record->state = BG_TASK_STATE_QUEUED;
+        record->method = g_strdup ("GET");
+        record->uri = g_strdup (url);
+        record->file_path = g_strdup_printf ("%s/many-%u.bin", f->tmp, i);
+        record->partial_path = g_strdup_printf ("%s/.bg-many-%u.part", f->tmp, i);
+        record->total = -1;
+        record->source_size = -1;
+        record->earliest_start = g_get_real_time () + (gint64) 24 * 3600 * G_USEC_PER_SEC;
+        record->created_at = record->updated_at = g_get_real_time ();
+        g_assert_true (bg_store_save (store, record, &error));
+        g_assert_no_error (error);
+      }
+  }
+
+  bg_downloader_new_async ("test", NULL, bg_test_store_result_cb, &made);
+  bg_test_wait_for_result (&made, 30);
+  downloader = bg_downloader_new_finish (made, &error);
+  g_assert_no_error (error);
+  g_assert_true (BG_IS_DOWNLOADER (downloader));
+  g_assert_nonnull (bg_task_queue_get_database_path (BG_TASK_QUEUE (downloader)));
+
+  /* The same through the database-path property, which the test fixture uses. */
+  g_clear_object (&made);
+  g_clear_object (&downloader);
+  g_async_initable_new_async (BG_TYPE_DOWNLOADER, G_PRIORITY_DEFAULT, NULL,
+                              bg_test_store_result_cb, &made,
+                              "session-id", "test", "database-path", f->db, NULL);
+  bg_test_wait_for_result (&made, 30);
+  downloader = bg_downloader_new_finish (made, &error);
+  g_assert_no_error (error);
+
+  tick_id = g_timeout_add (1, tick_cb, &ticks);
+  bg_downloader_restore_async (downloader, NULL, bg_test_store_result_cb, &restored);
+  /* Nothing was loaded in the call itself. */
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (downloader)), ==, 0);
+  bg_test_wait_for_result (&restored, 60);
+  g_source_remove (tick_id);
+  g_assert_true (bg_downloader_restore_finish (downloader, restored, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (downloader)), ==, n_tasks);
+  g_test_message ("the main loop turned %u times while %u records loaded", ticks, n_tasks);
+  bg_downloader_close (downloader);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -2257,6 +2337,7 @@ main (int   argc,
   ADD ("happy-path", test_happy_path);
   ADD ("classification", test_classification);
   ADD ("keep-finished", test_keep_finished);
+  ADD ("async-open-and-restore", test_async_open_and_restore);
   ADD ("restore-one-change", test_restore_one_change);
   ADD ("join", test_join);
   ADD ("conflict-and-arguments", test_conflict_and_arguments);

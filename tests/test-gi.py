@@ -68,6 +68,20 @@ class TransferTest(unittest.TestCase):
         self.assertTrue(downloader.forget('py-1'))
         self.assertEqual(tasks.get_n_items(), 0)
 
+    def test_new_async(self):
+        """The front ends open their database without blocking, through GAsyncInitable."""
+        made = []
+        Bg.Downloader.new_async('py-async', None, lambda src, res: made.append(res))
+        run_until(lambda: made)
+        downloader = Bg.Downloader.new_finish(made[0])
+        self.assertIsInstance(downloader, Bg.TaskQueue)
+        self.assertTrue(downloader.props.database_path.endswith('py-async.sqlite'))
+        self.assertIsNotNone(downloader.props.network_monitor)
+        downloader.close()
+        with self.assertRaises(GLib.Error) as cm:
+            downloader.forget('x')
+        self.assertTrue(cm.exception.matches(Bg.error_quark(), Bg.Error.CLOSED))
+
     def test_upload(self):
         src = os.path.join(self.tmp, 'up.bin')
         digest = write_random(src, 1024 * 1024 + 3, seed=5)
