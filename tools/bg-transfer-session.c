@@ -10,6 +10,7 @@
 #include <glib/gi18n.h>
 
 #include "bg-transfer.h"
+#include "bg-transfer-json.h"
 #include "bg-transfer-report.h"
 
 typedef struct
@@ -217,13 +218,9 @@ print_task_json (BtOutput *output,
   bt_json_add_task (builder, task);
   if (response != NULL)
     {
-      json_builder_set_member_name (builder, "kind");
-      json_builder_add_string_value (builder, bt_enum_nick (BG_TYPE_RESPONSE_KIND,
-                                                            bg_response_get_kind (response)));
-      json_builder_set_member_name (builder, "status");
-      json_builder_add_int_value (builder, bg_response_get_status (response));
-      json_builder_set_member_name (builder, "reason");
-      json_builder_add_string_value (builder, bg_response_get_reason (response));
+      bt_json_add_enum (builder, "kind", BG_TYPE_RESPONSE_KIND, bg_response_get_kind (response));
+      bt_json_add_int (builder, "status", bg_response_get_status (response));
+      bt_json_add_string (builder, "reason", bg_response_get_reason (response));
     }
   bt_output_json (output, builder);
 }
@@ -290,10 +287,8 @@ announce_continue (BtApp  *app,
   gint64 checkpoint = download ? bg_task_get_bytes_transferred (task) : 0;
 
   bt_json_add_task (builder, task);
-  json_builder_set_member_name (builder, "joined");
-  json_builder_add_boolean_value (builder, TRUE);
-  json_builder_set_member_name (builder, "checkpoint");
-  json_builder_add_int_value (builder, checkpoint);
+  bt_json_add_boolean (builder, "joined", TRUE);
+  bt_json_add_int (builder, "checkpoint", checkpoint);
   bt_output_json (app->output, builder);
 
   if (checkpoint > 0)
@@ -382,10 +377,8 @@ report_resume_interrupted (BtApp *app,
                                        "resume” again to continue them.", n_pending),
                              n_pending);
 
-  json_builder_set_member_name (builder, "message");
-  json_builder_add_string_value (builder, message);
-  json_builder_set_member_name (builder, "exit_code");
-  json_builder_add_int_value (builder, exit_code);
+  bt_json_add_string (builder, "message", message);
+  bt_json_add_int (builder, "exit_code", exit_code);
   bt_output_json (app->output, builder);
   bt_output_say (app->output, TRUE, message);
 
@@ -500,12 +493,9 @@ report_done (BtApp      *app,
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin (event);
 
-  json_builder_set_member_name (builder, "identifier");
-  json_builder_add_string_value (builder, identifier);
-  json_builder_set_member_name (builder, "operation");
-  json_builder_add_string_value (builder, bt_enum_nick (BG_TYPE_TASK_KIND, kind));
-  json_builder_set_member_name (builder, "message");
-  json_builder_add_string_value (builder, message);
+  bt_json_add_string (builder, "identifier", identifier);
+  bt_json_add_enum (builder, "operation", BG_TYPE_TASK_KIND, kind);
+  bt_json_add_string (builder, "message", message);
   bt_output_json (app->output, builder);
   bt_output_say (app->output, FALSE, message);
 }

@@ -12,6 +12,7 @@
 #include <glib/gi18n.h>
 
 #include "bg-transfer.h"
+#include "bg-transfer-json.h"
 #include "bg-transfer-report.h"
 
 /* How many hex digits of the SHA-256 a derived identifier keeps. */
@@ -247,20 +248,13 @@ announce_start_json (Transfer   *self,
   g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
   g_autofree char *path = g_file_get_path (self->file);
 
-  json_builder_set_member_name (builder, "identifier");
-  json_builder_add_string_value (builder, self->identifier);
-  json_builder_set_member_name (builder, "operation");
-  json_builder_add_string_value (builder, bt_enum_nick (BG_TYPE_TASK_KIND, self->kind));
-  json_builder_set_member_name (builder, "method");
-  json_builder_add_string_value (builder, soup_message_get_method (self->msg));
-  json_builder_set_member_name (builder, "uri");
-  json_builder_add_string_value (builder, uri);
-  json_builder_set_member_name (builder, "file");
-  json_builder_add_string_value (builder, path);
-  json_builder_set_member_name (builder, "joined");
-  json_builder_add_boolean_value (builder, joined);
-  json_builder_set_member_name (builder, "checkpoint");
-  json_builder_add_int_value (builder, checkpoint);
+  bt_json_add_string (builder, "identifier", self->identifier);
+  bt_json_add_enum (builder, "operation", BG_TYPE_TASK_KIND, self->kind);
+  bt_json_add_string (builder, "method", soup_message_get_method (self->msg));
+  bt_json_add_string (builder, "uri", uri);
+  bt_json_add_string (builder, "file", path);
+  bt_json_add_boolean (builder, "joined", joined);
+  bt_json_add_int (builder, "checkpoint", checkpoint);
 
   bt_output_json (self->app->output, builder);
 }
@@ -337,12 +331,9 @@ report_interrupted (Transfer *self)
                                  "command again, or “bg-transfer resume”, to send it."),
                                self->identifier);
 
-  json_builder_set_member_name (builder, "identifier");
-  json_builder_add_string_value (builder, self->identifier);
-  json_builder_set_member_name (builder, "message");
-  json_builder_add_string_value (builder, message);
-  json_builder_set_member_name (builder, "exit_code");
-  json_builder_add_int_value (builder, exit_code);
+  bt_json_add_string (builder, "identifier", self->identifier);
+  bt_json_add_string (builder, "message", message);
+  bt_json_add_int (builder, "exit_code", exit_code);
   bt_output_json (app->output, builder);
   bt_output_say (app->output, TRUE, message);
 
