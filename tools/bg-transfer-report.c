@@ -10,7 +10,7 @@
 
 #include <glib/gi18n.h>
 
-#include "bg-transfer.h"
+#include "bg-transfer-tool.h"
 #include "bg-transfer-json.h"
 #include "bg-transfer-report.h"
 
