@@ -293,19 +293,80 @@ check_other_commands_options (const BtCommand *command)
   return TRUE;
 }
 
+/* The value of a string or list option before the command parses its part of the command
+ * line: what was given before the command's name. */
+typedef struct
+{
+  const GOptionEntry *entry;
+  gpointer            value;
+} EarlierValue;
+
+static void
+save_earlier_values (GArray             *saved,
+                     const GOptionEntry *entries)
+{
+  for (const GOptionEntry *entry = entries; entry != NULL && entry->long_name != NULL; entry++)
+    {
+      EarlierValue earlier = { entry, NULL };
+
+      if (entry->arg != G_OPTION_ARG_STRING && entry->arg != G_OPTION_ARG_FILENAME &&
+          entry->arg != G_OPTION_ARG_STRING_ARRAY && entry->arg != G_OPTION_ARG_FILENAME_ARRAY)
+        continue;
+
+      earlier.value = *(gpointer *) entry->arg_data;
+      g_array_append_val (saved, earlier);
+    }
+}
+
+/* GOptionContext replaces the value of an option given again, and leaves the earlier value to
+ * its owner.  As if the whole command line had been parsed at once, a list keeps both, and a
+ * string the later one. */
+static void
+merge_earlier_values (GArray *saved)
+{
+  for (guint i = 0; i < saved->len; i++)
+    {
+      const EarlierValue *earlier = &g_array_index (saved, EarlierValue, i);
+      gpointer *storage = earlier->entry->arg_data;
+      g_autoptr(GStrvBuilder) builder = NULL;
+
+      if (earlier->value == NULL || *storage == earlier->value)
+        continue;
+
+      if (earlier->entry->arg == G_OPTION_ARG_STRING ||
+          earlier->entry->arg == G_OPTION_ARG_FILENAME)
+        {
+          g_free (earlier->value);
+          continue;
+        }
+
+      builder = g_strv_builder_new ();
+      g_strv_builder_addv (builder, (const char **) earlier->value);
+      g_strv_builder_addv (builder, (const char **) *storage);
+      g_strfreev (earlier->value);
+      g_strfreev (*storage);
+      *storage = g_strv_builder_end (builder);
+    }
+}
+
 gboolean
 bt_command_parse (const BtCommand   *command,
                   GOptionContext    *context,
                   int               *argc,
                   char            ***argv)
 {
+  g_autoptr(GArray) earlier = g_array_new (FALSE, FALSE, sizeof (EarlierValue));
   g_autoptr(GError) error = NULL;
+
+  save_earlier_values (earlier, command->entries);
+  save_earlier_values (earlier, bt_global_entries);
 
   if (!g_option_context_parse (context, argc, argv, &error))
     {
       bt_usage_error ("%s", error->message);
       return FALSE;
     }
+  merge_earlier_values (earlier);
 
   return check_global_options () && check_other_commands_options (command);
 }
