@@ -101,16 +101,41 @@ find_command (const char *name)
   return NULL;
 }
 
-/* Whether the command line after the command's name asks for its help. */
-static gboolean
-asks_for_help (int   argc,
-               char *argv[])
+/* The option that @argument names on its own, as "--name" or "-c"; NULL for anything else. */
+static const GOptionEntry *
+find_entry (const GOptionEntry *entries,
+            const char         *argument)
 {
+  for (const GOptionEntry *entry = entries; entry->long_name != NULL; entry++)
+    {
+      if (g_str_has_prefix (argument, "--") && strcmp (argument + 2, entry->long_name) == 0)
+        return entry;
+      if (argument[0] == '-' && argument[1] == entry->short_name && argument[1] != '\0' &&
+          argument[2] == '\0')
+        return entry;
+    }
+
+  return NULL;
+}
+
+/* Whether the command line after the command's name asks for the command's help: -h, -?,
+ * --help or --help-all, not as the value of an option such as -o. */
+static gboolean
+asks_for_help (int                 argc,
+               char               *argv[],
+               const GOptionEntry *entries)
+{
+  static const char *const help[] = { "-h", "-?", "--help", "--help-all", NULL };
+
   for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
     {
-      if (g_strv_contains ((const char *const[]) { "-h", "-?", "--help", "--help-all", NULL },
-                           argv[i]))
+      const GOptionEntry *entry = find_entry (entries, argv[i]);
+
+      if (g_strv_contains (help, argv[i]))
         return TRUE;
+      /* GOptionContext takes the next argument as the value, whatever it looks like. */
+      if (entry != NULL && entry->arg != G_OPTION_ARG_NONE)
+        i++;
     }
 
   return FALSE;
@@ -172,5 +197,6 @@ main (int   argc,
     }
 
   /* From the command's name on, as GOptionContext expects a program's. */
-  return command->handle (argc - 1, argv + 1, asks_for_help (argc - 1, argv + 1));
+  return command->handle (argc - 1, argv + 1,
+                          asks_for_help (argc - 1, argv + 1, (gpointer) entries->data));
 }
