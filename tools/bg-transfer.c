@@ -101,41 +101,67 @@ find_command (const char *name)
   return NULL;
 }
 
-/* The option that @argument names on its own, as "--name" or "-c"; NULL for anything else. */
 static const GOptionEntry *
-find_entry (const GOptionEntry *entries,
-            const char         *argument)
+find_long_option (const GOptionEntry *entries,
+                  const char         *name)
 {
   for (const GOptionEntry *entry = entries; entry->long_name != NULL; entry++)
     {
-      if (g_str_has_prefix (argument, "--") && strcmp (argument + 2, entry->long_name) == 0)
-        return entry;
-      if (argument[0] == '-' && argument[1] == entry->short_name && argument[1] != '\0' &&
-          argument[2] == '\0')
+      if (strcmp (entry->long_name, name) == 0)
         return entry;
     }
 
   return NULL;
 }
 
-/* Whether the command line after the command's name asks for the command's help: -h, -?,
- * --help or --help-all, not as the value of an option such as -o. */
-static gboolean
-asks_for_help (int                 argc,
-               char               *argv[],
-               const GOptionEntry *entries)
+/* How many words after it an option of @short_name takes as its value: 0 or 1. */
+static int
+short_option_values (const GOptionEntry *entries,
+                     char                short_name)
 {
-  static const char *const help[] = { "-h", "-?", "--help", "--help-all", NULL };
+  for (const GOptionEntry *entry = entries; entry->long_name != NULL; entry++)
+    {
+      if (entry->short_name == short_name)
+        return entry->arg != G_OPTION_ARG_NONE;
+    }
 
+  return 0;
+}
+
+/* Looks through the words after the command's name, as GOptionContext would, for what the
+ * tool answers itself: --version and --help-man, which it takes anywhere, and a request for
+ * help: -h, -?, --help or --help-all, but not as the value of an option such as -o. */
+static gboolean
+scan_after_command (int                 argc,
+                    char               *argv[],
+                    const GOptionEntry *entries)
+{
   for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
     {
-      const GOptionEntry *entry = find_entry (entries, argv[i]);
+      const char *word = argv[i];
+      const GOptionEntry *entry;
 
-      if (g_strv_contains (help, argv[i]))
+      if (strcmp (word, "--help") == 0 || strcmp (word, "--help-all") == 0)
         return TRUE;
-      /* GOptionContext takes the next argument as the value, whatever it looks like. */
-      if (entry != NULL && entry->arg != G_OPTION_ARG_NONE)
-        i++;
+
+      if (g_str_has_prefix (word, "--") && (entry = find_long_option (entries, word + 2)))
+        {
+          if (entry->arg_data == &version || entry->arg_data == &help_man)
+            *(gboolean *) entry->arg_data = TRUE;
+          /* GOptionContext takes the next word as the value, whatever it looks like. */
+          else if (entry->arg != G_OPTION_ARG_NONE)
+            i++;
+        }
+      else if (word[0] == '-' && word[1] != '-')
+        {
+          /* Short options, alone or grouped as in -qo FILE. */
+          for (const char *c = word + 1; *c != '\0'; c++)
+            {
+              if (*c == 'h' || *c == '?')
+                return TRUE;
+              i += short_option_values (entries, *c);
+            }
+        }
     }
 
   return FALSE;
@@ -169,6 +195,7 @@ main (int   argc,
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   const BtCommand *command;
+  gboolean do_help;
 
   i18n_init ();
 
@@ -180,7 +207,9 @@ main (int   argc,
       return BT_EXIT_USAGE;
     }
 
-  if (print_about_the_tool ((gpointer) entries->data))
+  /* The help wins, as GOptionContext prints it as soon as it meets it. */
+  do_help = argc >= 2 && scan_after_command (argc - 1, argv + 1, (gpointer) entries->data);
+  if (!do_help && print_about_the_tool ((gpointer) entries->data))
     return BT_EXIT_SUCCESS;
 
   if (argc < 2)
@@ -190,6 +219,8 @@ main (int   argc,
     }
 
   command = find_command (argv[1]);
+  if (command == NULL && do_help)
+    return bt_command_show_help (context);
   if (command == NULL)
     {
       bt_usage_error (_("Unknown command “%s”"), argv[1]);
@@ -197,6 +228,5 @@ main (int   argc,
     }
 
   /* From the command's name on, as GOptionContext expects a program's. */
-  return command->handle (argc - 1, argv + 1,
-                          asks_for_help (argc - 1, argv + 1, (gpointer) entries->data));
+  return command->handle (argc - 1, argv + 1, do_help);
 }
