@@ -1,8 +1,8 @@
 /* bg-transfer.c: durable HTTP downloads and uploads from the command line
  *
- * This file reads the options given before the command's name and hands over to the command.
- * Each command is a file of its own, bg-transfer-NAME.c, with its own options; what they share
- * is in bg-transfer-tool.c.  The tool uses only the public API of bg-glib, as any app would.
+ * This file reads the options given before the command's name and hands over to the command,
+ * which parses the rest.  Each command is a file of its own, bg-transfer-NAME.c, with its own
+ * options and a row in bt_commands; what they share is in bg-transfer-tool.c.  The tool uses only the public API of bg-glib, as any app would.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -32,7 +32,7 @@ const BtCommand *const bt_commands[] = {
 static gboolean help_man;
 static gboolean version;
 
-/* Options that go only before the command's name. */
+/* The tool's own options, which it answers itself: the commands do not parse them. */
 static const GOptionEntry tool_entries[] = {
   { "version", 0, 0, G_OPTION_ARG_NONE, &version,
     N_("Print the version and exit"), NULL },
