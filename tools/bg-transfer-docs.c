@@ -1,8 +1,8 @@
 /* bg-transfer-docs.c: the text of --help and of the bg-transfer(1) manual page
  *
- * Both are made from the tables below and from the tool's GOptionEntry list, so that the
- * manual page, which the build makes by running "bg-transfer --help-man", never disagrees with
- * --help.
+ * Both are made from the tables below, from the commands (bt_commands) and from the tool's
+ * GOptionEntry list, so that the manual page, which the build makes by running
+ * "bg-transfer --help-man", never disagrees with --help.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -12,6 +12,7 @@
 #include <glib/gi18n.h>
 
 #include "bg-transfer-docs.h"
+#include "bg-transfer-tool.h"
 
 #define HELP_WIDTH 79
 
@@ -26,23 +27,6 @@ static const char intro[] =
      "a task kept in a database: when it is cut off by Ctrl-C, a crash or a lost connection, "
      "running the same command again, or “bg-transfer resume”, carries it on from its last "
      "checkpoint.");
-
-static const BtDocItem commands[] = {
-  { "download URL [-o FILE] [--id ID] [-H 'NAME: VALUE']…",
-    N_("Download URL into FILE; by default the last part of the URL, in the current folder. "
-       "An existing file is never overwritten.") },
-  { "upload FILE URL [-X PUT|POST] [--id ID] [-H 'NAME: VALUE']…",
-    N_("Upload FILE to URL, with PUT unless -X POST is given.") },
-  { "list",
-    N_("List every task of the session with its state, bytes and attempts, then exit.") },
-  { "resume",
-    N_("Carry on every unfinished download and upload of the session until each one ends, "
-       "and print each result. The exit status is that of the worst result.") },
-  { "cancel ID",
-    N_("Stop the task ID and forget it. The partial file of a download is deleted.") },
-  { "forget ID",
-    N_("Forget the result of the finished task ID without printing it.") },
-};
 
 static const char identifiers[] =
   N_("Without --id, the identifier of a task is made from the command, the URL and the file "
@@ -93,6 +77,27 @@ static const BtDocItem examples[] = {
   { "bg-transfer resume",
     N_("Finish everything that earlier runs left unfinished.") },
 };
+
+/* The commands as items: their synopsis and what they do.  Free with g_free(). */
+static BtDocItem *
+command_items (guint *n_items)
+{
+  guint n = 0;
+  BtDocItem *items;
+
+  while (bt_commands[n] != NULL)
+    n++;
+
+  items = g_new0 (BtDocItem, n);
+  for (guint i = 0; i < n; i++)
+    {
+      items[i].term = bt_commands[i]->synopsis;
+      items[i].text = bt_commands[i]->description;
+    }
+
+  *n_items = n;
+  return items;
+}
 
 /* --- --help -------------------------------------------------------------------------------- */
 
@@ -165,11 +170,24 @@ char *
 bt_docs_help_summary (void)
 {
   g_autoptr(GString) out = g_string_new (NULL);
+  guint n_commands;
+  g_autofree BtDocItem *commands = command_items (&n_commands);
 
   append_wrapped (out, _(intro), 0);
-  append_help_items (out, _("Commands:"), commands, G_N_ELEMENTS (commands), 6);
+  append_help_items (out, _("Commands:"), commands, n_commands, 6);
 
   /* GOptionContext adds the final newline. */
+  g_string_truncate (out, out->len - 1);
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+char *
+bt_docs_command_summary (const BtCommand *command)
+{
+  g_autoptr(GString) out = g_string_new (NULL);
+
+  append_wrapped (out, _(command->description), 0);
+
   g_string_truncate (out, out->len - 1);
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
@@ -274,10 +292,10 @@ static void
 append_man_synopsis (GString *out)
 {
   g_string_append (out, ".SH SYNOPSIS\n");
-  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+  for (guint i = 0; bt_commands[i] != NULL; i++)
     {
       g_string_append (out, ".br\n\\fBbg\\-transfer\\fR [\\fIOPTION\\fR\\&...] ");
-      append_roff (out, commands[i].term);
+      append_roff (out, bt_commands[i]->synopsis);
       g_string_append_c (out, '\n');
     }
 }
@@ -286,6 +304,8 @@ char *
 bt_docs_man_page (const GOptionEntry *entries)
 {
   g_autoptr(GString) out = g_string_new (NULL);
+  guint n_commands;
+  g_autofree BtDocItem *commands = command_items (&n_commands);
 
   g_string_append (out, ".\\\" Made by \"bg-transfer --help-man\" from tools/bg-transfer-docs.c\n");
   g_string_append_printf (out, ".TH BG\\-TRANSFER 1 \"\" \"bg-glib %s\" \"User Commands\"\n",
@@ -299,7 +319,7 @@ bt_docs_man_page (const GOptionEntry *entries)
   append_roff (out, _(intro));
   g_string_append_c (out, '\n');
   append_man_paragraph (out, _(identifiers));
-  append_man_items (out, "COMMANDS", commands, G_N_ELEMENTS (commands));
+  append_man_items (out, "COMMANDS", commands, n_commands);
 
   g_string_append (out, ".SH OPTIONS\n");
   for (const GOptionEntry *entry = entries; entry->long_name != NULL; entry++)

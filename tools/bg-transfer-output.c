@@ -17,6 +17,7 @@
 #include <glib/gi18n.h>
 
 #include "bg-transfer-output.h"
+#include "bg-transfer-json.h"
 
 #define TTY_INTERVAL_MS   200   /* how often the bars are redrawn */
 #define JSON_INTERVAL_MS  500   /* how often "progress" lines may come */
@@ -133,17 +134,6 @@ tracker_rate (Tracker *tracker)
     return -1;
 
   return (double) (last->bytes - first->bytes) * G_USEC_PER_SEC / (double) span;
-}
-
-const char *
-bt_enum_nick (GType enum_type,
-              int   value)
-{
-  g_autoptr(GEnumClass) klass = g_type_class_ref (enum_type);
-  GEnumValue *enum_value = g_enum_get_value (klass, value);
-
-  /* The class of a static enum type is never freed, so the nick outlives it. */
-  return enum_value ? enum_value->value_nick : "unknown";
 }
 
 /* Text that is not a URL GLib can parse may still hold a password in "scheme://user:pw@host":
@@ -289,10 +279,8 @@ json_task_event (BtOutput   *output,
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin (event);
 
-  json_builder_set_member_name (builder, "identifier");
-  json_builder_add_string_value (builder, bg_task_get_identifier (task));
-  json_builder_set_member_name (builder, member);
-  json_builder_add_int_value (builder, value);
+  bt_json_add_string (builder, "identifier", bg_task_get_identifier (task));
+  bt_json_add_int (builder, member, value);
   bt_output_json (output, builder);
 }
 
@@ -561,10 +549,7 @@ emit_json_progress (BtOutput *self,
   builder = bt_json_begin ("progress");
   bt_json_add_task (builder, task);
   if (rate >= 0)
-    {
-      json_builder_set_member_name (builder, "rate");
-      json_builder_add_int_value (builder, (gint64) rate);
-    }
+    bt_json_add_int (builder, "rate", (gint64) rate);
   bt_output_json (self, builder);
 }
 
@@ -742,79 +727,16 @@ bt_output_say (BtOutput   *self,
   print_line (self, is_error ? stderr : stdout, text);
 }
 
-JsonBuilder *
-bt_json_begin (const char *event)
-{
-  JsonBuilder *builder = json_builder_new ();
-
-  json_builder_begin_object (builder);
-  json_builder_set_member_name (builder, "event");
-  json_builder_add_string_value (builder, event);
-
-  return builder;
-}
-
-static void
-add_string (JsonBuilder *builder,
-            const char  *name,
-            const char  *value)
-{
-  json_builder_set_member_name (builder, name);
-  if (value != NULL)
-    json_builder_add_string_value (builder, value);
-  else
-    json_builder_add_null_value (builder);
-}
-
-static void
-add_int (JsonBuilder *builder,
-         const char  *name,
-         gint64       value)
-{
-  json_builder_set_member_name (builder, name);
-  json_builder_add_int_value (builder, value);
-}
-
-void
-bt_json_add_task (JsonBuilder *builder,
-                  BgTask      *task)
-{
-  GFile *file = bg_task_get_file (task);
-  g_autofree char *path = file ? g_file_get_path (file) : NULL;
-  g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
-  gint64 next = bg_task_get_next_attempt_at (task);
-
-  add_string (builder, "identifier", bg_task_get_identifier (task));
-  add_string (builder, "operation", bt_enum_nick (BG_TYPE_TASK_KIND, bg_task_get_kind (task)));
-  add_string (builder, "state", bt_enum_nick (BG_TYPE_TASK_STATE, bg_task_get_state (task)));
-  add_string (builder, "uri", uri);
-  add_string (builder, "file", path);
-  add_int (builder, "bytes", bg_task_get_bytes_transferred (task));
-  add_int (builder, "total", bg_task_get_bytes_total (task));
-  add_int (builder, "attempts", bg_task_get_attempts (task));
-  if (bg_task_get_wait_reason (task) != BG_WAIT_REASON_NONE)
-    add_string (builder, "wait_reason",
-                bt_enum_nick (BG_TYPE_WAIT_REASON, bg_task_get_wait_reason (task)));
-  if (next > 0)
-    add_int (builder, "next_attempt_in",
-             MAX (0, (next - g_get_real_time ()) / G_USEC_PER_SEC));
-}
-
 void
 bt_output_json (BtOutput    *self,
                 JsonBuilder *builder)
 {
-  g_autoptr(JsonGenerator) generator = json_generator_new ();
-  g_autoptr(JsonNode) root = NULL;
   g_autofree char *text = NULL;
 
   if (!self->json)
     return;
 
-  json_builder_end_object (builder);
-  root = json_builder_get_root (builder);
-  json_generator_set_root (generator, root);
-  text = json_generator_to_data (generator, NULL);
+  text = bt_json_end (builder);
 
   fprintf (stdout, "%s\n", text);
   fflush (stdout);

@@ -40,16 +40,11 @@ void         bt_output_say        (BtOutput    *self,
                                    gboolean     is_error,
                                    const char  *text);
 
-/* JSON lines: start an object with its "event" member, add members, then print it. */
-JsonBuilder *bt_json_begin        (const char  *event);
-void         bt_json_add_task     (JsonBuilder *builder,
-                                   BgTask      *task);
+/* Prints the JSON line @builder holds, with --json only; see bg-transfer-json.h. */
 void         bt_output_json       (BtOutput    *self,
                                    JsonBuilder *builder);
 
-/* Names used in JSON and in messages. */
-const char  *bt_enum_nick         (GType        enum_type,
-                                   int          value);
+/* Names used in messages. */
 char        *bt_format_seconds    (gint64       seconds);
 char        *bt_describe_wait     (BgTask      *task);
 /* @uri as the tool shows it, in text and JSON alike: never with its password. */

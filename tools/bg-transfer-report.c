@@ -10,7 +10,8 @@
 
 #include <glib/gi18n.h>
 
-#include "bg-transfer.h"
+#include "bg-transfer-tool.h"
+#include "bg-transfer-json.h"
 #include "bg-transfer-report.h"
 
 /* The longest upload answer that is shown as text. */
@@ -257,41 +258,6 @@ body_text (BgResponse *response,
 }
 
 static void
-add_member_string (JsonBuilder *builder,
-                   const char  *name,
-                   const char  *value)
-{
-  if (value == NULL)
-    return;
-  json_builder_set_member_name (builder, name);
-  json_builder_add_string_value (builder, value);
-}
-
-static void
-add_member_int (JsonBuilder *builder,
-                const char  *name,
-                gint64       value)
-{
-  json_builder_set_member_name (builder, name);
-  json_builder_add_int_value (builder, value);
-}
-
-static void
-json_add_error (JsonBuilder  *builder,
-                const GError *error)
-{
-  if (error == NULL)
-    return;
-
-  json_builder_set_member_name (builder, "error");
-  json_builder_begin_object (builder);
-  add_member_string (builder, "domain", g_quark_to_string (error->domain));
-  add_member_int (builder, "code", error->code);
-  add_member_string (builder, "message", error->message);
-  json_builder_end_object (builder);
-}
-
-static void
 report_response_json (BtOutput   *output,
                       BgTaskKind  kind,
                       BgTask     *task,
@@ -306,32 +272,31 @@ report_response_json (BtOutput   *output,
   gsize body_length;
   const char *body = body_text (response, &body_length);
 
-  add_member_string (builder, "identifier", bg_response_get_identifier (response));
-  add_member_string (builder, "operation", bt_enum_nick (BG_TYPE_TASK_KIND, kind));
-  add_member_string (builder, "kind",
-                     bt_enum_nick (BG_TYPE_RESPONSE_KIND, bg_response_get_kind (response)));
-  add_member_int (builder, "status", bg_response_get_status (response));
-  add_member_string (builder, "reason", bg_response_get_reason (response));
+  bt_json_add_optional_string (builder, "identifier", bg_response_get_identifier (response));
+  bt_json_add_enum (builder, "operation", BG_TYPE_TASK_KIND, kind);
+  bt_json_add_enum (builder, "kind", BG_TYPE_RESPONSE_KIND, bg_response_get_kind (response));
+  bt_json_add_int (builder, "status", bg_response_get_status (response));
+  bt_json_add_optional_string (builder, "reason", bg_response_get_reason (response));
   if (retry_after >= 0)
-    add_member_int (builder, "retry_after", retry_after);
-  add_member_string (builder, "file", path);
+    bt_json_add_int (builder, "retry_after", retry_after);
+  bt_json_add_optional_string (builder, "file", path);
   if (task != NULL)
     {
       g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
 
-      add_member_string (builder, "uri", uri);
-      add_member_int (builder, "bytes", bg_task_get_bytes_transferred (task));
-      add_member_int (builder, "attempts", bg_task_get_attempts (task));
+      bt_json_add_optional_string (builder, "uri", uri);
+      bt_json_add_int (builder, "bytes", bg_task_get_bytes_transferred (task));
+      bt_json_add_int (builder, "attempts", bg_task_get_attempts (task));
     }
   if (body != NULL)
     {
       g_autofree char *copy = g_strndup (body, body_length);
 
-      add_member_string (builder, "body", copy);
+      bt_json_add_optional_string (builder, "body", copy);
     }
-  json_add_error (builder, bg_response_get_error (response));
-  add_member_string (builder, "message", message);
-  add_member_int (builder, "exit_code", exit_code);
+  bt_json_add_error (builder, bg_response_get_error (response));
+  bt_json_add_optional_string (builder, "message", message);
+  bt_json_add_int (builder, "exit_code", exit_code);
 
   bt_output_json (output, builder);
 }
@@ -396,11 +361,11 @@ bt_report_error (BtOutput     *output,
   int exit_code = bt_exit_for_error (error);
   g_autoptr(JsonBuilder) builder = bt_json_begin ("error");
 
-  add_member_string (builder, "identifier", identifier);
-  add_member_string (builder, "operation", bt_enum_nick (BG_TYPE_TASK_KIND, kind));
-  json_add_error (builder, error);
-  add_member_string (builder, "message", message);
-  add_member_int (builder, "exit_code", exit_code);
+  bt_json_add_optional_string (builder, "identifier", identifier);
+  bt_json_add_enum (builder, "operation", BG_TYPE_TASK_KIND, kind);
+  bt_json_add_error (builder, error);
+  bt_json_add_optional_string (builder, "message", message);
+  bt_json_add_int (builder, "exit_code", exit_code);
   bt_output_json (output, builder);
 
   bt_output_say (output, TRUE, message);
@@ -415,8 +380,8 @@ bt_report_message (BtOutput   *output,
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin ("error");
 
-  add_member_string (builder, "message", message);
-  add_member_int (builder, "exit_code", exit_code);
+  bt_json_add_optional_string (builder, "message", message);
+  bt_json_add_int (builder, "exit_code", exit_code);
   bt_output_json (output, builder);
 
   bt_output_say (output, TRUE, message);

@@ -1,8 +1,9 @@
-/* bg-transfer-transfer.c: the download and upload commands
+/* bg-transfer-transfer.c: what download and upload share: one task, from the request to its
+ * result
  *
- * Each runs one task: it builds the request from the command line, starts or joins the task
- * whose identifier the command line gives or implies, shows its progress and reports how it
- * ended.  Ctrl-C ends only the wait; the task stays in the database.
+ * The command builds the request from its command line; this runs it: it starts or joins the
+ * task whose identifier the command line gives or implies, shows its progress and reports how
+ * it ended.  Ctrl-C ends only the wait; the task stays in the database.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -11,13 +12,14 @@
 
 #include <glib/gi18n.h>
 
-#include "bg-transfer.h"
+#include "bg-transfer-transfer.h"
+#include "bg-transfer-json.h"
 #include "bg-transfer-report.h"
 
 /* How many hex digits of the SHA-256 a derived identifier keeps. */
 #define DERIVED_ID_DIGITS 16
-/* The longest file name most file systems take, in bytes. */
-#define MAX_NAME_BYTES 255
+
+BtTransferOptions bt_transfer_options;
 
 typedef struct
 {
@@ -47,8 +49,8 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Transfer, transfer_clear)
 
 /* --- The command line ---------------------------------------------------------------------- */
 
-static GUri *
-parse_url (const char *text)
+GUri *
+bt_transfer_parse_url (const char *text)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GUri) uri = g_uri_parse (text, SOUP_HTTP_URI_FLAGS, &error);
@@ -101,6 +103,8 @@ add_headers (SoupMessage *msg,
 {
   SoupMessageHeaders *request_headers = soup_message_get_request_headers (msg);
 
+  g_assert (SOUP_IS_MESSAGE (msg));
+
   for (guint i = 0; headers != NULL && headers[i] != NULL; i++)
     {
       const char *colon = strchr (headers[i], ':');
@@ -122,43 +126,34 @@ add_headers (SoupMessage *msg,
   return TRUE;
 }
 
-/* The last segment of the URL's path, decoded, as a safe file name; NULL when nothing usable
- * is left. */
-static char *
-name_from_uri (GUri *uri)
+SoupMessage *
+bt_transfer_new_message (const char *method,
+                         GUri       *uri)
 {
-  const char *path = g_uri_get_path (uri);
-  const char *last = strrchr (path, '/') ? strrchr (path, '/') + 1 : path;
-  g_autofree char *decoded = g_uri_unescape_string (last, NULL);
-  g_autofree char *valid = g_utf8_make_valid (decoded ? decoded : last, -1);
-  GString *name = g_string_new (NULL);
-  const char *p = valid;
+  g_autoptr(SoupMessage) msg = soup_message_new_from_uri (method, uri);
 
-  /* No hidden files: leading dots and spaces go. */
-  while (*p == '.' || *p == ' ')
-    p++;
+  if (!add_headers (msg, bt_transfer_options.headers))
+    return NULL;
 
-  for (; *p != '\0'; p = g_utf8_next_char (p))
-    {
-      gunichar c = g_utf8_get_char (p);
+  return g_steal_pointer (&msg);
+}
 
-      if (c == '/' || c == '\\' || g_unichar_iscntrl (c))
-        c = '_';
-      if (name->len + g_unichar_to_utf8 (c, NULL) > MAX_NAME_BYTES)
-        break;
-      g_string_append_unichar (name, c);
-    }
+GFile *
+bt_file_for_argument (const char *argument)
+{
+  g_autofree char *path = g_canonicalize_filename (argument, NULL);
 
-  while (name->len > 0 && name->str[name->len - 1] == ' ')
-    g_string_truncate (name, name->len - 1);
+  return g_file_new_for_path (path);
+}
 
-  if (name->len == 0)
-    {
-      g_string_free (name, TRUE);
-      return NULL;
-    }
+gboolean
+bt_transfer_check_identifier (void)
+{
+  if (bt_transfer_options.identifier == NULL || *bt_transfer_options.identifier != '\0')
+    return TRUE;
 
-  return g_string_free (name, FALSE);
+  bt_usage_error (_("--id needs a non-empty identifier"));
+  return FALSE;
 }
 
 /* "download-" or "upload-" and the start of a SHA-256 of what the command is about, so that
@@ -247,20 +242,13 @@ announce_start_json (Transfer   *self,
   g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
   g_autofree char *path = g_file_get_path (self->file);
 
-  json_builder_set_member_name (builder, "identifier");
-  json_builder_add_string_value (builder, self->identifier);
-  json_builder_set_member_name (builder, "operation");
-  json_builder_add_string_value (builder, bt_enum_nick (BG_TYPE_TASK_KIND, self->kind));
-  json_builder_set_member_name (builder, "method");
-  json_builder_add_string_value (builder, soup_message_get_method (self->msg));
-  json_builder_set_member_name (builder, "uri");
-  json_builder_add_string_value (builder, uri);
-  json_builder_set_member_name (builder, "file");
-  json_builder_add_string_value (builder, path);
-  json_builder_set_member_name (builder, "joined");
-  json_builder_add_boolean_value (builder, joined);
-  json_builder_set_member_name (builder, "checkpoint");
-  json_builder_add_int_value (builder, checkpoint);
+  bt_json_add_string (builder, "identifier", self->identifier);
+  bt_json_add_enum (builder, "operation", BG_TYPE_TASK_KIND, self->kind);
+  bt_json_add_string (builder, "method", soup_message_get_method (self->msg));
+  bt_json_add_string (builder, "uri", uri);
+  bt_json_add_string (builder, "file", path);
+  bt_json_add_boolean (builder, "joined", joined);
+  bt_json_add_int (builder, "checkpoint", checkpoint);
 
   bt_output_json (self->app->output, builder);
 }
@@ -337,12 +325,9 @@ report_interrupted (Transfer *self)
                                  "command again, or “bg-transfer resume”, to send it."),
                                self->identifier);
 
-  json_builder_set_member_name (builder, "identifier");
-  json_builder_add_string_value (builder, self->identifier);
-  json_builder_set_member_name (builder, "message");
-  json_builder_add_string_value (builder, message);
-  json_builder_set_member_name (builder, "exit_code");
-  json_builder_add_int_value (builder, exit_code);
+  bt_json_add_string (builder, "identifier", self->identifier);
+  bt_json_add_string (builder, "message", message);
+  bt_json_add_int (builder, "exit_code", exit_code);
   bt_output_json (app->output, builder);
   bt_output_say (app->output, TRUE, message);
 
@@ -373,127 +358,27 @@ transfer_run (Transfer *self)
   return bt_report_error (app->output, self->kind, self->identifier, self->file, self->error);
 }
 
-/* --- The commands -------------------------------------------------------------------------- */
-
-/* A file named on the command line, made absolute against the current folder. */
-static GFile *
-file_for_argument (const char *argument)
-{
-  g_autofree char *path = g_canonicalize_filename (argument, NULL);
-
-  return g_file_new_for_path (path);
-}
-
-static gboolean
-check_identifier (BtApp *app)
-{
-  if (app->options->identifier == NULL || *app->options->identifier != '\0')
-    return TRUE;
-
-  bt_usage_error (_("--id needs a non-empty identifier"));
-  return FALSE;
-}
-
-/* The destination: --output, or the URL's last segment in the current folder. */
-static GFile *
-download_destination (BtApp *app,
-                      GUri  *uri)
-{
-  g_autofree char *name = NULL;
-
-  if (app->options->output != NULL)
-    {
-      if (*app->options->output == '\0')
-        {
-          bt_usage_error (_("--output needs a file name"));
-          return NULL;
-        }
-      return file_for_argument (app->options->output);
-    }
-
-  name = name_from_uri (uri);
-  if (name == NULL)
-    {
-      bt_usage_error (_("The URL does not end in a file name; give one with --output"));
-      return NULL;
-    }
-
-  return file_for_argument (name);
-}
-
 int
-bt_command_download (BtApp *app)
+bt_transfer_run (BtApp       *app,
+                 BgTaskKind   kind,
+                 SoupMessage *msg,
+                 GFile       *file)
 {
-  g_auto(Transfer) transfer = { .app = app, .kind = BG_TASK_KIND_DOWNLOAD };
-  g_autoptr(GUri) uri = NULL;
+  g_auto(Transfer) transfer = { .app = app, .kind = kind };
+  gboolean download = kind == BG_TASK_KIND_DOWNLOAD;
   int exit_code;
 
-  if (!bt_check_arguments (app, 1, "bg-transfer download URL [-o FILE]") || !check_identifier (app))
-    return BT_EXIT_USAGE;
-  if ((uri = parse_url (app->args[0])) == NULL)
-    return BT_EXIT_USAGE;
+  g_assert (SOUP_IS_MESSAGE (msg) && G_IS_FILE (file));
 
-  transfer.msg = soup_message_new_from_uri (SOUP_METHOD_GET, uri);
-  if (!add_headers (transfer.msg, app->options->headers))
-    return BT_EXIT_USAGE;
-  if ((transfer.file = download_destination (app, uri)) == NULL)
-    return BT_EXIT_USAGE;
+  transfer.msg = g_object_ref (msg);
+  transfer.file = g_object_ref (file);
+  transfer.identifier = bt_transfer_options.identifier
+                        ? g_strdup (bt_transfer_options.identifier)
+                        : derive_identifier (download ? "download" : "upload", msg, file);
 
-  transfer.identifier = app->options->identifier
-                        ? g_strdup (app->options->identifier)
-                        : derive_identifier ("download", transfer.msg, transfer.file);
-
-  if (!bt_app_open_downloader (app, &exit_code))
+  if (download && !bt_app_open_downloader (app, &exit_code))
     return exit_code;
-
-  return transfer_run (&transfer);
-}
-
-static const char *
-upload_method (BtApp *app)
-{
-  const char *method = app->options->method;
-
-  if (method == NULL || g_ascii_strcasecmp (method, "PUT") == 0)
-    return SOUP_METHOD_PUT;
-  if (g_ascii_strcasecmp (method, "POST") == 0)
-    return SOUP_METHOD_POST;
-
-  bt_usage_error (_("The method must be PUT or POST, not “%s”"), method);
-  return NULL;
-}
-
-int
-bt_command_upload (BtApp *app)
-{
-  g_auto(Transfer) transfer = { .app = app, .kind = BG_TASK_KIND_UPLOAD };
-  g_autoptr(GUri) uri = NULL;
-  const char *method;
-  int exit_code;
-
-  if (!bt_check_arguments (app, 2, "bg-transfer upload FILE URL [-X PUT|POST]") ||
-      !check_identifier (app))
-    return BT_EXIT_USAGE;
-  if ((method = upload_method (app)) == NULL)
-    return BT_EXIT_USAGE;
-  if (*app->args[0] == '\0')
-    {
-      bt_usage_error (_("The file to upload has an empty name"));
-      return BT_EXIT_USAGE;
-    }
-  if ((uri = parse_url (app->args[1])) == NULL)
-    return BT_EXIT_USAGE;
-
-  transfer.msg = soup_message_new_from_uri (method, uri);
-  if (!add_headers (transfer.msg, app->options->headers))
-    return BT_EXIT_USAGE;
-  transfer.file = file_for_argument (app->args[0]);
-
-  transfer.identifier = app->options->identifier
-                        ? g_strdup (app->options->identifier)
-                        : derive_identifier ("upload", transfer.msg, transfer.file);
-
-  if (!bt_app_open_uploader (app, &exit_code))
+  if (!download && !bt_app_open_uploader (app, &exit_code))
     return exit_code;
 
   return transfer_run (&transfer);

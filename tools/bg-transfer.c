@@ -1,8 +1,8 @@
 /* bg-transfer.c: durable HTTP downloads and uploads from the command line
  *
- * This file reads the command line, opens the session and hands over to a command:
- * bg-transfer-transfer.c runs download and upload, bg-transfer-session.c runs list, resume,
- * cancel and forget.  The tool uses only the public API of bg-glib, as any app would.
+ * This file reads the options given before the command's name and hands over to the command,
+ * which parses the rest.  Each command is a file of its own, bg-transfer-NAME.c, with its own
+ * options and a row in bt_commands; what they share is in bg-transfer-tool.c.  The tool uses only the public API of bg-glib, as any app would.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -10,100 +10,36 @@
 #include "config.h"
 
 #include <locale.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
+#include <string.h>
 
 #include <glib/gi18n.h>
-#include <glib-unix.h>
 
-#include "bg-transfer.h"
+#include "bg-transfer-tool.h"
 #include "bg-transfer-docs.h"
-#include "bg-transfer-report.h"
 
-#define DEFAULT_SESSION "bg-transfer"
-
-static BtOptions options = {
-  .max_concurrent = -1,
-  .max_attempts = -1,
+/* In the order of --help and of the manual page. */
+const BtCommand *const bt_commands[] = {
+  &bt_command_download,
+  &bt_command_upload,
+  &bt_command_list,
+  &bt_command_resume,
+  &bt_command_cancel,
+  &bt_command_forget,
+  NULL
 };
 
-static const GOptionEntry entries[] = {
-  { "session", 0, 0, G_OPTION_ARG_STRING, &options.session,
-    N_("The session, which names the task database (default: bg-transfer)"), N_("NAME") },
-  { "database", 0, 0, G_OPTION_ARG_FILENAME, &options.database,
-    N_("The task database (default: $XDG_DATA_HOME/bg-glib/NAME.sqlite)"), N_("PATH") },
-  { "max-concurrent", 0, 0, G_OPTION_ARG_INT, &options.max_concurrent,
-    N_("How many transfers may run at once (default: 4)"), N_("N") },
-  { "max-attempts", 0, 0, G_OPTION_ARG_INT, &options.max_attempts,
-    N_("Attempts before a temporary failure is reported (default: 5)"), N_("N") },
-  { "no-metered", 0, 0, G_OPTION_ARG_NONE, &options.no_metered,
-    N_("Wait while the network is metered, instead of using it"), NULL },
-  { "json", 0, 0, G_OPTION_ARG_NONE, &options.json,
-    N_("Print one JSON object per line"), NULL },
-  { "quiet", 'q', 0, G_OPTION_ARG_NONE, &options.quiet,
-    N_("Print no progress and no success, only errors"), NULL },
-  { "output", 'o', 0, G_OPTION_ARG_FILENAME, &options.output,
-    N_("download: where to save the file (default: the URL’s last part)"), N_("FILE") },
-  { "id", 0, 0, G_OPTION_ARG_STRING, &options.identifier,
-    N_("download, upload: the task identifier (default: made from the command)"), N_("ID") },
-  { "header", 'H', 0, G_OPTION_ARG_STRING_ARRAY, &options.headers,
-    N_("download, upload: add a request header; may be repeated"),
-    N_("'NAME: VALUE'") },
-  { "method", 'X', 0, G_OPTION_ARG_STRING, &options.method,
-    N_("upload: the HTTP method, PUT or POST (default: PUT)"), N_("METHOD") },
-  { "version", 0, 0, G_OPTION_ARG_NONE, &options.version,
+static gboolean help_man;
+static gboolean version;
+
+/* The tool's own options, which it answers itself: the commands do not parse them. */
+static const GOptionEntry tool_entries[] = {
+  { "version", 0, 0, G_OPTION_ARG_NONE, &version,
     N_("Print the version and exit"), NULL },
-  { "help-man", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &options.help_man,
+  { "help-man", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &help_man,
     "Print the manual page in roff and exit", NULL },
-  { NULL }
+  G_OPTION_ENTRY_NULL
 };
-
-typedef struct
-{
-  const char *name;
-  int       (*run) (BtApp *app);
-} BtCommand;
-
-static const BtCommand command_table[] = {
-  { "download", bt_command_download },
-  { "upload", bt_command_upload },
-  { "list", bt_command_list },
-  { "resume", bt_command_resume },
-  { "cancel", bt_command_cancel },
-  { "forget", bt_command_forget },
-};
-
-void
-bt_usage_error (const char *format,
-                ...)
-{
-  g_autofree char *message = NULL;
-  va_list args;
-
-  va_start (args, format);
-  message = g_strdup_vprintf (format, args);
-  va_end (args);
-
-  fflush (stdout);
-  fprintf (stderr, "bg-transfer: %s\n", message);
-  fprintf (stderr, _("Run “bg-transfer --help” for the commands and options."));
-  fputc ('\n', stderr);
-}
-
-gboolean
-bt_check_arguments (BtApp      *app,
-                    guint       n_wanted,
-                    const char *synopsis)
-{
-  if (app->n_args == n_wanted)
-    return TRUE;
-
-  bt_usage_error (app->n_args < n_wanted ? _("Missing arguments; usage: %s")
-                                         : _("Too many arguments; usage: %s"), synopsis);
-  return FALSE;
-}
 
 static void
 i18n_init (void)
@@ -114,8 +50,30 @@ i18n_init (void)
   textdomain (GETTEXT_PACKAGE);
 }
 
+static void
+append_entries (GArray             *entries,
+                const GOptionEntry *table)
+{
+  for (const GOptionEntry *entry = table; entry->long_name != NULL; entry++)
+    g_array_append_val (entries, *entry);
+}
+
+/* Every option, as --help and the manual page list them: the global ones, each command's,
+ * then the tool's own. */
+static GArray *
+all_entries (void)
+{
+  GArray *entries = g_array_new (TRUE, TRUE, sizeof (GOptionEntry));
+
+  append_entries (entries, bt_global_entries);
+  bt_append_command_entries (entries, NULL, 0);
+  append_entries (entries, tool_entries);
+
+  return entries;
+}
+
 static GOptionContext *
-make_option_context (void)
+make_option_context (const GOptionEntry *entries)
 {
   GOptionContext *context = g_option_context_new (_("COMMAND [ARGUMENT…]"));
   g_autofree char *summary = bt_docs_help_summary ();
@@ -125,231 +83,134 @@ make_option_context (void)
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   g_option_context_set_summary (context, summary);
   g_option_context_set_description (context, description);
+  /* Parsing stops at the command's name: the command parses the rest. */
+  g_option_context_set_strict_posix (context, TRUE);
 
   return context;
-}
-
-/* Checks what GOptionContext cannot: values in range, and options given to the command that
- * uses them. */
-static gboolean
-check_options (const char *command)
-{
-  gboolean transfer = g_strcmp0 (command, "download") == 0 || g_strcmp0 (command, "upload") == 0;
-
-  if (options.database != NULL && *options.database == '\0')
-    bt_usage_error (_("--database needs the path of a file"));
-  else if (options.max_concurrent != -1 && options.max_concurrent < 1)
-    bt_usage_error (_("--max-concurrent needs a number of at least 1"));
-  else if (options.max_attempts != -1 && options.max_attempts < 1)
-    bt_usage_error (_("--max-attempts needs a number of at least 1"));
-  else if (options.output != NULL && g_strcmp0 (command, "download") != 0)
-    bt_usage_error (_("--output goes only with “download”"));
-  else if (options.method != NULL && g_strcmp0 (command, "upload") != 0)
-    bt_usage_error (_("--method goes only with “upload”"));
-  else if ((options.identifier != NULL || options.headers != NULL) && !transfer)
-    bt_usage_error (_("--id and --header go only with “download” and “upload”"));
-  else
-    return TRUE;
-
-  return FALSE;
 }
 
 static const BtCommand *
 find_command (const char *name)
 {
-  for (guint i = 0; i < G_N_ELEMENTS (command_table); i++)
+  for (guint i = 0; bt_commands[i] != NULL; i++)
     {
-      if (strcmp (command_table[i].name, name) == 0)
-        return &command_table[i];
+      if (strcmp (bt_commands[i]->name, name) == 0)
+        return bt_commands[i];
     }
 
   return NULL;
 }
 
-/* --- Opening the session ------------------------------------------------------------------- */
-
-static gboolean
-report_open_error (BtApp   *app,
-                   GError  *error,
-                   int     *exit_code)
+static const GOptionEntry *
+find_long_option (const GOptionEntry *entries,
+                  const char         *name)
 {
-  /* A session name the library refuses is a mistake on the command line. */
-  if (g_error_matches (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT))
+  for (const GOptionEntry *entry = entries; entry->long_name != NULL; entry++)
     {
-      bt_usage_error ("%s", error->message);
-      *exit_code = BT_EXIT_USAGE;
-      return FALSE;
+      if (strcmp (entry->long_name, name) == 0)
+        return entry;
     }
 
-  *exit_code = bt_exit_for_error (error);
-  if (g_error_matches (error, BG_ERROR, BG_ERROR_BUSY))
-    {
-      g_autofree char *message =
-        g_strdup_printf (_("%s. Wait for it to finish, or use another --session."),
-                         error->message);
+  return NULL;
+}
 
-      bt_report_message (app->output, *exit_code, message);
+/* How many words after it an option of @short_name takes as its value: 0 or 1. */
+static int
+short_option_values (const GOptionEntry *entries,
+                     char                short_name)
+{
+  for (const GOptionEntry *entry = entries; entry->long_name != NULL; entry++)
+    {
+      if (entry->short_name == short_name)
+        return entry->arg != G_OPTION_ARG_NONE;
     }
-  else
-    bt_report_message (app->output, *exit_code, error->message);
+
+  return 0;
+}
+
+/* Looks through the words after the command's name, as GOptionContext would, for what the
+ * tool answers itself: --version and --help-man, which it takes anywhere, and a request for
+ * help: -h, -?, --help or --help-all, but not as the value of an option such as -o. */
+static gboolean
+scan_after_command (int                 argc,
+                    char               *argv[],
+                    const GOptionEntry *entries)
+{
+  for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
+    {
+      const char *word = argv[i];
+      const GOptionEntry *entry;
+
+      if (strcmp (word, "--help") == 0 || strcmp (word, "--help-all") == 0)
+        return TRUE;
+
+      if (g_str_has_prefix (word, "--") && (entry = find_long_option (entries, word + 2)))
+        {
+          if (entry->arg_data == &version || entry->arg_data == &help_man)
+            *(gboolean *) entry->arg_data = TRUE;
+          /* GOptionContext takes the next word as the value, whatever it looks like. */
+          else if (entry->arg != G_OPTION_ARG_NONE)
+            i++;
+        }
+      else if (word[0] == '-' && word[1] != '-')
+        {
+          /* Short options, alone or grouped as in -qo FILE. */
+          for (const char *c = word + 1; *c != '\0'; c++)
+            {
+              if (*c == 'h' || *c == '?')
+                return TRUE;
+              i += short_option_values (entries, *c);
+            }
+        }
+    }
 
   return FALSE;
 }
 
-gboolean
-bt_app_open_downloader (BtApp *app,
-                        int   *exit_code)
+/* --help-man and --version; FALSE when neither was given. */
+static gboolean
+print_about_the_tool (const GOptionEntry *entries)
 {
-  const BtOptions *opts = app->options;
-  g_autoptr(GError) error = NULL;
-
-  if (app->downloader != NULL)
-    return TRUE;
-
-  app->downloader = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
-                                    "session-id", opts->session ? opts->session : DEFAULT_SESSION,
-                                    "database-path", opts->database,
-                                    NULL);
-  if (app->downloader == NULL)
-    return report_open_error (app, error, exit_code);
-
-  if (opts->max_concurrent > 0)
-    bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (app->downloader), (guint) opts->max_concurrent);
-  if (opts->max_attempts > 0)
-    bg_task_queue_set_max_attempts (BG_TASK_QUEUE (app->downloader), (guint) opts->max_attempts);
-  /* Someone who types the command wants the transfer now, unless told otherwise. */
-  g_object_set (app->downloader, "allow-metered", !opts->no_metered, NULL);
-
-  return TRUE;
-}
-
-gboolean
-bt_app_open_uploader (BtApp *app,
-                      int   *exit_code)
-{
-  const BtOptions *opts = app->options;
-  g_autoptr(GError) error = NULL;
-
-  if (app->uploader != NULL)
-    return TRUE;
-
-  app->uploader = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
-                                  "session-id", opts->session ? opts->session : DEFAULT_SESSION,
-                                  "database-path", opts->database,
-                                  NULL);
-  if (app->uploader == NULL)
-    return report_open_error (app, error, exit_code);
-
-  if (opts->max_concurrent > 0)
-    bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (app->uploader), (guint) opts->max_concurrent);
-  if (opts->max_attempts > 0)
-    bg_task_queue_set_max_attempts (BG_TASK_QUEUE (app->uploader), (guint) opts->max_attempts);
-  g_object_set (app->uploader, "allow-metered", !opts->no_metered, NULL);
-
-  return TRUE;
-}
-
-/* --- Signals ------------------------------------------------------------------------------- */
-
-/* Ends the waits; the transfers stay in the database for a later run. */
-static void
-interrupt (BtApp *app,
-           int    signal_number)
-{
-  /* A second signal does not wait for anything.  The database stays consistent: the library
-   * recovers from a process that simply stops. */
-  if (g_cancellable_is_cancelled (app->interrupt))
+  if (help_man)
     {
-      fflush (stdout);
-      _exit (bt_app_interrupted_exit (app));
+      g_autofree char *page = bt_docs_man_page (entries);
+
+      fputs (page, stdout);
+      return TRUE;
+    }
+  if (version)
+    {
+      printf ("bg-transfer %s\n", PACKAGE_VERSION);
+      return TRUE;
     }
 
-  app->signal_number = signal_number;
-  g_cancellable_cancel (app->interrupt);
-}
-
-static gboolean
-sigint_cb (gpointer data)
-{
-  interrupt (data, SIGINT);
-  return G_SOURCE_CONTINUE;
-}
-
-static gboolean
-sigterm_cb (gpointer data)
-{
-  interrupt (data, SIGTERM);
-  return G_SOURCE_CONTINUE;
-}
-
-int
-bt_app_interrupted_exit (BtApp *app)
-{
-  return app->signal_number == SIGTERM ? 128 + SIGTERM : BT_EXIT_INTERRUPTED;
-}
-
-/* --- main ---------------------------------------------------------------------------------- */
-
-static int
-run_command (const BtCommand  *command,
-             char            **args,
-             guint             n_args)
-{
-  BtApp app = { 0 };
-  guint sigint_source, sigterm_source;
-  int exit_code;
-
-  app.options = &options;
-  app.command = command->name;
-  app.args = args;
-  app.n_args = n_args;
-  app.output = bt_output_new (options.json, options.quiet);
-  app.interrupt = g_cancellable_new ();
-
-  sigint_source = g_unix_signal_add (SIGINT, sigint_cb, &app);
-  sigterm_source = g_unix_signal_add (SIGTERM, sigterm_cb, &app);
-
-  exit_code = command->run (&app);
-
-  g_source_remove (sigint_source);
-  g_source_remove (sigterm_source);
-  g_clear_object (&app.downloader);
-  g_clear_object (&app.uploader);
-  g_clear_object (&app.interrupt);
-  g_clear_pointer (&app.output, bt_output_free);
-
-  return exit_code;
+  return FALSE;
 }
 
 int
 main (int   argc,
       char *argv[])
 {
+  g_autoptr(GArray) entries = NULL;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   const BtCommand *command;
+  gboolean do_help;
 
   i18n_init ();
 
-  context = make_option_context ();
+  entries = all_entries ();
+  context = make_option_context ((gpointer) entries->data);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
       bt_usage_error ("%s", error->message);
       return BT_EXIT_USAGE;
     }
 
-  if (options.help_man)
-    {
-      g_autofree char *page = bt_docs_man_page (entries);
-
-      fputs (page, stdout);
-      return BT_EXIT_SUCCESS;
-    }
-  if (options.version)
-    {
-      printf ("bg-transfer %s\n", PACKAGE_VERSION);
-      return BT_EXIT_SUCCESS;
-    }
+  /* The help wins, as GOptionContext prints it as soon as it meets it. */
+  do_help = argc >= 2 && scan_after_command (argc - 1, argv + 1, (gpointer) entries->data);
+  if (!do_help && print_about_the_tool ((gpointer) entries->data))
+    return BT_EXIT_SUCCESS;
 
   if (argc < 2)
     {
@@ -358,13 +219,14 @@ main (int   argc,
     }
 
   command = find_command (argv[1]);
+  if (command == NULL && do_help)
+    return bt_command_show_help (context);
   if (command == NULL)
     {
       bt_usage_error (_("Unknown command “%s”"), argv[1]);
       return BT_EXIT_USAGE;
     }
-  if (!check_options (command->name))
-    return BT_EXIT_USAGE;
 
-  return run_command (command, argv + 2, (guint) argc - 2);
+  /* From the command's name on, as GOptionContext expects a program's. */
+  return command->handle (argc - 1, argv + 1, do_help);
 }

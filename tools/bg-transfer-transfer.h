@@ -1,0 +1,48 @@
+/* bg-transfer-transfer.h: what download and upload share: one task, from the request to its
+ * result
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "bg-transfer-tool.h"
+
+G_BEGIN_DECLS
+
+/* The options of both download and upload. */
+typedef struct
+{
+  char  *identifier;
+  char **headers;
+} BtTransferOptions;
+
+extern BtTransferOptions bt_transfer_options;
+
+/* Their entries, in the tables of both commands: the same storage, so that either command
+ * finds them wherever they were given. */
+#define BT_TRANSFER_OPTION_ENTRIES \
+  { "id", 0, 0, G_OPTION_ARG_STRING, &bt_transfer_options.identifier, \
+    N_("download, upload: the task identifier (default: made from the command)"), N_("ID") }, \
+  { "header", 'H', 0, G_OPTION_ARG_STRING_ARRAY, &bt_transfer_options.headers, \
+    N_("download, upload: add a request header; may be repeated"), \
+    N_("'NAME: VALUE'") }
+
+/* These print a usage message and return FALSE or NULL when the command line is wrong. */
+gboolean     bt_transfer_check_identifier (void);
+GUri        *bt_transfer_parse_url        (const char  *text);
+/* A request for @uri with the headers of -H. */
+SoupMessage *bt_transfer_new_message      (const char  *method,
+                                           GUri        *uri);
+
+/* A file named on the command line, made absolute against the current folder. */
+GFile       *bt_file_for_argument         (const char  *argument);
+
+/* Opens the session, starts or joins the task of @msg and @file, shows its progress until it
+ * ends and reports how; returns the exit status. */
+int          bt_transfer_run              (BtApp       *app,
+                                           BgTaskKind   kind,
+                                           SoupMessage *msg,
+                                           GFile       *file);
+
+G_END_DECLS
