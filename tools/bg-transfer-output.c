@@ -248,8 +248,10 @@ bt_describe_wait (BgTask *task)
     case BG_WAIT_REASON_NONE:
     default:
       {
-        gint64 at = bg_task_get_next_attempt_at (task);
-        gint64 wait = (at - g_get_real_time () + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC;
+        g_autoptr(GDateTime) at = bg_task_dup_next_attempt_at (task);
+        g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+        GTimeSpan left = at ? g_date_time_difference (at, now) : 0;
+        gint64 wait = (left + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC;
         g_autofree char *when = bt_format_seconds (MAX (wait, 0));
 
         return g_strdup_printf (_("next attempt in %s"), when);
@@ -782,7 +784,7 @@ bt_json_add_task (JsonBuilder *builder,
   GFile *file = bg_task_get_file (task);
   g_autofree char *path = file ? g_file_get_path (file) : NULL;
   g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
-  gint64 next = bg_task_get_next_attempt_at (task);
+  g_autoptr(GDateTime) next = bg_task_dup_next_attempt_at (task);
 
   add_string (builder, "identifier", bg_task_get_identifier (task));
   add_string (builder, "operation", bt_enum_nick (BG_TYPE_TASK_KIND, bg_task_get_kind (task)));
@@ -795,9 +797,13 @@ bt_json_add_task (JsonBuilder *builder,
   if (bg_task_get_wait_reason (task) != BG_WAIT_REASON_NONE)
     add_string (builder, "wait_reason",
                 bt_enum_nick (BG_TYPE_WAIT_REASON, bg_task_get_wait_reason (task)));
-  if (next > 0)
-    add_int (builder, "next_attempt_in",
-             MAX (0, (next - g_get_real_time ()) / G_USEC_PER_SEC));
+  if (next != NULL)
+    {
+      g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+
+      add_int (builder, "next_attempt_in",
+               MAX (0, g_date_time_difference (next, now) / G_USEC_PER_SEC));
+    }
 }
 
 void
