@@ -720,7 +720,13 @@ bg_task_set_progress (BgTask   *self,
   self->bytes_total = total;
 
   if (self->bytes_transferred == transferred && !total_changed)
-    return;
+    {
+      /* A forced call announces now what was only going to be announced soon: the last
+       * values are told before the task's next state. */
+      if (force_notify && self->progress_notify_source != NULL)
+        notify_progress (self);
+      return;
+    }
 
   if (self->state == BG_TASK_STATE_RUNNING)
     rate_bytes_moved (self, transferred, g_get_monotonic_time ());

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "bg-downloader-private.h"
+#include "bg-task-private.h"
 #include "test-utils.h"
 
 /* The throttled server's rate, in bytes per second, and the band the measured rate must fall
@@ -366,6 +367,51 @@ test_next_attempt_at (Fixture       *f,
   assert_finished (task);
 }
 
+static void
+count_notify (BgTask     *task,
+              GParamSpec *pspec,
+              guint      *count)
+{
+  (*count)++;
+}
+
+/* The engine's last progress call before a task finishes is forced: what was held back by the
+ * throttle is told then, before the state changes, not after. */
+static void
+test_forced_notify_flushes (void)
+{
+  g_autoptr(GFile) file = g_file_new_for_path ("/nonexistent");
+  g_autoptr(BgTask) task = bg_task_new (BG_TASK_KIND_DOWNLOAD, "t", "http://127.0.0.1/", file);
+  guint bytes_notifies = 0, fraction_notifies = 0;
+
+  g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (count_notify),
+                    &bytes_notifies);
+  g_signal_connect (task, "notify::fraction", G_CALLBACK (count_notify), &fraction_notifies);
+  bg_task_set_state (task, BG_TASK_STATE_RUNNING);
+
+  /* A new total is told at once; the bytes right after it are held back. */
+  bg_task_set_progress (task, 100, 1000, FALSE);
+  g_assert_cmpuint (bytes_notifies, ==, 1);
+  g_assert_cmpuint (fraction_notifies, ==, 1);
+  bg_task_set_progress (task, 1000, 1000, FALSE);
+  g_assert_cmpuint (bytes_notifies, ==, 1);
+
+  /* Forced with the same values: told now. */
+  bg_task_set_progress (task, 1000, 1000, TRUE);
+  g_assert_cmpuint (bytes_notifies, ==, 2);
+  g_assert_cmpuint (fraction_notifies, ==, 2);
+  g_assert_cmpfloat (bg_task_get_fraction (task), ==, 1.0);
+  g_assert_cmpint (bg_task_get_eta (task), ==, 0);
+
+  /* Nothing is told twice. */
+  bg_task_set_progress (task, 1000, 1000, TRUE);
+  bg_task_set_state (task, BG_TASK_STATE_FINISHED);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_cmpuint (bytes_notifies, ==, 2);
+  g_assert_cmpuint (fraction_notifies, ==, 2);
+}
+
 /* --- A server that sends no Content-Length -------------------------------------------------- */
 
 #define CHUNK_SIZE 10000
@@ -505,6 +551,7 @@ main (int   argc,
   ADD ("/progress/stalled-rate", test_stalled_rate);
   ADD ("/progress/next-attempt-at", test_next_attempt_at);
   ADD ("/progress/unknown-length", test_unknown_length);
+  g_test_add_func ("/progress/forced-notify-flushes", test_forced_notify_flushes);
 
 #undef ADD
 
