@@ -11,7 +11,7 @@
 # and the time it still needs.  Tasks that an earlier run left unfinished are restored and shown
 # too, and a URL given again joins its task instead of starting over.
 #
-# The list is the downloader's own Gio.ListModel, Bg.Downloader.get_tasks(), so rows come and go
+# The list is the downloader's own Gio.ListModel, downloader.get_tasks(), so rows come and go
 # as tasks do; each row binds to the Bg.Task properties, which are notified about ten times a
 # second at most.
 #
