@@ -16,6 +16,16 @@
 /* Progress notifications are throttled to about ten a second. */
 #define PROGRESS_NOTIFY_INTERVAL_USEC (G_USEC_PER_SEC / 10)
 
+/* The transfer rate is sampled twice a second while an attempt runs, and smoothed with an
+ * exponential moving average whose weights fall to about a third every RATE_TIME_CONSTANT, so
+ * that about the last few seconds count.  The first sample needs RATE_FIRST_SAMPLE of data, so that a first burst
+ * (a socket buffer drained at once) does not show as a huge rate, and a task that moves no byte
+ * for RATE_STALL shows no rate at all. */
+#define RATE_SAMPLE_INTERVAL_MSEC 500
+#define RATE_TIME_CONSTANT_USEC (3 * G_USEC_PER_SEC)
+#define RATE_FIRST_SAMPLE_USEC (G_USEC_PER_SEC)
+#define RATE_STALL_USEC (3 * G_USEC_PER_SEC)
+
 /* Options can change until the task has finished: a finished task's options mean nothing. */
 #define TASK_TAKES_OPTIONS(self) \
   ((self)->state != BG_TASK_STATE_FINISHED && (self)->state != BG_TASK_STATE_CANCELLED)
@@ -43,6 +53,24 @@ struct _BgTask
   gint64       next_attempt_at;
   gint64       last_progress_notify;
   GSource     *progress_notify_source;
+
+  /* The rate: the open window's last sample (rate_time is 0 while no window is open), the
+   * moving average and the sum of its weights, and the ticking source while running. */
+  gint64       rate_time;
+  gint64       rate_bytes;
+  gint64       last_move;
+  double       rate_average;
+  double       rate_weight;
+  double       bytes_per_second;
+  GSource     *rate_source;
+  /* What the last progress notification told, so that only changes are notified. */
+  struct {
+    gint64     transferred;
+    gint64     total;
+    double     fraction;
+    double     rate;
+    gint64     eta;
+  } notified;
   BgTaskKind   kind;
   BgTaskState  state;
   BgWaitReason wait_reason;
@@ -72,6 +100,9 @@ enum {
   PROP_ATTEMPTS,
   PROP_RESTARTS,
   PROP_NEXT_ATTEMPT_AT,
+  PROP_FRACTION,
+  PROP_BYTES_PER_SECOND,
+  PROP_ETA,
   PROP_RESPONSE,
   PROP_WAIT_REASON,
   PROP_ALLOW_METERED,
@@ -86,15 +117,24 @@ enum {
 static GParamSpec *properties[N_PROPS];
 
 static void
+clear_source (GSource **source)
+{
+  g_assert (source != NULL);
+
+  if (*source != NULL)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
+
+static void
 bg_task_finalize (GObject *object)
 {
   BgTask *self = (BgTask *)object;
 
-  if (self->progress_notify_source != NULL)
-    {
-      g_source_destroy (self->progress_notify_source);
-      g_clear_pointer (&self->progress_notify_source, g_source_unref);
-    }
+  clear_source (&self->progress_notify_source);
+  clear_source (&self->rate_source);
   g_clear_pointer (&self->identifier, g_free);
   g_clear_pointer (&self->uri, g_free);
   g_clear_object (&self->file);
@@ -142,7 +182,16 @@ bg_task_get_property (GObject    *object,
       g_value_set_uint (value, self->restarts);
       break;
     case PROP_NEXT_ATTEMPT_AT:
-      g_value_set_int64 (value, self->next_attempt_at);
+      g_value_take_boxed (value, bg_task_dup_next_attempt_at (self));
+      break;
+    case PROP_FRACTION:
+      g_value_set_double (value, bg_task_get_fraction (self));
+      break;
+    case PROP_BYTES_PER_SECOND:
+      g_value_set_double (value, bg_task_get_bytes_per_second (self));
+      break;
+    case PROP_ETA:
+      g_value_set_int64 (value, bg_task_get_eta (self));
       break;
     case PROP_RESPONSE:
       g_value_set_object (value, self->response);
@@ -304,11 +353,51 @@ bg_task_class_init (BgTaskClass *klass)
   /**
    * BgTask:next-attempt-at:
    *
-   * When the next attempt is due, in microseconds since the Unix epoch, or 0 when none is
-   * scheduled.
+   * When the next attempt is due, while the task waits with %BG_WAIT_REASON_RETRY, or %NULL
+   * when none is scheduled.
    */
   properties[PROP_NEXT_ATTEMPT_AT] =
-    g_param_spec_int64 ("next-attempt-at", NULL, NULL, 0, G_MAXINT64, 0,
+    g_param_spec_boxed ("next-attempt-at", NULL, NULL, G_TYPE_DATE_TIME,
+                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:fraction:
+   *
+   * How much of the transfer is done, from 0 to 1, or -1 while its size is not known (see
+   * [property@Bg.Task:bytes-total]), for example when the server sends no `Content-Length`.
+   * A download that resumed counts the bytes it already had. It is notified together with
+   * [property@Bg.Task:bytes-transferred], about ten times a second at most, so a
+   * `Gtk.ProgressBar` can be bound to it directly (show it pulsing while it is -1).
+   */
+  properties[PROP_FRACTION] =
+    g_param_spec_double ("fraction", NULL, NULL, -1.0, 1.0, -1.0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:bytes-per-second:
+   *
+   * How fast the transfer moves, in bytes per second, averaged over about the last three
+   * seconds of the running attempt (an exponential moving average, so that one slow or fast
+   * moment does not make it jump).
+   *
+   * It is 0 while no attempt runs, during the first second of an attempt's bytes (too early to
+   * tell; bytes a resumed download already had do not count), and once no byte has moved for a
+   * few seconds. It is notified together with [property@Bg.Task:bytes-transferred].
+   */
+  properties[PROP_BYTES_PER_SECOND] =
+    g_param_spec_double ("bytes-per-second", NULL, NULL, 0.0, G_MAXDOUBLE, 0.0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:eta:
+   *
+   * How many seconds the transfer still needs at the current
+   * [property@Bg.Task:bytes-per-second], rounded up; 0 once every byte has moved; -1 when that
+   * cannot be told, because the size is not known or no byte is moving. It is notified together
+   * with [property@Bg.Task:bytes-transferred].
+   */
+  properties[PROP_ETA] =
+    g_param_spec_int64 ("eta", NULL, NULL, -1, G_MAXINT64, -1,
                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
@@ -405,6 +494,9 @@ static void
 bg_task_init (BgTask *self)
 {
   self->bytes_total = -1;
+  self->notified.total = -1;
+  self->notified.fraction = -1.0;
+  self->notified.eta = -1;
 }
 
 BgTask *
@@ -424,19 +516,6 @@ bg_task_new (BgTaskKind  kind,
 }
 
 void
-bg_task_set_state (BgTask      *self,
-                   BgTaskState  state)
-{
-  g_return_if_fail (BG_IS_TASK (self));
-
-  if (self->state != state)
-    {
-      self->state = state;
-      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
-    }
-}
-
-void
 bg_task_set_uri (BgTask     *self,
                  const char *uri)
 {
@@ -453,22 +532,46 @@ bg_task_set_uri (BgTask     *self,
     }
 }
 
+/* Notifies, in one batch, every progress property whose value changed since the last time. */
 static void
-notify_progress (BgTask   *self,
-                 gboolean  total_changed)
+notify_progress (BgTask *self)
 {
-  self->last_progress_notify = g_get_monotonic_time ();
-  if (self->progress_notify_source != NULL)
-    {
-      g_source_destroy (self->progress_notify_source);
-      g_clear_pointer (&self->progress_notify_source, g_source_unref);
-    }
+  GObject *object = G_OBJECT (self);
+  double fraction = bg_task_get_fraction (self);
+  gint64 eta = bg_task_get_eta (self);
 
-  g_object_freeze_notify (G_OBJECT (self));
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TRANSFERRED]);
-  if (total_changed)
-    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_TOTAL]);
-  g_object_thaw_notify (G_OBJECT (self));
+  g_assert (BG_IS_TASK (self));
+
+  self->last_progress_notify = g_get_monotonic_time ();
+  clear_source (&self->progress_notify_source);
+
+  g_object_freeze_notify (object);
+  if (self->notified.transferred != self->bytes_transferred)
+    {
+      self->notified.transferred = self->bytes_transferred;
+      g_object_notify_by_pspec (object, properties[PROP_BYTES_TRANSFERRED]);
+    }
+  if (self->notified.total != self->bytes_total)
+    {
+      self->notified.total = self->bytes_total;
+      g_object_notify_by_pspec (object, properties[PROP_BYTES_TOTAL]);
+    }
+  if (self->notified.fraction != fraction)
+    {
+      self->notified.fraction = fraction;
+      g_object_notify_by_pspec (object, properties[PROP_FRACTION]);
+    }
+  if (self->notified.rate != self->bytes_per_second)
+    {
+      self->notified.rate = self->bytes_per_second;
+      g_object_notify_by_pspec (object, properties[PROP_BYTES_PER_SECOND]);
+    }
+  if (self->notified.eta != eta)
+    {
+      self->notified.eta = eta;
+      g_object_notify_by_pspec (object, properties[PROP_ETA]);
+    }
+  g_object_thaw_notify (object);
 }
 
 static gboolean
@@ -477,9 +580,130 @@ deferred_progress_cb (gpointer data)
   BgTask *self = data;
 
   g_clear_pointer (&self->progress_notify_source, g_source_unref);
-  notify_progress (self, FALSE);
+  notify_progress (self);
 
   return G_SOURCE_REMOVE;
+}
+
+/* The one throttle for every progress property: at once when @now_please or when the last
+ * notification is old enough, otherwise soon. */
+static void
+queue_notify_progress (BgTask   *self,
+                       gboolean  now_please)
+{
+  gint64 now = g_get_monotonic_time ();
+  gint64 wait;
+  GSource *source;
+
+  g_assert (BG_IS_TASK (self));
+
+  if (now_please || now - self->last_progress_notify >= PROGRESS_NOTIFY_INTERVAL_USEC)
+    {
+      notify_progress (self);
+      return;
+    }
+
+  /* Not now, but soon: the last value is never left unannounced. */
+  if (self->progress_notify_source != NULL)
+    return;
+
+  wait = PROGRESS_NOTIFY_INTERVAL_USEC - (now - self->last_progress_notify);
+  source = g_timeout_source_new ((guint) (wait / 1000) + 1);
+  /* On the context of the caller: the engine's, not necessarily the global default. */
+  g_source_set_callback (source, deferred_progress_cb, self, NULL);
+  g_source_set_static_name (source, "[bg] progress notify");
+  g_source_attach (source, g_main_context_get_thread_default ());
+  self->progress_notify_source = source;
+}
+
+static void
+rate_reset (BgTask *self)
+{
+  g_assert (BG_IS_TASK (self));
+
+  self->rate_time = 0;
+  self->rate_bytes = 0;
+  self->rate_average = 0.0;
+  self->rate_weight = 0.0;
+  self->bytes_per_second = 0.0;
+}
+
+/* Folds the bytes moved since the last sample into the moving average.  The samples come at
+ * uneven times, so each one weighs by the time it covers: a sample of dt keeps T / (T + dt) of
+ * the average before it.  The average is divided by the sum of the weights, which makes the
+ * first seconds a plain average instead of a slow climb from zero. */
+static void
+rate_sample (BgTask *self,
+             gint64  now)
+{
+  double dt, instant, keep;
+
+  g_assert (BG_IS_TASK (self));
+
+  if (self->rate_time == 0)
+    return;
+
+  if (now - self->last_move >= RATE_STALL_USEC)
+    {
+      rate_reset (self);
+      return;
+    }
+
+  if (now <= self->rate_time ||
+      (self->rate_weight == 0.0 && now - self->rate_time < RATE_FIRST_SAMPLE_USEC))
+    return;
+
+  dt = (double) (now - self->rate_time) / G_USEC_PER_SEC;
+  instant = (double) (self->bytes_transferred - self->rate_bytes) / dt;
+  keep = (double) RATE_TIME_CONSTANT_USEC / (RATE_TIME_CONSTANT_USEC + (now - self->rate_time));
+
+  self->rate_average = keep * self->rate_average + (1.0 - keep) * instant;
+  self->rate_weight = keep * self->rate_weight + (1.0 - keep);
+  self->bytes_per_second = self->rate_average / self->rate_weight;
+  self->rate_time = now;
+  self->rate_bytes = self->bytes_transferred;
+}
+
+static gboolean
+rate_tick_cb (gpointer data)
+{
+  BgTask *self = data;
+  double before = self->bytes_per_second;
+
+  rate_sample (self, g_get_monotonic_time ());
+  if (self->bytes_per_second != before)
+    queue_notify_progress (self, FALSE);
+
+  return G_SOURCE_CONTINUE;
+}
+
+/* Bytes moved while an attempt runs: opens the rate's window at the first of them, so that
+ * neither the bytes a resumed download already had nor the time spent connecting count. */
+static void
+rate_bytes_moved (BgTask *self,
+                  gint64  transferred,
+                  gint64  now)
+{
+  g_assert (BG_IS_TASK (self));
+
+  if (transferred > self->bytes_transferred)
+    self->last_move = now;
+
+  if (self->rate_time == 0)
+    {
+      if (transferred > self->bytes_transferred)
+        {
+          self->rate_time = now;
+          self->rate_bytes = self->bytes_transferred;
+        }
+    }
+  else if (transferred < self->rate_bytes)
+    {
+      /* The transfer started over from an earlier byte: what was moved is still a measure of
+       * the speed, but the next sample counts from here. */
+      self->rate_time = now;
+      self->rate_bytes = transferred;
+    }
 }
 
 void
@@ -488,7 +712,6 @@ bg_task_set_progress (BgTask   *self,
                       gint64    total,
                       gboolean  force_notify)
 {
-  gint64 now;
   gboolean total_changed;
 
   g_return_if_fail (BG_IS_TASK (self));
@@ -497,31 +720,53 @@ bg_task_set_progress (BgTask   *self,
   self->bytes_total = total;
 
   if (self->bytes_transferred == transferred && !total_changed)
-    return;
-
-  self->bytes_transferred = transferred;
-
-  now = g_get_monotonic_time ();
-  if (!force_notify && !total_changed &&
-      now - self->last_progress_notify < PROGRESS_NOTIFY_INTERVAL_USEC)
     {
-      /* Not now, but soon: the last value is never left unannounced. */
-      if (self->progress_notify_source == NULL)
-        {
-          gint64 wait = PROGRESS_NOTIFY_INTERVAL_USEC - (now - self->last_progress_notify);
-
-          GSource *source = g_timeout_source_new ((guint) (wait / 1000) + 1);
-
-          /* On the context of the caller: the engine's, not necessarily the global default. */
-          g_source_set_callback (source, deferred_progress_cb, self, NULL);
-          g_source_set_static_name (source, "[bg] progress notify");
-          g_source_attach (source, g_main_context_get_thread_default ());
-          self->progress_notify_source = source;
-        }
+      /* A forced call announces now what was only going to be announced soon: the last
+       * values are told before the task's next state. */
+      if (force_notify && self->progress_notify_source != NULL)
+        notify_progress (self);
       return;
     }
 
-  notify_progress (self, total_changed);
+  if (self->state == BG_TASK_STATE_RUNNING)
+    rate_bytes_moved (self, transferred, g_get_monotonic_time ());
+  self->bytes_transferred = transferred;
+
+  queue_notify_progress (self, force_notify || total_changed);
+}
+
+void
+bg_task_set_state (BgTask      *self,
+                   BgTaskState  state)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (self->state == state)
+    return;
+
+  g_object_freeze_notify (G_OBJECT (self));
+  self->state = state;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+
+  /* The rate is measured while an attempt runs; outside one it is 0. */
+  if (state == BG_TASK_STATE_RUNNING && self->rate_source == NULL)
+    {
+      GSource *source = g_timeout_source_new (RATE_SAMPLE_INTERVAL_MSEC);
+
+      rate_reset (self);
+      g_source_set_callback (source, rate_tick_cb, self, NULL);
+      g_source_set_static_name (source, "[bg] transfer rate");
+      g_source_attach (source, g_main_context_get_thread_default ());
+      self->rate_source = source;
+    }
+  else if (state != BG_TASK_STATE_RUNNING)
+    {
+      clear_source (&self->rate_source);
+      rate_reset (self);
+      if (self->notified.rate != self->bytes_per_second)
+        notify_progress (self);
+    }
+  g_object_thaw_notify (G_OBJECT (self));
 }
 
 void
@@ -710,18 +955,96 @@ bg_task_get_restarts (BgTask *self)
 }
 
 /**
- * bg_task_get_next_attempt_at:
+ * bg_task_dup_next_attempt_at:
  * @self: a #BgTask
  *
- * Gets when the next attempt is due.
+ * Gets when the next attempt is due, while the task waits to try again.
  *
- * Returns: microseconds since the Unix epoch, or 0 when no attempt is scheduled
+ * Returns: (transfer full) (nullable): the time, or %NULL when no attempt is scheduled
+ */
+GDateTime *
+bg_task_dup_next_attempt_at (BgTask *self)
+{
+  g_autoptr(GDateTime) seconds = NULL;
+
+  g_return_val_if_fail (BG_IS_TASK (self), NULL);
+
+  if (self->next_attempt_at <= 0)
+    return NULL;
+
+  seconds = g_date_time_new_from_unix_utc (self->next_attempt_at / G_USEC_PER_SEC);
+  if (seconds == NULL)
+    return NULL;
+
+  return g_date_time_add (seconds, self->next_attempt_at % G_USEC_PER_SEC);
+}
+
+/**
+ * bg_task_get_fraction:
+ * @self: a #BgTask
+ *
+ * Gets how much of the transfer is done. See [property@Bg.Task:fraction].
+ *
+ * Returns: a number from 0 to 1, or -1 when the size of the transfer is not known
+ */
+double
+bg_task_get_fraction (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), -1.0);
+
+  if (self->bytes_total < 0)
+    return -1.0;
+  if (self->bytes_transferred >= self->bytes_total)
+    return 1.0;
+
+  return CLAMP ((double) self->bytes_transferred / (double) self->bytes_total, 0.0, 1.0);
+}
+
+/**
+ * bg_task_get_bytes_per_second:
+ * @self: a #BgTask
+ *
+ * Gets how fast the transfer moves, averaged over the last few seconds. See
+ * [property@Bg.Task:bytes-per-second].
+ *
+ * Returns: bytes per second, or 0 when no byte is moving or it is too early to tell
+ */
+double
+bg_task_get_bytes_per_second (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), 0.0);
+  return self->bytes_per_second;
+}
+
+/**
+ * bg_task_get_eta:
+ * @self: a #BgTask
+ *
+ * Gets how long the transfer still needs at its current rate. See [property@Bg.Task:eta].
+ *
+ * Returns: seconds, 0 once every byte has moved, or -1 when it cannot be told
  */
 gint64
-bg_task_get_next_attempt_at (BgTask *self)
+bg_task_get_eta (BgTask *self)
 {
-  g_return_val_if_fail (BG_IS_TASK (self), 0);
-  return self->next_attempt_at;
+  double seconds;
+  gint64 eta;
+
+  g_return_val_if_fail (BG_IS_TASK (self), -1);
+
+  if (self->bytes_total < 0)
+    return -1;
+  if (self->bytes_transferred >= self->bytes_total)
+    return 0;
+  if (self->bytes_per_second <= 0.0)
+    return -1;
+
+  seconds = (double) (self->bytes_total - self->bytes_transferred) / self->bytes_per_second;
+  if (seconds >= (double) G_MAXINT32)
+    return G_MAXINT32;
+
+  eta = (gint64) seconds;
+  return eta < seconds ? eta + 1 : eta;
 }
 
 /**

@@ -100,7 +100,13 @@ guint        bg_task_get_attempts          (BgTask *self);
 BG_AVAILABLE_IN_ALL
 guint        bg_task_get_restarts          (BgTask *self);
 BG_AVAILABLE_IN_ALL
-gint64       bg_task_get_next_attempt_at   (BgTask *self);
+GDateTime   *bg_task_dup_next_attempt_at   (BgTask *self);
+BG_AVAILABLE_IN_ALL
+double       bg_task_get_fraction          (BgTask *self);
+BG_AVAILABLE_IN_ALL
+double       bg_task_get_bytes_per_second  (BgTask *self);
+BG_AVAILABLE_IN_ALL
+gint64       bg_task_get_eta               (BgTask *self);
 BG_AVAILABLE_IN_ALL
 BgResponse  *bg_task_get_response          (BgTask *self);
 BG_AVAILABLE_IN_ALL

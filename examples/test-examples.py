@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # Usage: test-examples.py --fault-server PATH --srcdir DIR --docdir DIR [--download BIN]
-#                         [--gjs GJS] [--python3 PYTHON] WHICH
+#                         [--gjs GJS] [--python3 PYTHON] [--screenshot PATH] WHICH
 #
 # WHICH is one of:
 #   download-c   examples/download.c: a download, a download after one 503, a 404, a second run
@@ -14,6 +14,12 @@
 #                nothing, then a run killed midway and rerun
 #   doc-python   the first ```python block of doc/python-and-gjs.md, run as a program
 #   doc-gjs      the first ```js block of doc/python-and-gjs.md, run as a program
+#   downloads-window
+#                examples/downloads-window.py under Xvfb (xvfb-run, in a private D-Bus session):
+#                three throttled downloads, one after a 503, all with the right sha256, and a
+#                screenshot of the window mid-transfer written to --screenshot PATH.  Skipped
+#                when xvfb-run, dbus-run-session, ImageMagick's import or GTK 4's typelib is
+#                missing.
 #
 # Output is TAP.  Every wait is bounded; each part takes a few seconds.
 
@@ -319,6 +325,83 @@ def test_doc_snippet(command, suffix, language, args, env, server, tmp):
            'the %s snippet: the file has the right sha256' % language)
 
 
+# --- downloads-window.py --------------------------------------------------------------------
+
+# The screen, and the window, which asks for the same size.
+SCREEN = (720, 400)
+
+
+def downloads_window_missing(args):
+    """Why the GTK example cannot run here, or None."""
+    for tool, package in (('xvfb-run', 'xvfb'), ('xauth', 'xauth'), ('import', 'imagemagick'),
+                          ('dbus-run-session', 'dbus-daemon')):
+        if shutil.which(tool) is None:
+            return 'no %s (Debian package %s)' % (tool, package)
+    probe = subprocess.run([args.python3, '-c',
+                            'import gi; gi.require_version("Gtk", "4.0")'],
+                           capture_output=True)
+    if probe.returncode != 0:
+        return "no GTK 4 typelib (Debian package gir1.2-gtk-4.0)"
+    return None
+
+
+def test_downloads_window(args, env, server, tmp):
+    script = os.path.join(args.srcdir, 'downloads-window.py')
+    shot = os.path.abspath(args.screenshot)
+    if os.path.exists(shot):
+        os.unlink(shot)
+    # Throttled so that the transfers last a few seconds; b.bin is refused once first, so
+    # that its row shows a wait.
+    files = {'a.bin': (1500000, 300000, ''), 'b.bin': (1200000, 250000, '&fail-first=1'),
+             'c.bin': (2000000, 400000, '')}
+    digests, urls = {}, []
+    for i, (name, (size, rate, extra)) in enumerate(sorted(files.items())):
+        digests[name] = write_random(os.path.join(server.root, name), size, 20 + i)
+        urls.append(server.url('/files/%s?rate=%d%s' % (name, rate, extra)))
+    dest = os.path.join(tmp, 'downloads')
+    os.mkdir(dest)
+
+    window_env = dict(env)
+    # Drawn with cairo: the picture does not depend on an OpenGL stack inside Xvfb.
+    window_env['GSK_RENDERER'] = 'cairo'
+    command = ['dbus-run-session', '--',
+               'xvfb-run', '-a', '-s', '-screen 0 %dx%dx24' % SCREEN,
+               args.python3, script, '--database', os.path.join(tmp, 'window.sqlite'),
+               '--screenshot', shot, '--quit-when-done', dest] + urls
+    rc, out, err = run(command, window_env, timeout=90)
+    lines = out.splitlines()
+    tap.ok(rc == 0, 'downloads-window.py downloads three files and quits',
+           describe(rc, out, err))
+    for name in sorted(files):
+        path = os.path.join(dest, name)
+        tap.ok('%s: success, HTTP 200' % name in lines and os.path.exists(path) and
+               sha256_file(path) == digests[name],
+               'downloads-window.py: %s has the right sha256' % name, out)
+
+    said = 'screenshot: %s' % shot
+    tap.ok(said in lines, 'it says where the screenshot is', out)
+    # Taken while the downloads ran: before the last result came in.
+    results = [i for i, line in enumerate(lines) if ': success' in line]
+    tap.ok(said in lines and results and lines.index(said) < results[-1],
+           'the screenshot was taken mid-transfer', out)
+    magic = b''
+    if os.path.exists(shot):
+        with open(shot, 'rb') as f:
+            magic = f.read(8)
+    tap.ok(magic == b'\x89PNG\r\n\x1a\n', 'the screenshot is a PNG: %s' % shot)
+    identify = shutil.which('identify')
+    if identify and magic.startswith(b'\x89PNG'):
+        p = subprocess.run([identify, '-format', '%w %h %k', shot], capture_output=True,
+                           timeout=30)
+        fields = p.stdout.decode().split()
+        # The window fills the screen; rows of text, bars and frames make many colours, a
+        # blank or black screen one or two.
+        tap.ok(len(fields) == 3 and (int(fields[0]), int(fields[1])) == SCREEN and
+               int(fields[2]) > 32,
+               'the screenshot shows the window, not an empty screen', p.stdout + p.stderr)
+    tap.note('screenshot: %s' % shot)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--fault-server', required=True)
@@ -327,9 +410,16 @@ def main():
     parser.add_argument('--download')
     parser.add_argument('--gjs')
     parser.add_argument('--python3', default='/usr/bin/python3')
+    parser.add_argument('--screenshot', default='downloads-window.png')
     parser.add_argument('which', choices=['download-c', 'fetch-js', 'sync-folder',
-                                          'doc-python', 'doc-gjs'])
+                                          'doc-python', 'doc-gjs', 'downloads-window'])
     args = parser.parse_args()
+
+    if args.which == 'downloads-window':
+        missing = downloads_window_missing(args)
+        if missing:
+            print('1..0 # SKIP %s' % missing)
+            return 0
 
     tmp = tempfile.mkdtemp(prefix='bg-examples-')
     env = dict(os.environ)
@@ -356,6 +446,8 @@ def main():
             test_doc_snippet([args.python3], '.py', 'python', args, env, server, work)
         elif args.which == 'doc-gjs':
             test_doc_snippet([args.gjs, '-m'], '.js', 'js', args, env, server, work)
+        elif args.which == 'downloads-window':
+            test_downloads_window(args, env, server, work)
     finally:
         server.close()
     status = tap.done()

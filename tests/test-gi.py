@@ -82,6 +82,77 @@ class TransferTest(unittest.TestCase):
             downloader.forget('x')
         self.assertTrue(cm.exception.matches(Bg.error_quark(), Bg.Error.CLOSED))
 
+    def test_progress_properties(self):
+        # What a list view binds to: fraction, bytes-per-second and eta, on a throttled server.
+        rate = 200000
+        size = rate * 3
+        digest = write_random(os.path.join(self.server.root, 'slow.bin'), size, seed=3)
+        downloader = Bg.Downloader(session_id='py-progress',
+                                   database_path=os.path.join(self.tmp, 'progress.sqlite'))
+        downloader.init(None)
+        msg = Soup.Message.new('GET', self.server.url('/files/slow.bin?rate=%d' % rate))
+        dest = Gio.File.new_for_path(os.path.join(self.tmp, 'slow.bin'))
+        results = []
+        downloader.download_async(msg, dest, 'slow', None, None,
+                                  lambda d, res: results.append(d.download_finish(res)))
+        task = downloader.lookup_task('slow')
+        self.assertEqual(task.props.fraction, -1.0)
+        self.assertEqual(task.props.bytes_per_second, 0.0)
+        self.assertEqual(task.props.eta, -1)
+        self.assertIsNone(task.props.next_attempt_at)
+        self.assertIsNone(task.dup_next_attempt_at())
+
+        samples = []
+
+        def on_notify(task, pspec):
+            if pspec.name in ('fraction', 'bytes-per-second', 'eta'):
+                samples.append((task.props.state, task.props.fraction,
+                                task.props.bytes_per_second, task.props.eta))
+                self.assertEqual(task.get_fraction(), task.props.fraction)
+                self.assertEqual(task.get_bytes_per_second(), task.props.bytes_per_second)
+                self.assertEqual(task.get_eta(), task.props.eta)
+        task.connect('notify', on_notify)
+        run_until(lambda: results)
+        self.assertEqual(results[0].get_kind(), Bg.ResponseKind.SUCCESS)
+        self.assertEqual(sha256_file(dest.get_path()), digest)
+
+        fractions = [s[1] for s in samples if s[1] >= 0]
+        self.assertEqual(fractions, sorted(fractions))
+        self.assertEqual(fractions[-1], 1.0)
+        rated = [s for s in samples
+                 if s[0] == Bg.TaskState.RUNNING and s[2] > 0 and s[1] < 1.0]
+        self.assertTrue(rated, samples)
+        for state, fraction, bps, eta in rated:
+            self.assertTrue(0.5 * rate <= bps <= 1.5 * rate, bps)
+            self.assertGreater(eta, 0)
+        self.assertEqual(task.props.fraction, 1.0)
+        self.assertEqual(task.props.eta, 0)
+        self.assertEqual(task.props.bytes_per_second, 0.0)
+
+    def test_next_attempt_at(self):
+        write_random(os.path.join(self.server.root, 'again.bin'), 1000, seed=4)
+        downloader = Bg.Downloader(session_id='py-retry',
+                                   database_path=os.path.join(self.tmp, 'retry.sqlite'))
+        downloader.init(None)
+        downloader.props.retry_delay = 1
+        msg = Soup.Message.new('GET', self.server.url('/files/again.bin?fail-first=1'))
+        dest = Gio.File.new_for_path(os.path.join(self.tmp, 'again.bin'))
+        results = []
+        downloader.download_async(msg, dest, 'again', None, None,
+                                  lambda d, res: results.append(d.download_finish(res)))
+        task = downloader.lookup_task('again')
+        run_until(lambda: results or task.props.state == Bg.TaskState.WAITING)
+        self.assertFalse(results)
+        self.assertEqual(task.props.wait_reason, Bg.WaitReason.RETRY)
+        at = task.props.next_attempt_at
+        self.assertIsInstance(at, GLib.DateTime)
+        now = GLib.DateTime.new_now_utc()
+        self.assertGreater(at.difference(now), 0)
+        self.assertTrue(at.equal(task.dup_next_attempt_at()))
+        run_until(lambda: results)
+        self.assertEqual(results[0].get_kind(), Bg.ResponseKind.SUCCESS)
+        self.assertIsNone(task.props.next_attempt_at)
+
     def test_upload(self):
         src = os.path.join(self.tmp, 'up.bin')
         digest = write_random(src, 1024 * 1024 + 3, seed=5)

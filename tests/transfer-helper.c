@@ -74,7 +74,14 @@ state_cb (BgTask     *task,
           gpointer    user_data)
 {
   if (bg_task_get_state (task) == BG_TASK_STATE_WAITING)
-    say ("waiting %" G_GINT64_FORMAT, bg_task_get_next_attempt_at (task));
+    {
+      g_autoptr(GDateTime) at = bg_task_dup_next_attempt_at (task);
+      gint64 usec = 0;
+
+      if (at != NULL)
+        usec = g_date_time_to_unix (at) * G_USEC_PER_SEC + g_date_time_get_microsecond (at);
+      say ("waiting %" G_GINT64_FORMAT, usec);
+    }
 }
 
 static guint

@@ -116,7 +116,7 @@ bt_json_add_task (JsonBuilder *builder,
   GFile *file = bg_task_get_file (task);
   g_autofree char *path = file ? g_file_get_path (file) : NULL;
   g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
-  gint64 next = bg_task_get_next_attempt_at (task);
+  g_autoptr(GDateTime) next = bg_task_dup_next_attempt_at (task);
 
   bt_json_add_string (builder, "identifier", bg_task_get_identifier (task));
   bt_json_add_enum (builder, "operation", BG_TYPE_TASK_KIND, bg_task_get_kind (task));
@@ -128,7 +128,13 @@ bt_json_add_task (JsonBuilder *builder,
   bt_json_add_int (builder, "attempts", bg_task_get_attempts (task));
   if (bg_task_get_wait_reason (task) != BG_WAIT_REASON_NONE)
     bt_json_add_enum (builder, "wait_reason", BG_TYPE_WAIT_REASON, bg_task_get_wait_reason (task));
-  if (next > 0)
-    bt_json_add_int (builder, "next_attempt_in",
-                     MAX (0, (next - g_get_real_time ()) / G_USEC_PER_SEC));
+  bt_json_add_int (builder, "bytes_per_second", (gint64) bg_task_get_bytes_per_second (task));
+  bt_json_add_int (builder, "eta", bg_task_get_eta (task));
+  if (next != NULL)
+    {
+      g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+
+      bt_json_add_int (builder, "next_attempt_in",
+                       MAX (0, g_date_time_difference (next, now) / G_USEC_PER_SEC));
+    }
 }

@@ -238,8 +238,10 @@ bt_describe_wait (BgTask *task)
     case BG_WAIT_REASON_NONE:
     default:
       {
-        gint64 at = bg_task_get_next_attempt_at (task);
-        gint64 wait = (at - g_get_real_time () + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC;
+        g_autoptr(GDateTime) at = bg_task_dup_next_attempt_at (task);
+        g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+        GTimeSpan left = at ? g_date_time_difference (at, now) : 0;
+        gint64 wait = (left + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC;
         g_autofree char *when = bt_format_seconds (MAX (wait, 0));
 
         return g_strdup_printf (_("next attempt in %s"), when);
