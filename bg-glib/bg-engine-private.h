@@ -98,6 +98,10 @@ void            bg_engine_set_monitors       (BgEngine             *self,
                                               GPowerProfileMonitor *power_monitor);
 void            bg_engine_set_allow_metered  (BgEngine           *self,
                                               gboolean            allow_metered);
+/* Holds every task with BG_WAIT_REASON_PAUSED while set; not stored. */
+void            bg_engine_set_paused         (BgEngine           *self,
+                                              gboolean            paused);
+gboolean        bg_engine_get_paused         (BgEngine           *self);
 /* Whether a collected task stays in the list model until it is forgotten. */
 void            bg_engine_set_keep_finished  (BgEngine           *self,
                                               gboolean            keep_finished);

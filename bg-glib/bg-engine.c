@@ -56,6 +56,7 @@ struct _BgJob
   guint           queued : 1;
   guint           stalled : 1;
   guint           unwatched : 1;      /* the attempt is busy with the disk, not the network */
+  guint           pausing : 1;        /* the attempt was cancelled because the task paused */
   guint           dropped : 1;
 };
 
@@ -89,6 +90,7 @@ struct _BgEngine
 
   guint                  users;     /* task queues using it; see bg_engine_acquire_store() */
   gboolean               allow_metered;
+  gboolean               paused;           /* every task is held; not stored */
   GNetworkMonitor       *network_monitor;
   GPowerProfileMonitor  *power_monitor;
 };
@@ -169,6 +171,7 @@ bg_job_new (BgEngine      *engine,
   bg_task_init_options (job->task, record->allow_metered, record->discretionary,
                         record->priority, record->earliest_start, record->expected_sha256,
                         record->keep_credentials);
+  bg_task_init_paused (job->task, record->paused);
   job->options_handler = g_signal_connect (job->task, "notify",
                                            G_CALLBACK (job_options_changed_cb), job);
 
@@ -634,6 +637,9 @@ job_blocked_by (BgJob  *job,
 
   *until = 0;
 
+  if (self->paused || record->paused)
+    return BG_WAIT_REASON_PAUSED;
+
   if (record->earliest_start > now)
     {
       *until = record->earliest_start;
@@ -718,7 +724,9 @@ job_wait (BgJob        *job,
           gint64        until)
 {
   job->record->state = BG_TASK_STATE_WAITING;
-  bg_task_set_next_attempt_at (job->task, job->record->next_attempt_at);
+  /* A paused task has no attempt due; a retry time it had is kept for when it is unpaused. */
+  bg_task_set_next_attempt_at (job->task,
+                               reason == BG_WAIT_REASON_PAUSED ? 0 : job->record->next_attempt_at);
   bg_task_set_wait_reason (job->task, reason);
   bg_task_set_state (job->task, BG_TASK_STATE_WAITING);
 
@@ -780,6 +788,21 @@ bg_job_attempt_finished (BgJob      *job,
     return;
 
   engine_schedule_pump (self);
+
+  if (job->pausing && bg_response_get_kind (response) != BG_RESPONSE_SUCCESS)
+    {
+      /* Cut off by a pause: the attempt does not count, whatever it ended with, and nothing
+       * of it is thrown away.  The next one picks up from the last checkpoint. */
+      job->pausing = FALSE;
+      job->stalled = FALSE;
+      job->record->attempts--;
+      job->record->state = BG_TASK_STATE_QUEUED;
+      engine_save (self, job->record);
+      bg_task_set_attempts (job->task, job->record->attempts);
+      job_enqueue (job);
+      return;
+    }
+  job->pausing = FALSE;
 
   if (job->stalled)
     {
@@ -1041,6 +1064,7 @@ job_start_attempt (BgJob *job)
   self->n_running++;
   g_object_ref (self);
   job->stalled = FALSE;
+  job->pausing = FALSE;
   job->unwatched = FALSE;
   job->last_activity = g_get_monotonic_time ();
   job->cancellable = g_cancellable_new ();
@@ -1186,6 +1210,37 @@ job_enqueue (BgJob *job)
   engine_schedule_pump (self);
 }
 
+/* The task or the whole engine was paused: a running attempt is cut off at once, keeping its
+ * partial file and record (see bg_job_attempt_finished()); a queued or waiting task waits with
+ * BG_WAIT_REASON_PAUSED.  Also called on unpause, when it lets the task go on. */
+static void
+job_apply_pause (BgJob *job)
+{
+  g_assert (job != NULL);
+
+  if (job->dropped || job->record->state == BG_TASK_STATE_FINISHED)
+    return;
+
+  if (job->running)
+    {
+      gint64 until;
+
+      if (!job->pausing && job_blocked_by (job, &until) == BG_WAIT_REASON_PAUSED)
+        {
+          job->pausing = TRUE;
+          g_cancellable_cancel (job->cancellable);
+        }
+      return;
+    }
+
+  if (job->queued)
+    {
+      g_queue_remove (&job->engine->queue, job);
+      job->queued = FALSE;
+    }
+  job_enqueue (job);
+}
+
 /* An app changed an option on the task: store it, and look again at whether it may start. */
 static void
 job_options_changed_cb (BgTask     *task,
@@ -1200,7 +1255,8 @@ job_options_changed_cb (BgTask     *task,
       !g_str_equal (pspec->name, "priority") &&
       !g_str_equal (pspec->name, "earliest-start") &&
       !g_str_equal (pspec->name, "expected-sha256") &&
-      !g_str_equal (pspec->name, "keep-credentials"))
+      !g_str_equal (pspec->name, "keep-credentials") &&
+      !g_str_equal (pspec->name, "paused"))
     return;
 
   record->allow_metered = bg_task_get_allow_metered (task);
@@ -1209,6 +1265,8 @@ job_options_changed_cb (BgTask     *task,
   record->earliest_start = bg_task_get_earliest_start_usec (task);
   g_free (record->expected_sha256);
   record->expected_sha256 = g_strdup (bg_task_get_expected_sha256 (task));
+
+  record->paused = bg_task_get_paused (task);
 
   record->keep_credentials = bg_task_get_keep_credentials (task);
   if (!record->keep_credentials)
@@ -1230,6 +1288,12 @@ job_options_changed_cb (BgTask     *task,
     return;
 
   engine_save (job->engine, record);
+
+  if (g_str_equal (pspec->name, "paused"))
+    {
+      job_apply_pause (job);
+      return;
+    }
 
   if (job->queued)
     {
@@ -1574,6 +1638,45 @@ bg_engine_set_allow_metered (BgEngine *self,
 {
   self->allow_metered = !!allow_metered;
   engine_conditions_changed (self);
+}
+
+/* Holds every task as if it were paused (BG_WAIT_REASON_PAUSED), or lets them go on.  Unlike
+ * BgTask:paused this is not stored: it lasts while the engine does. */
+void
+bg_engine_set_paused (BgEngine *self,
+                      gboolean  paused)
+{
+  g_autoptr(GPtrArray) jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+  GHashTableIter iter;
+  gpointer value;
+
+  paused = !!paused;
+  if (self->paused == paused || self->jobs == NULL)
+    {
+      self->paused = paused;
+      return;
+    }
+  self->paused = paused;
+
+  g_hash_table_iter_init (&iter, self->jobs);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BgJob *job = value;
+
+      /* Unpausing wakes only the tasks the pause held: the others wait for something else. */
+      if (paused || (job->record->state == BG_TASK_STATE_WAITING &&
+                     bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_PAUSED))
+        g_ptr_array_add (jobs, bg_job_ref (job));
+    }
+
+  for (guint i = 0; i < jobs->len; i++)
+    job_apply_pause (g_ptr_array_index (jobs, i));
+}
+
+gboolean
+bg_engine_get_paused (BgEngine *self)
+{
+  return self->paused;
 }
 
 void

@@ -13,7 +13,7 @@ G_BEGIN_DECLS
 
 /* The schema version this code writes.  Older databases are upgraded in place by the ordered
  * migrations in data/schema/; newer ones are refused with BG_ERROR_STORE. */
-#define BG_STORE_SCHEMA_VERSION 4
+#define BG_STORE_SCHEMA_VERSION 5
 
 /* A record holds everything a later run needs to carry a task on.  Strings are owned; NULL means
  * "none".  Times are microseconds since the Unix epoch (wall clock), 0 when unset. */
@@ -53,6 +53,8 @@ typedef struct _BgStoreRecord
    * say what was left out, so that a later run knows the task lost it. */
   char        *withheld_headers;   /* header names, comma-separated; NULL for none */
   gboolean     withheld_password;
+
+  gboolean     paused;             /* schema 5: the app paused the task */
 
   /* The final response, set once the task has finished (has_response). */
   gboolean     has_response;

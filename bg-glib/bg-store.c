@@ -51,6 +51,7 @@ static const char * const migrations[] = {
   "002-idempotency.sql",
   "003-task-options.sql",
   "004-credentials.sql",
+  "005-pause.sql",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
@@ -120,6 +121,7 @@ static const Column columns[] = {
   COLUMN (keep_credentials, COLUMN_INT,    4, FALSE),
   COLUMN (withheld_headers, COLUMN_STRING, 4, FALSE),
   COLUMN (withheld_password, COLUMN_INT,   4, FALSE),
+  COLUMN (paused,           COLUMN_INT,    5, FALSE),
 };
 
 #undef COLUMN

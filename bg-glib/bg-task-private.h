@@ -40,6 +40,9 @@ void    bg_task_init_options          (BgTask      *self,
                                        gint64       earliest_start,
                                        const char  *expected_sha256,
                                        gboolean     keep_credentials);
+/* Loads the stored pause without notifying, like bg_task_init_options(). */
+void    bg_task_init_paused           (BgTask      *self,
+                                       gboolean     paused);
 gint64  bg_task_get_earliest_start_usec (BgTask    *self);
 void    bg_task_apply_options         (BgTask        *self,
                                        BgTaskOptions *options);

@@ -84,6 +84,7 @@ struct _BgTask
   gint64       earliest_start;
   char        *expected_sha256;
   gboolean     keep_credentials;
+  gboolean     paused;
 };
 
 G_DEFINE_FINAL_TYPE (BgTask, bg_task, G_TYPE_OBJECT)
@@ -111,6 +112,7 @@ enum {
   PROP_EARLIEST_START,
   PROP_EXPECTED_SHA256,
   PROP_KEEP_CREDENTIALS,
+  PROP_PAUSED,
   N_PROPS
 };
 
@@ -217,6 +219,9 @@ bg_task_get_property (GObject    *object,
     case PROP_KEEP_CREDENTIALS:
       g_value_set_boolean (value, self->keep_credentials);
       break;
+    case PROP_PAUSED:
+      g_value_set_boolean (value, self->paused);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -249,6 +254,9 @@ bg_task_set_property (GObject      *object,
       break;
     case PROP_KEEP_CREDENTIALS:
       bg_task_set_keep_credentials (self, g_value_get_boolean (value));
+      break;
+    case PROP_PAUSED:
+      bg_task_set_paused (self, g_value_get_boolean (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -485,6 +493,20 @@ bg_task_class_init (BgTaskClass *klass)
    */
   properties[PROP_KEEP_CREDENTIALS] =
     g_param_spec_boolean ("keep-credentials", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:paused:
+   *
+   * Whether the app paused the task. A paused task does not start; one that was running stops
+   * moving bytes at once. Either way it keeps its partial file and its record, uses up no
+   * attempt, and waits in %BG_TASK_STATE_WAITING with %BG_WAIT_REASON_PAUSED. Once unpaused it
+   * picks up from its last checkpoint: a download asks for the rest of the file, an upload
+   * sends its body again, as any new attempt does. The pause is stored with the task, so a
+   * later run finds it paused too.
+   */
+  properties[PROP_PAUSED] =
+    g_param_spec_boolean ("paused", NULL, NULL, FALSE,
                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -1093,6 +1115,13 @@ bg_task_init_options (BgTask     *self,
   self->keep_credentials = !!keep_credentials;
 }
 
+void
+bg_task_init_paused (BgTask   *self,
+                     gboolean  paused)
+{
+  self->paused = !!paused;
+}
+
 gint64
 bg_task_get_earliest_start_usec (BgTask *self)
 {
@@ -1347,6 +1376,45 @@ bg_task_set_keep_credentials (BgTask   *self,
     {
       self->keep_credentials = keep_credentials;
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_KEEP_CREDENTIALS]);
+    }
+}
+
+/**
+ * bg_task_get_paused:
+ * @self: a #BgTask
+ *
+ * Gets whether the app paused the task.
+ *
+ * Returns: %TRUE if the task is paused
+ */
+gboolean
+bg_task_get_paused (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), FALSE);
+  return self->paused;
+}
+
+/**
+ * bg_task_set_paused:
+ * @self: a #BgTask
+ * @paused: whether to pause the task
+ *
+ * Pauses the task, keeping its partial file and record, or lets it go on from its last
+ * checkpoint. See [property@Bg.Task:paused]. Pausing a task that has finished is a programming
+ * error, ignored with a critical warning.
+ */
+void
+bg_task_set_paused (BgTask   *self,
+                    gboolean  paused)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (TASK_TAKES_OPTIONS (self));
+
+  paused = !!paused;
+  if (self->paused != paused)
+    {
+      self->paused = paused;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PAUSED]);
     }
 }
 

@@ -63,6 +63,9 @@ typedef enum {
  *   goes on once a `prepare-request` handler supplies them (the task looks again every few
  *   seconds), or at once when the app calls `download_async` or `upload_async` again with the
  *   same identifier and a request that carries them
+ * @BG_WAIT_REASON_PAUSED: the app paused the task ([property@Bg.Task:paused]), or paused every
+ *   task of its downloader or uploader. The partial file and the record are kept and no attempt
+ *   is used up; once unpaused, the task picks up from its last checkpoint
  *
  * Why a task is in %BG_TASK_STATE_WAITING.
  */
@@ -74,6 +77,7 @@ typedef enum {
   BG_WAIT_REASON_POWER_SAVER,
   BG_WAIT_REASON_SCHEDULED,
   BG_WAIT_REASON_CREDENTIALS,
+  BG_WAIT_REASON_PAUSED,
 } BgWaitReason;
 
 #define BG_TYPE_TASK (bg_task_get_type ())
@@ -142,5 +146,10 @@ gboolean     bg_task_get_keep_credentials  (BgTask      *self);
 BG_AVAILABLE_IN_ALL
 void         bg_task_set_keep_credentials  (BgTask      *self,
                                             gboolean     keep_credentials);
+BG_AVAILABLE_IN_ALL
+gboolean     bg_task_get_paused            (BgTask      *self);
+BG_AVAILABLE_IN_ALL
+void         bg_task_set_paused            (BgTask      *self,
+                                            gboolean     paused);
 
 G_END_DECLS

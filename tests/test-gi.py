@@ -173,6 +173,37 @@ class TransferTest(unittest.TestCase):
         uploads = self.server.stats()['uploads']
         self.assertEqual(uploads[-1]['sha256'], digest)
 
+    def test_pause(self):
+        digest = write_random(os.path.join(self.server.root, 'pause.bin'), 2 * 1024 * 1024, seed=9)
+        downloader = Bg.Downloader(session_id='py-pause',
+                                   database_path=os.path.join(self.tmp, 'pause.sqlite'))
+        downloader.init(None)
+        downloader.props.max_attempts = 1
+        msg = Soup.Message.new('GET', self.server.url('/files/pause.bin?rate=1048576'))
+        dest = Gio.File.new_for_path(os.path.join(self.tmp, 'paused.bin'))
+        results = []
+        downloader.download_async(msg, dest, 'py-pause', None, None,
+                                  lambda d, res: results.append(d.download_finish(res)))
+        task = downloader.lookup_task('py-pause')
+        self.assertFalse(task.props.paused)
+        run_until(lambda: task.props.bytes_transferred > 0)
+
+        task.props.paused = True
+        self.assertTrue(task.get_paused())
+        run_until(lambda: task.props.state == Bg.TaskState.WAITING)
+        self.assertEqual(task.props.wait_reason, Bg.WaitReason.PAUSED)
+        self.assertEqual(task.props.attempts, 0)
+        self.assertEqual(results, [])
+        self.assertFalse(os.path.exists(dest.get_path()))
+        self.assertEqual(len([n for n in os.listdir(self.tmp) if n.endswith('.part')]), 1)
+
+        task.props.paused = False
+        run_until(lambda: results)
+        self.assertEqual(results[0].get_kind(), Bg.ResponseKind.SUCCESS)
+        self.assertEqual(task.props.attempts, 1)
+        self.assertEqual(sha256_file(dest.get_path()), digest)
+        self.assertEqual(self.server.stats()['per_path']['/files/pause.bin']['requests'], 2)
+
     def test_bad_scheme(self):
         downloader = Bg.Downloader(session_id='py-bad',
                                    database_path=os.path.join(self.tmp, 'bad.sqlite'))

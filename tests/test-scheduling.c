@@ -1,5 +1,5 @@
-/* test-scheduling.c: automatic retries, waiting for the network, metered networks, power saving
- * and the per-task options
+/* test-scheduling.c: automatic retries, waiting for the network, metered networks, power saving,
+ * the per-task options and pausing
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -594,6 +594,468 @@ test_own_context (Fixture       *f,
   g_main_context_pop_thread_default (context);
 }
 
+/* --- Pause ---------------------------------------------------------------------------------- */
+
+#define PAUSE_RATE "1048576"
+
+/* Writes /files/@name on the server and returns its sha256. */
+static char *
+make_served_file (Fixture    *f,
+                  const char *name,
+                  gsize       size,
+                  guint32     seed)
+{
+  g_autofree char *path = g_build_filename (bg_test_server_get_root (f->server), name, NULL);
+
+  return bg_test_write_random_file (path, size, seed);
+}
+
+typedef gboolean (*Condition) (gpointer data);
+
+/* Spins the main context until @condition holds, looking again every 20 ms at least; fails the
+ * test after @timeout_seconds. */
+static void
+wait_until (Condition condition,
+            gpointer  data,
+            guint     timeout_seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_seconds * G_USEC_PER_SEC;
+
+  while (!condition (data))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("Timed out after %u seconds", timeout_seconds);
+      run_for (20);
+    }
+}
+
+static gboolean
+task_waits_paused (gpointer data)
+{
+  BgTask *task = data;
+
+  return bg_task_get_state (task) == BG_TASK_STATE_WAITING &&
+         bg_task_get_wait_reason (task) == BG_WAIT_REASON_PAUSED;
+}
+
+static void
+assert_waits_paused (BgTask *task)
+{
+  g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
+  g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_PAUSED);
+  g_assert_cmpint (bg_task_get_next_attempt_at (task), ==, 0);
+}
+
+static gboolean
+task_moved_bytes (gpointer data)
+{
+  return bg_task_get_bytes_transferred (BG_TASK (data)) > 0;
+}
+
+/* No answer is being sent: the connection of a stopped attempt is closed at the server too. */
+static gboolean
+server_idle (gpointer data)
+{
+  Fixture *f = data;
+
+  return bg_test_server_stat_int (f->server, "active") == 0;
+}
+
+static gboolean
+engine_gone (gpointer data)
+{
+  return *(gpointer *) data == NULL;
+}
+
+/* The stored record of the download @identifier. */
+static BgStoreRecord *
+lookup_record (Fixture    *f,
+               const char *identifier)
+{
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  BgStoreRecord *record;
+
+  store = bg_store_open (f->db, &error);
+  g_assert_no_error (error);
+  record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, identifier, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (record);
+
+  return record;
+}
+
+typedef struct
+{
+  Fixture    *f;
+  const char *identifier;
+} RecordWatch;
+
+static gboolean
+has_checkpoint (gpointer data)
+{
+  RecordWatch *watch = data;
+  g_autoptr(BgStoreRecord) record = lookup_record (watch->f, watch->identifier);
+
+  return record->checkpoint > 0;
+}
+
+/* Waits until part of the download @identifier is on disk and recorded as such. */
+static void
+wait_for_checkpoint (Fixture    *f,
+                     const char *identifier)
+{
+  RecordWatch watch = { f, identifier };
+
+  wait_until (has_checkpoint, &watch, 30);
+}
+
+/* The Range header of the last request for @path, NULL for none. */
+static char *
+last_range_for (Fixture    *f,
+                const char *path)
+{
+  g_autoptr(JsonNode) stats = bg_test_server_stats (f->server);
+  JsonArray *log = json_object_get_array_member (json_node_get_object (stats), "log");
+
+  for (guint i = json_array_get_length (log); i > 0; i--)
+    {
+      JsonObject *entry = json_array_get_object_element (log, i - 1);
+
+      if (g_str_equal (json_object_get_string_member (entry, "path"), path))
+        return g_strdup (json_object_get_string_member (entry, "range"));
+    }
+
+  return NULL;
+}
+
+static void
+assert_resumed_from (Fixture    *f,
+                     const char *path,
+                     gint64      checkpoint)
+{
+  g_autofree char *expected = g_strdup_printf ("bytes=%" G_GINT64_FORMAT "-", checkpoint);
+  g_autofree char *range = last_range_for (f, path);
+
+  g_assert_cmpint (checkpoint, >, 0);
+  g_assert_cmpstr (range, ==, expected);
+}
+
+/* Neither the server nor the task moves a byte for two seconds. */
+static void
+assert_nothing_moves (Fixture *f,
+                      BgTask  *task)
+{
+  gint64 sent;
+  gint64 transferred;
+
+  wait_until (server_idle, f, 10);
+  sent = bg_test_server_stat_int (f->server, "bytes_sent");
+  transferred = bg_task_get_bytes_transferred (task);
+
+  run_for (2000);
+
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "bytes_sent"), ==, sent);
+  g_assert_cmpint (bg_task_get_bytes_transferred (task), ==, transferred);
+  assert_waits_paused (task);
+}
+
+/* A running download paused: it stops at once, keeps its partial file, uses up no attempt, and
+ * once unpaused asks for the rest from its checkpoint. */
+static void
+test_pause_running (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autofree char *sha = make_served_file (f, "big.bin", 4 * 1024 * 1024, 3);
+  g_autofree char *dest = g_build_filename (f->tmp, "running.bin", NULL);
+  g_autofree char *got = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+  gint64 checkpoint;
+  gint64 paused_at;
+
+  start (f, "/files/big.bin?rate=" PAUSE_RATE, "running.bin", &result);
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "running.bin"));
+  g_assert_false (bg_task_get_paused (task));
+  wait_for_checkpoint (f, "running.bin");
+
+  paused_at = g_get_monotonic_time ();
+  bg_task_set_paused (task, TRUE);
+  g_assert_true (bg_task_get_paused (task));
+  wait_until (task_waits_paused, task, 10);
+  g_test_message ("The attempt ended %" G_GINT64_FORMAT " ms after the pause",
+                  (g_get_monotonic_time () - paused_at) / 1000);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 0);
+
+  assert_nothing_moves (f, task);
+  g_assert_null (result);
+  g_assert_cmpint (requests_for (f, "/files/big.bin"), ==, 1);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 1);
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+
+  /* The pause is stored, beside the checkpoint the next attempt starts from. */
+  {
+    g_autoptr(BgStoreRecord) record = lookup_record (f, "running.bin");
+
+    g_assert_true (record->paused);
+    checkpoint = record->checkpoint;
+  }
+
+  bg_task_set_paused (task, FALSE);
+  response = finish (f, &result);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+  g_assert_cmpuint (bg_task_get_restarts (task), ==, 0);
+  g_assert_cmpint (requests_for (f, "/files/big.bin"), ==, 2);
+  assert_resumed_from (f, "/files/big.bin", checkpoint);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  g_assert_cmpuint (f->finished, ==, 1);
+}
+
+static gboolean
+task_waits_retry (gpointer data)
+{
+  return bg_task_get_wait_reason (BG_TASK (data)) == BG_WAIT_REASON_RETRY;
+}
+
+/* A queued task and one waiting for its next attempt can be paused too. */
+static void
+test_pause_queued_and_waiting (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autofree char *q_sha = make_served_file (f, "q.bin", 100000, 4);
+  g_autofree char *r_sha = make_served_file (f, "r.bin", 100000, 5);
+  g_autoptr(GAsyncResult) r1 = NULL;
+  g_autoptr(GAsyncResult) r2 = NULL;
+  g_autoptr(GAsyncResult) r3 = NULL;
+  g_autoptr(BgResponse) first = NULL;
+  g_autoptr(BgResponse) queued_response = NULL;
+  g_autoptr(BgResponse) retried_response = NULL;
+  g_autoptr(BgTask) queued = NULL;
+  g_autoptr(BgTask) retried = NULL;
+  gint64 next;
+
+  /* One slot, taken for a while: the second task stays queued until it is paused. */
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 1);
+  start (f, "/files/s.bin?rate=200000", "first.bin", &r1);
+  start (f, "/files/q.bin", "queued.bin", &r2);
+  queued = g_object_ref (bg_downloader_lookup_task (f->downloader, "queued.bin"));
+  g_assert_cmpint (bg_task_get_state (queued), ==, BG_TASK_STATE_QUEUED);
+
+  bg_task_set_paused (queued, TRUE);
+  assert_waits_paused (queued);
+
+  /* The slot comes free, and stays free. */
+  first = finish (f, &r1);
+  g_assert_cmpint (bg_response_get_kind (first), ==, BG_RESPONSE_SUCCESS);
+  run_for (300);
+  assert_waits_paused (queued);
+  g_assert_cmpuint (bg_task_get_attempts (queued), ==, 0);
+  g_assert_cmpint (requests_for (f, "/files/q.bin"), ==, 0);
+
+  bg_task_set_paused (queued, FALSE);
+  queued_response = finish (f, &r2);
+  g_assert_cmpint (bg_response_get_kind (queued_response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_task_get_attempts (queued), ==, 1);
+
+  /* Waiting for a retry: the pause holds it past its time, and lets it go when lifted. */
+  start (f, "/files/r.bin?fail-first=1&retry-after=1", "retried.bin", &r3);
+  retried = g_object_ref (bg_downloader_lookup_task (f->downloader, "retried.bin"));
+  wait_until (task_waits_retry, retried, 30);
+  next = bg_task_get_next_attempt_at (retried);
+  g_assert_cmpint (next, >, 0);
+
+  bg_task_set_paused (retried, TRUE);
+  assert_waits_paused (retried);
+  while (g_get_real_time () < next + G_USEC_PER_SEC / 2)
+    run_for (100);
+  assert_waits_paused (retried);
+  g_assert_cmpint (requests_for (f, "/files/r.bin"), ==, 1);
+  g_assert_cmpuint (bg_task_get_attempts (retried), ==, 1);
+
+  bg_task_set_paused (retried, FALSE);
+  retried_response = finish (f, &r3);
+  g_assert_cmpint (bg_response_get_kind (retried_response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpint (requests_for (f, "/files/r.bin"), ==, 2);
+  g_assert_cmpuint (bg_task_get_attempts (retried), ==, 2);
+
+  /* A finished task takes no pause. */
+  g_test_expect_message ("Bg", G_LOG_LEVEL_CRITICAL, "*TASK_TAKES_OPTIONS*");
+  bg_task_set_paused (retried, TRUE);
+  g_test_assert_expected_messages ();
+  g_assert_false (bg_task_get_paused (retried));
+}
+
+/* The engine-wide pause holds every task, running, new or queued, without storing anything,
+ * and lets go of those it held. */
+static void
+test_pause_engine (Fixture       *f,
+                   gconstpointer  data)
+{
+  static const char * const names[] = { "ea.bin", "eb.bin", "ec.bin" };
+  g_autofree char *sha = make_served_file (f, "e.bin", 2 * 1024 * 1024, 6);
+  BgEngine *engine = bg_downloader_get_engine (f->downloader);
+  GAsyncResult *results[3] = { NULL, };
+  BgTask *tasks[3];
+
+  start (f, "/files/e.bin?rate=" PAUSE_RATE "&n=a", "ea.bin", &results[0]);
+  start (f, "/files/e.bin?rate=" PAUSE_RATE "&n=b", "eb.bin", &results[1]);
+  for (guint i = 0; i < 2; i++)
+    {
+      tasks[i] = g_object_ref (bg_downloader_lookup_task (f->downloader, names[i]));
+      wait_until (task_moved_bytes, tasks[i], 30);
+    }
+
+  /* The second one is paused on its own as well. */
+  bg_task_set_paused (tasks[1], TRUE);
+  g_assert_false (bg_engine_get_paused (engine));
+  bg_engine_set_paused (engine, TRUE);
+  g_assert_true (bg_engine_get_paused (engine));
+  wait_until (task_waits_paused, tasks[0], 10);
+  wait_until (task_waits_paused, tasks[1], 10);
+  g_assert_false (bg_task_get_paused (tasks[0]));
+
+  /* A task given meanwhile waits from the start. */
+  start (f, "/files/e.bin?n=c", "ec.bin", &results[2]);
+  tasks[2] = g_object_ref (bg_downloader_lookup_task (f->downloader, "ec.bin"));
+  assert_waits_paused (tasks[2]);
+
+  assert_nothing_moves (f, tasks[0]);
+  g_assert_cmpint (requests_for (f, "/files/e.bin"), ==, 2);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autoptr(BgStoreRecord) record = lookup_record (f, names[i]);
+
+      assert_waits_paused (tasks[i]);
+      g_assert_cmpint (record->paused, ==, i == 1);
+      g_assert_null (results[i]);
+    }
+
+  /* Lifted: the tasks it held go on; the one paused on its own stays paused. */
+  bg_engine_set_paused (engine, FALSE);
+  g_assert_false (bg_engine_get_paused (engine));
+  for (guint i = 0; i < 3; i += 2)
+    {
+      g_autoptr(BgResponse) response = finish (f, &results[i]);
+
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+      g_assert_cmpuint (bg_task_get_attempts (tasks[i]), ==, 1);
+    }
+  assert_waits_paused (tasks[1]);
+
+  bg_task_set_paused (tasks[1], FALSE);
+  {
+    g_autoptr(BgResponse) response = finish (f, &results[1]);
+
+    g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  }
+
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *dest = g_build_filename (f->tmp, names[i], NULL);
+      g_autofree char *got = bg_test_sha256_file (dest);
+
+      g_assert_cmpstr (got, ==, sha);
+      g_object_unref (tasks[i]);
+    }
+  /* Two attempts each for the tasks that were running, one for the one that waited. */
+  g_assert_cmpint (requests_for (f, "/files/e.bin"), ==, 5);
+}
+
+/* Drops the downloader and waits until its engine, and with it the database, is released. */
+static void
+close_downloader (Fixture *f)
+{
+  gpointer engine = bg_downloader_get_engine (f->downloader);
+
+  g_object_add_weak_pointer (G_OBJECT (engine), &engine);
+  g_clear_object (&f->downloader);
+  wait_until (engine_gone, &engine, 30);
+}
+
+/* A task paused in a process that is then killed is found paused by the next run: it sends
+ * nothing until it is unpaused, and then goes on from its checkpoint. */
+static void
+test_pause_survives_kill (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autofree char *sha = make_served_file (f, "big.bin", 4 * 1024 * 1024, 8);
+  g_autofree char *dest = g_build_filename (f->tmp, "pk", NULL);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgStoreRecord) first = NULL;
+  g_autoptr(BgStoreRecord) stored = NULL;
+  g_autofree char *got = NULL;
+  gboolean paused = FALSE;
+  BgTask *task;
+
+  /* A first run gets part of the file, with a checkpoint, and stops. */
+  bg_test_start_download (f->downloader, f->server, "/files/big.bin?rate=" PAUSE_RATE, dest, "pk",
+                          cancellable, &result);
+  wait_for_checkpoint (f, "pk");
+  g_cancellable_cancel (cancellable);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_null (bg_downloader_download_finish (f->downloader, result, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_clear_object (&result);
+  close_downloader (f);
+  first = lookup_record (f, "pk");
+  g_assert_cmpint (first->checkpoint, >, 0);
+  g_assert_false (first->paused);
+
+  /* The helper carries it on from there, pauses it while it runs, and is killed. */
+  helper = bg_test_spawn_helper (&out, &error, "restore-and-pause", f->db, NULL);
+  g_assert_no_error (error);
+  while (!paused)
+    {
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      paused = g_str_equal (line, "paused pk");
+    }
+  g_subprocess_send_signal (helper, SIGKILL);
+  g_subprocess_wait (helper, NULL, NULL);
+  g_assert_cmpint (requests_for (f, "/files/big.bin"), ==, 2);
+  assert_resumed_from (f, "/files/big.bin", first->checkpoint);
+
+  stored = lookup_record (f, "pk");
+  g_assert_true (stored->paused);
+  g_assert_cmpint (stored->checkpoint, >=, first->checkpoint);
+
+  /* The next run finds it paused, and it sends nothing. */
+  open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+  task = bg_downloader_lookup_task (f->downloader, "pk");
+  g_assert_nonnull (task);
+  g_assert_true (bg_task_get_paused (task));
+  assert_waits_paused (task);
+  g_assert_cmpint (bg_task_get_bytes_transferred (task), ==, stored->checkpoint);
+  assert_nothing_moves (f, task);
+  g_assert_cmpint (requests_for (f, "/files/big.bin"), ==, 2);
+
+  /* Unpaused, it asks for the rest from its checkpoint. */
+  bg_task_set_paused (task, FALSE);
+  while (f->finished == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (bg_response_get_kind (bg_task_get_response (task)), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpint (requests_for (f, "/files/big.bin"), ==, 3);
+  assert_resumed_from (f, "/files/big.bin", stored->checkpoint);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  g_assert_true (bg_downloader_forget (f->downloader, "pk", &error));
+  g_assert_no_error (error);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -615,6 +1077,10 @@ main (int   argc,
   ADD ("options-survive-kill", test_options_survive_kill);
   ADD ("priority", test_priority);
   ADD ("own-context", test_own_context);
+  ADD ("pause/running", test_pause_running);
+  ADD ("pause/queued-and-waiting", test_pause_queued_and_waiting);
+  ADD ("pause/engine", test_pause_engine);
+  ADD ("pause/survives-kill", test_pause_survives_kill);
 
 #undef ADD
 

@@ -155,6 +155,7 @@ make_full_record (const char *identifier)
   record->keep_credentials = TRUE;
   record->withheld_headers = g_strdup ("Authorization, Cookie");
   record->withheld_password = TRUE;
+  record->paused = TRUE;
 
   return record;
 }
@@ -204,6 +205,7 @@ assert_records_equal (const BgStoreRecord *a,
   g_assert_cmpint (a->keep_credentials, ==, b->keep_credentials);
   g_assert_cmpstr (a->withheld_headers, ==, b->withheld_headers);
   g_assert_cmpint (a->withheld_password, ==, b->withheld_password);
+  g_assert_cmpint (a->paused, ==, b->paused);
   g_assert_cmpint (a->has_response, ==, b->has_response);
   g_assert_cmpint (a->response_kind, ==, b->response_kind);
   g_assert_cmpuint (a->response_status, ==, b->response_status);
@@ -795,6 +797,8 @@ test_migration (void)
   g_assert_false (record->keep_credentials);
   g_assert_null (record->withheld_headers);
   g_assert_false (record->withheld_password);
+  /* And that of schema 5. */
+  g_assert_false (record->paused);
 
   record = g_ptr_array_index (downloads, 1);
   g_assert_cmpstr (record->identifier, ==, "broken");
@@ -831,6 +835,7 @@ test_migration (void)
   record->keep_credentials = TRUE;
   record->withheld_headers = g_strdup ("Cookie");
   record->withheld_password = TRUE;
+  record->paused = TRUE;
   save_or_die (store, record);
   g_clear_object (&store);
 
@@ -1021,8 +1026,9 @@ run_sql_on (const char         *path,
   g_object_unref (cnc);
 }
 
-/* A database of schema 3 (a schema 4 one without the columns 004-credentials.sql adds) is
- * upgraded to 4: its records are intact, the new columns take their defaults and work. */
+/* A database of schema 3 (a current one without the columns 004-credentials.sql and later
+ * migrations add) is upgraded: its records are intact, the new columns take their defaults and
+ * work. */
 static void
 test_migration_v3 (void)
 {
@@ -1030,6 +1036,7 @@ test_migration_v3 (void)
     "ALTER TABLE tasks DROP COLUMN keep_credentials",
     "ALTER TABLE tasks DROP COLUMN withheld_headers",
     "ALTER TABLE tasks DROP COLUMN withheld_password",
+    "ALTER TABLE tasks DROP COLUMN paused",
     NULL
   };
   Fixture fixture;
@@ -1045,6 +1052,7 @@ test_migration_v3 (void)
   record->keep_credentials = FALSE;
   g_clear_pointer (&record->withheld_headers, g_free);
   record->withheld_password = FALSE;
+  record->paused = FALSE;
   store = open_store (fixture.path);
   save_or_die (store, record);
   g_clear_object (&store);
@@ -1052,7 +1060,7 @@ test_migration_v3 (void)
   set_user_version (fixture.path, 3);
 
   store = open_store (fixture.path);
-  g_assert_cmpint (bg_store_get_schema_version (store), ==, 4);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
   loaded = bg_store_lookup (store, record->kind, record->identifier, &error);
   g_assert_no_error (error);
   assert_records_equal (record, loaded);
@@ -1066,6 +1074,51 @@ test_migration_v3 (void)
   store = open_store (fixture.path);
   again = bg_store_lookup (store, record->kind, record->identifier, &error);
   g_assert_no_error (error);
+  assert_records_equal (loaded, again);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
+
+/* A database of schema 4 (a current one without the column 005-pause.sql adds) is upgraded to
+ * 5: its tasks are not paused, and a pause is kept once stored. */
+static void
+test_migration_v4 (void)
+{
+  static const char * const downgrade[] = {
+    "ALTER TABLE tasks DROP COLUMN paused",
+    NULL
+  };
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = make_full_record ("from v4");
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(BgStoreRecord) again = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+
+  record->paused = FALSE;
+  store = open_store (fixture.path);
+  save_or_die (store, record);
+  g_clear_object (&store);
+  run_sql_on (fixture.path, downgrade);
+  set_user_version (fixture.path, 4);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
+  loaded = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  assert_records_equal (record, loaded);
+
+  loaded->paused = TRUE;
+  save_or_die (store, loaded);
+  g_clear_object (&store);
+
+  store = open_store (fixture.path);
+  again = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  g_assert_true (again->paused);
   assert_records_equal (loaded, again);
   g_clear_object (&store);
 
@@ -1977,6 +2030,7 @@ main (int   argc,
   g_test_add_func ("/store/file-modes", test_file_modes);
   g_test_add_func ("/store/migration/v1", test_migration);
   g_test_add_func ("/store/migration/v3", test_migration_v3);
+  g_test_add_func ("/store/migration/v4", test_migration_v4);
   g_test_add_func ("/store/corrupt/garbage", test_corrupt_garbage);
   g_test_add_func ("/store/corrupt/page", test_corrupt_page);
   g_test_add_func ("/store/corrupt/truncated", test_corrupt_truncated);

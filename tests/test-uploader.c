@@ -1140,6 +1140,123 @@ test_credentials_not_stored (Fixture       *f,
   g_assert_false (bg_test_database_contains (f->db, COOKIE_SECRET));
 }
 
+/* --- Pause ---------------------------------------------------------------------------------- */
+
+static gboolean
+wake_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+typedef gboolean (*Condition) (Fixture *f,
+                               BgTask  *task);
+
+/* Spins the main context until @condition holds, looking again every 20 ms at least; fails the
+ * test after 30 seconds. */
+static void
+wait_until (Fixture   *f,
+            BgTask    *task,
+            Condition  condition)
+{
+  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+
+  while (!condition (f, task))
+    {
+      gboolean woken = FALSE;
+
+      if (g_get_monotonic_time () > deadline)
+        g_error ("Timed out after 30 seconds");
+      g_timeout_add (20, wake_cb, &woken);
+      bg_test_wait_for (&woken, 10);
+    }
+}
+
+static gboolean
+task_waits_paused (Fixture *f,
+                   BgTask  *task)
+{
+  return bg_task_get_state (task) == BG_TASK_STATE_WAITING &&
+         bg_task_get_wait_reason (task) == BG_WAIT_REASON_PAUSED;
+}
+
+/* The server has given up on the body of the attempt the pause stopped. */
+static gboolean
+first_upload_recorded (Fixture *f,
+                       BgTask  *task)
+{
+  g_autoptr(JsonNode) stats = bg_test_server_stats (f->server);
+
+  return json_array_get_length (server_uploads (stats)) > 0 &&
+         json_object_get_int_member (json_node_get_object (stats), "active") == 0;
+}
+
+/* A paused upload stops at once and uses up no attempt (max-attempts is 1 here); unpaused, it
+ * sends its body again from the first byte, under the same Idempotency-Key, as any new attempt
+ * does. */
+static void
+test_pause (Fixture       *f,
+            gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "paused.bin", 32 * MiB, 21, &sha);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonArray *uploads;
+  JsonObject *cut;
+  JsonObject *whole;
+
+  /* The server stops reading after 256 KiB, until the gate opens; the body is larger than what
+   * the socket buffers on both sides can hold meanwhile. */
+  start_upload (f, "PUT", "/upload/paused.bin?gate=pause&gate-at=262144", src, "paused",
+                &result);
+  task = g_object_ref (bg_uploader_lookup_task (f->uploader, "paused"));
+  gate_wait (f, "pause");
+
+  bg_task_set_paused (task, TRUE);
+  wait_until (f, task, task_waits_paused);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 0);
+  g_assert_null (result);
+
+  /* The way is open now, but nothing more goes out while the task is paused. */
+  gate_open (f, "pause");
+  wait_until (f, task, first_upload_recorded);
+  g_assert_true (task_waits_paused (f, task));
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 1);
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+    g_autoptr(BgStoreRecord) record = NULL;
+
+    g_assert_no_error (error);
+    record = bg_store_lookup (store, BG_TASK_KIND_UPLOAD, "paused", &error);
+    g_assert_no_error (error);
+    g_assert_true (record->paused);
+  }
+
+  bg_task_set_paused (task, FALSE);
+  bg_test_wait_for_result (&result, 120);
+  response = bg_uploader_upload_finish (f->uploader, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_task_get_attempts (task), ==, 1);
+
+  stats = bg_test_server_stats (f->server);
+  uploads = server_uploads (stats);
+  g_assert_cmpuint (json_array_get_length (uploads), ==, 2);
+  cut = json_array_get_object_element (uploads, 0);
+  whole = json_array_get_object_element (uploads, 1);
+  g_assert_false (json_object_get_boolean_member (cut, "complete"));
+  g_assert_cmpint (json_object_get_int_member (cut, "size"), <, 32 * MiB);
+  g_assert_true (json_object_get_boolean_member (whole, "complete"));
+  g_assert_cmpint (json_object_get_int_member (whole, "size"), ==, 32 * MiB);
+  g_assert_cmpstr (json_object_get_string_member (whole, "sha256"), ==, sha);
+  g_assert_cmpstr (upload_header (whole, "Idempotency-Key"), ==,
+                   upload_header (cut, "Idempotency-Key"));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1168,6 +1285,7 @@ main (int   argc,
   ADD ("source-swapped-for-fifo-before-redirect", test_source_swapped_for_fifo_before_redirect);
   ADD ("shared-database", test_shared_database);
   ADD ("credentials/not-stored", test_credentials_not_stored);
+  ADD ("pause", test_pause);
   g_test_add_func ("/uploader/tls-failure", test_tls_failure);
 
 #undef ADD

@@ -9,11 +9,15 @@
  *                                                  submit a download with options (allow-metered,
  *                                                  priority 7, expected SHA256, keep-credentials),
  *                                                  then SIGKILL itself before the main loop runs
+ *   transfer-helper restore-and-pause DB           restore the downloads, pause each one as soon
+ *                                                  as it moves a byte in this run, and wait to be
+ *                                                  killed (or for none to be left unfinished)
  *
  * It prints one line per event on stdout, flushed at once:
  *   progress BYTES TOTAL
  *   waiting NEXT-ATTEMPT-AT      (microseconds since the epoch)
  *   finished ID KIND STATUS [ERROR MESSAGE]
+ *   paused ID                    (restore-and-pause: the task waits, paused)
  *   error MESSAGE
  *
  * BG_HELPER_MAX_ATTEMPTS in the environment sets max-attempts (default 1).
@@ -124,6 +128,49 @@ task_finished_cb (GObject    *source,
     {
       /* Leave without collecting: the result stays in the database. */
       _exit (0);
+    }
+}
+
+/* Once the task waits because it is paused; said once. */
+static void
+paused_cb (BgTask     *task,
+           GParamSpec *pspec,
+           gpointer    user_data)
+{
+  if (bg_task_get_state (task) == BG_TASK_STATE_WAITING &&
+      bg_task_get_wait_reason (task) == BG_WAIT_REASON_PAUSED &&
+      g_object_get_data (G_OBJECT (task), "said-paused") == NULL)
+    {
+      g_object_set_data (G_OBJECT (task), "said-paused", GINT_TO_POINTER (1));
+      say ("paused %s", bg_task_get_identifier (task));
+    }
+}
+
+/* Bytes moved in this run: the task is paused in the middle of its attempt. */
+static void
+pause_when_moving_cb (BgTask     *task,
+                      GParamSpec *pspec,
+                      gpointer    user_data)
+{
+  if (bg_task_get_state (task) == BG_TASK_STATE_RUNNING && !bg_task_get_paused (task))
+    bg_task_set_paused (task, TRUE);
+}
+
+static void
+watch_tasks_to_pause (GListModel *model,
+                      guint       position,
+                      guint       removed,
+                      guint       added,
+                      gpointer    user_data)
+{
+  for (guint i = position; i < position + added; i++)
+    {
+      g_autoptr(BgTask) task = g_list_model_get_item (model, i);
+
+      g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (pause_when_moving_cb),
+                        NULL);
+      g_signal_connect (task, "notify::state", G_CALLBACK (paused_cb), NULL);
+      g_signal_connect (task, "notify::wait-reason", G_CALLBACK (paused_cb), NULL);
     }
 }
 
@@ -272,6 +319,25 @@ main (int   argc,
         bg_uploader_restore_async (BG_UPLOADER (front), NULL, restore_done_cb, NULL);
 
       g_timeout_add (50, check_done_cb, model);
+      g_main_loop_run (loop);
+      return exit_code;
+    }
+
+  if (g_str_equal (mode, "restore-and-pause") && argc == 3)
+    {
+      front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                              "session-id", "helper", "database-path", argv[2], NULL);
+      if (front == NULL)
+        {
+          say ("error %s", error->message);
+          return 1;
+        }
+      g_signal_connect (bg_downloader_get_tasks (BG_DOWNLOADER (front)), "items-changed",
+                        G_CALLBACK (watch_tasks_to_pause), NULL);
+      g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
+      bg_downloader_restore_async (BG_DOWNLOADER (front), NULL, restore_done_cb, NULL);
+      /* Until killed, or until no task is left unfinished (the pause did not hold). */
+      g_timeout_add (50, check_done_cb, bg_downloader_get_tasks (BG_DOWNLOADER (front)));
       g_main_loop_run (loop);
       return exit_code;
     }

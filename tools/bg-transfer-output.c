@@ -225,6 +225,8 @@ bt_describe_wait (BgTask *task)
     case BG_WAIT_REASON_CREDENTIALS:
       return g_strdup (_("waiting for the credentials it lost when the last run stopped; "
                          "run the same command again with them"));
+    case BG_WAIT_REASON_PAUSED:
+      return g_strdup (_("paused"));
     case BG_WAIT_REASON_SCHEDULED:
       {
         g_autoptr(GDateTime) start = bg_task_dup_earliest_start (task);
