@@ -643,7 +643,11 @@ assert_waits_paused (BgTask *task)
 {
   g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
   g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_PAUSED);
-  g_assert_cmpint (bg_task_get_next_attempt_at (task), ==, 0);
+  {
+    g_autoptr(GDateTime) next = bg_task_dup_next_attempt_at (task);
+
+    g_assert_null (next);
+  }
 }
 
 static gboolean
