@@ -42,6 +42,7 @@ typedef struct
   guint            uints[16];        /* the guint properties, by id */
   gboolean         allow_metered;
   gboolean         keep_finished;
+  gboolean         paused;
   gboolean         closed;
 } BgTaskQueuePrivate;
 
@@ -69,6 +70,7 @@ enum {
   PROP_RETRY_DEADLINE,
   PROP_ALLOW_METERED,
   PROP_KEEP_FINISHED,
+  PROP_PAUSED,
   N_PROPS
 };
 
@@ -171,6 +173,9 @@ task_queue_apply (BgTaskQueue *self,
       break;
     case PROP_KEEP_FINISHED:
       bg_engine_set_keep_finished (priv->engine, priv->keep_finished);
+      break;
+    case PROP_PAUSED:
+      bg_engine_set_paused (priv->engine, priv->paused);
       break;
     default:
       break;
@@ -501,6 +506,9 @@ bg_task_queue_get_property (GObject    *object,
     case PROP_KEEP_FINISHED:
       g_value_set_boolean (value, priv->keep_finished);
       break;
+    case PROP_PAUSED:
+      g_value_set_boolean (value, priv->paused);
+      break;
     default:
       if (IS_UINT_PROP (prop_id))
         g_value_set_uint (value, get_uint (self, prop_id));
@@ -537,6 +545,9 @@ bg_task_queue_set_property (GObject      *object,
       break;
     case PROP_KEEP_FINISHED:
       bg_task_queue_set_keep_finished (self, g_value_get_boolean (value));
+      break;
+    case PROP_PAUSED:
+      bg_task_queue_set_paused (self, g_value_get_boolean (value));
       break;
     default:
       if (IS_UINT_PROP (prop_id))
@@ -675,6 +686,17 @@ bg_task_queue_class_init (BgTaskQueueClass *klass)
    */
   properties[PROP_KEEP_FINISHED] =
     g_param_spec_boolean ("keep-finished", NULL, NULL, TRUE, RW);
+
+  /**
+   * BgTaskQueue:paused:
+   *
+   * Holds every task of the queue, as if each were paused ([property@Bg.Task:paused]): running
+   * attempts stop within moments (keeping their partial files and records), and no task
+   * starts, each waiting with %BG_WAIT_REASON_PAUSED. Unlike a task's own pause, it is not
+   * stored: a later run starts unpaused. Queues sharing a database share it.
+   */
+  properties[PROP_PAUSED] =
+    g_param_spec_boolean ("paused", NULL, NULL, FALSE, RW);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -1069,6 +1091,48 @@ bg_task_queue_set_keep_finished (BgTaskQueue *self,
   priv->keep_finished = keep_finished;
   task_queue_apply (self, PROP_KEEP_FINISHED);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_KEEP_FINISHED]);
+}
+
+/**
+ * bg_task_queue_get_paused:
+ * @self: a #BgTaskQueue
+ *
+ * Gets [property@Bg.TaskQueue:paused].
+ *
+ * Returns: whether every task is held
+ */
+gboolean
+bg_task_queue_get_paused (BgTaskQueue *self)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_return_val_if_fail (BG_IS_TASK_QUEUE (self), FALSE);
+
+  return priv->paused;
+}
+
+/**
+ * bg_task_queue_set_paused:
+ * @self: a #BgTaskQueue
+ * @paused: whether to hold every task
+ *
+ * Sets [property@Bg.TaskQueue:paused].
+ */
+void
+bg_task_queue_set_paused (BgTaskQueue *self,
+                          gboolean     paused)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_return_if_fail (BG_IS_TASK_QUEUE (self));
+
+  paused = !!paused;
+  if (priv->paused == paused)
+    return;
+
+  priv->paused = paused;
+  task_queue_apply (self, PROP_PAUSED);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PAUSED]);
 }
 
 /**

@@ -86,6 +86,11 @@ gboolean         bg_task_queue_get_keep_finished   (BgTaskQueue          *self);
 BG_AVAILABLE_IN_ALL
 void             bg_task_queue_set_keep_finished   (BgTaskQueue          *self,
                                                     gboolean              keep_finished);
+BG_AVAILABLE_IN_ALL
+gboolean         bg_task_queue_get_paused          (BgTaskQueue          *self);
+BG_AVAILABLE_IN_ALL
+void             bg_task_queue_set_paused          (BgTaskQueue          *self,
+                                                    gboolean              paused);
 
 BG_AVAILABLE_IN_ALL
 void             bg_task_queue_restore_async       (BgTaskQueue          *self,

@@ -904,7 +904,7 @@ test_pause_engine (Fixture       *f,
 {
   static const char * const names[] = { "ea.bin", "eb.bin", "ec.bin" };
   g_autofree char *sha = make_served_file (f, "e.bin", 2 * 1024 * 1024, 6);
-  BgEngine *engine = bg_downloader_get_engine (f->downloader);
+  BgTaskQueue *queue = BG_TASK_QUEUE (f->downloader);
   GAsyncResult *results[3] = { NULL, };
   BgTask *tasks[3];
 
@@ -918,9 +918,9 @@ test_pause_engine (Fixture       *f,
 
   /* The second one is paused on its own as well. */
   bg_task_set_paused (tasks[1], TRUE);
-  g_assert_false (bg_engine_get_paused (engine));
-  bg_engine_set_paused (engine, TRUE);
-  g_assert_true (bg_engine_get_paused (engine));
+  g_assert_false (bg_task_queue_get_paused (queue));
+  bg_task_queue_set_paused (queue, TRUE);
+  g_assert_true (bg_task_queue_get_paused (queue));
   wait_until (task_waits_paused, tasks[0], 10);
   wait_until (task_waits_paused, tasks[1], 10);
   g_assert_false (bg_task_get_paused (tasks[0]));
@@ -942,8 +942,8 @@ test_pause_engine (Fixture       *f,
     }
 
   /* Lifted: the tasks it held go on; the one paused on its own stays paused. */
-  bg_engine_set_paused (engine, FALSE);
-  g_assert_false (bg_engine_get_paused (engine));
+  bg_task_queue_set_paused (queue, FALSE);
+  g_assert_false (bg_task_queue_get_paused (queue));
   for (guint i = 0; i < 3; i += 2)
     {
       g_autoptr(BgResponse) response = finish (f, &results[i]);
