@@ -45,9 +45,11 @@ static void
 i18n_init (void)
 {
   setlocale (LC_ALL, "");
+#ifdef ENABLE_NLS
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   textdomain (GETTEXT_PACKAGE);
+#endif
 }
 
 static void
