@@ -172,6 +172,231 @@ bg_test_server_replace (BgTestServer *server,
   g_autoptr(GBytes) bytes = control_request (server, "POST", control);
 }
 
+struct _BgTestHttpServer
+{
+  SoupServer   *server;
+  /* The server's context: its own thread's, or its creator's thread-default. */
+  GMainContext *context;
+  GThread      *thread;
+  GMainLoop    *loop;
+  char         *base;
+  GMutex        mutex;
+  GCond         cond;
+  gboolean      ready;
+};
+
+/* Called on the server's context, which is thread-default there. */
+static void
+http_server_listen (BgTestHttpServer *self)
+{
+  g_autoptr(GError) error = NULL;
+  GSList *uris;
+
+  g_assert (self->server == NULL);
+
+  self->server = soup_server_new ("server-header", "bg-test-server ", NULL);
+  soup_server_listen_local (self->server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error);
+  g_assert_no_error (error);
+
+  uris = soup_server_get_uris (self->server);
+  g_assert_nonnull (uris);
+  self->base = g_strdup_printf ("http://127.0.0.1:%d", g_uri_get_port (uris->data));
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+}
+
+static void
+http_server_disconnect (BgTestHttpServer *self)
+{
+  g_assert (self->server != NULL);
+
+  /* Connections close from idles on the server's context: let them run. */
+  soup_server_disconnect (self->server);
+  while (g_main_context_iteration (self->context, FALSE))
+    ;
+}
+
+static gpointer
+http_server_thread (gpointer data)
+{
+  BgTestHttpServer *self = data;
+
+  g_main_context_push_thread_default (self->context);
+  http_server_listen (self);
+
+  g_mutex_lock (&self->mutex);
+  self->ready = TRUE;
+  g_cond_signal (&self->cond);
+  g_mutex_unlock (&self->mutex);
+
+  g_main_loop_run (self->loop);
+
+  http_server_disconnect (self);
+  g_main_context_pop_thread_default (self->context);
+
+  return NULL;
+}
+
+BgTestHttpServer *
+bg_test_http_server_new (BgTestHttpServerFlags flags)
+{
+  BgTestHttpServer *self = g_new0 (BgTestHttpServer, 1);
+
+  g_mutex_init (&self->mutex);
+  g_cond_init (&self->cond);
+
+  if (flags & BG_TEST_HTTP_SERVER_IN_THREAD)
+    {
+      self->context = g_main_context_new ();
+      self->loop = g_main_loop_new (self->context, FALSE);
+      self->thread = g_thread_new ("bg-test-http-server", http_server_thread, self);
+
+      g_mutex_lock (&self->mutex);
+      while (!self->ready)
+        g_cond_wait (&self->cond, &self->mutex);
+      g_mutex_unlock (&self->mutex);
+    }
+  else
+    {
+      self->context = g_main_context_ref_thread_default ();
+      http_server_listen (self);
+    }
+
+  return self;
+}
+
+typedef struct
+{
+  BgTestHttpServer   *self;
+  const char         *path;
+  SoupServerCallback  callback;
+  gpointer            user_data;
+  gboolean            done;
+} AddHandler;
+
+static gboolean
+add_handler_cb (gpointer data)
+{
+  AddHandler *add = data;
+
+  soup_server_add_handler (add->self->server, add->path, add->callback, add->user_data, NULL);
+
+  g_mutex_lock (&add->self->mutex);
+  add->done = TRUE;
+  g_cond_signal (&add->self->cond);
+  g_mutex_unlock (&add->self->mutex);
+
+  return G_SOURCE_REMOVE;
+}
+
+void
+bg_test_http_server_add_handler (BgTestHttpServer   *self,
+                                 const char         *path,
+                                 SoupServerCallback  callback,
+                                 gpointer            user_data)
+{
+  AddHandler add = { self, path, callback, user_data, FALSE };
+
+  if (self->thread == NULL)
+    {
+      soup_server_add_handler (self->server, path, callback, user_data, NULL);
+      return;
+    }
+
+  /* A SoupServer is not thread-safe: change it on its own thread, and wait. */
+  g_main_context_invoke (self->context, add_handler_cb, &add);
+  g_mutex_lock (&self->mutex);
+  while (!add.done)
+    g_cond_wait (&self->cond, &self->mutex);
+  g_mutex_unlock (&self->mutex);
+}
+
+char *
+bg_test_http_server_url (BgTestHttpServer *self,
+                         const char       *path_and_query)
+{
+  return g_strconcat (self->base, path_and_query, NULL);
+}
+
+SoupServer *
+bg_test_http_server_get_server (BgTestHttpServer *self)
+{
+  return self->server;
+}
+
+static gboolean
+quit_loop_cb (gpointer data)
+{
+  g_main_loop_quit (data);
+
+  return G_SOURCE_REMOVE;
+}
+
+void
+bg_test_http_server_free (BgTestHttpServer *self)
+{
+  if (self == NULL)
+    return;
+
+  if (self->thread != NULL)
+    {
+      /* The thread disconnects the server once its loop stops. */
+      g_main_context_invoke (self->context, quit_loop_cb, self->loop);
+      g_thread_join (self->thread);
+      g_clear_pointer (&self->loop, g_main_loop_unref);
+    }
+  else
+    http_server_disconnect (self);
+
+  /* Nothing, not a connection nor a message, may outlive the server. */
+  g_assert_cmpuint (G_OBJECT (self->server)->ref_count, ==, 1);
+  g_assert_finalize_object (g_steal_pointer (&self->server));
+
+  g_main_context_unref (self->context);
+  g_mutex_clear (&self->mutex);
+  g_cond_clear (&self->cond);
+  g_free (self->base);
+  g_free (self);
+}
+
+static gboolean
+keep_going_cb (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+void
+bg_test_assert_finalized (gpointer *object)
+{
+  GMainContext *context = g_main_context_ref_thread_default ();
+  gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  GSource *tick = g_timeout_source_new (20);
+  g_autofree char *name = NULL;
+  GObject *weak;
+
+  g_assert_nonnull (object);
+  g_assert_true (G_IS_OBJECT (*object));
+
+  weak = g_steal_pointer (object);
+  name = g_strdup (G_OBJECT_TYPE_NAME (weak));
+  g_object_add_weak_pointer (weak, (gpointer *) &weak);
+  g_object_unref (weak);
+
+  /* Sources that still hold a reference run out; a reference cycle never does.  The tick
+   * wakes the loop up to look again when the last reference goes on another thread. */
+  g_source_set_callback (tick, keep_going_cb, NULL, NULL);
+  g_source_attach (tick, context);
+  while (weak != NULL && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (context, TRUE);
+  g_source_destroy (tick);
+  g_source_unref (tick);
+
+  if (weak != NULL)
+    g_error ("%s %p was not finalised: %u references are left", name, (gpointer) weak,
+             G_OBJECT (weak)->ref_count);
+
+  g_main_context_unref (context);
+}
+
 char *
 bg_test_make_tmpdir (void)
 {

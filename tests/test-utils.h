@@ -33,6 +33,42 @@ void          bg_test_server_replace      (BgTestServer *server,
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgTestServer, bg_test_server_free)
 
+/* An in-process SoupServer on 127.0.0.1, on a port the system picks, for tests whose point is
+ * not a separate server process.  It runs on the thread-default main context of its creator,
+ * or with BG_TEST_HTTP_SERVER_IN_THREAD on a thread and GMainContext of its own: a test needs
+ * that when its client blocks (soup_session_send() and the like), as the server could not
+ * answer otherwise. */
+typedef enum
+{
+  BG_TEST_HTTP_SERVER_DEFAULT   = 0,
+  BG_TEST_HTTP_SERVER_IN_THREAD = 1 << 0,
+} BgTestHttpServerFlags;
+
+typedef struct _BgTestHttpServer BgTestHttpServer;
+
+BgTestHttpServer *bg_test_http_server_new         (BgTestHttpServerFlags  flags);
+/* Adds a handler for @path (NULL: every path); it runs on the server's context, so on the
+ * server's thread with BG_TEST_HTTP_SERVER_IN_THREAD. */
+void          bg_test_http_server_add_handler     (BgTestHttpServer      *server,
+                                                   const char            *path,
+                                                   SoupServerCallback     callback,
+                                                   gpointer               user_data);
+/* The URL of @path_and_query on the server, e.g. "/s.bin?x=1". */
+char         *bg_test_http_server_url             (BgTestHttpServer      *server,
+                                                   const char            *path_and_query);
+SoupServer   *bg_test_http_server_get_server      (BgTestHttpServer      *server);
+/* Stops the server and its thread, and asserts that nothing else still holds the SoupServer
+ * (its reference count is 1) and that it is finalised. */
+void          bg_test_http_server_free            (BgTestHttpServer      *server);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgTestHttpServer, bg_test_http_server_free)
+
+/* Drops the reference in *@object, sets it to NULL and asserts that the object is finalised,
+ * as g_assert_finalize_object() does, after iterating the thread-default main context for at
+ * most a few seconds: idles and closing connections may hold the last references for a
+ * moment. */
+void          bg_test_assert_finalized            (gpointer              *object);
+
 /* A fresh temporary folder, removed with everything in it by bg_test_rm_rf(). */
 char         *bg_test_make_tmpdir         (void);
 void          bg_test_rm_rf               (const char   *path);
