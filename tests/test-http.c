@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "bg-http-private.h"
+#include "bg-response-private.h"
 #include "test-utils.h"
 
 #define NOW "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -66,7 +67,7 @@ test_retry_after (void)
 }
 
 static void
-test_retry_after_now (void)
+test_retry_after_clock (void)
 {
   g_autoptr(GDateTime) now = g_date_time_new_utc (2026, 11, 25, 12, 0, 0);
   g_autoptr(GDateTime) later = g_date_time_add_seconds (now, 300);
@@ -76,6 +77,85 @@ test_retry_after_now (void)
   g_assert_cmpint (bg_http_parse_retry_after (value, NULL, now), ==, 300);
   /* A Date header that does not parse is ignored. */
   g_assert_cmpint (bg_http_parse_retry_after (value, "yesterday", now), ==, 300);
+}
+
+/* Answers 503 with a Retry-After that is the answer's own Date header, less the number of
+ * seconds the path names ("/0", "/1"). */
+static void
+retry_after_date_handler (SoupServer        *server,
+                          SoupServerMessage *msg,
+                          const char        *path,
+                          GHashTable        *query,
+                          gpointer           user_data)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  const char *date = soup_message_headers_get_one (headers, "Date");
+  g_autoptr(GDateTime) when = NULL;
+  g_autoptr(GDateTime) retry = NULL;
+  g_autofree char *value = NULL;
+
+  /* SoupServer stamps every answer with a Date before the handler runs. */
+  g_assert_nonnull (date);
+  when = soup_date_time_new_from_http_string (date);
+  g_assert_nonnull (when);
+  retry = g_date_time_add_seconds (when, -g_ascii_strtoll (path + 1, NULL, 10));
+  value = soup_date_time_to_string (retry, SOUP_DATE_HTTP);
+
+  soup_message_headers_replace (headers, "Retry-After", value);
+  soup_server_message_set_status (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, NULL);
+  soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC, "busy", 4);
+}
+
+/* A server that says "retry at the time of this answer" (or a second before it) means now: the
+ * wait is 0, never negative, whatever the local clock says. */
+static void
+test_retry_after_now (void)
+{
+  g_autoptr(BgTestHttpServer) server = bg_test_http_server_new (BG_TEST_HTTP_SERVER_IN_THREAD);
+  g_autoptr(SoupSession) session = soup_session_new ();
+  const char *paths[] = { "/0", "/1" };
+
+  bg_test_http_server_add_handler (server, NULL, retry_after_date_handler, NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (paths); i++)
+    {
+      g_autofree char *url = bg_test_http_server_url (server, paths[i]);
+      g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+      g_autoptr(GBytes) body = NULL;
+      g_autoptr(GError) error = NULL;
+      g_autoptr(BgResponse) response = NULL;
+      SoupMessageHeaders *headers;
+      const char *retry_after;
+      const char *date;
+
+      /* A blocking call: the server answers from its own thread. */
+      body = soup_session_send_and_read (session, msg, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (soup_message_get_status (msg), ==, SOUP_STATUS_SERVICE_UNAVAILABLE);
+
+      headers = soup_message_get_response_headers (msg);
+      retry_after = soup_message_headers_get_one (headers, "Retry-After");
+      date = soup_message_headers_get_one (headers, "Date");
+      g_test_message ("Date: %s, Retry-After: %s", date, retry_after);
+      g_assert_nonnull (retry_after);
+      g_assert_nonnull (date);
+      g_assert_true (g_ascii_isalpha (retry_after[0]));
+      if (i == 0)
+        g_assert_cmpstr (retry_after, ==, date);
+      else
+        g_assert_cmpstr (retry_after, !=, date);
+
+      g_assert_cmpint (bg_http_parse_retry_after (retry_after, date, NULL), ==, 0);
+
+      /* The response the library makes of such an answer says the same. */
+      response = bg_response_new (BG_RESPONSE_RETRY, "retry-after-now",
+                                  soup_message_get_status (msg),
+                                  soup_message_get_reason_phrase (msg), headers,
+                                  NULL, body, NULL);
+      g_assert_cmpint (bg_response_get_retry_after (response), ==, 0);
+    }
+
+  soup_session_abort (session);
 }
 
 static void
@@ -321,6 +401,7 @@ main (int   argc,
   g_test_init (&argc, &argv, NULL);
 
   g_test_add_func ("/http/retry-after", test_retry_after);
+  g_test_add_func ("/http/retry-after-clock", test_retry_after_clock);
   g_test_add_func ("/http/retry-after-now", test_retry_after_now);
   g_test_add_func ("/http/content-range", test_content_range);
   g_test_add_func ("/http/headers/round-trip", test_headers_round_trip);
