@@ -15,9 +15,21 @@
 #include "fake-monitors.h"
 #include "test-utils.h"
 
+/* Which server a test talks to: the fault server, for tests that need its faults or a server
+ * in another process, or an in-process SoupServer that serves /files/s.bin and counts. */
+typedef enum
+{
+  SERVER_FAULTS,
+  SERVER_LOCAL,
+} ServerKind;
+
 typedef struct
 {
   BgTestServer         *server;
+  BgTestHttpServer     *http;
+  GBytes               *served;
+  GHashTable           *requests;
+  gint64                first_request_at;
   BgFakeNetworkMonitor *network;
   BgFakePowerMonitor   *power;
   char                 *tmp;
@@ -25,6 +37,7 @@ typedef struct
   char                 *sha;
   BgDownloader         *downloader;
   guint                 finished;
+  gboolean              any_finished;
 } Fixture;
 
 static void
@@ -34,6 +47,7 @@ on_finished (BgDownloader *downloader,
              Fixture      *f)
 {
   f->finished++;
+  f->any_finished = TRUE;
 }
 
 static void
@@ -53,19 +67,62 @@ open_downloader (Fixture *f)
   g_signal_connect (f->downloader, "task-finished", G_CALLBACK (on_finished), f);
 }
 
+/* The in-process server's one file, on the test's own context. */
+static void
+serve_cb (SoupServer        *server,
+          SoupServerMessage *msg,
+          const char        *path,
+          GHashTable        *query,
+          gpointer           user_data)
+{
+  Fixture *f = user_data;
+  guint count = GPOINTER_TO_UINT (g_hash_table_lookup (f->requests, path));
+
+  g_hash_table_insert (f->requests, g_strdup (path), GUINT_TO_POINTER (count + 1));
+  if (f->first_request_at == 0)
+    f->first_request_at = g_get_real_time ();
+
+  if (!g_str_equal (path, "/files/s.bin"))
+    {
+      soup_server_message_set_status (msg, SOUP_STATUS_NOT_FOUND, NULL);
+      return;
+    }
+
+  soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
+  soup_message_body_append_bytes (soup_server_message_get_response_body (msg), f->served);
+}
+
 static void
 fixture_setup (Fixture       *f,
                gconstpointer  data)
 {
   g_autofree char *path = NULL;
 
-  f->server = bg_test_server_new (NULL, FALSE);
-  f->network = bg_fake_network_monitor_new ();
-  f->power = bg_fake_power_monitor_new ();
   f->tmp = bg_test_make_tmpdir ();
   f->db = g_build_filename (f->tmp, "tasks.sqlite", NULL);
-  path = g_build_filename (bg_test_server_get_root (f->server), "s.bin", NULL);
-  f->sha = bg_test_write_random_file (path, 200000, 7);
+
+  if (GPOINTER_TO_INT (data) == SERVER_FAULTS)
+    {
+      f->server = bg_test_server_new (NULL, FALSE);
+      path = g_build_filename (bg_test_server_get_root (f->server), "s.bin", NULL);
+      f->sha = bg_test_write_random_file (path, 200000, 7);
+    }
+  else
+    {
+      g_autofree char *contents = NULL;
+      gsize length = 0;
+
+      path = g_build_filename (f->tmp, "served.bin", NULL);
+      f->sha = bg_test_write_random_file (path, 200000, 7);
+      g_assert_true (g_file_get_contents (path, &contents, &length, NULL));
+      f->served = g_bytes_new_take (g_steal_pointer (&contents), length);
+      f->requests = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+      f->http = bg_test_http_server_new (BG_TEST_HTTP_SERVER_DEFAULT);
+      bg_test_http_server_add_handler (f->http, NULL, serve_cb, f);
+    }
+
+  f->network = bg_fake_network_monitor_new ();
+  f->power = bg_fake_power_monitor_new ();
   open_downloader (f);
 }
 
@@ -79,10 +136,23 @@ fixture_teardown (Fixture       *f,
   g_clear_object (&f->network);
   g_clear_object (&f->power);
   g_clear_pointer (&f->server, bg_test_server_free);
+  g_clear_pointer (&f->http, bg_test_http_server_free);
+  g_clear_pointer (&f->served, g_bytes_unref);
+  g_clear_pointer (&f->requests, g_hash_table_unref);
   bg_test_rm_rf (f->tmp);
   g_free (f->tmp);
   g_free (f->db);
   g_free (f->sha);
+}
+
+static char *
+url_for (Fixture    *f,
+         const char *path_and_query)
+{
+  if (f->http != NULL)
+    return bg_test_http_server_url (f->http, path_and_query);
+
+  return bg_test_server_url (f->server, path_and_query);
 }
 
 static void
@@ -92,8 +162,13 @@ start (Fixture       *f,
        GAsyncResult **result)
 {
   g_autofree char *dest = g_build_filename (f->tmp, name, NULL);
+  g_autofree char *url = url_for (f, path_and_query);
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
 
-  bg_test_start_download (f->downloader, f->server, path_and_query, dest, name, NULL, result);
+  g_assert_nonnull (msg);
+  bg_downloader_download_async (f->downloader, msg, file, name, NULL, NULL,
+                                bg_test_store_result_cb, result);
 }
 
 static BgResponse *
@@ -118,7 +193,10 @@ set_flag_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Spins the main context for @ms milliseconds. */
+/* Spins the main context for @ms milliseconds.  Only for a test whose point is that nothing
+ * happens meanwhile (no request reaches the server while the task must wait): there is no
+ * event to wait for then, so a bounded window is all a test can watch.  A test that waits for
+ * something waits for its notification instead (wait_for_wait_reason() and the like). */
 static void
 run_for (guint ms)
 {
@@ -128,13 +206,51 @@ run_for (guint ms)
   bg_test_wait_for (&done, ms / 1000 + 10);
 }
 
+typedef struct
+{
+  BgWaitReason reason;
+  gboolean     reached;
+} WaitReasonWatch;
+
+static void
+wait_reason_cb (BgTask          *task,
+                GParamSpec      *pspec,
+                WaitReasonWatch *watch)
+{
+  if (bg_task_get_state (task) == BG_TASK_STATE_WAITING &&
+      bg_task_get_wait_reason (task) == watch->reason)
+    watch->reached = TRUE;
+}
+
+/* Waits (30 s at most) until @task waits for @reason. */
+static void
+wait_for_wait_reason (BgTask       *task,
+                      BgWaitReason  reason)
+{
+  WaitReasonWatch watch = { reason, FALSE };
+  gulong state_id;
+  gulong reason_id;
+
+  state_id = g_signal_connect (task, "notify::state", G_CALLBACK (wait_reason_cb), &watch);
+  reason_id = g_signal_connect (task, "notify::wait-reason", G_CALLBACK (wait_reason_cb), &watch);
+  wait_reason_cb (task, NULL, &watch);
+  bg_test_wait_for (&watch.reached, 30);
+  g_signal_handler_disconnect (task, state_id);
+  g_signal_handler_disconnect (task, reason_id);
+}
+
 static gint64
 requests_for (Fixture    *f,
               const char *path)
 {
-  g_autoptr(JsonNode) stats = bg_test_server_stats (f->server);
-  JsonObject *per_path = json_object_get_object_member (json_node_get_object (stats),
-                                                        "per_path");
+  g_autoptr(JsonNode) stats = NULL;
+  JsonObject *per_path;
+
+  if (f->http != NULL)
+    return GPOINTER_TO_UINT (g_hash_table_lookup (f->requests, path));
+
+  stats = bg_test_server_stats (f->server);
+  per_path = json_object_get_object_member (json_node_get_object (stats), "per_path");
 
   if (!json_object_has_member (per_path, path))
     return 0;
@@ -241,6 +357,25 @@ test_retry_deadline (Fixture       *f,
   g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 1);
 }
 
+typedef struct
+{
+  Fixture *f;
+  gint64   left_at;
+  gint64   requests_before;
+} LeaveWatch;
+
+static void
+leave_waiting_cb (BgTask     *task,
+                  GParamSpec *pspec,
+                  LeaveWatch *watch)
+{
+  if (watch->left_at == 0 && bg_task_get_state (task) != BG_TASK_STATE_WAITING)
+    {
+      watch->left_at = g_get_real_time ();
+      watch->requests_before = requests_for (watch->f, "/files/s.bin");
+    }
+}
+
 /* A process killed while its task waits for the next attempt: the next run honours the stored
  * time instead of hammering the server. */
 static void
@@ -253,6 +388,8 @@ test_wait_survives_kill (Fixture       *f,
   g_autoptr(GDataInputStream) out = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgTask) task = NULL;
+  LeaveWatch leave = { f, 0, 0 };
   gint64 next = 0;
 
   g_clear_object (&f->downloader);
@@ -278,25 +415,19 @@ test_wait_survives_kill (Fixture       *f,
   bg_test_wait_for_result (&result, 30);
   g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
 
-  {
-    BgTask *task = bg_downloader_lookup_task (f->downloader, "kill-wait");
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "kill-wait"));
+  g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
+  g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_RETRY);
+  g_assert_cmpint (next_attempt_usec (task), ==, next);
+  g_signal_connect (task, "notify::state", G_CALLBACK (leave_waiting_cb), &leave);
 
-    g_assert_nonnull (task);
-    g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
-    g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_RETRY);
-    g_assert_cmpint (next_attempt_usec (task), ==, next);
-  }
+  bg_test_wait_for (&f->any_finished, 30);
+  g_signal_handlers_disconnect_by_data (task, &leave);
 
-  /* Nothing before the stored time. */
-  while (g_get_real_time () < next - 200000)
-    {
-      run_for (100);
-      g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 1);
-    }
-
-  while (f->finished == 0)
-    g_main_context_iteration (NULL, TRUE);
-  g_assert_cmpint (g_get_real_time (), >=, next);
+  /* The task left its wait once, at the stored time (the timer counts whole milliseconds),
+   * with nothing sent before. */
+  g_assert_cmpint (leave.left_at, >=, next - 1000);
+  g_assert_cmpint (leave.requests_before, ==, 1);
   g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 2);
   g_assert_true (g_file_test (dest, G_FILE_TEST_EXISTS));
 }
@@ -312,7 +443,9 @@ test_offline (Fixture       *f,
   bg_fake_network_monitor_set_online (f->network, FALSE);
   start (f, "/files/s.bin", "o.bin", &result);
   task = g_object_ref (bg_downloader_lookup_task (f->downloader, "o.bin"));
+  wait_for_wait_reason (task, BG_WAIT_REASON_NETWORK);
 
+  /* And nothing happens while the network is down. */
   run_for (500);
   g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
   g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_NETWORK);
@@ -341,7 +474,10 @@ test_metered (Fixture       *f,
   start (f, "/files/s.bin", "m2.bin", &r2);
   t1 = bg_downloader_lookup_task (f->downloader, "m1.bin");
   t2 = bg_downloader_lookup_task (f->downloader, "m2.bin");
+  wait_for_wait_reason (t1, BG_WAIT_REASON_METERED);
+  wait_for_wait_reason (t2, BG_WAIT_REASON_METERED);
 
+  /* And nothing is sent while the network is metered. */
   run_for (300);
   g_assert_cmpint (bg_task_get_wait_reason (t1), ==, BG_WAIT_REASON_METERED);
   g_assert_cmpint (bg_task_get_wait_reason (t2), ==, BG_WAIT_REASON_METERED);
@@ -367,8 +503,8 @@ test_metered (Fixture       *f,
 
     start (f, "/files/s.bin", "m3.bin", &r3);
     t3 = bg_downloader_lookup_task (f->downloader, "m3.bin");
-    run_for (300);
-    g_assert_cmpint (bg_task_get_wait_reason (t3), ==, BG_WAIT_REASON_METERED);
+    wait_for_wait_reason (t3, BG_WAIT_REASON_METERED);
+    g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 2);
     bg_fake_network_monitor_set_metered (f->network, FALSE);
     c = finish (f, &r3);
     g_assert_cmpint (bg_response_get_kind (c), ==, BG_RESPONSE_SUCCESS);
@@ -414,7 +550,7 @@ test_expected_sha256 (Fixture       *f,
   g_autofree char *upper = g_ascii_strup (f->sha, -1);
   g_autofree char *good_dest = g_build_filename (f->tmp, "good.bin", NULL);
   g_autofree char *bad_dest = g_build_filename (f->tmp, "bad.bin", NULL);
-  g_autofree char *url = bg_test_server_url (f->server, "/files/s.bin");
+  g_autofree char *url = url_for (f, "/files/s.bin");
   g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
   g_autoptr(GFile) file = g_file_new_for_path (good_dest);
   g_autoptr(BgTask) bad_task = NULL;
@@ -487,8 +623,8 @@ test_options_survive_kill (Fixture       *f,
   g_assert_cmpstr (bg_task_get_expected_sha256 (task), ==, f->sha);
   g_assert_true (bg_task_get_keep_credentials (task));
 
-  while (bg_task_get_state (task) != BG_TASK_STATE_FINISHED)
-    g_main_context_iteration (NULL, TRUE);
+  bg_test_wait_for (&f->any_finished, 60);
+  g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_FINISHED);
   response = g_object_ref (bg_task_get_response (task));
   g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
   g_assert_true (bg_downloader_forget (f->downloader, "opts", &error));
@@ -510,8 +646,7 @@ test_options_persist (Fixture       *f,
   task = bg_downloader_lookup_task (f->downloader, "later.bin");
   g_object_set (task, "earliest-start", later, "priority", 7, "discretionary", FALSE,
                 "allow-metered", TRUE, NULL);
-  run_for (300);
-  g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_SCHEDULED);
+  wait_for_wait_reason (task, BG_WAIT_REASON_SCHEDULED);
   g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 0);
 
   {
@@ -526,9 +661,11 @@ test_options_persist (Fixture       *f,
     g_assert_true (record->allow_metered);
   }
 
+  /* The server saw the one request, and not before earliest-start. */
   response = finish (f, &result);
   g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
-  g_assert_cmpint (g_get_real_time (), >=, g_date_time_to_unix (later) * G_USEC_PER_SEC);
+  g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 1);
+  g_assert_cmpint (f->first_request_at, >=, g_date_time_to_unix (later) * G_USEC_PER_SEC);
 }
 
 static void
@@ -1070,25 +1207,29 @@ main (int   argc,
 {
   g_test_init (&argc, &argv, NULL);
 
-#define ADD(path, func) \
-  g_test_add ("/scheduling/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+#define ADD(path, server, func) \
+  g_test_add ("/scheduling/" path, Fixture, GINT_TO_POINTER (server), fixture_setup, func, \
+              fixture_teardown)
 
-  ADD ("retries", test_retries);
-  ADD ("retries-exhausted", test_retries_exhausted);
-  ADD ("retry-deadline", test_retry_deadline);
-  ADD ("wait-survives-kill", test_wait_survives_kill);
-  ADD ("offline", test_offline);
-  ADD ("metered", test_metered);
-  ADD ("power-saver", test_power_saver);
-  ADD ("expected-sha256", test_expected_sha256);
-  ADD ("options-persist", test_options_persist);
-  ADD ("options-survive-kill", test_options_survive_kill);
-  ADD ("priority", test_priority);
-  ADD ("own-context", test_own_context);
-  ADD ("pause/running", test_pause_running);
-  ADD ("pause/queued-and-waiting", test_pause_queued_and_waiting);
-  ADD ("pause/engine", test_pause_engine);
-  ADD ("pause/survives-kill", test_pause_survives_kill);
+  /* Failing answers, Retry-After, delays and a request log are the fault server's. */
+  ADD ("retries", SERVER_FAULTS, test_retries);
+  ADD ("retries-exhausted", SERVER_FAULTS, test_retries_exhausted);
+  ADD ("retry-deadline", SERVER_FAULTS, test_retry_deadline);
+  ADD ("priority", SERVER_FAULTS, test_priority);
+  ADD ("own-context", SERVER_FAULTS, test_own_context);
+  ADD ("pause/running", SERVER_FAULTS, test_pause_running);
+  ADD ("pause/queued-and-waiting", SERVER_FAULTS, test_pause_queued_and_waiting);
+  ADD ("pause/engine", SERVER_FAULTS, test_pause_engine);
+  /* A helper process talks to the server while this one waits for it. */
+  ADD ("wait-survives-kill", SERVER_FAULTS, test_wait_survives_kill);
+  ADD ("options-survive-kill", SERVER_FAULTS, test_options_survive_kill);
+  ADD ("pause/survives-kill", SERVER_FAULTS, test_pause_survives_kill);
+  /* The rest needs a file and a count of requests. */
+  ADD ("offline", SERVER_LOCAL, test_offline);
+  ADD ("metered", SERVER_LOCAL, test_metered);
+  ADD ("power-saver", SERVER_LOCAL, test_power_saver);
+  ADD ("expected-sha256", SERVER_LOCAL, test_expected_sha256);
+  ADD ("options-persist", SERVER_LOCAL, test_options_persist);
 
 #undef ADD
 
