@@ -305,6 +305,9 @@ test_restore_one_change (Fixture       *f,
   g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 5);
   g_assert_cmpuint (changes, ==, 1);
   g_assert_false (G_IS_LIST_STORE (bg_downloader_get_tasks (f->downloader)));
+
+  /* The list empties when the downloader goes, after this frame is gone. */
+  g_signal_handlers_disconnect_by_data (bg_downloader_get_tasks (f->downloader), &changes);
 }
 
 static void

@@ -308,6 +308,7 @@ test_retries (Fixture       *f,
   task = g_object_ref (bg_downloader_lookup_task (f->downloader, "r.bin"));
   g_signal_connect (task, "notify::state", G_CALLBACK (watch_state_cb), &watch);
   response = finish (f, &result);
+  g_signal_handlers_disconnect_by_data (task, &watch);
 
   g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
   g_assert_cmpuint (bg_task_get_attempts (task), ==, 3);
