@@ -72,7 +72,9 @@ static void
 fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
-  g_clear_object (&f->downloader);
+  /* Nothing may keep the downloader alive once the test lets go. */
+  if (f->downloader != NULL)
+    bg_test_assert_finalized ((gpointer *) &f->downloader);
   g_clear_object (&f->last_finished);
   /* Let closing connections and idles run out. */
   while (g_main_context_iteration (NULL, FALSE))

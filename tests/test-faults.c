@@ -57,8 +57,11 @@ static void
 fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
-  g_clear_object (&f->downloader);
-  g_clear_object (&f->uploader);
+  /* Nothing may keep the downloader and the uploader alive once the test lets go. */
+  if (f->downloader != NULL)
+    bg_test_assert_finalized ((gpointer *) &f->downloader);
+  if (f->uploader != NULL)
+    bg_test_assert_finalized ((gpointer *) &f->uploader);
   while (g_main_context_iteration (NULL, FALSE))
     ;
   g_clear_pointer (&f->server, bg_test_server_free);

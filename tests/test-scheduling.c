@@ -130,7 +130,9 @@ static void
 fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
-  g_clear_object (&f->downloader);
+  /* Nothing may keep the downloader alive once the test lets go. */
+  if (f->downloader != NULL)
+    bg_test_assert_finalized ((gpointer *) &f->downloader);
   while (g_main_context_iteration (NULL, FALSE))
     ;
   g_clear_object (&f->network);

@@ -73,7 +73,9 @@ static void
 fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
-  g_clear_object (&f->uploader);
+  /* Nothing may keep the uploader alive once the test lets go. */
+  if (f->uploader != NULL)
+    bg_test_assert_finalized ((gpointer *) &f->uploader);
   g_clear_object (&f->last_finished);
   while (g_main_context_iteration (NULL, FALSE))
     ;
