@@ -1,12 +1,23 @@
 /* fake-monitors.c: a network monitor and a power-profile monitor that tests steer
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The C suites link these directly.  The Python and GJS tests reach them through the test-only
+ * typelib BgTest-1: a PyGObject class cannot implement GNetworkMonitor, whose properties and
+ * can_reach() the library reads from C.
  */
 
 #include "config.h"
 
 #include "fake-monitors.h"
 
+/**
+ * BgFakeNetworkMonitor:
+ *
+ * A [iface@Gio.NetworkMonitor] that is online and not metered until a test says otherwise
+ * with [method@BgTest.FakeNetworkMonitor.set_online] and
+ * [method@BgTest.FakeNetworkMonitor.set_metered].
+ */
 struct _BgFakeNetworkMonitor
 {
   GObject  parent_instance;
@@ -134,16 +145,34 @@ bg_fake_network_monitor_init (BgFakeNetworkMonitor *self)
   self->online = TRUE;
 }
 
+/**
+ * bg_fake_network_monitor_new:
+ *
+ * Makes a network monitor that is online and not metered.
+ *
+ * Returns: (transfer full): a new #BgFakeNetworkMonitor
+ */
 BgFakeNetworkMonitor *
 bg_fake_network_monitor_new (void)
 {
   return g_object_new (BG_TYPE_FAKE_NETWORK_MONITOR, NULL);
 }
 
+/**
+ * bg_fake_network_monitor_set_online:
+ * @self: a #BgFakeNetworkMonitor
+ * @online: whether the network is up
+ *
+ * Takes the network down or brings it back: notifies #GNetworkMonitor:network-available and
+ * #GNetworkMonitor:connectivity and emits #GNetworkMonitor::network-changed.  While offline,
+ * g_network_monitor_can_reach() fails with %G_IO_ERROR_NETWORK_UNREACHABLE.
+ */
 void
 bg_fake_network_monitor_set_online (BgFakeNetworkMonitor *self,
                                     gboolean              online)
 {
+  g_return_if_fail (BG_IS_FAKE_NETWORK_MONITOR (self));
+
   if (self->online == online)
     return;
 
@@ -153,10 +182,19 @@ bg_fake_network_monitor_set_online (BgFakeNetworkMonitor *self,
   g_signal_emit_by_name (self, "network-changed", online);
 }
 
+/**
+ * bg_fake_network_monitor_set_metered:
+ * @self: a #BgFakeNetworkMonitor
+ * @metered: whether the network is metered
+ *
+ * Says whether the network is metered, and notifies #GNetworkMonitor:network-metered.
+ */
 void
 bg_fake_network_monitor_set_metered (BgFakeNetworkMonitor *self,
                                      gboolean              metered)
 {
+  g_return_if_fail (BG_IS_FAKE_NETWORK_MONITOR (self));
+
   if (self->metered == metered)
     return;
 
@@ -164,6 +202,12 @@ bg_fake_network_monitor_set_metered (BgFakeNetworkMonitor *self,
   g_object_notify (G_OBJECT (self), "network-metered");
 }
 
+/**
+ * BgFakePowerMonitor:
+ *
+ * A [iface@Gio.PowerProfileMonitor] whose power-saver mode is off until a test turns it on
+ * with [method@BgTest.FakePowerMonitor.set_power_saver].
+ */
 struct _BgFakePowerMonitor
 {
   GObject  parent_instance;
@@ -220,16 +264,33 @@ bg_fake_power_monitor_init (BgFakePowerMonitor *self)
 {
 }
 
+/**
+ * bg_fake_power_monitor_new:
+ *
+ * Makes a power-profile monitor with power-saver mode off.
+ *
+ * Returns: (transfer full): a new #BgFakePowerMonitor
+ */
 BgFakePowerMonitor *
 bg_fake_power_monitor_new (void)
 {
   return g_object_new (BG_TYPE_FAKE_POWER_MONITOR, NULL);
 }
 
+/**
+ * bg_fake_power_monitor_set_power_saver:
+ * @self: a #BgFakePowerMonitor
+ * @enabled: whether power-saver mode is on
+ *
+ * Turns power-saver mode on or off, and notifies
+ * #GPowerProfileMonitor:power-saver-enabled.
+ */
 void
 bg_fake_power_monitor_set_power_saver (BgFakePowerMonitor *self,
                                        gboolean            enabled)
 {
+  g_return_if_fail (BG_IS_FAKE_POWER_MONITOR (self));
+
   if (self->power_saver == enabled)
     return;
 
