@@ -2050,14 +2050,24 @@ test_credentials_scrubbed_from_old_record (Fixture       *f,
 
 /* --- Lifetime ------------------------------------------------------------------------------ */
 
+static gboolean
+window_over_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+
+  return G_SOURCE_REMOVE;
+}
+
+/* Spins the main context for @ms milliseconds: a bounded window in which nothing may happen.
+ * Only for a test whose point is that nothing comes (no byte moves); a test that waits for
+ * something waits for its event instead. */
 static void
 run_for_ms (guint ms)
 {
-  gint64 until = g_get_monotonic_time () + ms * 1000;
+  gboolean over = FALSE;
 
-  /* A bounded window in which nothing may happen: the point is that nothing comes. */
-  while (g_get_monotonic_time () < until)
-    g_main_context_iteration (NULL, FALSE), g_usleep (1000);
+  g_timeout_add (ms, window_over_cb, &over);
+  bg_test_wait_for (&over, ms / 1000 + 10);
 }
 
 static gint64
@@ -2097,10 +2107,12 @@ test_finalized_while_busy (Fixture       *f,
   g_autofree char *partial = NULL;
   g_autofree char *got = NULL;
   gint64 size, sent;
+  GWeakRef engine;
 
   start_download (f, "/files/busy.bin?rate=2000000", dest, "busy", NULL, &result);
   wait_for_bytes (f->downloader, "busy", 4 * MiB);
 
+  g_weak_ref_init (&engine, bg_downloader_get_engine (f->downloader));
   g_assert_finalize_object (g_steal_pointer (&f->downloader));
 
   bg_test_wait_for_result (&result, 30);
@@ -2108,8 +2120,10 @@ test_finalized_while_busy (Fixture       *f,
   g_assert_error (error, BG_ERROR, BG_ERROR_CLOSED);
   g_clear_error (&error);
 
-  /* Let the cancelled attempt wind down, then watch: nothing moves any more. */
-  run_for_ms (300);
+  /* The cancelled attempt winds down, and the engine it kept alive goes with it; the server
+   * sees the connection end.  Then watch: nothing moves any more. */
+  bg_test_wait_finalized (&engine);
+  bg_test_server_wait_idle (f->server, 30);
   partial = only_partial (f->tmp);
   g_assert_nonnull (partial);
   size = file_size (partial);
@@ -2157,14 +2171,19 @@ test_shared_engine (Fixture       *f,
   g_autofree char *got = NULL;
   guint second_finished = 0;
   gint64 requests;
+  GWeakRef engine;
 
   /* A task left in the database by a downloader that was closed mid-way. */
   start_download (f, "/files/shared.bin?rate=2000000", dest, "shared", NULL, &result);
   wait_for_bytes (f->downloader, "shared", MiB);
+  g_weak_ref_init (&engine, bg_downloader_get_engine (f->downloader));
   bg_downloader_close (f->downloader);
   bg_test_wait_for_result (&result, 30);
   g_clear_object (&f->downloader);
-  run_for_ms (300);
+  /* The closed attempt has ended once the engine it kept alive is gone, and the server has
+   * seen its connection end. */
+  bg_test_wait_finalized (&engine);
+  bg_test_server_wait_idle (f->server, 30);
   bg_test_server_reset (f->server);
 
   f->downloader = open_downloader (f);

@@ -161,6 +161,33 @@ bg_test_server_reset (BgTestServer *server)
   g_autoptr(GBytes) bytes = control_request (server, "POST", "/_reset");
 }
 
+static gboolean
+flag_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+
+  return G_SOURCE_REMOVE;
+}
+
+void
+bg_test_server_wait_idle (BgTestServer *server,
+                          guint         timeout_seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_seconds * G_USEC_PER_SEC;
+
+  /* The server is another process: there is nothing to be notified of, so ask. */
+  while (bg_test_server_stat_int (server, "active") > 0)
+    {
+      gboolean again = FALSE;
+
+      if (g_get_monotonic_time () > deadline)
+        g_error ("The test server still had requests in progress after %u seconds",
+                 timeout_seconds);
+      g_timeout_add (20, flag_cb, &again);
+      bg_test_wait_for (&again, 10);
+    }
+}
+
 void
 bg_test_server_replace (BgTestServer *server,
                         const char   *relpath,
@@ -394,6 +421,33 @@ bg_test_assert_finalized (gpointer *object)
     g_error ("%s %p was not finalised: %u references are left", name, (gpointer) weak,
              G_OBJECT (weak)->ref_count);
 
+  g_main_context_unref (context);
+}
+
+void
+bg_test_wait_finalized (GWeakRef *ref)
+{
+  GMainContext *context = g_main_context_ref_thread_default ();
+  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  GSource *tick = g_timeout_source_new (20);
+  GObject *object;
+
+  /* The tick wakes the loop up to look again when the last reference goes on another thread. */
+  g_source_set_callback (tick, keep_going_cb, NULL, NULL);
+  g_source_attach (tick, context);
+  while ((object = g_weak_ref_get (ref)) != NULL && g_get_monotonic_time () < deadline)
+    {
+      g_object_unref (object);
+      g_main_context_iteration (context, TRUE);
+    }
+  g_source_destroy (tick);
+  g_source_unref (tick);
+
+  if (object != NULL)
+    g_error ("%s %p was not finalised within 30 seconds: %u references are left",
+             G_OBJECT_TYPE_NAME (object), (gpointer) object, object->ref_count - 1);
+
+  g_weak_ref_clear (ref);
   g_main_context_unref (context);
 }
 

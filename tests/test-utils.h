@@ -25,6 +25,10 @@ JsonNode     *bg_test_server_stats        (BgTestServer *server);
 gint64        bg_test_server_stat_int     (BgTestServer *server,
                                            const char   *member);
 void          bg_test_server_reset        (BgTestServer *server);
+/* Waits until the server has no request in progress (it saw the last connection end), asking it
+ * every 20 ms, for at most @timeout_seconds; the main context runs meanwhile. */
+void          bg_test_server_wait_idle    (BgTestServer *server,
+                                           guint         timeout_seconds);
 /* Makes a new version of /files/@relpath, a copy of /files/@from_relpath, whose ETag and
  * Last-Modified differ from the version before (the server's /_replace). */
 void          bg_test_server_replace      (BgTestServer *server,
@@ -68,6 +72,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgTestHttpServer, bg_test_http_server_free)
  * most a few seconds: idles and closing connections may hold the last references for a
  * moment. */
 void          bg_test_assert_finalized            (gpointer              *object);
+/* Waits (iterating the thread-default main context, 30 s at most) until the object @ref was
+ * set to, and to which the caller holds no reference, is finalised (at once if it already is),
+ * then clears @ref: for work that ends with the object, such as the attempts that keep a closed
+ * engine alive. */
+void          bg_test_wait_finalized              (GWeakRef              *ref);
 
 /* A fresh temporary folder, removed with everything in it by bg_test_rm_rf(). */
 char         *bg_test_make_tmpdir         (void);
