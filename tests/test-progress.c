@@ -64,7 +64,9 @@ static void
 fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
-  g_clear_object (&f->downloader);
+  /* Nothing may keep the downloader alive once the test lets go. */
+  if (f->downloader != NULL)
+    bg_test_assert_finalized ((gpointer *) &f->downloader);
   while (g_main_context_iteration (NULL, FALSE))
     ;
   g_clear_pointer (&f->server, bg_test_server_free);
@@ -483,21 +485,15 @@ static void
 test_unknown_length (Fixture       *f,
                      gconstpointer  data)
 {
-  g_autoptr(SoupServer) server = soup_server_new (NULL, NULL);
-  g_autoptr(GError) error = NULL;
+  g_autoptr(BgTestHttpServer) server = bg_test_http_server_new (BG_TEST_HTTP_SERVER_DEFAULT);
   g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(BgResponse) response = NULL;
   g_autoptr(BgTask) task = NULL;
   g_autofree char *url = NULL;
-  GSList *uris;
   guint n_mid = 0, n_rated = 0;
 
-  soup_server_add_handler (server, "/chunked", chunked_handler, NULL, NULL);
-  soup_server_listen_local (server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error);
-  g_assert_no_error (error);
-  uris = soup_server_get_uris (server);
-  url = g_strdup_printf ("http://127.0.0.1:%d/chunked", g_uri_get_port (uris->data));
-  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+  bg_test_http_server_add_handler (server, "/chunked", chunked_handler, NULL);
+  url = bg_test_http_server_url (server, "/chunked");
 
   task = start_watched (f, url, "chunked.bin", &result);
   response = finish (f, &result);
@@ -527,14 +523,9 @@ test_unknown_length (Fixture       *f,
   g_assert_cmpuint (n_mid, >, 0);
   g_assert_cmpuint (n_rated, >, 0);
 
-  /* The client's idle connection goes first, then the server. */
-  g_clear_object (&f->downloader);
-  while (g_main_context_iteration (NULL, FALSE))
-    ;
-  soup_server_disconnect (server);
-  while (g_main_context_iteration (NULL, FALSE))
-    ;
-  g_assert_finalize_object (g_steal_pointer (&server));
+  /* The client's idle connection goes first, then the server, which must be finalised. */
+  bg_test_assert_finalized ((gpointer *) &f->downloader);
+  g_clear_pointer (&server, bg_test_http_server_free);
 }
 
 int
