@@ -752,8 +752,37 @@ make_served_file (Fixture    *f,
 
 typedef gboolean (*Condition) (gpointer data);
 
-/* Spins the main context until @condition holds, looking again every 20 ms at least; fails the
- * test after @timeout_seconds. */
+typedef struct
+{
+  Condition condition;
+  gboolean  holds;
+} TaskWatch;
+
+static void
+task_changed_cb (BgTask     *task,
+                 GParamSpec *pspec,
+                 TaskWatch  *watch)
+{
+  if (watch->condition (task))
+    watch->holds = TRUE;
+}
+
+/* Waits until @condition holds for @task, looking again at each of the task's notifications;
+ * fails the test after @timeout_seconds. */
+static void
+wait_for_task (BgTask    *task,
+               Condition  condition,
+               guint      timeout_seconds)
+{
+  TaskWatch watch = { condition, condition (task) };
+  gulong id = g_signal_connect (task, "notify", G_CALLBACK (task_changed_cb), &watch);
+
+  bg_test_wait_for (&watch.holds, timeout_seconds);
+  g_signal_handler_disconnect (task, id);
+}
+
+/* Spins the main context until @condition holds, looking again every 20 ms; fails the test
+ * after @timeout_seconds.  Only for what nothing notifies of, such as the stored record. */
 static void
 wait_until (Condition condition,
             gpointer  data,
@@ -794,21 +823,6 @@ static gboolean
 task_moved_bytes (gpointer data)
 {
   return bg_task_get_bytes_transferred (BG_TASK (data)) > 0;
-}
-
-/* No answer is being sent: the connection of a stopped attempt is closed at the server too. */
-static gboolean
-server_idle (gpointer data)
-{
-  Fixture *f = data;
-
-  return bg_test_server_stat_int (f->server, "active") == 0;
-}
-
-static gboolean
-engine_gone (gpointer data)
-{
-  return *(gpointer *) data == NULL;
 }
 
 /* The stored record of the download @identifier. */
@@ -893,7 +907,8 @@ assert_nothing_moves (Fixture *f,
   gint64 sent;
   gint64 transferred;
 
-  wait_until (server_idle, f, 10);
+  /* No answer is being sent: the connection of a stopped attempt is closed at the server too. */
+  bg_test_server_wait_idle (f->server, 10);
   sent = bg_test_server_stat_int (f->server, "bytes_sent");
   transferred = bg_task_get_bytes_transferred (task);
 
@@ -927,7 +942,7 @@ test_pause_running (Fixture       *f,
   paused_at = g_get_monotonic_time ();
   bg_task_set_paused (task, TRUE);
   g_assert_true (bg_task_get_paused (task));
-  wait_until (task_waits_paused, task, 10);
+  wait_for_task (task, task_waits_paused, 10);
   g_test_message ("The attempt ended %" G_GINT64_FORMAT " ms after the pause",
                   (g_get_monotonic_time () - paused_at) / 1000);
   g_assert_cmpuint (bg_task_get_attempts (task), ==, 0);
@@ -991,7 +1006,7 @@ test_pause_queued_and_waiting (Fixture       *f,
   bg_task_set_paused (queued, TRUE);
   assert_waits_paused (queued);
 
-  /* The slot comes free, and stays free. */
+  /* The slot comes free, and stays free: nothing may happen, so a window is all to watch. */
   first = finish (f, &r1);
   g_assert_cmpint (bg_response_get_kind (first), ==, BG_RESPONSE_SUCCESS);
   run_for (300);
@@ -1007,7 +1022,7 @@ test_pause_queued_and_waiting (Fixture       *f,
   /* Waiting for a retry: the pause holds it past its time, and lets it go when lifted. */
   start (f, "/files/r.bin?fail-first=1&retry-after=1", "retried.bin", &r3);
   retried = g_object_ref (bg_downloader_lookup_task (f->downloader, "retried.bin"));
-  wait_until (task_waits_retry, retried, 30);
+  wait_for_task (retried, task_waits_retry, 30);
   {
     g_autoptr(GDateTime) at = bg_task_dup_next_attempt_at (retried);
 
@@ -1015,10 +1030,11 @@ test_pause_queued_and_waiting (Fixture       *f,
     next = g_date_time_to_unix (at) * G_USEC_PER_SEC + g_date_time_get_microsecond (at);
   }
 
+  /* Nothing may happen until half a second past its time: a window is all to watch. */
   bg_task_set_paused (retried, TRUE);
   assert_waits_paused (retried);
-  while (g_get_real_time () < next + G_USEC_PER_SEC / 2)
-    run_for (100);
+  if (g_get_real_time () < next + G_USEC_PER_SEC / 2)
+    run_for ((next + G_USEC_PER_SEC / 2 - g_get_real_time ()) / 1000 + 1);
   assert_waits_paused (retried);
   g_assert_cmpint (requests_for (f, "/files/r.bin"), ==, 1);
   g_assert_cmpuint (bg_task_get_attempts (retried), ==, 1);
@@ -1053,7 +1069,7 @@ test_pause_engine (Fixture       *f,
   for (guint i = 0; i < 2; i++)
     {
       tasks[i] = g_object_ref (bg_downloader_lookup_task (f->downloader, names[i]));
-      wait_until (task_moved_bytes, tasks[i], 30);
+      wait_for_task (tasks[i], task_moved_bytes, 30);
     }
 
   /* The second one is paused on its own as well. */
@@ -1061,8 +1077,8 @@ test_pause_engine (Fixture       *f,
   g_assert_false (bg_task_queue_get_paused (queue));
   bg_task_queue_set_paused (queue, TRUE);
   g_assert_true (bg_task_queue_get_paused (queue));
-  wait_until (task_waits_paused, tasks[0], 10);
-  wait_until (task_waits_paused, tasks[1], 10);
+  wait_for_task (tasks[0], task_waits_paused, 10);
+  wait_for_task (tasks[1], task_waits_paused, 10);
   g_assert_false (bg_task_get_paused (tasks[0]));
 
   /* A task given meanwhile waits from the start. */
@@ -1116,11 +1132,11 @@ test_pause_engine (Fixture       *f,
 static void
 close_downloader (Fixture *f)
 {
-  gpointer engine = bg_downloader_get_engine (f->downloader);
+  GWeakRef engine;
 
-  g_object_add_weak_pointer (G_OBJECT (engine), &engine);
+  g_weak_ref_init (&engine, bg_downloader_get_engine (f->downloader));
   g_clear_object (&f->downloader);
-  wait_until (engine_gone, &engine, 30);
+  bg_test_wait_finalized (&engine);
 }
 
 /* A task paused in a process that is then killed is found paused by the next run: it sends
