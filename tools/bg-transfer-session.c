@@ -30,53 +30,86 @@ typedef struct
 } Restore;
 
 static void
-downloads_restored_cb (GObject      *object,
-                       GAsyncResult *result,
-                       gpointer      user_data)
+queue_restored_cb (GObject      *object,
+                   GAsyncResult *result,
+                   gpointer      user_data)
 {
   Restore *self = user_data;
   g_autoptr(GError) error = NULL;
 
-  if (!bg_downloader_restore_finish (BG_DOWNLOADER (object), result, &error) &&
+  if (!bg_task_queue_restore_finish (BG_TASK_QUEUE (object), result, &error) &&
       self->error == NULL)
     self->error = g_steal_pointer (&error);
   self->restoring--;
 }
 
-static void
-uploads_restored_cb (GObject      *object,
-                     GAsyncResult *result,
-                     gpointer      user_data)
+/* Only the completions are waited for.  The main context stops once the last one has come, so
+ * the transfers of the queue restored last have not started yet; those of the others may have. */
+static gboolean
+restore_queues (BgTaskQueue **queues,
+                guint         n_queues,
+                GError      **error)
 {
-  Restore *self = user_data;
-  g_autoptr(GError) error = NULL;
+  Restore restore = { .restoring = n_queues };
 
-  if (!bg_uploader_restore_finish (BG_UPLOADER (object), result, &error) &&
-      self->error == NULL)
-    self->error = g_steal_pointer (&error);
-  self->restoring--;
-}
+  for (guint i = 0; i < n_queues; i++)
+    bg_task_queue_restore_async (queues[i], NULL, queue_restored_cb, &restore);
 
-gboolean
-bt_session_restore (BtApp *app,
-                    int   *exit_code)
-{
-  Restore restore = { .restoring = 2 };
-
-  bg_downloader_restore_async (app->downloader, NULL, downloads_restored_cb, &restore);
-  bg_uploader_restore_async (app->uploader, NULL, uploads_restored_cb, &restore);
-
-  /* Only the completions are waited for. */
   while (restore.restoring > 0)
     g_main_context_iteration (NULL, TRUE);
 
   if (restore.error == NULL)
     return TRUE;
 
-  *exit_code = bt_exit_for_error (restore.error);
-  bt_report_message (app->output, *exit_code, restore.error->message);
-  g_clear_error (&restore.error);
+  g_propagate_error (error, restore.error);
   return FALSE;
+}
+
+static gboolean
+report_restore_error (BtApp        *app,
+                      const GError *error,
+                      int          *exit_code)
+{
+  *exit_code = bt_exit_for_error (error);
+  bt_report_message (app->output, *exit_code, error->message);
+  return FALSE;
+}
+
+gboolean
+bt_session_restore (BtApp *app,
+                    int   *exit_code)
+{
+  BgTaskQueue *queues[] = { BG_TASK_QUEUE (app->downloader), BG_TASK_QUEUE (app->uploader) };
+  g_autoptr(GError) error = NULL;
+
+  if (!restore_queues (queues, G_N_ELEMENTS (queues), &error))
+    return report_restore_error (app, error, exit_code);
+
+  return TRUE;
+}
+
+gboolean
+bt_session_restore_kind (BtApp      *app,
+                         BgTaskKind  kind,
+                         int        *exit_code)
+{
+  BgTaskQueue *queue = bt_session_queue (app, kind);
+  g_autoptr(GError) error = NULL;
+
+  if (!restore_queues (&queue, 1, &error))
+    return report_restore_error (app, error, exit_code);
+
+  return TRUE;
+}
+
+BgTaskQueue *
+bt_session_queue (BtApp      *app,
+                  BgTaskKind  kind)
+{
+  if (kind == BG_TASK_KIND_DOWNLOAD)
+    return BG_TASK_QUEUE (app->downloader);
+
+  return BG_TASK_QUEUE (app->uploader);
 }
 
 GPtrArray *

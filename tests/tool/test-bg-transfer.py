@@ -17,6 +17,7 @@ import re
 import select
 import shutil
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -595,6 +596,35 @@ class ToolTest(unittest.TestCase):
         self.assertEqual(code, EXIT_SUCCESS, err)
         self.assertLess(time.monotonic() - started, 5)
         self.assertFalse(os.path.exists(os.path.join(self.work, 'slow.bin')))
+
+    def stored_tasks(self):
+        """What the database holds, read while no tool runs: {identifier: (attempts, paused)}.
+        Unlike list, this starts nothing."""
+        conn = sqlite3.connect('file:%s?mode=ro' % self.db, uri=True)
+        try:
+            return {row[0]: (row[1], bool(row[2]))
+                    for row in conn.execute('SELECT identifier, attempts, paused FROM tasks')}
+        finally:
+            conn.close()
+
+    def test_list_starts_no_transfer(self):
+        # The downloads were loaded first, and started while the uploads loaded.
+        write_random(os.path.join(self.work, 'listed.bin'), 150000, 8)
+        proc = self.start_tool('--json', 'upload', 'listed.bin',
+                               self.server.url('/upload/listed.bin?delay=1500&for=list-up'))
+        upload = self.interrupt_when(proc, lambda e: e['event'] == 'start')[0]['identifier']
+        self.assertEqual(self.finish(proc)[0], EXIT_INTERRUPTED)
+        url = self.server.url('/files/big.bin?rate=262144&for=list-down')
+        download, url, events = self.interrupted_download('listed-down.bin', url=url)
+        stored = self.stored_tasks()
+
+        for i in range(3):
+            code, events, err = self.run_json('list')
+            self.assertEqual(code, EXIT_SUCCESS, err)
+            self.assertEqual([(e['identifier'], e['state'], e['attempts']) for e in events],
+                             [(download, 'queued', stored[download][0]),
+                              (upload, 'queued', stored[upload][0])])
+            self.assertEqual(self.stored_tasks(), stored)
 
     def test_cancel(self):
         identifier, url, events = self.interrupted_download('cancelled.bin')
