@@ -61,12 +61,17 @@ outcome_text (BgTask *task)
                                                             : "");
 }
 
-/* "finished (rejected, 404 Not Found)", "waiting (waiting for the network)", "running". */
+/* "finished (rejected, 404 Not Found)", "waiting (waiting for the network)", "running", and
+ * "paused" for a task that waits only because it was paused. */
 static char *
 state_text (BgTask *task)
 {
   BgTaskState state = bg_task_get_state (task);
   g_autofree char *detail = NULL;
+
+  if (state == BG_TASK_STATE_WAITING &&
+      bg_task_get_wait_reason (task) == BG_WAIT_REASON_PAUSED)
+    return g_strdup (_("paused"));
 
   if (state == BG_TASK_STATE_FINISHED)
     detail = outcome_text (task);

@@ -1,7 +1,7 @@
 /* bg-transfer-session.c: what the commands about the whole session share
  *
  * The downloader and the uploader of one session share one database; each of list, resume,
- * cancel and forget opens both.
+ * cancel, forget, pause and unpause opens both.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -182,6 +182,58 @@ act_on_task (BtApp              *app,
   return action->act (app, *kind, identifier, error);
 }
 
+/* Finds the task @identifier among the downloads, then among the uploads, restoring one front end
+ * at a time: none of the transfers restored has started when it returns, as the downloads are
+ * closed before the uploads load.  BG_ERROR_NOT_FOUND when neither has it. */
+static BgTask *
+restore_task (BtApp       *app,
+              const char  *identifier,
+              GError     **error)
+{
+  BgTaskQueue *downloads = bt_session_queue (app, BG_TASK_KIND_DOWNLOAD);
+  BgTaskQueue *uploads = bt_session_queue (app, BG_TASK_KIND_UPLOAD);
+  BgTask *task;
+
+  g_assert (identifier != NULL);
+
+  if (!restore_queues (&downloads, 1, error))
+    return NULL;
+  task = bg_task_queue_lookup_task (downloads, identifier);
+  if (task != NULL)
+    return task;
+
+  /* This run has nothing to do with the downloads: they must not start while the uploads load. */
+  bg_task_queue_close (downloads);
+  if (!restore_queues (&uploads, 1, error))
+    return NULL;
+  task = bg_task_queue_lookup_task (uploads, identifier);
+  if (task == NULL)
+    g_set_error (error, BG_ERROR, BG_ERROR_NOT_FOUND, _("No task has the identifier “%s”"),
+                 identifier);
+
+  return task;
+}
+
+/* Runs @action on the restored task @identifier.  Sets @kind to the kind of the task. */
+static gboolean
+act_on_restored_task (BtApp              *app,
+                      const BtTaskAction *action,
+                      const char         *identifier,
+                      BgTaskKind         *kind,
+                      GError            **error)
+{
+  BgTask *task;
+
+  g_assert (action != NULL && action->act_on_task != NULL && identifier != NULL);
+
+  task = restore_task (app, identifier, error);
+  if (task == NULL)
+    return FALSE;
+
+  *kind = bg_task_get_kind (task);
+  return action->act_on_task (task, error);
+}
+
 static int
 report_action_error (BtApp        *app,
                      const char   *identifier,
@@ -210,6 +262,7 @@ bt_session_run_task_action (const BtTaskAction *action,
   const char *identifier;
   int exit_code = BT_EXIT_SUCCESS;
   BgTaskKind kind;
+  gboolean acted;
 
   if (!bt_check_arguments (argc - 1, 1, action->synopsis))
     return BT_EXIT_USAGE;
@@ -224,7 +277,11 @@ bt_session_run_task_action (const BtTaskAction *action,
   if (!bt_session_open (app, &exit_code))
     return exit_code;
 
-  if (!act_on_task (app, action, identifier, &kind, &error))
+  if (action->act_on_task != NULL)
+    acted = act_on_restored_task (app, action, identifier, &kind, &error);
+  else
+    acted = act_on_task (app, action, identifier, &kind, &error);
+  if (!acted)
     return report_action_error (app, identifier, error);
 
   message = action->describe (kind, identifier);

@@ -39,6 +39,10 @@ typedef struct
                              BgTaskKind   kind,
                              const char  *identifier,
                              GError     **error);
+  /* Or, instead of @act, does it to the task itself, restored for it.  Nothing has run the
+   * main context since the restore, so the task has not started. */
+  gboolean   (*act_on_task) (BgTask      *task,
+                             GError     **error);
   /* The message that says it was done. */
   char      *(*describe)    (BgTaskKind   kind,
                              const char  *identifier);

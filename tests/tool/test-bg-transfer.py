@@ -333,6 +333,10 @@ class ToolTest(unittest.TestCase):
             ['list', 'extra'],
             ['list', '--id', 'x'],
             ['cancel'],
+            ['pause'],
+            ['unpause'],
+            ['pause', 'a', 'b'],
+            ['pause', ''],
             ['--max-concurrent', '0', 'list'],
             ['--max-attempts', 'many', 'list'],
             ['--no-such-option', 'list'],
@@ -357,7 +361,8 @@ class ToolTest(unittest.TestCase):
     def test_help_documents_exit_statuses(self):
         code, out, err = self.run_tool('--help', database=False)
         self.assertEqual(code, EXIT_SUCCESS)
-        for word in ('download', 'upload', 'list', 'resume', 'cancel', 'forget',
+        for word in ('download', 'upload', 'list', 'resume', 'cancel', 'forget', 'pause ID',
+                     'unpause ID',
                      '--session', '--database', '--max-concurrent', '--json', '--quiet',
                      'Exit status'):
             self.assertIn(word, out)
@@ -651,6 +656,23 @@ class ToolTest(unittest.TestCase):
         code, out, err = self.run_tool('forget', identifier)
         self.assertEqual(code, EXIT_FAILED)
         self.assertIn('not finished', err)
+
+    def test_pause_of_unknown_or_finished_task(self):
+        for command in ('pause', 'unpause'):
+            with self.subTest(command=command):
+                code, out, err = self.run_tool(command, 'no-such-task')
+                self.assertEqual(code, EXIT_FAILED, (out, err))
+                self.assertIn('No task has the identifier “no-such-task”', err)
+                code, events, err = self.run_json(command, 'no-such-task')
+                self.assertEqual(code, EXIT_FAILED)
+                self.assertEqual(events[-1]['event'], 'error')
+
+        if not (TRANSFER_HELPER and os.path.exists(TRANSFER_HELPER)):
+            self.skipTest('TRANSFER_HELPER does not name the test app')
+        identifier, dest = self.held_result('done-pause.bin')
+        code, out, err = self.run_tool('pause', identifier)
+        self.assertEqual(code, EXIT_FAILED, (out, err))
+        self.assertIn('has finished', err)
 
     def test_interrupted_upload_resumes_with_its_headers(self):
         source = os.path.join(self.work, 'later.bin')
