@@ -42,8 +42,9 @@ static const char output[] =
      "URLs are shown without their password. "
      "With --json, every line is one JSON object whose “event” member is “start”, "
      "“progress”, “resumed”, “restarted”, “result”, “task”, “interrupted”, “cancelled”, "
-     "“forgotten” or “error”; a result has “identifier”, “operation”, “kind” (success, "
-     "retry, rejected or failed), “status”, “reason” and “exit_code”.");
+     "“forgotten”, “paused”, “unpaused”, “kept” (a paused task that resume leaves as it is) or "
+     "“error”; a result has “identifier”, “operation”, “kind” (success, retry, rejected or "
+     "failed), “status”, “reason” and “exit_code”.");
 
 static const BtDocItem exit_statuses[] = {
   { "0", N_("Success.") },

@@ -38,7 +38,8 @@ void         bt_json_add_enum            (JsonBuilder  *builder,
 void         bt_json_add_error           (JsonBuilder  *builder,
                                           const GError *error);
 /* What every line about a task says: identifier, operation, state, uri, file, bytes, total,
- * attempts, and wait_reason and next_attempt_in while it waits. */
+ * attempts, paused, bytes_per_second, eta, and wait_reason and next_attempt_in while it
+ * waits. */
 void         bt_json_add_task            (JsonBuilder  *builder,
                                           BgTask       *task);
 

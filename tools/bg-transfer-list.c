@@ -61,12 +61,17 @@ outcome_text (BgTask *task)
                                                             : "");
 }
 
-/* "finished (rejected, 404 Not Found)", "waiting (waiting for the network)", "running". */
+/* "finished (rejected, 404 Not Found)", "waiting (waiting for the network)", "running", and
+ * "paused" for a task that waits only because it was paused. */
 static char *
 state_text (BgTask *task)
 {
   BgTaskState state = bg_task_get_state (task);
   g_autofree char *detail = NULL;
+
+  if (state == BG_TASK_STATE_WAITING &&
+      bg_task_get_wait_reason (task) == BG_WAIT_REASON_PAUSED)
+    return g_strdup (_("paused"));
 
   if (state == BG_TASK_STATE_FINISHED)
     detail = outcome_text (task);
@@ -117,21 +122,33 @@ print_task_json (BtOutput *output,
   bt_output_json (output, builder);
 }
 
-static void
-print_tasks (BtApp *app)
+/* Restores the tasks of @kind and prints them before the main context runs again, so that none
+ * has started; then closes that front end, so that none starts while the other one's load.
+ * Returns how many it printed, or -1 after an error. */
+static int
+print_tasks (BtApp      *app,
+             BgTaskKind  kind,
+             int        *exit_code)
 {
-  g_autoptr(GPtrArray) tasks = bt_session_dup_tasks (app);
+  BgTaskQueue *queue = bt_session_queue (app, kind);
+  GListModel *tasks;
+  guint n;
 
-  if (tasks->len == 0)
-    bt_output_info (app->output, _("The session has no tasks."));
+  if (!bt_session_restore_kind (app, kind, exit_code))
+    return -1;
 
-  for (guint i = 0; i < tasks->len; i++)
+  tasks = bg_task_queue_get_tasks (queue);
+  n = g_list_model_get_n_items (tasks);
+  for (guint i = 0; i < n; i++)
     {
-      BgTask *task = g_ptr_array_index (tasks, i);
+      g_autoptr(BgTask) task = g_list_model_get_item (tasks, i);
 
       print_task_text (app->output, task);
       print_task_json (app->output, task);
     }
+
+  bg_task_queue_close (queue);
+  return (int) n;
 }
 
 static int
@@ -142,6 +159,7 @@ handle_list (int      argc,
   g_autoptr(GOptionContext) context = bt_command_context_new (&bt_command_list);
   g_autoptr(BtApp) app = NULL;
   int exit_code = BT_EXIT_SUCCESS;
+  int n_downloads, n_uploads;
 
   if (do_help)
     return bt_command_show_help (context);
@@ -150,11 +168,16 @@ handle_list (int      argc,
     return BT_EXIT_USAGE;
 
   app = bt_app_new ();
-  if (!bt_session_open (app, &exit_code) || !bt_session_restore (app, &exit_code))
+  if (!bt_session_open (app, &exit_code))
     return exit_code;
 
-  /* Printed before the main context runs again, so no restored transfer has started yet. */
-  print_tasks (app);
+  /* Downloads first, then uploads, one front end at a time. */
+  if ((n_downloads = print_tasks (app, BG_TASK_KIND_DOWNLOAD, &exit_code)) < 0 ||
+      (n_uploads = print_tasks (app, BG_TASK_KIND_UPLOAD, &exit_code)) < 0)
+    return exit_code;
+
+  if (n_downloads + n_uploads == 0)
+    bt_output_info (app->output, _("The session has no tasks."));
   return BT_EXIT_SUCCESS;
 }
 

@@ -89,21 +89,33 @@ task_needs_credentials (BgTask *task)
          bg_task_get_wait_reason (task) == BG_WAIT_REASON_CREDENTIALS;
 }
 
-/* Counts the unfinished tasks that can still move in this run, and in @n_stuck those that wait
- * for credentials. */
+/* A task the user paused does not move in this run either: that is the user's choice, and
+ * "bg-transfer unpause" lets it go on. */
+static gboolean
+task_is_paused (BgTask *task)
+{
+  return bt_task_is_pending (task) && bg_task_get_paused (task);
+}
+
+/* Counts the unfinished tasks that can still move in this run; in @n_stuck those that wait for
+ * credentials, and in @n_paused those that were paused. */
 static guint
 count_pending (BtApp *app,
-               guint *n_stuck)
+               guint *n_stuck,
+               guint *n_paused)
 {
   g_autoptr(GPtrArray) tasks = bt_session_dup_tasks (app);
   guint n = 0;
 
   *n_stuck = 0;
+  *n_paused = 0;
   for (guint i = 0; i < tasks->len; i++)
     {
       BgTask *task = g_ptr_array_index (tasks, i);
 
-      if (task_needs_credentials (task))
+      if (task_is_paused (task))
+        (*n_paused)++;
+      else if (task_needs_credentials (task))
         (*n_stuck)++;
       else if (bt_task_is_pending (task))
         n++;
@@ -156,7 +168,32 @@ report_resume_interrupted (BtApp *app,
   return exit_code;
 }
 
-/* Announces and tracks every unfinished task; returns how many there are. */
+/* Says which paused task stays where it is. */
+static void
+announce_paused (BtApp  *app,
+                 BgTask *task)
+{
+  g_autoptr(JsonBuilder) builder = bt_json_begin ("kept");
+  const char *identifier = bg_task_get_identifier (task);
+  g_autofree char *file = g_file_get_parse_name (bg_task_get_file (task));
+  g_autofree char *uri = bt_uri_for_display (bg_task_get_uri (task));
+
+  bt_json_add_task (builder, task);
+  bt_output_json (app->output, builder);
+
+  if (bg_task_get_kind (task) == BG_TASK_KIND_DOWNLOAD)
+    /* Translators: the first and the last %s are the task's identifier. */
+    bt_output_info (app->output, _("The download %s of %s to “%s” is paused: it is kept as it "
+                                   "is. “bg-transfer unpause %s” lets it go on."),
+                    identifier, uri, file, identifier);
+  else
+    bt_output_info (app->output, _("The upload %s of “%s” to %s is paused: it is kept as it "
+                                   "is. “bg-transfer unpause %s” lets it go on."),
+                    identifier, file, uri, identifier);
+}
+
+/* Announces every unfinished task, and tracks those that can move; returns how many it
+ * announced. */
 static guint
 track_pending (BtApp *app)
 {
@@ -169,24 +206,41 @@ track_pending (BtApp *app)
 
       if (!bt_task_is_pending (task))
         continue;
+      n++;
+      if (task_is_paused (task))
+        {
+          announce_paused (app, task);
+          continue;
+        }
       announce_continue (app, task);
       bt_output_track (app->output, task);
-      n++;
     }
 
   return n;
 }
 
-/* What resume says at the end; returns the exit status. */
+/* What resume says at the end; returns the exit status.  The paused tasks were announced at
+ * the start; keeping them is no failure. */
 static int
 report_end (Resume *self,
             guint   n_pending,
-            guint   n_stuck)
+            guint   n_stuck,
+            guint   n_paused)
 {
   g_autofree char *message = NULL;
 
   if (n_pending > 0)
     return report_resume_interrupted (self->app, n_pending + n_stuck);
+  if (n_paused > 0)
+    {
+      g_autofree char *paused = NULL;
+
+      paused = g_strdup_printf (ngettext ("%u paused transfer is kept as it is.",
+                                          "%u paused transfers are kept as they are.",
+                                          n_paused),
+                                n_paused);
+      bt_output_say (self->app->output, FALSE, paused);
+    }
   if (n_stuck == 0)
     return self->worst;
 
@@ -200,11 +254,13 @@ report_end (Resume *self,
   return MAX (self->worst, BT_EXIT_RETRY);
 }
 
-/* Carries on the restored tasks until none can move, or until Ctrl-C; returns how many are
- * left, and in @n_stuck how many of them wait for credentials. */
+/* Carries on the restored tasks until none can move, or until Ctrl-C; returns how many that
+ * could move are left, in @n_stuck how many wait for credentials, and in @n_paused how many
+ * were paused. */
 static guint
 run_pending (Resume *self,
-             guint  *n_stuck)
+             guint  *n_stuck,
+             guint  *n_paused)
 {
   BtApp *app = self->app;
   guint n_pending;
@@ -212,7 +268,7 @@ run_pending (Resume *self,
   if (track_pending (app) == 0 && self->finished->len == 0)
     bt_output_info (app->output, _("Nothing to resume."));
 
-  while ((n_pending = count_pending (app, n_stuck)) > 0 &&
+  while ((n_pending = count_pending (app, n_stuck, n_paused)) > 0 &&
          !g_cancellable_is_cancelled (app->interrupt))
     g_main_context_iteration (NULL, TRUE);
 
@@ -224,7 +280,7 @@ resume_session (BtApp *app)
 {
   g_auto(Resume) self = { .app = app };
   int exit_code = BT_EXIT_SUCCESS;
-  guint n_pending = 0, n_stuck = 0;
+  guint n_pending = 0, n_stuck = 0, n_paused = 0;
   gboolean restored;
 
   self.finished = g_ptr_array_new_with_free_func (g_object_unref);
@@ -233,7 +289,7 @@ resume_session (BtApp *app)
 
   restored = bt_session_restore (app, &exit_code);
   if (restored)
-    n_pending = run_pending (&self, &n_stuck);
+    n_pending = run_pending (&self, &n_stuck, &n_paused);
 
   g_signal_handlers_disconnect_by_data (app->downloader, &self);
   g_signal_handlers_disconnect_by_data (app->uploader, &self);
@@ -241,7 +297,7 @@ resume_session (BtApp *app)
     return exit_code;
 
   forget_finished (&self);
-  return report_end (&self, n_pending, n_stuck);
+  return report_end (&self, n_pending, n_stuck, n_paused);
 }
 
 static int
@@ -271,6 +327,6 @@ const BtCommand bt_command_resume = {
   .synopsis = "resume",
   .description = N_("Carry on every unfinished download and upload of the session until each "
                     "one ends, and print each result. The exit status is that of the worst "
-                    "result."),
+                    "result. Paused tasks are kept as they are."),
   .handle = handle_resume,
 };

@@ -1,7 +1,7 @@
 /* bg-transfer-session.c: what the commands about the whole session share
  *
  * The downloader and the uploader of one session share one database; each of list, resume,
- * cancel and forget opens both.
+ * cancel, forget, pause and unpause opens both.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -30,53 +30,86 @@ typedef struct
 } Restore;
 
 static void
-downloads_restored_cb (GObject      *object,
-                       GAsyncResult *result,
-                       gpointer      user_data)
+queue_restored_cb (GObject      *object,
+                   GAsyncResult *result,
+                   gpointer      user_data)
 {
   Restore *self = user_data;
   g_autoptr(GError) error = NULL;
 
-  if (!bg_downloader_restore_finish (BG_DOWNLOADER (object), result, &error) &&
+  if (!bg_task_queue_restore_finish (BG_TASK_QUEUE (object), result, &error) &&
       self->error == NULL)
     self->error = g_steal_pointer (&error);
   self->restoring--;
 }
 
-static void
-uploads_restored_cb (GObject      *object,
-                     GAsyncResult *result,
-                     gpointer      user_data)
+/* Only the completions are waited for.  The main context stops once the last one has come, so
+ * the transfers of the queue restored last have not started yet; those of the others may have. */
+static gboolean
+restore_queues (BgTaskQueue **queues,
+                guint         n_queues,
+                GError      **error)
 {
-  Restore *self = user_data;
-  g_autoptr(GError) error = NULL;
+  Restore restore = { .restoring = n_queues };
 
-  if (!bg_uploader_restore_finish (BG_UPLOADER (object), result, &error) &&
-      self->error == NULL)
-    self->error = g_steal_pointer (&error);
-  self->restoring--;
-}
+  for (guint i = 0; i < n_queues; i++)
+    bg_task_queue_restore_async (queues[i], NULL, queue_restored_cb, &restore);
 
-gboolean
-bt_session_restore (BtApp *app,
-                    int   *exit_code)
-{
-  Restore restore = { .restoring = 2 };
-
-  bg_downloader_restore_async (app->downloader, NULL, downloads_restored_cb, &restore);
-  bg_uploader_restore_async (app->uploader, NULL, uploads_restored_cb, &restore);
-
-  /* Only the completions are waited for. */
   while (restore.restoring > 0)
     g_main_context_iteration (NULL, TRUE);
 
   if (restore.error == NULL)
     return TRUE;
 
-  *exit_code = bt_exit_for_error (restore.error);
-  bt_report_message (app->output, *exit_code, restore.error->message);
-  g_clear_error (&restore.error);
+  g_propagate_error (error, restore.error);
   return FALSE;
+}
+
+static gboolean
+report_restore_error (BtApp        *app,
+                      const GError *error,
+                      int          *exit_code)
+{
+  *exit_code = bt_exit_for_error (error);
+  bt_report_message (app->output, *exit_code, error->message);
+  return FALSE;
+}
+
+gboolean
+bt_session_restore (BtApp *app,
+                    int   *exit_code)
+{
+  BgTaskQueue *queues[] = { BG_TASK_QUEUE (app->downloader), BG_TASK_QUEUE (app->uploader) };
+  g_autoptr(GError) error = NULL;
+
+  if (!restore_queues (queues, G_N_ELEMENTS (queues), &error))
+    return report_restore_error (app, error, exit_code);
+
+  return TRUE;
+}
+
+gboolean
+bt_session_restore_kind (BtApp      *app,
+                         BgTaskKind  kind,
+                         int        *exit_code)
+{
+  BgTaskQueue *queue = bt_session_queue (app, kind);
+  g_autoptr(GError) error = NULL;
+
+  if (!restore_queues (&queue, 1, &error))
+    return report_restore_error (app, error, exit_code);
+
+  return TRUE;
+}
+
+BgTaskQueue *
+bt_session_queue (BtApp      *app,
+                  BgTaskKind  kind)
+{
+  if (kind == BG_TASK_KIND_DOWNLOAD)
+    return BG_TASK_QUEUE (app->downloader);
+
+  return BG_TASK_QUEUE (app->uploader);
 }
 
 GPtrArray *
@@ -149,6 +182,58 @@ act_on_task (BtApp              *app,
   return action->act (app, *kind, identifier, error);
 }
 
+/* Finds the task @identifier among the downloads, then among the uploads, restoring one front end
+ * at a time: none of the transfers restored has started when it returns, as the downloads are
+ * closed before the uploads load.  BG_ERROR_NOT_FOUND when neither has it. */
+static BgTask *
+restore_task (BtApp       *app,
+              const char  *identifier,
+              GError     **error)
+{
+  BgTaskQueue *downloads = bt_session_queue (app, BG_TASK_KIND_DOWNLOAD);
+  BgTaskQueue *uploads = bt_session_queue (app, BG_TASK_KIND_UPLOAD);
+  BgTask *task;
+
+  g_assert (identifier != NULL);
+
+  if (!restore_queues (&downloads, 1, error))
+    return NULL;
+  task = bg_task_queue_lookup_task (downloads, identifier);
+  if (task != NULL)
+    return task;
+
+  /* This run has nothing to do with the downloads: they must not start while the uploads load. */
+  bg_task_queue_close (downloads);
+  if (!restore_queues (&uploads, 1, error))
+    return NULL;
+  task = bg_task_queue_lookup_task (uploads, identifier);
+  if (task == NULL)
+    g_set_error (error, BG_ERROR, BG_ERROR_NOT_FOUND, _("No task has the identifier “%s”"),
+                 identifier);
+
+  return task;
+}
+
+/* Runs @action on the restored task @identifier.  Sets @kind to the kind of the task. */
+static gboolean
+act_on_restored_task (BtApp              *app,
+                      const BtTaskAction *action,
+                      const char         *identifier,
+                      BgTaskKind         *kind,
+                      GError            **error)
+{
+  BgTask *task;
+
+  g_assert (action != NULL && action->act_on_task != NULL && identifier != NULL);
+
+  task = restore_task (app, identifier, error);
+  if (task == NULL)
+    return FALSE;
+
+  *kind = bg_task_get_kind (task);
+  return action->act_on_task (task, error);
+}
+
 static int
 report_action_error (BtApp        *app,
                      const char   *identifier,
@@ -177,6 +262,7 @@ bt_session_run_task_action (const BtTaskAction *action,
   const char *identifier;
   int exit_code = BT_EXIT_SUCCESS;
   BgTaskKind kind;
+  gboolean acted;
 
   if (!bt_check_arguments (argc - 1, 1, action->synopsis))
     return BT_EXIT_USAGE;
@@ -191,7 +277,11 @@ bt_session_run_task_action (const BtTaskAction *action,
   if (!bt_session_open (app, &exit_code))
     return exit_code;
 
-  if (!act_on_task (app, action, identifier, &kind, &error))
+  if (action->act_on_task != NULL)
+    acted = act_on_restored_task (app, action, identifier, &kind, &error);
+  else
+    acted = act_on_task (app, action, identifier, &kind, &error);
+  if (!acted)
     return report_action_error (app, identifier, error);
 
   message = action->describe (kind, identifier);

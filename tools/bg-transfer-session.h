@@ -10,15 +10,24 @@
 G_BEGIN_DECLS
 
 /* Opens both the downloader and the uploader: they share the session's database. */
-gboolean   bt_session_open            (BtApp       *app,
-                                       int         *exit_code);
+gboolean     bt_session_open            (BtApp       *app,
+                                         int         *exit_code);
+/* The downloader or the uploader. */
+BgTaskQueue *bt_session_queue           (BtApp       *app,
+                                         BgTaskKind   kind);
 /* Loads the tasks of earlier runs into both; the restored transfers carry on while the caller
- * iterates the main context. */
-gboolean   bt_session_restore         (BtApp       *app,
-                                       int         *exit_code);
+ * iterates the main context.  Those of one front end may start while the other's load. */
+gboolean     bt_session_restore         (BtApp       *app,
+                                         int         *exit_code);
+/* Loads them into the front end of @kind alone.  The main context runs only until the load
+ * completes, so none of its transfers has started when it returns; closing the front end
+ * before the main context runs again keeps them where they are. */
+gboolean     bt_session_restore_kind    (BtApp       *app,
+                                         BgTaskKind   kind,
+                                         int         *exit_code);
 /* Every task of both front ends, downloads first. */
-GPtrArray *bt_session_dup_tasks       (BtApp       *app);
-gboolean   bt_task_is_pending         (BgTask      *task);
+GPtrArray   *bt_session_dup_tasks       (BtApp       *app);
+gboolean     bt_task_is_pending         (BgTask      *task);
 
 /* A command that does something to the task ID, whichever front end has it. */
 typedef struct
@@ -30,6 +39,10 @@ typedef struct
                              BgTaskKind   kind,
                              const char  *identifier,
                              GError     **error);
+  /* Or, instead of @act, does it to the task itself, restored for it.  Nothing has run the
+   * main context since the restore, so the task has not started. */
+  gboolean   (*act_on_task) (BgTask      *task,
+                             GError     **error);
   /* The message that says it was done. */
   char      *(*describe)    (BgTaskKind   kind,
                              const char  *identifier);
@@ -37,8 +50,8 @@ typedef struct
 
 /* Runs @action on the one argument that bt_command_parse() left in @argv; returns the exit
  * status. */
-int        bt_session_run_task_action (const BtTaskAction *action,
-                                       int                 argc,
-                                       char               *argv[]);
+int          bt_session_run_task_action (const BtTaskAction *action,
+                                         int                 argc,
+                                         char               *argv[]);
 
 G_END_DECLS

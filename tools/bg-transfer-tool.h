@@ -51,6 +51,9 @@ extern const BtCommand bt_command_list;
 extern const BtCommand bt_command_resume;
 extern const BtCommand bt_command_cancel;
 extern const BtCommand bt_command_forget;
+/* bg-transfer-pause.c has both */
+extern const BtCommand bt_command_pause;
+extern const BtCommand bt_command_unpause;
 
 /* --- The command line (bg-transfer-tool.c) -------------------------------------------------- */
 

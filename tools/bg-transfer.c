@@ -26,6 +26,8 @@ const BtCommand *const bt_commands[] = {
   &bt_command_resume,
   &bt_command_cancel,
   &bt_command_forget,
+  &bt_command_pause,
+  &bt_command_unpause,
   NULL
 };
 

@@ -17,6 +17,7 @@ import re
 import select
 import shutil
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -332,6 +333,10 @@ class ToolTest(unittest.TestCase):
             ['list', 'extra'],
             ['list', '--id', 'x'],
             ['cancel'],
+            ['pause'],
+            ['unpause'],
+            ['pause', 'a', 'b'],
+            ['pause', ''],
             ['--max-concurrent', '0', 'list'],
             ['--max-attempts', 'many', 'list'],
             ['--no-such-option', 'list'],
@@ -356,7 +361,8 @@ class ToolTest(unittest.TestCase):
     def test_help_documents_exit_statuses(self):
         code, out, err = self.run_tool('--help', database=False)
         self.assertEqual(code, EXIT_SUCCESS)
-        for word in ('download', 'upload', 'list', 'resume', 'cancel', 'forget',
+        for word in ('download', 'upload', 'list', 'resume', 'cancel', 'forget', 'pause ID',
+                     'unpause ID',
                      '--session', '--database', '--max-concurrent', '--json', '--quiet',
                      'Exit status'):
             self.assertIn(word, out)
@@ -596,6 +602,35 @@ class ToolTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 5)
         self.assertFalse(os.path.exists(os.path.join(self.work, 'slow.bin')))
 
+    def stored_tasks(self):
+        """What the database holds, read while no tool runs: {identifier: (attempts, paused)}.
+        Unlike list, this starts nothing."""
+        conn = sqlite3.connect('file:%s?mode=ro' % self.db, uri=True)
+        try:
+            return {row[0]: (row[1], bool(row[2]))
+                    for row in conn.execute('SELECT identifier, attempts, paused FROM tasks')}
+        finally:
+            conn.close()
+
+    def test_list_starts_no_transfer(self):
+        # The downloads were loaded first, and started while the uploads loaded.
+        write_random(os.path.join(self.work, 'listed.bin'), 150000, 8)
+        proc = self.start_tool('--json', 'upload', 'listed.bin',
+                               self.server.url('/upload/listed.bin?delay=1500&for=list-up'))
+        upload = self.interrupt_when(proc, lambda e: e['event'] == 'start')[0]['identifier']
+        self.assertEqual(self.finish(proc)[0], EXIT_INTERRUPTED)
+        url = self.server.url('/files/big.bin?rate=262144&for=list-down')
+        download, url, events = self.interrupted_download('listed-down.bin', url=url)
+        stored = self.stored_tasks()
+
+        for i in range(3):
+            code, events, err = self.run_json('list')
+            self.assertEqual(code, EXIT_SUCCESS, err)
+            self.assertEqual([(e['identifier'], e['state'], e['attempts']) for e in events],
+                             [(download, 'queued', stored[download][0]),
+                              (upload, 'queued', stored[upload][0])])
+            self.assertEqual(self.stored_tasks(), stored)
+
     def test_cancel(self):
         identifier, url, events = self.interrupted_download('cancelled.bin')
         self.assertTrue([n for n in os.listdir(self.work) if n.endswith('.part')])
@@ -621,6 +656,140 @@ class ToolTest(unittest.TestCase):
         code, out, err = self.run_tool('forget', identifier)
         self.assertEqual(code, EXIT_FAILED)
         self.assertIn('not finished', err)
+
+    def requests_for(self, query):
+        return [r for r in self.server.stats()['log'] if query in r['query']]
+
+    def partial_files(self):
+        """The partial files in the work folder, each with its bytes' sha256."""
+        return {n: sha256_file(os.path.join(self.work, n))
+                for n in os.listdir(self.work) if n.endswith('.part')}
+
+    def test_paused_download_stays_until_unpaused(self):
+        url = self.server.url('/files/big.bin?rate=262144&for=pause')
+        identifier, url, events = self.interrupted_download('paused.bin', url=url)
+        partial = self.partial_files()
+        self.assertEqual(len(partial), 1, os.listdir(self.work))
+        n_requests = len(self.requests_for('for=pause'))
+        attempts = self.stored_tasks()[identifier][0]
+
+        code, events, err = self.run_json('pause', identifier)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual(events[-1]['event'], 'paused')
+        self.assertEqual(events[-1]['identifier'], identifier)
+        self.assertEqual(events[-1]['operation'], 'download')
+        code, out, err = self.run_tool('pause', identifier)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('Paused the download %s' % identifier, out)
+        # Committed, and the pause itself started no attempt.
+        stored = self.stored_tasks()
+        self.assertEqual(stored, {identifier: (attempts, True)})
+
+        # Kept across runs: each of these is a new process.
+        code, events, err = self.run_json('list')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual(len(events), 1, events)
+        self.assertEqual((events[0]['identifier'], events[0]['state'], events[0]['wait_reason'],
+                          events[0]['paused']), (identifier, 'waiting', 'paused', True))
+        checkpoint = events[0]['bytes']
+        self.assertGreater(checkpoint, 0)
+        code, out, err = self.run_tool('list')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('%s  download  paused  ' % identifier, out)
+
+        # resume leaves it as it is, and ends: the subprocess timeout bounds the wait.
+        code, events, err = self.run_json('resume', timeout=30)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        kept = [e for e in events if e['event'] == 'kept']
+        self.assertEqual([(e['identifier'], e['paused']) for e in kept], [(identifier, True)])
+        self.assertEqual([e for e in events if e['event'] in ('start', 'result')], [])
+        code, out, err = self.run_tool('resume', timeout=30)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('%s of %s to' % (identifier, url), out)
+        self.assertIn('is paused', out)
+        self.assertIn('1 paused transfer is kept', out)
+        self.assertNotIn('Nothing to resume', out)
+
+        # Not one byte or request moved since the pause.
+        self.assertEqual(len(self.requests_for('for=pause')), n_requests)
+        self.assertEqual(self.partial_files(), partial)
+        code, events, err = self.run_json('list')
+        self.assertEqual((events[0]['paused'], events[0]['bytes']), (True, checkpoint))
+        self.assertEqual(self.stored_tasks(), stored)
+
+        code, events, err = self.run_json('unpause', identifier)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual((events[-1]['event'], events[-1]['identifier']),
+                         ('unpaused', identifier))
+        self.assertEqual(self.stored_tasks(), {identifier: (stored[identifier][0], False)})
+        code, events, err = self.run_json('list')
+        self.assertFalse(events[0]['paused'])
+        self.assertNotEqual(events[0].get('wait_reason'), 'paused')
+
+        code, out, err = self.run_tool('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('paused.bin: resuming from', out)
+        self.assertIn('206 Partial Content', out)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'paused.bin')), self.big_sha)
+        self.assertTrue([r for r in self.requests_for('for=pause')
+                         if (r['range'] or '').startswith('bytes=%d-' % checkpoint)])
+
+    def test_paused_upload_keeps_the_downloads_still(self):
+        # An upload is found after the downloads were loaded: none of them may start meanwhile.
+        source = os.path.join(self.work, 'held.bin')
+        sha = write_random(source, 150000, 7)
+        proc = self.start_tool('--json', 'upload', 'held.bin',
+                               self.server.url('/upload/held.bin?delay=1500&for=pause-up'))
+        upload = self.interrupt_when(proc, lambda e: e['event'] == 'start')[0]['identifier']
+        self.assertEqual(self.finish(proc)[0], EXIT_INTERRUPTED)
+        url = self.server.url('/files/big.bin?rate=262144&for=pause-down')
+        download, url, events = self.interrupted_download('moving.bin', url=url)
+        n_uploads = len(self.requests_for('for=pause-up'))
+        n_downloads = len(self.requests_for('for=pause-down'))
+        stored = self.stored_tasks()
+        self.assertEqual(set(stored), {upload, download})
+
+        code, events, err = self.run_json('pause', upload)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual((events[-1]['event'], events[-1]['operation']), ('paused', 'upload'))
+        self.assertEqual(len(self.requests_for('for=pause-up')), n_uploads)
+        self.assertEqual(len(self.requests_for('for=pause-down')), n_downloads)
+        # A started attempt is counted in the database at once, before any request reaches
+        # the server.
+        self.assertEqual(self.stored_tasks(),
+                         {upload: (stored[upload][0], True), download: stored[download]})
+
+        code, events, err = self.run_json('resume', timeout=60)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        results = [e for e in events if e['event'] == 'result']
+        self.assertEqual([(e['identifier'], e['kind']) for e in results], [(download, 'success')])
+        self.assertEqual([e['identifier'] for e in events if e['event'] == 'kept'], [upload])
+        self.assertEqual(len(self.requests_for('for=pause-up')), n_uploads)
+
+        code, out, err = self.run_tool('unpause', upload)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('Unpaused the upload %s' % upload, out)
+        code, out, err = self.run_tool('resume')
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertIn('201 Created', out)
+        self.assertEqual(self.uploads_named('held.bin')[-1]['sha256'], sha)
+
+    def test_pause_of_unknown_or_finished_task(self):
+        for command in ('pause', 'unpause'):
+            with self.subTest(command=command):
+                code, out, err = self.run_tool(command, 'no-such-task')
+                self.assertEqual(code, EXIT_FAILED, (out, err))
+                self.assertIn('No task has the identifier “no-such-task”', err)
+                code, events, err = self.run_json(command, 'no-such-task')
+                self.assertEqual(code, EXIT_FAILED)
+                self.assertEqual(events[-1]['event'], 'error')
+
+        if not (TRANSFER_HELPER and os.path.exists(TRANSFER_HELPER)):
+            self.skipTest('TRANSFER_HELPER does not name the test app')
+        identifier, dest = self.held_result('done-pause.bin')
+        code, out, err = self.run_tool('pause', identifier)
+        self.assertEqual(code, EXIT_FAILED, (out, err))
+        self.assertIn('has finished', err)
 
     def test_interrupted_upload_resumes_with_its_headers(self):
         source = os.path.join(self.work, 'later.bin')
