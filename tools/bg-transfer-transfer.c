@@ -334,6 +334,25 @@ report_interrupted (Transfer *self)
   return exit_code;
 }
 
+/* A task the user paused does not move in this run: the command says so and ends, keeping it. */
+static int
+report_paused (Transfer *self)
+{
+  BtApp *app = self->app;
+  g_autoptr(JsonBuilder) builder = bt_json_begin ("kept");
+  g_autofree char *message = NULL;
+
+  message = g_strdup_printf (_("Task %s is paused and kept as it is: “bg-transfer unpause %s” "
+                               "lets it go on."), self->identifier, self->identifier);
+  bt_json_add_string (builder, "identifier", self->identifier);
+  bt_json_add_string (builder, "message", message);
+  bt_json_add_int (builder, "exit_code", BT_EXIT_RETRY);
+  bt_output_json (app->output, builder);
+  bt_output_say (app->output, TRUE, message);
+
+  return BT_EXIT_RETRY;
+}
+
 static int
 transfer_run (Transfer *self)
 {
@@ -344,11 +363,14 @@ transfer_run (Transfer *self)
   if (self->task != NULL)
     bt_output_track (app->output, self->task);
 
-  while (!self->done)
+  while (!self->done && (self->task == NULL || !bg_task_get_paused (self->task)))
     g_main_context_iteration (NULL, TRUE);
 
   if (self->task != NULL)
     bt_output_untrack (app->output, self->task);
+
+  if (!self->done)
+    return report_paused (self);
 
   if (self->response != NULL)
     return bt_report_response (app->output, self->kind, self->task, self->response);

@@ -710,6 +710,12 @@ class ToolTest(unittest.TestCase):
         self.assertIn('1 paused transfer is kept', out)
         self.assertNotIn('Nothing to resume', out)
 
+        # The same download command again keeps it paused and ends, rather than wait for ever.
+        code, out, err = self.run_tool('download', url, '-o', 'paused.bin', timeout=30)
+        self.assertEqual(code, EXIT_RETRY, out + err)
+        self.assertIn('is paused and kept', out + err)
+        self.assertIn('unpause %s' % identifier, out + err)
+
         # Not one byte or request moved since the pause.
         self.assertEqual(len(self.requests_for('for=pause')), n_requests)
         self.assertEqual(self.partial_files(), partial)
