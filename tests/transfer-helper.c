@@ -271,7 +271,13 @@ restore_done_cb (GObject      *object,
       say ("error %s", error->message);
       exit_code = 1;
       g_main_loop_quit (loop);
+      return;
     }
+
+  /* The records load on a worker thread: only once they are in does an empty list mean that
+   * nothing is left to do. */
+  g_timeout_add (50, check_done_cb,
+                 bg_task_queue_get_tasks (BG_TASK_QUEUE (object)));
 }
 
 int
@@ -318,7 +324,6 @@ main (int   argc,
       else
         bg_uploader_restore_async (BG_UPLOADER (front), NULL, restore_done_cb, NULL);
 
-      g_timeout_add (50, check_done_cb, model);
       g_main_loop_run (loop);
       return exit_code;
     }
@@ -336,8 +341,8 @@ main (int   argc,
                         G_CALLBACK (watch_tasks_to_pause), NULL);
       g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
       bg_downloader_restore_async (BG_DOWNLOADER (front), NULL, restore_done_cb, NULL);
-      /* Until killed, or until no task is left unfinished (the pause did not hold). */
-      g_timeout_add (50, check_done_cb, bg_downloader_get_tasks (BG_DOWNLOADER (front)));
+      /* Until killed, or until no task is left unfinished (the pause did not hold): see
+       * restore_done_cb(). */
       g_main_loop_run (loop);
       return exit_code;
     }
