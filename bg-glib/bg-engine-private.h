@@ -53,7 +53,6 @@ typedef void (*BgDownloadTestDiskHook) (const char *step,
 extern BgDownloadTestDiskHook bg_download_test_disk_hook;
 extern const BgTransferClass bg_upload_transfer;
 
-SoupSession    *bg_engine_new_soup_session (void);
 BgEngine       *bg_engine_acquire_store    (BgTaskKind            kind,
                                             BgStore              *store,
                                             SoupSession          *soup_session,

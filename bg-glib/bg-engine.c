@@ -2233,17 +2233,6 @@ bg_engine_set_keep_finished (BgEngine *self,
 
 /* --- Sharing one engine per database ----------------------------------------------------- */
 
-SoupSession *
-bg_engine_new_soup_session (void)
-{
-  return g_object_new (SOUP_TYPE_SESSION,
-                       "user-agent", "bg-glib/" PACKAGE_VERSION " ",
-                       "max-conns", 64,
-                       "max-conns-per-host", 32,
-                       "timeout", 0,
-                       NULL);
-}
-
 /* The engines of this process, so that two task queues of one kind on one database share
  * one engine and a task never runs twice.  Not owned: an engine leaves the list when its last
  * user releases it, or when it is finalised. */
@@ -2312,7 +2301,7 @@ bg_engine_acquire_store (BgTaskKind        kind,
       return engine;
     }
 
-  session = soup_session ? g_object_ref (soup_session) : bg_engine_new_soup_session ();
+  session = soup_session ? g_object_ref (soup_session) : bg_http_default_session_new ();
   power = g_power_profile_monitor_dup_default ();
 
   engine = bg_engine_new (kind, store, session);
