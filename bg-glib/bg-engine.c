@@ -11,6 +11,7 @@
 #include "bg-error.h"
 #include "bg-http-private.h"
 #include "bg-response-private.h"
+#include "bg-store-response-private.h"
 #include "bg-task-list-private.h"
 #include "bg-task-private.h"
 
@@ -396,61 +397,6 @@ reply_task_new (gpointer             source_object,
   g_task_set_source_tag (task, source_tag);
 
   return task;
-}
-
-/* --- Responses kept in the database ------------------------------------------------------ */
-
-static BgResponse *
-response_from_record (const BgStoreRecord *record,
-                      GFile               *file)
-{
-  g_autoptr(SoupMessageHeaders) headers = NULL;
-  g_autoptr(GError) error = NULL;
-
-  if (record->response_headers != NULL)
-    {
-      g_autoptr(GError) decode_error = NULL;
-
-      headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_RESPONSE);
-      if (!bg_http_decode_headers (record->response_headers, headers, &decode_error))
-        g_clear_pointer (&headers, soup_message_headers_unref);
-    }
-
-  if (record->error_domain != NULL)
-    error = g_error_new_literal (g_quark_from_string (record->error_domain),
-                                 record->error_code,
-                                 record->error_message ? record->error_message : "");
-
-  return bg_response_new (record->response_kind, record->identifier,
-                          record->response_status, record->response_reason,
-                          headers, file, record->response_body, error);
-}
-
-static void
-record_set_response (BgStoreRecord *record,
-                     BgResponse    *response)
-{
-  const GError *error = bg_response_get_error (response);
-  GBytes *body = bg_response_get_body (response);
-
-  record->has_response = TRUE;
-  record->response_kind = bg_response_get_kind (response);
-  record->response_status = bg_response_get_status (response);
-  g_free (record->response_reason);
-  record->response_reason = g_strdup (bg_response_get_reason (response));
-  g_free (record->response_headers);
-  record->response_headers = bg_http_encode_headers (bg_response_get_headers (response));
-  g_clear_pointer (&record->response_body, g_bytes_unref);
-  record->response_body = body ? g_bytes_ref (body) : NULL;
-  g_clear_pointer (&record->error_domain, g_free);
-  g_clear_pointer (&record->error_message, g_free);
-  record->error_code = 0;
-  if (error != NULL)
-    {
-      record->error_domain = g_strdup (g_quark_to_string (error->domain));
-      record->error_code = error->code;
-      record->error_message = g_strdup (error->message);
-    }
 }
 
 /* --- Attempts ------------------------------------------------------------------------------ */
@@ -868,7 +814,7 @@ job_finish (BgJob      *job,
 
   job->record->state = BG_TASK_STATE_FINISHED;
   job->record->next_attempt_at = 0;
-  record_set_response (job->record, response);
+  bg_store_record_set_response (job->record, response);
   engine_save (self, job->record);
 
   clear_source (&job->retry_source);
@@ -1760,7 +1706,7 @@ job_carry_on (BgJob *job)
 
   if (job->record->state == BG_TASK_STATE_FINISHED)
     {
-      response = response_from_record (job->record, job->file);
+      response = bg_store_record_dup_response (job->record, job->file);
       bg_task_set_response (job->task, response);
       bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
       return TRUE;
