@@ -865,6 +865,77 @@ identify_file (const char  *path,
   return TRUE;
 }
 
+/* Opens the database file at @path for writing, never through a symbolic link; when it is
+ * missing and @may_create, creates it with mode 0600.  Returns the descriptor, or -1 with
+ * @error set. */
+static int
+open_or_create (const char  *path,
+                gboolean     may_create,
+                GError     **error)
+{
+  int fd;
+  int saved_errno;
+
+  g_assert (path != NULL);
+
+  fd = open (path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0 && errno == ENOENT && may_create)
+    {
+      fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+      if (fd < 0)
+        {
+          saved_errno = errno;
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Could not create task database “%s”: %s"),
+                       path, g_strerror (saved_errno));
+          return -1;
+        }
+
+      /* The umask may have left out bits of 0600; it may not add any. */
+      (void) fchmod (fd, 0600);
+    }
+
+  if (fd >= 0)
+    return fd;
+
+  saved_errno = errno;
+  if (saved_errno == ELOOP)
+    set_link_error (error, path);
+  else if (saved_errno == EACCES || saved_errno == EPERM || saved_errno == EROFS ||
+           saved_errno == ETXTBSY)
+    g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                 _("Task database “%s” is read-only: %s"), path, g_strerror (saved_errno));
+  else
+    g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                 _("Could not open task database “%s”: %s"), path, g_strerror (saved_errno));
+
+  return -1;
+}
+
+/* Takes the lock that keeps other processes off the database (see bg_store_open_file()). */
+static gboolean
+lock_file (int          fd,
+           const char  *path,
+           GError     **error)
+{
+  int saved_errno;
+
+  g_assert (fd >= 0);
+
+  if (flock (fd, LOCK_EX | LOCK_NB) == 0)
+    return TRUE;
+
+  saved_errno = errno;
+  if (saved_errno == EWOULDBLOCK)
+    g_set_error (error, BG_ERROR, BG_ERROR_BUSY,
+                 _("Task database “%s” is in use by another process"), path);
+  else
+    g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                 _("Could not lock task database “%s”: %s"), path, g_strerror (saved_errno));
+
+  return FALSE;
+}
+
 /* Opens the database file for writing, creating it when it is missing, and locks it: one process
  * per database.
  *
@@ -894,42 +965,12 @@ bg_store_open_file (BgStore     *self,
 {
   struct stat st;
 
-  self->fd = open (self->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-  if (self->fd < 0 && errno == ENOENT && expected_key == NULL)
-    {
-      self->fd = open (self->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-                       0600);
-      if (self->fd < 0)
-        {
-          int saved_errno = errno;
+  g_assert (BG_IS_STORE (self));
+  g_assert (size != NULL);
 
-          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                       _("Could not create task database “%s”: %s"),
-                       self->path, g_strerror (saved_errno));
-          return FALSE;
-        }
-
-      /* The umask may have left out bits of 0600; it may not add any. */
-      (void) fchmod (self->fd, 0600);
-    }
-
+  self->fd = open_or_create (self->path, expected_key == NULL, error);
   if (self->fd < 0)
-    {
-      int saved_errno = errno;
-
-      if (saved_errno == ELOOP)
-        set_link_error (error, self->path);
-      else if (saved_errno == EACCES || saved_errno == EPERM || saved_errno == EROFS ||
-               saved_errno == ETXTBSY)
-        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                     _("Task database “%s” is read-only: %s"),
-                     self->path, g_strerror (saved_errno));
-      else
-        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                     _("Could not open task database “%s”: %s"),
-                     self->path, g_strerror (saved_errno));
-      return FALSE;
-    }
+    return FALSE;
 
   if (fstat (self->fd, &st) != 0 || !S_ISREG (st.st_mode))
     {
@@ -946,19 +987,8 @@ bg_store_open_file (BgStore     *self,
       return FALSE;
     }
 
-  if (flock (self->fd, LOCK_EX | LOCK_NB) != 0)
-    {
-      int saved_errno = errno;
-
-      if (saved_errno == EWOULDBLOCK)
-        g_set_error (error, BG_ERROR, BG_ERROR_BUSY,
-                     _("Task database “%s” is in use by another process"), self->path);
-      else
-        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                     _("Could not lock task database “%s”: %s"),
-                     self->path, g_strerror (saved_errno));
-      return FALSE;
-    }
+  if (!lock_file (self->fd, self->path, error))
+    return FALSE;
 
   *size = st.st_size;
 
@@ -1297,37 +1327,39 @@ read_only_query_int64 (sqlite3     *db,
   return TRUE;
 }
 
-/* Everything here only reads: a database that is refused must be left exactly as it was.
- * @is_empty: the database is a file of 0 bytes with no -wal, that is, a new one. */
-static gboolean
-bg_store_check (BgStore   *self,
-                gboolean   is_empty,
-                gint64    *version,
-                GError   **error)
+/* A connection of SQLite's own to the database, read-only (see read_only_uri()). */
+static sqlite3 *
+read_only_open (BgStore  *self,
+                GError  **error)
 {
-  g_autofree char *uri = NULL;
+  g_autofree char *uri = read_only_uri (self);
   g_autoptr(sqlite3) db = NULL;
-  g_autoptr(GError) local_error = NULL;
-  g_autoptr(GPtrArray) problems = NULL;
-  g_autoptr(GPtrArray) names = NULL;
-  g_autoptr(GHashTable) present = NULL;
-  gint64 n_objects = 0;
 
-  *version = 0;
-  if (is_empty)
-    return TRUE;
-
-  uri = read_only_uri (self);
   if (sqlite3_open_v2 (uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOFOLLOW,
                        NULL) != SQLITE_OK)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be opened: %s"),
                    self->path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
-      return FALSE;
+      return NULL;
     }
   /* As libgda does; with the lock taken only a program that is not bg-glib could be writing. */
   sqlite3_busy_timeout (db, 500);
+
+  return g_steal_pointer (&db);
+}
+
+/* Reads the schema version into @version: one this code understands, or 0 for none. */
+static gboolean
+check_schema_version (BgStore  *self,
+                      sqlite3  *db,
+                      gint64   *version,
+                      GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_assert (db != NULL);
+  g_assert (version != NULL);
 
   if (!read_only_query_int64 (db, "PRAGMA user_version", version, &local_error))
     {
@@ -1354,9 +1386,22 @@ bg_store_check (BgStore   *self,
       return FALSE;
     }
 
-  /* Reads every page of the file and checks the structure of each b-tree, in time proportional
-   * to the size: a damaged page is found here, not by the engine halfway through a transfer.
-   * (It leaves out the index cross-checks of a full integrity_check, which cost far more.) */
+  return TRUE;
+}
+
+/* Reads every page of the file and checks the structure of each b-tree, in time proportional to
+ * the size: a damaged page is found here, not by the engine halfway through a transfer.  (It
+ * leaves out the index cross-checks of a full integrity_check, which cost far more.) */
+static gboolean
+check_integrity (BgStore  *self,
+                 sqlite3  *db,
+                 GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) problems = NULL;
+
+  g_assert (db != NULL);
+
   problems = read_only_query (db, "PRAGMA quick_check", &local_error);
   if (problems == NULL)
     {
@@ -1374,26 +1419,51 @@ bg_store_check (BgStore   *self,
       return FALSE;
     }
 
-  if (*version == 0)
+  return TRUE;
+}
+
+/* A file that SQLite can read, with no schema version: it is ours only if it is empty. */
+static gboolean
+check_unversioned_is_empty (BgStore  *self,
+                            sqlite3  *db,
+                            GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  gint64 n_objects = 0;
+
+  g_assert (db != NULL);
+
+  if (!read_only_query_int64 (db, "SELECT count(*) FROM sqlite_master", &n_objects,
+                              &local_error))
     {
-      /* A file that SQLite can read, with no schema version: it is ours only if it is empty. */
-      if (!read_only_query_int64 (db, "SELECT count(*) FROM sqlite_master", &n_objects,
-                                  &local_error))
-        {
-          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                       _("Task database “%s” cannot be read: %s"),
-                       self->path, local_error->message);
-          return FALSE;
-        }
-      if (n_objects > 0)
-        {
-          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                       _("“%s” is an SQLite database, but not a bg-glib task database"),
-                       self->path);
-          return FALSE;
-        }
-      return TRUE;
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” cannot be read: %s"),
+                   self->path, local_error->message);
+      return FALSE;
     }
+  if (n_objects > 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("“%s” is an SQLite database, but not a bg-glib task database"),
+                   self->path);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* The tasks table has every column that schema @version brought (see columns[]). */
+static gboolean
+check_columns (BgStore  *self,
+               sqlite3  *db,
+               gint64    version,
+               GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(GHashTable) present = NULL;
+
+  g_assert (db != NULL);
 
   names = read_only_query (db, "SELECT name FROM pragma_table_info ('tasks')", &local_error);
   if (names == NULL)
@@ -1410,21 +1480,50 @@ bg_store_check (BgStore   *self,
 
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
     {
-      if (columns[i].since > *version || g_hash_table_contains (present, columns[i].name))
+      if (columns[i].since > version || g_hash_table_contains (present, columns[i].name))
         continue;
 
       if (names->len == 0)
         g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                      _("Task database “%s” (schema %d) has no tasks table"),
-                     self->path, (int) *version);
+                     self->path, (int) version);
       else
         g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                      _("Task database “%s” (schema %d) lacks the column “%s” of its tasks table"),
-                     self->path, (int) *version, columns[i].name);
+                     self->path, (int) version, columns[i].name);
       return FALSE;
     }
 
   return TRUE;
+}
+
+/* Everything here only reads: a database that is refused must be left exactly as it was.
+ * @is_empty: the database is a file of 0 bytes with no -wal, that is, a new one. */
+static gboolean
+bg_store_check (BgStore   *self,
+                gboolean   is_empty,
+                gint64    *version,
+                GError   **error)
+{
+  g_autoptr(sqlite3) db = NULL;
+
+  g_assert (BG_IS_STORE (self));
+  g_assert (version != NULL);
+
+  *version = 0;
+  if (is_empty)
+    return TRUE;
+
+  db = read_only_open (self, error);
+  if (db == NULL ||
+      !check_schema_version (self, db, version, error) ||
+      !check_integrity (self, db, error))
+    return FALSE;
+
+  if (*version == 0)
+    return check_unversioned_is_empty (self, db, error);
+
+  return check_columns (self, db, *version, error);
 }
 
 /* WAL: a commit appends to the -wal file, and readers never block the writer.  With
