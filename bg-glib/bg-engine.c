@@ -711,6 +711,98 @@ engine_queue_insert (BgEngine *self,
     g_queue_insert_after (&self->queue, l, job);
 }
 
+/* The attempt that has just ended, or was about to start, does not count: the record and the
+ * task take it back, and the record is saved in @state. */
+static void
+job_uncount_attempt (BgJob       *job,
+                     BgTaskState  state)
+{
+  g_assert (job != NULL);
+  g_assert (job->record->attempts > 0);
+
+  job->record->attempts--;
+  job->record->state = state;
+  engine_save (job->engine, job->record);
+  bg_task_set_attempts (job->task, job->record->attempts);
+}
+
+/* What the attempt ended with: @response, or a timeout when the stall watchdog cut it off. */
+static BgResponse *
+job_attempt_outcome (BgJob      *job,
+                     BgResponse *response)
+{
+  g_autoptr(GError) error = NULL;
+  BgResponse *outcome;
+
+  g_assert (job != NULL);
+  g_assert (BG_IS_RESPONSE (response));
+
+  if (!job->stalled)
+    return g_object_ref (response);
+
+  error = g_error_new (BG_ERROR, BG_ERROR_TIMEOUT,
+                       _("No data moved for %u seconds"), job->engine->stall_timeout);
+  outcome = bg_job_make_response (job, BG_RESPONSE_RETRY, NULL, NULL, error);
+  job->stalled = FALSE;
+
+  return outcome;
+}
+
+/* Whether @outcome is a server never reached because the network went away under the attempt:
+ * a failure to retry, with no HTTP status, while the monitor says there is no network. */
+static gboolean
+job_lost_network (BgJob      *job,
+                  BgResponse *outcome)
+{
+  g_assert (job != NULL);
+  g_assert (BG_IS_RESPONSE (outcome));
+
+  return bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
+         bg_response_get_status (outcome) == 0 &&
+         !engine_network_available (job->engine);
+}
+
+/* Parks the job until its next attempt, when @outcome calls for a retry and the task has
+ * attempts (max-attempts) and time (retry-deadline) left for one: after the backoff, or after
+ * the server's Retry-After when that is longer.  Returns FALSE when the task is to finish with
+ * @outcome instead. */
+static gboolean
+job_schedule_retry (BgJob      *job,
+                    BgResponse *outcome)
+{
+  BgEngine *self;
+  gint64 delay_ms;
+  gint64 retry_after;
+  gint64 next;
+
+  g_assert (job != NULL);
+  g_assert (BG_IS_RESPONSE (outcome));
+
+  self = job->engine;
+
+  if (bg_response_get_kind (outcome) != BG_RESPONSE_RETRY ||
+      job->record->attempts >= self->max_attempts)
+    return FALSE;
+
+  delay_ms = engine_backoff_ms (self, job->record->attempts);
+  retry_after = bg_response_get_retry_after (outcome);
+  if (retry_after >= 0 && retry_after * 1000 > delay_ms)
+    delay_ms = retry_after * 1000;
+
+  next = now_wall () + delay_ms * 1000;
+  if (self->retry_deadline != 0 &&
+      next > job->record->created_at + (gint64) self->retry_deadline * G_USEC_PER_SEC)
+    return FALSE;
+
+  /* Stored before anyone is told, so a kill right after still finds it. */
+  job->record->next_attempt_at = next;
+  job->record->state = BG_TASK_STATE_WAITING;
+  engine_save (self, job->record);
+  job_wait (job, BG_WAIT_REASON_RETRY, next);
+
+  return TRUE;
+}
+
 void
 bg_job_attempt_finished (BgJob      *job,
                          BgResponse *response)
@@ -739,67 +831,26 @@ bg_job_attempt_finished (BgJob      *job,
        * of it is thrown away.  The next one picks up from the last checkpoint. */
       job->pausing = FALSE;
       job->stalled = FALSE;
-      job->record->attempts--;
-      job->record->state = BG_TASK_STATE_QUEUED;
-      engine_save (self, job->record);
-      bg_task_set_attempts (job->task, job->record->attempts);
+      job_uncount_attempt (job, BG_TASK_STATE_QUEUED);
       job_enqueue (job);
       return;
     }
   job->pausing = FALSE;
 
-  if (job->stalled)
-    {
-      g_autoptr(GError) error = NULL;
+  outcome = job_attempt_outcome (job, response);
 
-      error = g_error_new (BG_ERROR, BG_ERROR_TIMEOUT,
-                           _("No data moved for %u seconds"), self->stall_timeout);
-      outcome = bg_job_make_response (job, BG_RESPONSE_RETRY, NULL, NULL, error);
-      job->stalled = FALSE;
-    }
-  else
+  if (job_lost_network (job, outcome))
     {
-      outcome = g_object_ref (response);
-    }
-
-  if (bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
-      bg_response_get_status (outcome) == 0 && !engine_network_available (self))
-    {
-      /* The network went away under the attempt: that attempt does not count, and the task
-       * waits for the network instead of burning the next ones. */
-      job->record->attempts--;
-      job->record->state = BG_TASK_STATE_QUEUED;
-      engine_save (self, job->record);
-      bg_task_set_attempts (job->task, job->record->attempts);
+      /* That attempt does not count, and the task waits for the network instead of burning
+       * the next ones. */
+      job_uncount_attempt (job, BG_TASK_STATE_QUEUED);
       job->reachable = FALSE;
       job_enqueue (job);
       return;
     }
 
-  if (bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
-      job->record->attempts < self->max_attempts)
-    {
-      gint64 delay_ms = engine_backoff_ms (self, job->record->attempts);
-      gint64 retry_after = bg_response_get_retry_after (outcome);
-      gint64 next;
-
-      if (retry_after >= 0 && retry_after * 1000 > delay_ms)
-        delay_ms = retry_after * 1000;
-
-      next = now_wall () + delay_ms * 1000;
-      if (self->retry_deadline == 0 ||
-          next <= job->record->created_at + (gint64) self->retry_deadline * G_USEC_PER_SEC)
-        {
-          /* Stored before anyone is told, so a kill right after still finds it. */
-          job->record->next_attempt_at = next;
-          job->record->state = BG_TASK_STATE_WAITING;
-          engine_save (self, job->record);
-          job_wait (job, BG_WAIT_REASON_RETRY, next);
-          return;
-        }
-    }
-
-  job_finish (job, outcome);
+  if (!job_schedule_retry (job, outcome))
+    job_finish (job, outcome);
 }
 
 static void
@@ -987,10 +1038,7 @@ job_wait_for_credentials (BgJob *job)
   job->running = FALSE;
   self->n_running--;
 
-  job->record->attempts--;
-  job->record->state = BG_TASK_STATE_WAITING;
-  engine_save (self, job->record);
-  bg_task_set_attempts (job->task, job->record->attempts);
+  job_uncount_attempt (job, BG_TASK_STATE_WAITING);
   job_wait (job, BG_WAIT_REASON_CREDENTIALS, 0);
 
   /* The reference the attempt held. */
@@ -1799,6 +1847,124 @@ record_set_options (BgStoreRecord *record,
   record->keep_credentials = bg_task_options_get_keep_credentials (options);
 }
 
+/* A call for a task that this run already has: it waits for the task's result, or has it at
+ * once when the task has finished.  Later attempts use the newest request.  A task for another
+ * file is a conflict. */
+static void
+job_join (BgJob         *job,
+          GTask         *task,
+          SoupMessage   *request,
+          GFile         *file,
+          BgTaskOptions *options)
+{
+  g_assert (job != NULL);
+  g_assert (G_IS_TASK (task));
+  g_assert (SOUP_IS_MESSAGE (request));
+  g_assert (G_IS_FILE (file));
+
+  if (!same_file (job->record->file_path, file))
+    {
+      g_autofree char *path = g_file_get_parse_name (file);
+
+      g_task_return_new_error (task, BG_ERROR, BG_ERROR_CONFLICT,
+                               _("The identifier “%s” is already used by a task for “%s”, "
+                                 "not “%s”"),
+                               job->record->identifier, job->record->file_path, path);
+      return;
+    }
+
+  if (job->record->state == BG_TASK_STATE_FINISHED)
+    {
+      BgResponse *response = bg_task_get_response (job->task);
+
+      g_task_return_pointer (task, g_object_ref (response), g_object_unref);
+      return;
+    }
+
+  record_set_request (job->record, request);
+  g_clear_pointer (&job->request_uri, g_free);
+  g_clear_pointer (&job->request_headers, g_free);
+  record_withhold_credentials (job->record, &job->request_uri, &job->request_headers);
+  bg_task_set_uri (job->task, job->record->uri);
+  engine_save (job->engine, job->record);
+  if (options != NULL)
+    bg_task_apply_options (job->task, options);
+  job_add_waiter (job, task);
+
+  /* The request may carry the credentials the task waits for: look now. */
+  if (job->record->state == BG_TASK_STATE_WAITING &&
+      bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
+    job_enqueue (job);
+}
+
+/* The record of a new task, with its request and @options.  Unless the task keeps its
+ * credentials they are left out of the record, and the whole request goes to *@full_uri and
+ * *@full_headers. */
+static BgStoreRecord *
+engine_new_record (BgEngine       *self,
+                   const char     *identifier,
+                   SoupMessage    *request,
+                   BgTaskOptions  *options,
+                   char          **full_uri,
+                   char          **full_headers)
+{
+  BgStoreRecord *record = bg_store_record_new ();
+  gint64 now = now_wall ();
+
+  g_assert (identifier != NULL);
+  g_assert (SOUP_IS_MESSAGE (request));
+
+  record->identifier = g_strdup (identifier);
+  record->kind = self->kind;
+  record->state = BG_TASK_STATE_QUEUED;
+  record->total = -1;
+  record->source_size = -1;
+  record->created_at = now;
+  record->updated_at = now;
+  record_set_request (record, request);
+  if (options != NULL)
+    record_set_options (record, options);
+  record_withhold_credentials (record, full_uri, full_headers);
+
+  return record;
+}
+
+/* A new task: its record is committed before the call returns to the main loop, and it
+ * queues. */
+static void
+engine_submit_new (BgEngine      *self,
+                   GTask         *task,
+                   SoupMessage   *request,
+                   GFile         *file,
+                   const char    *identifier,
+                   BgTaskOptions *options)
+{
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autofree char *full_uri = NULL;
+  g_autofree char *full_headers = NULL;
+  g_autoptr(GError) error = NULL;
+  BgJob *job;
+
+  g_assert (G_IS_TASK (task));
+  g_assert (G_IS_FILE (file));
+
+  record = engine_new_record (self, identifier, request, options, &full_uri, &full_headers);
+
+  if (!self->transfer->prepare_new (self, record, file, &error) ||
+      !bg_store_save (self->store, record, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  job = bg_job_new (self, g_steal_pointer (&record));
+  job->request_uri = g_steal_pointer (&full_uri);
+  job->request_headers = g_steal_pointer (&full_headers);
+  engine_add_job (self, job, NULL);
+  job_add_waiter (job, task);
+  job_enqueue (job);
+}
+
 void
 bg_engine_submit_async (BgEngine            *self,
                         gpointer             source_object,
@@ -1834,82 +2000,9 @@ bg_engine_submit_async (BgEngine            *self,
     }
 
   if (job != NULL)
-    {
-      if (!same_file (job->record->file_path, file))
-        {
-          g_autofree char *path = g_file_get_parse_name (file);
-
-          g_task_return_new_error (task, BG_ERROR, BG_ERROR_CONFLICT,
-                                   _("The identifier “%s” is already used by a task for “%s”, "
-                                     "not “%s”"),
-                                   identifier, job->record->file_path, path);
-          return;
-        }
-
-      if (job->record->state == BG_TASK_STATE_FINISHED)
-        {
-          BgResponse *response = bg_task_get_response (job->task);
-
-          g_task_return_pointer (task, g_object_ref (response), g_object_unref);
-          return;
-        }
-
-      /* Join the task; later attempts use the newest request. */
-      record_set_request (job->record, request);
-      g_clear_pointer (&job->request_uri, g_free);
-      g_clear_pointer (&job->request_headers, g_free);
-      record_withhold_credentials (job->record, &job->request_uri, &job->request_headers);
-      bg_task_set_uri (job->task, job->record->uri);
-      engine_save (self, job->record);
-      if (options != NULL)
-        bg_task_apply_options (job->task, options);
-      job_add_waiter (job, task);
-
-      /* The request may carry the credentials the task waits for: look now. */
-      if (job->record->state == BG_TASK_STATE_WAITING &&
-          bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
-        job_enqueue (job);
-      return;
-    }
-
-  {
-    g_autoptr(BgStoreRecord) record = bg_store_record_new ();
-    g_autofree char *full_uri = NULL;
-    g_autofree char *full_headers = NULL;
-    gint64 now = now_wall ();
-
-    record->identifier = g_strdup (identifier);
-    record->kind = self->kind;
-    record->state = BG_TASK_STATE_QUEUED;
-    record->total = -1;
-    record->source_size = -1;
-    record->created_at = now;
-    record->updated_at = now;
-    record_set_request (record, request);
-    if (options != NULL)
-      record_set_options (record, options);
-    record_withhold_credentials (record, &full_uri, &full_headers);
-
-    if (!self->transfer->prepare_new (self, record, file, &error))
-      {
-        g_task_return_error (task, g_steal_pointer (&error));
-        return;
-      }
-
-    /* Committed before we return to the main loop. */
-    if (!bg_store_save (self->store, record, &error))
-      {
-        g_task_return_error (task, g_steal_pointer (&error));
-        return;
-      }
-
-    job = bg_job_new (self, g_steal_pointer (&record));
-    job->request_uri = g_steal_pointer (&full_uri);
-    job->request_headers = g_steal_pointer (&full_headers);
-    engine_add_job (self, job, NULL);
-    job_add_waiter (job, task);
-    job_enqueue (job);
-  }
+    job_join (job, task, request, file, options);
+  else
+    engine_submit_new (self, task, request, file, identifier, options);
 }
 
 /* Returns the response and marks it collected: its record is deleted. */
