@@ -121,7 +121,7 @@ static void job_finish (BgJob *job, BgResponse *response);
 static void job_enqueue (BgJob *job);
 static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, BgJob *job);
 static void engine_sweep_waits (BgEngine *self);
-static void engine_unlist (BgEngine *self);
+static void open_engines_remove (BgEngine *self);
 
 BgJob *
 bg_job_ref (BgJob *job)
@@ -1435,7 +1435,7 @@ bg_engine_finalize (GObject *object)
 {
   BgEngine *self = (BgEngine *)object;
 
-  engine_unlist (self);
+  open_engines_remove (self);
   g_clear_pointer (&self->kept, g_hash_table_unref);
   g_clear_object (&self->tasks);
   g_clear_object (&self->network_monitor);
@@ -2279,11 +2279,23 @@ static GMutex open_engines_mutex;
 static GList *open_engines;
 
 static void
-engine_unlist (BgEngine *self)
+open_engines_add (BgEngine *self)
 {
-  g_mutex_lock (&open_engines_mutex);
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_engines_mutex);
+
+  g_assert (BG_IS_ENGINE (self));
+
+  open_engines = g_list_prepend (open_engines, self);
+}
+
+static void
+open_engines_remove (BgEngine *self)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_engines_mutex);
+
+  g_assert (BG_IS_ENGINE (self));
+
   open_engines = g_list_remove (open_engines, self);
-  g_mutex_unlock (&open_engines_mutex);
 }
 
 /* Finds the engine of @kind on @store that this process already runs, with one more user. */
@@ -2348,10 +2360,7 @@ bg_engine_acquire_store (BgTaskKind        kind,
                           network_monitor ? network_monitor : g_network_monitor_get_default (),
                           power);
   engine->users = 1;
-
-  g_mutex_lock (&open_engines_mutex);
-  open_engines = g_list_prepend (open_engines, engine);
-  g_mutex_unlock (&open_engines_mutex);
+  open_engines_add (engine);
 
   return engine;
 }
@@ -2368,7 +2377,7 @@ bg_engine_release (BgEngine *self)
   if (--self->users > 0)
     return;
 
-  engine_unlist (self);
+  open_engines_remove (self);
   bg_engine_shutdown (self);
 }
 

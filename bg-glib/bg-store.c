@@ -2035,11 +2035,11 @@ bg_store_finalize (GObject *object)
 
   if (self->registered)
     {
-      g_mutex_lock (&open_stores_mutex);
+      g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_stores_mutex);
+
       bg_store_close (self);
       g_hash_table_remove (open_stores, self->key);
       g_cond_broadcast (&open_stores_cond);
-      g_mutex_unlock (&open_stores_mutex);
     }
   else
     {
@@ -2077,6 +2077,7 @@ bg_store_open (const char  *path,
   g_autofree char *canonical = NULL;
   g_autofree char *key = NULL;
   g_autoptr(BgStore) store = NULL;
+  g_autoptr(GMutexLocker) locker = NULL;  /* declared last: it unlocks before the rest goes */
   GWeakRef *ref;
 
   g_return_val_if_fail (path != NULL && *path != '\0', NULL);
@@ -2088,7 +2089,7 @@ bg_store_open (const char  *path,
   if (canonical == NULL)
     return NULL;
 
-  g_mutex_lock (&open_stores_mutex);
+  locker = g_mutex_locker_new (&open_stores_mutex);
 
   if (open_stores == NULL)
     open_stores = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, weak_ref_free);
@@ -2096,33 +2097,26 @@ bg_store_open (const char  *path,
   /* The file is looked up by its inode before it is opened: opening (and closing) a descriptor of
    * a file that a store of this process has open would drop SQLite's locks on it. */
   if (!identify_file (canonical, &key, error))
-    {
-      g_mutex_unlock (&open_stores_mutex);
-      return NULL;
-    }
+    return NULL;
 
   while (key != NULL && (ref = g_hash_table_lookup (open_stores, key)) != NULL)
     {
       store = g_weak_ref_get (ref);
       if (store != NULL)
-        {
-          g_mutex_unlock (&open_stores_mutex);
-          return g_steal_pointer (&store);
-        }
+        return g_steal_pointer (&store);
 
       /* Another thread is dropping the last reference: wait until it has let go of the file. */
       g_cond_wait (&open_stores_cond, &open_stores_mutex);
     }
 
   /* Opening runs under the mutex, so that one thread cannot take the lock while another is
-   * still opening the same file. */
+   * still opening the same file; a store that failed to open is closed under it too. */
   store = g_object_new (BG_TYPE_STORE, NULL);
   store->path = g_strdup (canonical);
 
   if (!bg_store_setup (store, key, error))
     {
       g_clear_object (&store);
-      g_mutex_unlock (&open_stores_mutex);
       return NULL;
     }
 
@@ -2130,8 +2124,6 @@ bg_store_open (const char  *path,
   g_weak_ref_init (ref, store);
   g_hash_table_insert (open_stores, g_strdup (store->key), ref);
   store->registered = TRUE;
-
-  g_mutex_unlock (&open_stores_mutex);
 
   return g_steal_pointer (&store);
 }
