@@ -152,6 +152,9 @@ download_prepare_new (BgEngine       *engine,
   g_autofree char *dir = NULL;
   GStatBuf st;
 
+  g_assert (BG_IS_ENGINE (engine));
+  g_assert (record != NULL);
+
   if (path == NULL)
     {
       g_autofree char *name = g_file_get_parse_name (file);
@@ -519,6 +522,8 @@ download_finish (Download   *self,
 {
   g_autoptr(Download) hold = download_ref (self);
 
+  g_assert (BG_IS_RESPONSE (response));
+
   if (self->done)
     return;
   self->done = TRUE;
@@ -536,6 +541,8 @@ download_fail (Download     *self,
                const GError *error)
 {
   g_autoptr(BgResponse) response = NULL;
+
+  g_assert (error != NULL);
 
   /* Cancelled by the connection watch: say why. */
   if (self->lost != NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -1229,6 +1236,8 @@ download_start_over (Download *self)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(SoupMessage) msg = NULL;
+
+  g_assert (G_IS_INPUT_STREAM (self->in));
 
   if (self->restarted)
     return FALSE;

@@ -158,6 +158,9 @@ bg_job_new (BgEngine      *engine,
 {
   BgJob *job = g_new0 (BgJob, 1);
 
+  g_assert (BG_IS_ENGINE (engine));
+  g_assert (record != NULL);
+
   g_ref_count_init (&job->ref_count);
   job->engine = engine;
   job->record = record;
@@ -225,6 +228,8 @@ engine_add_job (BgEngine  *self,
                 BgJob     *job,
                 GPtrArray *listed)
 {
+  g_assert (job != NULL);
+
   engine_unkeep (self, job->record->identifier);
   g_hash_table_insert (self->jobs, job->record->identifier, job);
   if (listed != NULL)
@@ -240,6 +245,8 @@ engine_remove_job (BgEngine *self,
                    BgJob    *job,
                    gboolean  keep_listed)
 {
+  g_assert (job != NULL);
+
   job->dropped = TRUE;
 
   if (job->retry_source != NULL)
@@ -324,6 +331,9 @@ job_add_waiter (BgJob *job,
   GCancellable *cancellable = g_task_get_cancellable (task);
   Waiter *waiter = g_new0 (Waiter, 1);
 
+  g_assert (job != NULL);
+  g_assert (G_IS_TASK (task));
+
   waiter->task = g_object_ref (task);
   waiter->job = job;
   job->waiters = g_list_append (job->waiters, waiter);
@@ -341,6 +351,9 @@ static void
 job_fail_waiters (BgJob        *job,
                   const GError *error)
 {
+  g_assert (job != NULL);
+  g_assert (error != NULL);
+
   while (job->waiters != NULL)
     {
       Waiter *waiter = job->waiters->data;
@@ -579,6 +592,8 @@ job_blocked_by (BgJob  *job,
   BgStoreRecord *record = job->record;
   gint64 now = now_wall ();
 
+  g_assert (until != NULL);
+
   *until = 0;
 
   if (self->paused || record->paused)
@@ -667,6 +682,9 @@ job_wait (BgJob        *job,
           BgWaitReason  reason,
           gint64        until)
 {
+  g_assert (job != NULL);
+  g_assert (reason != BG_WAIT_REASON_NONE);
+
   job->record->state = BG_TASK_STATE_WAITING;
   /* A paused task has no attempt due; a retry time it had is kept for when it is unpaused. */
   bg_task_set_next_attempt_at (job->task,
@@ -860,6 +878,8 @@ job_finish (BgJob      *job,
   BgEngine *self = job->engine;
   g_autoptr(BgJob) hold = bg_job_ref (job);
 
+  g_assert (BG_IS_RESPONSE (response));
+
   if (bg_response_get_kind (response) != BG_RESPONSE_SUCCESS)
     self->transfer->discard (job);
 
@@ -932,6 +952,10 @@ record_withhold_credentials (BgStoreRecord  *record,
   g_autoptr(GString) names = NULL;
   gboolean hidden = FALSE;
 
+  g_assert (record != NULL);
+  g_assert (full_uri != NULL);
+  g_assert (full_headers != NULL);
+
   if (record->keep_credentials)
     return FALSE;
 
@@ -1000,6 +1024,8 @@ job_lacks_credentials (BgJob       *job,
   BgStoreRecord *record = job->record;
   SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
 
+  g_assert (SOUP_IS_MESSAGE (msg));
+
   if (job->request_uri != NULL || job->request_headers != NULL ||
       (record->withheld_headers == NULL && !record->withheld_password))
     return FALSE;
@@ -1033,6 +1059,8 @@ job_wait_for_credentials (BgJob *job)
 {
   BgEngine *self = job->engine;
 
+  g_assert (job->running);
+
   bg_job_set_attempt_data (job, NULL, NULL);
   g_clear_object (&job->cancellable);
   job->running = FALSE;
@@ -1051,6 +1079,8 @@ job_start_attempt (BgJob *job)
   BgEngine *self = job->engine;
   g_autoptr(SoupMessage) msg = NULL;
   g_autoptr(GError) error = NULL;
+
+  g_assert (!job->running);
 
   job->running = TRUE;
   self->n_running++;
@@ -1241,6 +1271,8 @@ job_options_changed_cb (BgTask     *task,
 {
   BgStoreRecord *record = job->record;
   g_autoptr(GDateTime) earliest = NULL;
+
+  g_assert (job->task == task);
 
   if (!g_str_equal (pspec->name, "allow-metered") &&
       !g_str_equal (pspec->name, "discretionary") &&
@@ -1777,6 +1809,8 @@ engine_find_job (BgEngine    *self,
   BgStoreRecord *record;
   BgJob *job;
 
+  g_assert (identifier != NULL);
+
   job = g_hash_table_lookup (self->jobs, identifier);
   if (job != NULL)
     return job;
@@ -1795,6 +1829,9 @@ static void
 record_set_request (BgStoreRecord *record,
                     SoupMessage   *request)
 {
+  g_assert (record != NULL);
+  g_assert (SOUP_IS_MESSAGE (request));
+
   g_free (record->method);
   record->method = g_strdup (soup_message_get_method (request));
   g_free (record->uri);
@@ -1809,7 +1846,11 @@ static gboolean
 same_file (const char *path,
            GFile      *file)
 {
-  g_autofree char *other = g_file_get_path (file);
+  g_autofree char *other = NULL;
+
+  g_assert (G_IS_FILE (file));
+
+  other = g_file_get_path (file);
 
   return other != NULL && g_strcmp0 (path, other) == 0;
 }
@@ -1836,6 +1877,9 @@ record_set_options (BgStoreRecord *record,
                     BgTaskOptions *options)
 {
   GDateTime *earliest_start = bg_task_options_get_earliest_start (options);
+
+  g_assert (record != NULL);
+  g_assert (BG_IS_TASK_OPTIONS (options));
 
   record->allow_metered = bg_task_options_get_allow_metered (options);
   record->discretionary = bg_task_options_get_discretionary (options);
@@ -2053,6 +2097,8 @@ restore_loaded_cb (GObject      *object,
   g_autoptr(GPtrArray) adopted = NULL;
   g_autoptr(GPtrArray) listed = NULL;
   g_autoptr(GError) error = NULL;
+
+  g_assert (BG_IS_ENGINE (self));
 
   records = bg_store_load_all_finish (BG_STORE (object), result, &error);
   if (records == NULL)
@@ -2306,6 +2352,8 @@ engine_find_open (BgTaskKind   kind,
 {
   g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_engines_mutex);
   g_autoptr(GMainContext) context = g_main_context_ref_thread_default ();
+
+  g_assert (BG_IS_STORE (store));
 
   for (GList *l = open_engines; l != NULL; l = l->next)
     {

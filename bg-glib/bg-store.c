@@ -517,6 +517,9 @@ bind_record (GdaSet               *params,
              const BgStoreRecord  *record,
              GError              **error)
 {
+  g_assert (GDA_IS_SET (params));
+  g_assert (record != NULL);
+
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
     {
       const Column *column = &columns[i];
@@ -565,6 +568,8 @@ bind_key (GdaSet      *params,
           const char  *identifier,
           GError     **error)
 {
+  g_assert (GDA_IS_SET (params));
+
   if (!bind_int64 (params, "kind", kind, error))
     return FALSE;
 
@@ -623,6 +628,8 @@ record_from_row (GdaDataModel  *model,
                  GError       **error)
 {
   g_autoptr(BgStoreRecord) record = g_new0 (BgStoreRecord, 1);
+
+  g_assert (GDA_IS_DATA_MODEL (model));
 
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
     {
@@ -832,6 +839,9 @@ identify_file (const char  *path,
 {
   struct stat st;
 
+  g_assert (path != NULL);
+  g_assert (key != NULL);
+
   *key = NULL;
 
   if (lstat (path, &st) != 0)
@@ -1027,6 +1037,8 @@ bg_store_check_header (BgStore  *self,
   guint32 n_pages;
   gssize n_read;
 
+  g_assert (self->fd >= 0);
+
   if (size == 0)
     return TRUE;
 
@@ -1090,6 +1102,8 @@ bg_store_open_connection (BgStore  *self,
   g_autoptr(GError) local_error = NULL;
   g_autofree char *key = NULL;
   GdaConnection *cnc;
+
+  g_assert (self->key != NULL);
 
   cnc = gda_connection_open_from_string ("SQLite", cnc_string, NULL,
                                          GDA_CONNECTION_OPTIONS_NONE, &local_error);
@@ -1166,6 +1180,8 @@ query_int64 (BgStore     *self,
   GType types[] = { G_TYPE_INT64, G_TYPE_NONE };
   const GValue *value;
 
+  g_assert (result != NULL);
+
   stmt = gda_connection_parse_sql_string (self->cnc, sql, NULL, error);
   if (stmt == NULL)
     return FALSE;
@@ -1195,6 +1211,9 @@ execute_statement (GdaConnection  *cnc,
 {
   g_autoptr(GObject) result = NULL;
 
+  g_assert (GDA_IS_CONNECTION (cnc));
+  g_assert (GDA_IS_STATEMENT (stmt));
+
   result = gda_connection_statement_execute (cnc, stmt, NULL,
                                              GDA_STATEMENT_MODEL_RANDOM_ACCESS, NULL, error);
   if (result == NULL)
@@ -1210,6 +1229,8 @@ run_sql (GdaConnection  *cnc,
 {
   g_autoptr(GdaStatement) stmt = NULL;
 
+  g_assert (GDA_IS_CONNECTION (cnc));
+
   stmt = gda_connection_parse_sql_string (cnc, sql, NULL, error);
   if (stmt == NULL)
     return FALSE;
@@ -1222,6 +1243,8 @@ run_sql (GdaConnection  *cnc,
 static char *
 first_problem (GPtrArray *problems)
 {
+  g_assert (problems != NULL);
+
   for (guint i = 0; i < problems->len; i++)
     {
       const char *row = g_ptr_array_index (problems, i);
@@ -1289,6 +1312,8 @@ read_only_query (sqlite3     *db,
   g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
   int rc;
 
+  g_assert (db != NULL);
+
   rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
   if (rc == SQLITE_OK)
     {
@@ -1312,6 +1337,8 @@ read_only_query_int64 (sqlite3     *db,
                        GError     **error)
 {
   g_autoptr(GPtrArray) values = read_only_query (db, sql, error);
+
+  g_assert (result != NULL);
 
   if (values == NULL)
     return FALSE;
