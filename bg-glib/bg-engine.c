@@ -1753,11 +1753,8 @@ validate_identifier (const char  *identifier,
   return TRUE;
 }
 
-/* Brings @record (taken) from the database into this run: its task joins the list, and either
- * holds its stored result or is carried on.  *@uncollected says whether it holds a result that
- * an earlier run never collected. */
-/* Makes the job of a record loaded from the database and puts it in the table (and in the list,
- * or in @listed for the caller to add). */
+/* Makes the job of @record (taken), loaded from the database, and puts it in the table (and in
+ * the list, or in @listed for the caller to add).  job_carry_on() then carries it on. */
 static BgJob *
 engine_adopt_record (BgEngine      *self,
                      BgStoreRecord *record,
@@ -2316,7 +2313,7 @@ bg_engine_set_keep_finished (BgEngine *self,
     }
 }
 
-/* --- Sharing one engine per database ----------------------------------------------------- */
+/* --- Sharing one engine per database ------------------------------------------------------- */
 
 /* The engines of this process, so that two task queues of one kind on one database share
  * one engine and a task never runs twice.  Not owned: an engine leaves the list when its last
