@@ -937,6 +937,45 @@ encoded_has_credentials (const char *encoded)
   return FALSE;
 }
 
+/* @encoded headers without their credential headers, encoded again; NULL when they do not
+ * decode.  *@names is then @withheld (a comma-separated list of header names, or NULL) with the
+ * names of the headers left out added. */
+static char *
+encoded_without_credentials (const char  *encoded,
+                             const char  *withheld,
+                             char       **names)
+{
+  g_autoptr(SoupMessageHeaders) headers = NULL;
+  g_autoptr(SoupMessageHeaders) kept = NULL;
+  g_autoptr(GString) left_out = NULL;
+  SoupMessageHeadersIter iter;
+  const char *name;
+  const char *value;
+
+  g_assert (encoded != NULL);
+  g_assert (names != NULL);
+
+  headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+  if (!bg_http_decode_headers (encoded, headers, NULL))
+    return NULL;
+
+  kept = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+  left_out = g_string_new (withheld);
+  soup_message_headers_iter_init (&iter, headers);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    {
+      if (!bg_http_is_credential_header (name))
+        soup_message_headers_append (kept, name, value);
+      else if (!soup_header_contains (left_out->str, name))
+        g_string_append_printf (left_out, "%s%s", left_out->len > 0 ? ", " : "", name);
+    }
+
+  g_free (*names);
+  *names = g_string_free (g_steal_pointer (&left_out), FALSE);
+
+  return bg_http_encode_headers (kept);
+}
+
 /* Unless the task keeps its credentials, takes them out of @record's request: its uri loses
  * the password and its request_headers the Authorization, Proxy-Authorization and Cookie
  * headers, and the record notes what it lost.  The whole request, to be kept in memory, replaces
@@ -949,7 +988,7 @@ record_withhold_credentials (BgStoreRecord  *record,
 {
   g_autofree char *stored_uri = NULL;
   g_autofree char *stored_headers = NULL;
-  g_autoptr(GString) names = NULL;
+  g_autofree char *names = NULL;
   gboolean hidden = FALSE;
 
   g_assert (record != NULL);
@@ -964,29 +1003,8 @@ record_withhold_credentials (BgStoreRecord  *record,
     g_clear_pointer (&stored_uri, g_free);
 
   if (encoded_has_credentials (record->request_headers))
-    {
-      g_autoptr(SoupMessageHeaders) headers = NULL;
-      g_autoptr(SoupMessageHeaders) kept = NULL;
-      SoupMessageHeadersIter iter;
-      const char *name;
-      const char *value;
-
-      headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
-      kept = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
-      if (bg_http_decode_headers (record->request_headers, headers, NULL))
-        {
-          names = g_string_new (record->withheld_headers);
-          soup_message_headers_iter_init (&iter, headers);
-          while (soup_message_headers_iter_next (&iter, &name, &value))
-            {
-              if (!bg_http_is_credential_header (name))
-                soup_message_headers_append (kept, name, value);
-              else if (!soup_header_contains (names->str, name))
-                g_string_append_printf (names, "%s%s", names->len > 0 ? ", " : "", name);
-            }
-          stored_headers = bg_http_encode_headers (kept);
-        }
-    }
+    stored_headers = encoded_without_credentials (record->request_headers,
+                                                  record->withheld_headers, &names);
 
   if (stored_uri == NULL && stored_headers == NULL)
     return FALSE;
@@ -1008,7 +1026,7 @@ record_withhold_credentials (BgStoreRecord  *record,
       g_free (record->request_headers);
       record->request_headers = g_steal_pointer (&stored_headers);
       g_free (record->withheld_headers);
-      record->withheld_headers = g_string_free (g_steal_pointer (&names), FALSE);
+      record->withheld_headers = g_steal_pointer (&names);
     }
 
   return TRUE;
