@@ -159,16 +159,12 @@ static GSocketConnection *
 registry_lookup (Registry *registry,
                  guint64   id)
 {
-  GSocketConnection *connection = NULL;
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&registry->mutex);
   GWeakRef *ref;
 
-  g_mutex_lock (&registry->mutex);
   ref = g_hash_table_lookup (registry->connections, &id);
-  if (ref != NULL)
-    connection = g_weak_ref_get (ref);
-  g_mutex_unlock (&registry->mutex);
 
-  return connection;
+  return ref != NULL ? g_weak_ref_get (ref) : NULL;
 }
 
 /* --- The watch ---------------------------------------------------------------------------------- */

@@ -1,4 +1,4 @@
-/* bg-download-attempt.c: one download attempt, streamed into a partial file and published atomically
+/* bg-download-attempt.c: one download attempt, streamed to a partial file and published atomically
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -151,6 +151,9 @@ download_prepare_new (BgEngine       *engine,
   g_autofree char *path = g_file_get_path (file);
   g_autofree char *dir = NULL;
   GStatBuf st;
+
+  g_assert (BG_IS_ENGINE (engine));
+  g_assert (record != NULL);
 
   if (path == NULL)
     {
@@ -519,6 +522,8 @@ download_finish (Download   *self,
 {
   g_autoptr(Download) hold = download_ref (self);
 
+  g_assert (BG_IS_RESPONSE (response));
+
   if (self->done)
     return;
   self->done = TRUE;
@@ -536,6 +541,8 @@ download_fail (Download     *self,
                const GError *error)
 {
   g_autoptr(BgResponse) response = NULL;
+
+  g_assert (error != NULL);
 
   /* Cancelled by the connection watch: say why. */
   if (self->lost != NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -1144,6 +1151,7 @@ maybe_publish (Download *self)
 
 /* --- Answers ------------------------------------------------------------------------------- */
 
+/* A 3xx.  Returns FALSE when it has no Location: the answer is to be reported as it is. */
 static gboolean
 follow_redirect (Download *self)
 {
@@ -1229,6 +1237,8 @@ download_start_over (Download *self)
   g_autoptr(GError) error = NULL;
   g_autoptr(SoupMessage) msg = NULL;
 
+  g_assert (G_IS_INPUT_STREAM (self->in));
+
   if (self->restarted)
     return FALSE;
   self->restarted = TRUE;
@@ -1282,6 +1292,133 @@ download_watch (Download *self)
                                          self->msg, self->in, connection_lost_cb, self);
 }
 
+/* A 416 to a ranged request.  Returns FALSE when the answer is to be reported as it is. */
+static gboolean
+receive_range_not_satisfiable (Download           *self,
+                               SoupMessageHeaders *headers)
+{
+  gint64 start, end, total;
+
+  g_assert (self != NULL);
+  g_assert (headers != NULL);
+  g_assert (self->ranged);
+
+  if (bg_http_parse_content_range (soup_message_headers_get_one (headers, "Content-Range"),
+                                   &start, &end, &total) &&
+      start < 0 && total == self->written)
+    {
+      /* We already have every byte. */
+      self->total = total;
+      self->eof = TRUE;
+      pump (self);
+      return TRUE;
+    }
+
+  /* The file on the server is shorter than what we have: it changed. */
+  return download_start_over (self);
+}
+
+/* A 206: the rest of our bytes, if it continues them. */
+static void
+receive_partial_content (Download           *self,
+                         SoupMessageHeaders *headers)
+{
+  gint64 start, end, total;
+
+  g_assert (self != NULL);
+  g_assert (headers != NULL);
+
+  if (!self->ranged)
+    {
+      download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
+                             _("The server sent part of the file without being asked"));
+      return;
+    }
+
+  if (!bg_http_parse_content_range (soup_message_headers_get_one (headers, "Content-Range"),
+                                    &start, &end, &total) ||
+      start < 0)
+    {
+      download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
+                             _("The server sent a partial answer without a valid "
+                               "Content-Range"));
+      return;
+    }
+
+  if (!partial_answer_matches (self, headers, total))
+    {
+      /* A server that ignores If-Range, or a file that changed length: the bytes offered do
+       * not belong with the ones we have. */
+      if (download_start_over (self))
+        return;
+      download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
+                             _("The server's partial answer is for another version of the "
+                               "file, even after starting over"));
+      return;
+    }
+
+  if (start != self->written)
+    {
+      g_autofree char *message =
+        g_strdup_printf (_("The server's Content-Range starts at byte %lld, but the download "
+                           "continues at byte %lld"),
+                         (long long) start, (long long) self->written);
+
+      download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL, message);
+      return;
+    }
+
+  self->total = total;
+  bg_job_progress (self->job, self->received, self->total);
+  pump (self);
+}
+
+/* Any other 2xx: the whole file, from its first byte. */
+static void
+receive_whole_content (Download           *self,
+                       SoupMessageHeaders *headers)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert (self != NULL);
+  g_assert (headers != NULL);
+
+  if (self->written > 0)
+    {
+      /* A whole answer to a ranged request: the file changed, start over. */
+      if (!download_truncate (self, &error))
+        {
+          download_fail (self, error);
+          return;
+        }
+    }
+
+  remember_validators (self);
+  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH)
+    self->total = soup_message_headers_get_content_length (headers);
+  else
+    self->total = -1;
+  bg_job_get_record (self->job)->total = self->total;
+  bg_job_save_progress (self->job);
+  bg_job_progress (self->job, self->received, self->total);
+  pump (self);
+}
+
+/* Any other answer ends the attempt with the kind of response its status calls for; the engine
+ * tries again after a BG_RESPONSE_RETRY. */
+static void
+receive_final_status (Download *self,
+                      guint     status)
+{
+  g_autoptr(BgResponse) response = NULL;
+
+  g_assert (self != NULL);
+
+  response = bg_job_make_response (self->job, bg_response_kind_for_status (status),
+                                   self->msg, NULL, NULL);
+  download_finish (self, response);
+}
+
 static void
 sent_cb (GObject      *object,
          GAsyncResult *result,
@@ -1314,109 +1451,16 @@ sent_cb (GObject      *object,
   if (bg_http_is_redirect (status) && follow_redirect (self))
     return;
 
-  if (status == SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE && self->ranged)
-    {
-      gint64 start, end, total;
-
-      if (bg_http_parse_content_range (soup_message_headers_get_one (headers, "Content-Range"),
-                                       &start, &end, &total) &&
-          start < 0 && total == self->written)
-        {
-          /* We already have every byte. */
-          self->total = total;
-          self->eof = TRUE;
-          pump (self);
-          return;
-        }
-
-      /* The file on the server is shorter than what we have: it changed. */
-      if (download_start_over (self))
-        return;
-    }
+  if (status == SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE && self->ranged &&
+      receive_range_not_satisfiable (self, headers))
+    return;
 
   if (status == SOUP_STATUS_PARTIAL_CONTENT)
-    {
-      gint64 start, end, total;
-
-      if (!self->ranged)
-        {
-          download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
-                                 _("The server sent part of the file without being asked"));
-          return;
-        }
-
-      if (!bg_http_parse_content_range (soup_message_headers_get_one (headers, "Content-Range"),
-                                        &start, &end, &total) ||
-          start < 0)
-        {
-          download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
-                                 _("The server sent a partial answer without a valid "
-                                   "Content-Range"));
-          return;
-        }
-
-      if (!partial_answer_matches (self, headers, total))
-        {
-          /* A server that ignores If-Range, or a file that changed length: the bytes offered do
-           * not belong with the ones we have. */
-          if (download_start_over (self))
-            return;
-          download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL,
-                                 _("The server's partial answer is for another version of the "
-                                   "file, even after starting over"));
-          return;
-        }
-
-      if (start != self->written)
-        {
-          g_autofree char *message =
-            g_strdup_printf (_("The server's Content-Range starts at byte %lld, but the download "
-                               "continues at byte %lld"),
-                             (long long) start, (long long) self->written);
-
-          download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL, message);
-          return;
-        }
-
-      self->total = total;
-      bg_job_progress (self->job, self->received, self->total);
-      pump (self);
-      return;
-    }
-
-  if (bg_response_kind_for_status (status) == BG_RESPONSE_SUCCESS)
-    {
-      goffset length = soup_message_headers_get_content_length (headers);
-
-      if (self->written > 0)
-        {
-          /* A whole answer to a ranged request: the file changed, start over. */
-          if (!download_truncate (self, &error))
-            {
-              download_fail (self, error);
-              return;
-            }
-        }
-
-      remember_validators (self);
-      if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH)
-        self->total = length;
-      else
-        self->total = -1;
-      bg_job_get_record (self->job)->total = self->total;
-      bg_job_save_progress (self->job);
-      bg_job_progress (self->job, self->received, self->total);
-      pump (self);
-      return;
-    }
-
-  {
-    g_autoptr(BgResponse) response = NULL;
-
-    response = bg_job_make_response (self->job, bg_response_kind_for_status (status),
-                                     self->msg, NULL, NULL);
-    download_finish (self, response);
-  }
+    receive_partial_content (self, headers);
+  else if (bg_response_kind_for_status (status) == BG_RESPONSE_SUCCESS)
+    receive_whole_content (self, headers);
+  else
+    receive_final_status (self, status);
 }
 
 static void

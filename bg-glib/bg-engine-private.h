@@ -53,14 +53,6 @@ typedef void (*BgDownloadTestDiskHook) (const char *step,
 extern BgDownloadTestDiskHook bg_download_test_disk_hook;
 extern const BgTransferClass bg_upload_transfer;
 
-gboolean        bg_engine_validate_session_id (const char        *session_id,
-                                               GError           **error);
-char           *bg_engine_default_database_path (const char      *session_id);
-SoupSession    *bg_engine_new_soup_session (void);
-BgStore        *bg_engine_open_store       (const char           *session_id,
-                                            const char           *database_path,
-                                            char                **path_used,
-                                            GError              **error);
 BgEngine       *bg_engine_acquire_store    (BgTaskKind            kind,
                                             BgStore              *store,
                                             SoupSession          *soup_session,

@@ -5,14 +5,13 @@
 
 #include "config.h"
 
-#include <errno.h>
-
 #include <glib/gi18n-lib.h>
 
 #include "bg-engine-private.h"
 #include "bg-error.h"
 #include "bg-http-private.h"
 #include "bg-response-private.h"
+#include "bg-store-response-private.h"
 #include "bg-task-list-private.h"
 #include "bg-task-private.h"
 
@@ -122,7 +121,7 @@ static void job_finish (BgJob *job, BgResponse *response);
 static void job_enqueue (BgJob *job);
 static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, BgJob *job);
 static void engine_sweep_waits (BgEngine *self);
-static void engine_unlist (BgEngine *self);
+static void open_engines_remove (BgEngine *self);
 
 BgJob *
 bg_job_ref (BgJob *job)
@@ -158,6 +157,9 @@ bg_job_new (BgEngine      *engine,
             BgStoreRecord *record)
 {
   BgJob *job = g_new0 (BgJob, 1);
+
+  g_assert (BG_IS_ENGINE (engine));
+  g_assert (record != NULL);
 
   g_ref_count_init (&job->ref_count);
   job->engine = engine;
@@ -226,6 +228,8 @@ engine_add_job (BgEngine  *self,
                 BgJob     *job,
                 GPtrArray *listed)
 {
+  g_assert (job != NULL);
+
   engine_unkeep (self, job->record->identifier);
   g_hash_table_insert (self->jobs, job->record->identifier, job);
   if (listed != NULL)
@@ -241,6 +245,8 @@ engine_remove_job (BgEngine *self,
                    BgJob    *job,
                    gboolean  keep_listed)
 {
+  g_assert (job != NULL);
+
   job->dropped = TRUE;
 
   if (job->retry_source != NULL)
@@ -325,6 +331,9 @@ job_add_waiter (BgJob *job,
   GCancellable *cancellable = g_task_get_cancellable (task);
   Waiter *waiter = g_new0 (Waiter, 1);
 
+  g_assert (job != NULL);
+  g_assert (G_IS_TASK (task));
+
   waiter->task = g_object_ref (task);
   waiter->job = job;
   job->waiters = g_list_append (job->waiters, waiter);
@@ -342,6 +351,9 @@ static void
 job_fail_waiters (BgJob        *job,
                   const GError *error)
 {
+  g_assert (job != NULL);
+  g_assert (error != NULL);
+
   while (job->waiters != NULL)
     {
       Waiter *waiter = job->waiters->data;
@@ -398,61 +410,6 @@ reply_task_new (gpointer             source_object,
   g_task_set_source_tag (task, source_tag);
 
   return task;
-}
-
-/* --- Responses kept in the database ------------------------------------------------------ */
-
-static BgResponse *
-response_from_record (const BgStoreRecord *record,
-                      GFile               *file)
-{
-  g_autoptr(SoupMessageHeaders) headers = NULL;
-  g_autoptr(GError) error = NULL;
-
-  if (record->response_headers != NULL)
-    {
-      g_autoptr(GError) decode_error = NULL;
-
-      headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_RESPONSE);
-      if (!bg_http_decode_headers (record->response_headers, headers, &decode_error))
-        g_clear_pointer (&headers, soup_message_headers_unref);
-    }
-
-  if (record->error_domain != NULL)
-    error = g_error_new_literal (g_quark_from_string (record->error_domain),
-                                 record->error_code,
-                                 record->error_message ? record->error_message : "");
-
-  return bg_response_new (record->response_kind, record->identifier,
-                          record->response_status, record->response_reason,
-                          headers, file, record->response_body, error);
-}
-
-static void
-record_set_response (BgStoreRecord *record,
-                     BgResponse    *response)
-{
-  const GError *error = bg_response_get_error (response);
-  GBytes *body = bg_response_get_body (response);
-
-  record->has_response = TRUE;
-  record->response_kind = bg_response_get_kind (response);
-  record->response_status = bg_response_get_status (response);
-  g_free (record->response_reason);
-  record->response_reason = g_strdup (bg_response_get_reason (response));
-  g_free (record->response_headers);
-  record->response_headers = bg_http_encode_headers (bg_response_get_headers (response));
-  g_clear_pointer (&record->response_body, g_bytes_unref);
-  record->response_body = body ? g_bytes_ref (body) : NULL;
-  g_clear_pointer (&record->error_domain, g_free);
-  g_clear_pointer (&record->error_message, g_free);
-  record->error_code = 0;
-  if (error != NULL)
-    {
-      record->error_domain = g_strdup (g_quark_to_string (error->domain));
-      record->error_code = error->code;
-      record->error_message = g_strdup (error->message);
-    }
 }
 
 /* --- Attempts ------------------------------------------------------------------------------ */
@@ -635,6 +592,8 @@ job_blocked_by (BgJob  *job,
   BgStoreRecord *record = job->record;
   gint64 now = now_wall ();
 
+  g_assert (until != NULL);
+
   *until = 0;
 
   if (self->paused || record->paused)
@@ -723,6 +682,9 @@ job_wait (BgJob        *job,
           BgWaitReason  reason,
           gint64        until)
 {
+  g_assert (job != NULL);
+  g_assert (reason != BG_WAIT_REASON_NONE);
+
   job->record->state = BG_TASK_STATE_WAITING;
   /* A paused task has no attempt due; a retry time it had is kept for when it is unpaused. */
   bg_task_set_next_attempt_at (job->task,
@@ -767,6 +729,98 @@ engine_queue_insert (BgEngine *self,
     g_queue_insert_after (&self->queue, l, job);
 }
 
+/* The attempt that has just ended, or was about to start, does not count: the record and the
+ * task take it back, and the record is saved in @state. */
+static void
+job_uncount_attempt (BgJob       *job,
+                     BgTaskState  state)
+{
+  g_assert (job != NULL);
+  g_assert (job->record->attempts > 0);
+
+  job->record->attempts--;
+  job->record->state = state;
+  engine_save (job->engine, job->record);
+  bg_task_set_attempts (job->task, job->record->attempts);
+}
+
+/* What the attempt ended with: @response, or a timeout when the stall watchdog cut it off. */
+static BgResponse *
+job_attempt_outcome (BgJob      *job,
+                     BgResponse *response)
+{
+  g_autoptr(GError) error = NULL;
+  BgResponse *outcome;
+
+  g_assert (job != NULL);
+  g_assert (BG_IS_RESPONSE (response));
+
+  if (!job->stalled)
+    return g_object_ref (response);
+
+  error = g_error_new (BG_ERROR, BG_ERROR_TIMEOUT,
+                       _("No data moved for %u seconds"), job->engine->stall_timeout);
+  outcome = bg_job_make_response (job, BG_RESPONSE_RETRY, NULL, NULL, error);
+  job->stalled = FALSE;
+
+  return outcome;
+}
+
+/* Whether @outcome is a server never reached because the network went away under the attempt:
+ * a failure to retry, with no HTTP status, while the monitor says there is no network. */
+static gboolean
+job_lost_network (BgJob      *job,
+                  BgResponse *outcome)
+{
+  g_assert (job != NULL);
+  g_assert (BG_IS_RESPONSE (outcome));
+
+  return bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
+         bg_response_get_status (outcome) == 0 &&
+         !engine_network_available (job->engine);
+}
+
+/* Parks the job until its next attempt, when @outcome calls for a retry and the task has
+ * attempts (max-attempts) and time (retry-deadline) left for one: after the backoff, or after
+ * the server's Retry-After when that is longer.  Returns FALSE when the task is to finish with
+ * @outcome instead. */
+static gboolean
+job_schedule_retry (BgJob      *job,
+                    BgResponse *outcome)
+{
+  BgEngine *self;
+  gint64 delay_ms;
+  gint64 retry_after;
+  gint64 next;
+
+  g_assert (job != NULL);
+  g_assert (BG_IS_RESPONSE (outcome));
+
+  self = job->engine;
+
+  if (bg_response_get_kind (outcome) != BG_RESPONSE_RETRY ||
+      job->record->attempts >= self->max_attempts)
+    return FALSE;
+
+  delay_ms = engine_backoff_ms (self, job->record->attempts);
+  retry_after = bg_response_get_retry_after (outcome);
+  if (retry_after >= 0 && retry_after * 1000 > delay_ms)
+    delay_ms = retry_after * 1000;
+
+  next = now_wall () + delay_ms * 1000;
+  if (self->retry_deadline != 0 &&
+      next > job->record->created_at + (gint64) self->retry_deadline * G_USEC_PER_SEC)
+    return FALSE;
+
+  /* Stored before anyone is told, so a kill right after still finds it. */
+  job->record->next_attempt_at = next;
+  job->record->state = BG_TASK_STATE_WAITING;
+  engine_save (self, job->record);
+  job_wait (job, BG_WAIT_REASON_RETRY, next);
+
+  return TRUE;
+}
+
 void
 bg_job_attempt_finished (BgJob      *job,
                          BgResponse *response)
@@ -795,67 +849,26 @@ bg_job_attempt_finished (BgJob      *job,
        * of it is thrown away.  The next one picks up from the last checkpoint. */
       job->pausing = FALSE;
       job->stalled = FALSE;
-      job->record->attempts--;
-      job->record->state = BG_TASK_STATE_QUEUED;
-      engine_save (self, job->record);
-      bg_task_set_attempts (job->task, job->record->attempts);
+      job_uncount_attempt (job, BG_TASK_STATE_QUEUED);
       job_enqueue (job);
       return;
     }
   job->pausing = FALSE;
 
-  if (job->stalled)
-    {
-      g_autoptr(GError) error = NULL;
+  outcome = job_attempt_outcome (job, response);
 
-      error = g_error_new (BG_ERROR, BG_ERROR_TIMEOUT,
-                           _("No data moved for %u seconds"), self->stall_timeout);
-      outcome = bg_job_make_response (job, BG_RESPONSE_RETRY, NULL, NULL, error);
-      job->stalled = FALSE;
-    }
-  else
+  if (job_lost_network (job, outcome))
     {
-      outcome = g_object_ref (response);
-    }
-
-  if (bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
-      bg_response_get_status (outcome) == 0 && !engine_network_available (self))
-    {
-      /* The network went away under the attempt: that attempt does not count, and the task
-       * waits for the network instead of burning the next ones. */
-      job->record->attempts--;
-      job->record->state = BG_TASK_STATE_QUEUED;
-      engine_save (self, job->record);
-      bg_task_set_attempts (job->task, job->record->attempts);
+      /* That attempt does not count, and the task waits for the network instead of burning
+       * the next ones. */
+      job_uncount_attempt (job, BG_TASK_STATE_QUEUED);
       job->reachable = FALSE;
       job_enqueue (job);
       return;
     }
 
-  if (bg_response_get_kind (outcome) == BG_RESPONSE_RETRY &&
-      job->record->attempts < self->max_attempts)
-    {
-      gint64 delay_ms = engine_backoff_ms (self, job->record->attempts);
-      gint64 retry_after = bg_response_get_retry_after (outcome);
-      gint64 next;
-
-      if (retry_after >= 0 && retry_after * 1000 > delay_ms)
-        delay_ms = retry_after * 1000;
-
-      next = now_wall () + delay_ms * 1000;
-      if (self->retry_deadline == 0 ||
-          next <= job->record->created_at + (gint64) self->retry_deadline * G_USEC_PER_SEC)
-        {
-          /* Stored before anyone is told, so a kill right after still finds it. */
-          job->record->next_attempt_at = next;
-          job->record->state = BG_TASK_STATE_WAITING;
-          engine_save (self, job->record);
-          job_wait (job, BG_WAIT_REASON_RETRY, next);
-          return;
-        }
-    }
-
-  job_finish (job, outcome);
+  if (!job_schedule_retry (job, outcome))
+    job_finish (job, outcome);
 }
 
 static void
@@ -865,12 +878,14 @@ job_finish (BgJob      *job,
   BgEngine *self = job->engine;
   g_autoptr(BgJob) hold = bg_job_ref (job);
 
+  g_assert (BG_IS_RESPONSE (response));
+
   if (bg_response_get_kind (response) != BG_RESPONSE_SUCCESS)
     self->transfer->discard (job);
 
   job->record->state = BG_TASK_STATE_FINISHED;
   job->record->next_attempt_at = 0;
-  record_set_response (job->record, response);
+  bg_store_record_set_response (job->record, response);
   engine_save (self, job->record);
 
   clear_source (&job->retry_source);
@@ -922,6 +937,45 @@ encoded_has_credentials (const char *encoded)
   return FALSE;
 }
 
+/* @encoded headers without their credential headers, encoded again; NULL when they do not
+ * decode.  *@names is then @withheld (a comma-separated list of header names, or NULL) with the
+ * names of the headers left out added. */
+static char *
+encoded_without_credentials (const char  *encoded,
+                             const char  *withheld,
+                             char       **names)
+{
+  g_autoptr(SoupMessageHeaders) headers = NULL;
+  g_autoptr(SoupMessageHeaders) kept = NULL;
+  g_autoptr(GString) left_out = NULL;
+  SoupMessageHeadersIter iter;
+  const char *name;
+  const char *value;
+
+  g_assert (encoded != NULL);
+  g_assert (names != NULL);
+
+  headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+  if (!bg_http_decode_headers (encoded, headers, NULL))
+    return NULL;
+
+  kept = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
+  left_out = g_string_new (withheld);
+  soup_message_headers_iter_init (&iter, headers);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    {
+      if (!bg_http_is_credential_header (name))
+        soup_message_headers_append (kept, name, value);
+      else if (!soup_header_contains (left_out->str, name))
+        g_string_append_printf (left_out, "%s%s", left_out->len > 0 ? ", " : "", name);
+    }
+
+  g_free (*names);
+  *names = g_string_free (g_steal_pointer (&left_out), FALSE);
+
+  return bg_http_encode_headers (kept);
+}
+
 /* Unless the task keeps its credentials, takes them out of @record's request: its uri loses
  * the password and its request_headers the Authorization, Proxy-Authorization and Cookie
  * headers, and the record notes what it lost.  The whole request, to be kept in memory, replaces
@@ -934,8 +988,12 @@ record_withhold_credentials (BgStoreRecord  *record,
 {
   g_autofree char *stored_uri = NULL;
   g_autofree char *stored_headers = NULL;
-  g_autoptr(GString) names = NULL;
+  g_autofree char *names = NULL;
   gboolean hidden = FALSE;
+
+  g_assert (record != NULL);
+  g_assert (full_uri != NULL);
+  g_assert (full_headers != NULL);
 
   if (record->keep_credentials)
     return FALSE;
@@ -945,29 +1003,8 @@ record_withhold_credentials (BgStoreRecord  *record,
     g_clear_pointer (&stored_uri, g_free);
 
   if (encoded_has_credentials (record->request_headers))
-    {
-      g_autoptr(SoupMessageHeaders) headers = NULL;
-      g_autoptr(SoupMessageHeaders) kept = NULL;
-      SoupMessageHeadersIter iter;
-      const char *name;
-      const char *value;
-
-      headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
-      kept = soup_message_headers_new (SOUP_MESSAGE_HEADERS_REQUEST);
-      if (bg_http_decode_headers (record->request_headers, headers, NULL))
-        {
-          names = g_string_new (record->withheld_headers);
-          soup_message_headers_iter_init (&iter, headers);
-          while (soup_message_headers_iter_next (&iter, &name, &value))
-            {
-              if (!bg_http_is_credential_header (name))
-                soup_message_headers_append (kept, name, value);
-              else if (!soup_header_contains (names->str, name))
-                g_string_append_printf (names, "%s%s", names->len > 0 ? ", " : "", name);
-            }
-          stored_headers = bg_http_encode_headers (kept);
-        }
-    }
+    stored_headers = encoded_without_credentials (record->request_headers,
+                                                  record->withheld_headers, &names);
 
   if (stored_uri == NULL && stored_headers == NULL)
     return FALSE;
@@ -989,7 +1026,7 @@ record_withhold_credentials (BgStoreRecord  *record,
       g_free (record->request_headers);
       record->request_headers = g_steal_pointer (&stored_headers);
       g_free (record->withheld_headers);
-      record->withheld_headers = g_string_free (g_steal_pointer (&names), FALSE);
+      record->withheld_headers = g_steal_pointer (&names);
     }
 
   return TRUE;
@@ -1004,6 +1041,8 @@ job_lacks_credentials (BgJob       *job,
 {
   BgStoreRecord *record = job->record;
   SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
+
+  g_assert (SOUP_IS_MESSAGE (msg));
 
   if (job->request_uri != NULL || job->request_headers != NULL ||
       (record->withheld_headers == NULL && !record->withheld_password))
@@ -1038,15 +1077,14 @@ job_wait_for_credentials (BgJob *job)
 {
   BgEngine *self = job->engine;
 
+  g_assert (job->running);
+
   bg_job_set_attempt_data (job, NULL, NULL);
   g_clear_object (&job->cancellable);
   job->running = FALSE;
   self->n_running--;
 
-  job->record->attempts--;
-  job->record->state = BG_TASK_STATE_WAITING;
-  engine_save (self, job->record);
-  bg_task_set_attempts (job->task, job->record->attempts);
+  job_uncount_attempt (job, BG_TASK_STATE_WAITING);
   job_wait (job, BG_WAIT_REASON_CREDENTIALS, 0);
 
   /* The reference the attempt held. */
@@ -1059,6 +1097,8 @@ job_start_attempt (BgJob *job)
   BgEngine *self = job->engine;
   g_autoptr(SoupMessage) msg = NULL;
   g_autoptr(GError) error = NULL;
+
+  g_assert (!job->running);
 
   job->running = TRUE;
   self->n_running++;
@@ -1249,6 +1289,8 @@ job_options_changed_cb (BgTask     *task,
 {
   BgStoreRecord *record = job->record;
   g_autoptr(GDateTime) earliest = NULL;
+
+  g_assert (job->task == task);
 
   if (!g_str_equal (pspec->name, "allow-metered") &&
       !g_str_equal (pspec->name, "discretionary") &&
@@ -1443,7 +1485,7 @@ bg_engine_finalize (GObject *object)
 {
   BgEngine *self = (BgEngine *)object;
 
-  engine_unlist (self);
+  open_engines_remove (self);
   g_clear_pointer (&self->kept, g_hash_table_unref);
   g_clear_object (&self->tasks);
   g_clear_object (&self->network_monitor);
@@ -1729,11 +1771,8 @@ validate_identifier (const char  *identifier,
   return TRUE;
 }
 
-/* Brings @record (taken) from the database into this run: its task joins the list, and either
- * holds its stored result or is carried on.  *@uncollected says whether it holds a result that
- * an earlier run never collected. */
-/* Makes the job of a record loaded from the database and puts it in the table (and in the list,
- * or in @listed for the caller to add). */
+/* Makes the job of @record (taken), loaded from the database, and puts it in the table (and in
+ * the list, or in @listed for the caller to add).  job_carry_on() then carries it on. */
 static BgJob *
 engine_adopt_record (BgEngine      *self,
                      BgStoreRecord *record,
@@ -1762,7 +1801,7 @@ job_carry_on (BgJob *job)
 
   if (job->record->state == BG_TASK_STATE_FINISHED)
     {
-      response = response_from_record (job->record, job->file);
+      response = bg_store_record_dup_response (job->record, job->file);
       bg_task_set_response (job->task, response);
       bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
       return TRUE;
@@ -1785,6 +1824,8 @@ engine_find_job (BgEngine    *self,
   BgStoreRecord *record;
   BgJob *job;
 
+  g_assert (identifier != NULL);
+
   job = g_hash_table_lookup (self->jobs, identifier);
   if (job != NULL)
     return job;
@@ -1803,6 +1844,9 @@ static void
 record_set_request (BgStoreRecord *record,
                     SoupMessage   *request)
 {
+  g_assert (record != NULL);
+  g_assert (SOUP_IS_MESSAGE (request));
+
   g_free (record->method);
   record->method = g_strdup (soup_message_get_method (request));
   g_free (record->uri);
@@ -1817,7 +1861,11 @@ static gboolean
 same_file (const char *path,
            GFile      *file)
 {
-  g_autofree char *other = g_file_get_path (file);
+  g_autofree char *other = NULL;
+
+  g_assert (G_IS_FILE (file));
+
+  other = g_file_get_path (file);
 
   return other != NULL && g_strcmp0 (path, other) == 0;
 }
@@ -1845,6 +1893,9 @@ record_set_options (BgStoreRecord *record,
 {
   GDateTime *earliest_start = bg_task_options_get_earliest_start (options);
 
+  g_assert (record != NULL);
+  g_assert (BG_IS_TASK_OPTIONS (options));
+
   record->allow_metered = bg_task_options_get_allow_metered (options);
   record->discretionary = bg_task_options_get_discretionary (options);
   record->priority = bg_task_options_get_priority (options);
@@ -1853,6 +1904,124 @@ record_set_options (BgStoreRecord *record,
   g_free (record->expected_sha256);
   record->expected_sha256 = g_strdup (bg_task_options_get_expected_sha256 (options));
   record->keep_credentials = bg_task_options_get_keep_credentials (options);
+}
+
+/* A call for a task that this run already has: it waits for the task's result, or has it at
+ * once when the task has finished.  Later attempts use the newest request.  A task for another
+ * file is a conflict. */
+static void
+job_join (BgJob         *job,
+          GTask         *task,
+          SoupMessage   *request,
+          GFile         *file,
+          BgTaskOptions *options)
+{
+  g_assert (job != NULL);
+  g_assert (G_IS_TASK (task));
+  g_assert (SOUP_IS_MESSAGE (request));
+  g_assert (G_IS_FILE (file));
+
+  if (!same_file (job->record->file_path, file))
+    {
+      g_autofree char *path = g_file_get_parse_name (file);
+
+      g_task_return_new_error (task, BG_ERROR, BG_ERROR_CONFLICT,
+                               _("The identifier “%s” is already used by a task for “%s”, "
+                                 "not “%s”"),
+                               job->record->identifier, job->record->file_path, path);
+      return;
+    }
+
+  if (job->record->state == BG_TASK_STATE_FINISHED)
+    {
+      BgResponse *response = bg_task_get_response (job->task);
+
+      g_task_return_pointer (task, g_object_ref (response), g_object_unref);
+      return;
+    }
+
+  record_set_request (job->record, request);
+  g_clear_pointer (&job->request_uri, g_free);
+  g_clear_pointer (&job->request_headers, g_free);
+  record_withhold_credentials (job->record, &job->request_uri, &job->request_headers);
+  bg_task_set_uri (job->task, job->record->uri);
+  engine_save (job->engine, job->record);
+  if (options != NULL)
+    bg_task_apply_options (job->task, options);
+  job_add_waiter (job, task);
+
+  /* The request may carry the credentials the task waits for: look now. */
+  if (job->record->state == BG_TASK_STATE_WAITING &&
+      bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
+    job_enqueue (job);
+}
+
+/* The record of a new task, with its request and @options.  Unless the task keeps its
+ * credentials they are left out of the record, and the whole request goes to *@full_uri and
+ * *@full_headers. */
+static BgStoreRecord *
+engine_new_record (BgEngine       *self,
+                   const char     *identifier,
+                   SoupMessage    *request,
+                   BgTaskOptions  *options,
+                   char          **full_uri,
+                   char          **full_headers)
+{
+  BgStoreRecord *record = bg_store_record_new ();
+  gint64 now = now_wall ();
+
+  g_assert (identifier != NULL);
+  g_assert (SOUP_IS_MESSAGE (request));
+
+  record->identifier = g_strdup (identifier);
+  record->kind = self->kind;
+  record->state = BG_TASK_STATE_QUEUED;
+  record->total = -1;
+  record->source_size = -1;
+  record->created_at = now;
+  record->updated_at = now;
+  record_set_request (record, request);
+  if (options != NULL)
+    record_set_options (record, options);
+  record_withhold_credentials (record, full_uri, full_headers);
+
+  return record;
+}
+
+/* A new task: its record is committed before the call returns to the main loop, and it
+ * queues. */
+static void
+engine_submit_new (BgEngine      *self,
+                   GTask         *task,
+                   SoupMessage   *request,
+                   GFile         *file,
+                   const char    *identifier,
+                   BgTaskOptions *options)
+{
+  g_autoptr(BgStoreRecord) record = NULL;
+  g_autofree char *full_uri = NULL;
+  g_autofree char *full_headers = NULL;
+  g_autoptr(GError) error = NULL;
+  BgJob *job;
+
+  g_assert (G_IS_TASK (task));
+  g_assert (G_IS_FILE (file));
+
+  record = engine_new_record (self, identifier, request, options, &full_uri, &full_headers);
+
+  if (!self->transfer->prepare_new (self, record, file, &error) ||
+      !bg_store_save (self->store, record, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  job = bg_job_new (self, g_steal_pointer (&record));
+  job->request_uri = g_steal_pointer (&full_uri);
+  job->request_headers = g_steal_pointer (&full_headers);
+  engine_add_job (self, job, NULL);
+  job_add_waiter (job, task);
+  job_enqueue (job);
 }
 
 void
@@ -1890,82 +2059,9 @@ bg_engine_submit_async (BgEngine            *self,
     }
 
   if (job != NULL)
-    {
-      if (!same_file (job->record->file_path, file))
-        {
-          g_autofree char *path = g_file_get_parse_name (file);
-
-          g_task_return_new_error (task, BG_ERROR, BG_ERROR_CONFLICT,
-                                   _("The identifier “%s” is already used by a task for “%s”, "
-                                     "not “%s”"),
-                                   identifier, job->record->file_path, path);
-          return;
-        }
-
-      if (job->record->state == BG_TASK_STATE_FINISHED)
-        {
-          BgResponse *response = bg_task_get_response (job->task);
-
-          g_task_return_pointer (task, g_object_ref (response), g_object_unref);
-          return;
-        }
-
-      /* Join the task; later attempts use the newest request. */
-      record_set_request (job->record, request);
-      g_clear_pointer (&job->request_uri, g_free);
-      g_clear_pointer (&job->request_headers, g_free);
-      record_withhold_credentials (job->record, &job->request_uri, &job->request_headers);
-      bg_task_set_uri (job->task, job->record->uri);
-      engine_save (self, job->record);
-      if (options != NULL)
-        bg_task_apply_options (job->task, options);
-      job_add_waiter (job, task);
-
-      /* The request may carry the credentials the task waits for: look now. */
-      if (job->record->state == BG_TASK_STATE_WAITING &&
-          bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
-        job_enqueue (job);
-      return;
-    }
-
-  {
-    g_autoptr(BgStoreRecord) record = bg_store_record_new ();
-    g_autofree char *full_uri = NULL;
-    g_autofree char *full_headers = NULL;
-    gint64 now = now_wall ();
-
-    record->identifier = g_strdup (identifier);
-    record->kind = self->kind;
-    record->state = BG_TASK_STATE_QUEUED;
-    record->total = -1;
-    record->source_size = -1;
-    record->created_at = now;
-    record->updated_at = now;
-    record_set_request (record, request);
-    if (options != NULL)
-      record_set_options (record, options);
-    record_withhold_credentials (record, &full_uri, &full_headers);
-
-    if (!self->transfer->prepare_new (self, record, file, &error))
-      {
-        g_task_return_error (task, g_steal_pointer (&error));
-        return;
-      }
-
-    /* Committed before we return to the main loop. */
-    if (!bg_store_save (self->store, record, &error))
-      {
-        g_task_return_error (task, g_steal_pointer (&error));
-        return;
-      }
-
-    job = bg_job_new (self, g_steal_pointer (&record));
-    job->request_uri = g_steal_pointer (&full_uri);
-    job->request_headers = g_steal_pointer (&full_headers);
-    engine_add_job (self, job, NULL);
-    job_add_waiter (job, task);
-    job_enqueue (job);
-  }
+    job_join (job, task, request, file, options);
+  else
+    engine_submit_new (self, task, request, file, identifier, options);
 }
 
 /* Returns the response and marks it collected: its record is deleted. */
@@ -2016,6 +2112,8 @@ restore_loaded_cb (GObject      *object,
   g_autoptr(GPtrArray) adopted = NULL;
   g_autoptr(GPtrArray) listed = NULL;
   g_autoptr(GError) error = NULL;
+
+  g_assert (BG_IS_ENGINE (self));
 
   records = bg_store_load_all_finish (BG_STORE (object), result, &error);
   if (records == NULL)
@@ -2233,68 +2331,8 @@ bg_engine_set_keep_finished (BgEngine *self,
     }
 }
 
-/* --- Sessions ------------------------------------------------------------------------------ */
+/* --- Sharing one engine per database ------------------------------------------------------- */
 
-gboolean
-bg_engine_validate_session_id (const char  *session_id,
-                               GError     **error)
-{
-  gsize len = session_id ? strlen (session_id) : 0;
-
-  if (len == 0 || len > 200)
-    {
-      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                   _("The session id must be 1 to 200 characters long"));
-      return FALSE;
-    }
-
-  for (gsize i = 0; i < len; i++)
-    {
-      char c = session_id[i];
-
-      if (!g_ascii_isalnum (c) && c != '.' && c != '_' && c != '-')
-        {
-          g_autofree char *shown = g_utf8_make_valid (session_id, -1);
-
-          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                       _("The session id “%s” may only contain letters, digits, “.”, “_” and "
-                         "“-”"),
-                       shown);
-          return FALSE;
-        }
-    }
-
-  if (strcmp (session_id, ".") == 0 || strcmp (session_id, "..") == 0)
-    {
-      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                   _("The session id “%s” is not a usable name"), session_id);
-      return FALSE;
-    }
-
-  return TRUE;
-}
-
-char *
-bg_engine_default_database_path (const char *session_id)
-{
-  g_autofree char *name = g_strconcat (session_id, ".sqlite", NULL);
-
-  return g_build_filename (g_get_user_data_dir (), "bg-glib", name, NULL);
-}
-
-SoupSession *
-bg_engine_new_soup_session (void)
-{
-  return g_object_new (SOUP_TYPE_SESSION,
-                       "user-agent", "bg-glib/" PACKAGE_VERSION " ",
-                       "max-conns", 64,
-                       "max-conns-per-host", 32,
-                       "timeout", 0,
-                       NULL);
-}
-
-/* Everything a front end does in GInitable.init: checks the session id, opens the shared
- * database (creating its folder privately) and makes the engine. */
 /* The engines of this process, so that two task queues of one kind on one database share
  * one engine and a task never runs twice.  Not owned: an engine leaves the list when its last
  * user releases it, or when it is finalised. */
@@ -2302,11 +2340,23 @@ static GMutex open_engines_mutex;
 static GList *open_engines;
 
 static void
-engine_unlist (BgEngine *self)
+open_engines_add (BgEngine *self)
 {
-  g_mutex_lock (&open_engines_mutex);
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_engines_mutex);
+
+  g_assert (BG_IS_ENGINE (self));
+
+  open_engines = g_list_prepend (open_engines, self);
+}
+
+static void
+open_engines_remove (BgEngine *self)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_engines_mutex);
+
+  g_assert (BG_IS_ENGINE (self));
+
   open_engines = g_list_remove (open_engines, self);
-  g_mutex_unlock (&open_engines_mutex);
 }
 
 /* Finds the engine of @kind on @store that this process already runs, with one more user. */
@@ -2317,6 +2367,8 @@ engine_find_open (BgTaskKind   kind,
 {
   g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_engines_mutex);
   g_autoptr(GMainContext) context = g_main_context_ref_thread_default ();
+
+  g_assert (BG_IS_STORE (store));
 
   for (GList *l = open_engines; l != NULL; l = l->next)
     {
@@ -2338,41 +2390,6 @@ engine_find_open (BgTaskKind   kind,
     }
 
   return NULL;
-}
-
-/* Opens the database of @session_id, at @database_path or its default path (returned in
- * @path_used).  Only files and the store: it may run on any thread. */
-BgStore *
-bg_engine_open_store (const char  *session_id,
-                      const char  *database_path,
-                      char       **path_used,
-                      GError     **error)
-{
-  g_autofree char *path = NULL;
-  g_autofree char *dir = NULL;
-  BgStore *store;
-
-  if (!bg_engine_validate_session_id (session_id, error))
-    return NULL;
-
-  path = database_path != NULL ? g_strdup (database_path)
-                               : bg_engine_default_database_path (session_id);
-  dir = g_path_get_dirname (path);
-  if (g_mkdir_with_parents (dir, 0700) != 0)
-    {
-      int saved_errno = errno;
-
-      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Cannot create the folder “%s” for the task database: %s"),
-                   dir, g_strerror (saved_errno));
-      return NULL;
-    }
-
-  store = bg_store_open (path, error);
-  if (store != NULL && path_used != NULL)
-    *path_used = g_steal_pointer (&path);
-
-  return store;
 }
 
 /* The engine for @kind on @store: the one this process already runs on it, with one more use,
@@ -2398,7 +2415,7 @@ bg_engine_acquire_store (BgTaskKind        kind,
       return engine;
     }
 
-  session = soup_session ? g_object_ref (soup_session) : bg_engine_new_soup_session ();
+  session = soup_session ? g_object_ref (soup_session) : bg_http_default_session_new ();
   power = g_power_profile_monitor_dup_default ();
 
   engine = bg_engine_new (kind, store, session);
@@ -2406,10 +2423,7 @@ bg_engine_acquire_store (BgTaskKind        kind,
                           network_monitor ? network_monitor : g_network_monitor_get_default (),
                           power);
   engine->users = 1;
-
-  g_mutex_lock (&open_engines_mutex);
-  open_engines = g_list_prepend (open_engines, engine);
-  g_mutex_unlock (&open_engines_mutex);
+  open_engines_add (engine);
 
   return engine;
 }
@@ -2426,7 +2440,7 @@ bg_engine_release (BgEngine *self)
   if (--self->users > 0)
     return;
 
-  engine_unlist (self);
+  open_engines_remove (self);
   bg_engine_shutdown (self);
 }
 

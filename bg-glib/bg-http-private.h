@@ -42,5 +42,6 @@ char           *bg_http_uri_hide_password    (const char          *uri,
 void            bg_http_copy_request_headers (SoupMessageHeaders  *from,
                                               SoupMessageHeaders  *to,
                                               gboolean             same_origin);
+SoupSession    *bg_http_default_session_new  (void);
 
 G_END_DECLS

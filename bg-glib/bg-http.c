@@ -529,3 +529,16 @@ bg_http_copy_request_headers (SoupMessageHeaders *from,
       soup_message_headers_append (to, name, value);
     }
 }
+
+/* The session a task queue uses when the app gives none.  It has no I/O timeout: an attempt
+ * that stops moving bytes is for the engine's stall watchdog to end (BgTaskQueue:stall-timeout). */
+SoupSession *
+bg_http_default_session_new (void)
+{
+  return g_object_new (SOUP_TYPE_SESSION,
+                       "user-agent", "bg-glib/" PACKAGE_VERSION " ",
+                       "max-conns", 64,
+                       "max-conns-per-host", 32,
+                       "timeout", 0,
+                       NULL);
+}

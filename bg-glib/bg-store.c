@@ -517,6 +517,9 @@ bind_record (GdaSet               *params,
              const BgStoreRecord  *record,
              GError              **error)
 {
+  g_assert (GDA_IS_SET (params));
+  g_assert (record != NULL);
+
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
     {
       const Column *column = &columns[i];
@@ -565,6 +568,8 @@ bind_key (GdaSet      *params,
           const char  *identifier,
           GError     **error)
 {
+  g_assert (GDA_IS_SET (params));
+
   if (!bind_int64 (params, "kind", kind, error))
     return FALSE;
 
@@ -623,6 +628,8 @@ record_from_row (GdaDataModel  *model,
                  GError       **error)
 {
   g_autoptr(BgStoreRecord) record = g_new0 (BgStoreRecord, 1);
+
+  g_assert (GDA_IS_DATA_MODEL (model));
 
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
     {
@@ -832,6 +839,9 @@ identify_file (const char  *path,
 {
   struct stat st;
 
+  g_assert (path != NULL);
+  g_assert (key != NULL);
+
   *key = NULL;
 
   if (lstat (path, &st) != 0)
@@ -865,6 +875,77 @@ identify_file (const char  *path,
   return TRUE;
 }
 
+/* Opens the database file at @path for writing, never through a symbolic link; when it is
+ * missing and @may_create, creates it with mode 0600.  Returns the descriptor, or -1 with
+ * @error set. */
+static int
+open_or_create (const char  *path,
+                gboolean     may_create,
+                GError     **error)
+{
+  int fd;
+  int saved_errno;
+
+  g_assert (path != NULL);
+
+  fd = open (path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0 && errno == ENOENT && may_create)
+    {
+      fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+      if (fd < 0)
+        {
+          saved_errno = errno;
+          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                       _("Could not create task database “%s”: %s"),
+                       path, g_strerror (saved_errno));
+          return -1;
+        }
+
+      /* The umask may have left out bits of 0600; it may not add any. */
+      (void) fchmod (fd, 0600);
+    }
+
+  if (fd >= 0)
+    return fd;
+
+  saved_errno = errno;
+  if (saved_errno == ELOOP)
+    set_link_error (error, path);
+  else if (saved_errno == EACCES || saved_errno == EPERM || saved_errno == EROFS ||
+           saved_errno == ETXTBSY)
+    g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                 _("Task database “%s” is read-only: %s"), path, g_strerror (saved_errno));
+  else
+    g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                 _("Could not open task database “%s”: %s"), path, g_strerror (saved_errno));
+
+  return -1;
+}
+
+/* Takes the lock that keeps other processes off the database (see bg_store_open_file()). */
+static gboolean
+lock_file (int          fd,
+           const char  *path,
+           GError     **error)
+{
+  int saved_errno;
+
+  g_assert (fd >= 0);
+
+  if (flock (fd, LOCK_EX | LOCK_NB) == 0)
+    return TRUE;
+
+  saved_errno = errno;
+  if (saved_errno == EWOULDBLOCK)
+    g_set_error (error, BG_ERROR, BG_ERROR_BUSY,
+                 _("Task database “%s” is in use by another process"), path);
+  else
+    g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                 _("Could not lock task database “%s”: %s"), path, g_strerror (saved_errno));
+
+  return FALSE;
+}
+
 /* Opens the database file for writing, creating it when it is missing, and locks it: one process
  * per database.
  *
@@ -894,42 +975,12 @@ bg_store_open_file (BgStore     *self,
 {
   struct stat st;
 
-  self->fd = open (self->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-  if (self->fd < 0 && errno == ENOENT && expected_key == NULL)
-    {
-      self->fd = open (self->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-                       0600);
-      if (self->fd < 0)
-        {
-          int saved_errno = errno;
+  g_assert (BG_IS_STORE (self));
+  g_assert (size != NULL);
 
-          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                       _("Could not create task database “%s”: %s"),
-                       self->path, g_strerror (saved_errno));
-          return FALSE;
-        }
-
-      /* The umask may have left out bits of 0600; it may not add any. */
-      (void) fchmod (self->fd, 0600);
-    }
-
+  self->fd = open_or_create (self->path, expected_key == NULL, error);
   if (self->fd < 0)
-    {
-      int saved_errno = errno;
-
-      if (saved_errno == ELOOP)
-        set_link_error (error, self->path);
-      else if (saved_errno == EACCES || saved_errno == EPERM || saved_errno == EROFS ||
-               saved_errno == ETXTBSY)
-        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                     _("Task database “%s” is read-only: %s"),
-                     self->path, g_strerror (saved_errno));
-      else
-        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                     _("Could not open task database “%s”: %s"),
-                     self->path, g_strerror (saved_errno));
-      return FALSE;
-    }
+    return FALSE;
 
   if (fstat (self->fd, &st) != 0 || !S_ISREG (st.st_mode))
     {
@@ -946,19 +997,8 @@ bg_store_open_file (BgStore     *self,
       return FALSE;
     }
 
-  if (flock (self->fd, LOCK_EX | LOCK_NB) != 0)
-    {
-      int saved_errno = errno;
-
-      if (saved_errno == EWOULDBLOCK)
-        g_set_error (error, BG_ERROR, BG_ERROR_BUSY,
-                     _("Task database “%s” is in use by another process"), self->path);
-      else
-        g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                     _("Could not lock task database “%s”: %s"),
-                     self->path, g_strerror (saved_errno));
-      return FALSE;
-    }
+  if (!lock_file (self->fd, self->path, error))
+    return FALSE;
 
   *size = st.st_size;
 
@@ -996,6 +1036,8 @@ bg_store_check_header (BgStore  *self,
   guint32 page_size;
   guint32 n_pages;
   gssize n_read;
+
+  g_assert (self->fd >= 0);
 
   if (size == 0)
     return TRUE;
@@ -1060,6 +1102,8 @@ bg_store_open_connection (BgStore  *self,
   g_autoptr(GError) local_error = NULL;
   g_autofree char *key = NULL;
   GdaConnection *cnc;
+
+  g_assert (self->key != NULL);
 
   cnc = gda_connection_open_from_string ("SQLite", cnc_string, NULL,
                                          GDA_CONNECTION_OPTIONS_NONE, &local_error);
@@ -1136,6 +1180,8 @@ query_int64 (BgStore     *self,
   GType types[] = { G_TYPE_INT64, G_TYPE_NONE };
   const GValue *value;
 
+  g_assert (result != NULL);
+
   stmt = gda_connection_parse_sql_string (self->cnc, sql, NULL, error);
   if (stmt == NULL)
     return FALSE;
@@ -1165,6 +1211,9 @@ execute_statement (GdaConnection  *cnc,
 {
   g_autoptr(GObject) result = NULL;
 
+  g_assert (GDA_IS_CONNECTION (cnc));
+  g_assert (GDA_IS_STATEMENT (stmt));
+
   result = gda_connection_statement_execute (cnc, stmt, NULL,
                                              GDA_STATEMENT_MODEL_RANDOM_ACCESS, NULL, error);
   if (result == NULL)
@@ -1180,6 +1229,8 @@ run_sql (GdaConnection  *cnc,
 {
   g_autoptr(GdaStatement) stmt = NULL;
 
+  g_assert (GDA_IS_CONNECTION (cnc));
+
   stmt = gda_connection_parse_sql_string (cnc, sql, NULL, error);
   if (stmt == NULL)
     return FALSE;
@@ -1192,6 +1243,8 @@ run_sql (GdaConnection  *cnc,
 static char *
 first_problem (GPtrArray *problems)
 {
+  g_assert (problems != NULL);
+
   for (guint i = 0; i < problems->len; i++)
     {
       const char *row = g_ptr_array_index (problems, i);
@@ -1259,6 +1312,8 @@ read_only_query (sqlite3     *db,
   g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func (g_free);
   int rc;
 
+  g_assert (db != NULL);
+
   rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
   if (rc == SQLITE_OK)
     {
@@ -1283,6 +1338,8 @@ read_only_query_int64 (sqlite3     *db,
 {
   g_autoptr(GPtrArray) values = read_only_query (db, sql, error);
 
+  g_assert (result != NULL);
+
   if (values == NULL)
     return FALSE;
 
@@ -1297,37 +1354,39 @@ read_only_query_int64 (sqlite3     *db,
   return TRUE;
 }
 
-/* Everything here only reads: a database that is refused must be left exactly as it was.
- * @is_empty: the database is a file of 0 bytes with no -wal, that is, a new one. */
-static gboolean
-bg_store_check (BgStore   *self,
-                gboolean   is_empty,
-                gint64    *version,
-                GError   **error)
+/* A connection of SQLite's own to the database, read-only (see read_only_uri()). */
+static sqlite3 *
+read_only_open (BgStore  *self,
+                GError  **error)
 {
-  g_autofree char *uri = NULL;
+  g_autofree char *uri = read_only_uri (self);
   g_autoptr(sqlite3) db = NULL;
-  g_autoptr(GError) local_error = NULL;
-  g_autoptr(GPtrArray) problems = NULL;
-  g_autoptr(GPtrArray) names = NULL;
-  g_autoptr(GHashTable) present = NULL;
-  gint64 n_objects = 0;
 
-  *version = 0;
-  if (is_empty)
-    return TRUE;
-
-  uri = read_only_uri (self);
   if (sqlite3_open_v2 (uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOFOLLOW,
                        NULL) != SQLITE_OK)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be opened: %s"),
                    self->path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
-      return FALSE;
+      return NULL;
     }
   /* As libgda does; with the lock taken only a program that is not bg-glib could be writing. */
   sqlite3_busy_timeout (db, 500);
+
+  return g_steal_pointer (&db);
+}
+
+/* Reads the schema version into @version: one this code understands, or 0 for none. */
+static gboolean
+check_schema_version (BgStore  *self,
+                      sqlite3  *db,
+                      gint64   *version,
+                      GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_assert (db != NULL);
+  g_assert (version != NULL);
 
   if (!read_only_query_int64 (db, "PRAGMA user_version", version, &local_error))
     {
@@ -1354,9 +1413,22 @@ bg_store_check (BgStore   *self,
       return FALSE;
     }
 
-  /* Reads every page of the file and checks the structure of each b-tree, in time proportional
-   * to the size: a damaged page is found here, not by the engine halfway through a transfer.
-   * (It leaves out the index cross-checks of a full integrity_check, which cost far more.) */
+  return TRUE;
+}
+
+/* Reads every page of the file and checks the structure of each b-tree, in time proportional to
+ * the size: a damaged page is found here, not by the engine halfway through a transfer.  (It
+ * leaves out the index cross-checks of a full integrity_check, which cost far more.) */
+static gboolean
+check_integrity (BgStore  *self,
+                 sqlite3  *db,
+                 GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) problems = NULL;
+
+  g_assert (db != NULL);
+
   problems = read_only_query (db, "PRAGMA quick_check", &local_error);
   if (problems == NULL)
     {
@@ -1374,26 +1446,51 @@ bg_store_check (BgStore   *self,
       return FALSE;
     }
 
-  if (*version == 0)
+  return TRUE;
+}
+
+/* A file that SQLite can read, with no schema version: it is ours only if it is empty. */
+static gboolean
+check_unversioned_is_empty (BgStore  *self,
+                            sqlite3  *db,
+                            GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  gint64 n_objects = 0;
+
+  g_assert (db != NULL);
+
+  if (!read_only_query_int64 (db, "SELECT count(*) FROM sqlite_master", &n_objects,
+                              &local_error))
     {
-      /* A file that SQLite can read, with no schema version: it is ours only if it is empty. */
-      if (!read_only_query_int64 (db, "SELECT count(*) FROM sqlite_master", &n_objects,
-                                  &local_error))
-        {
-          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                       _("Task database “%s” cannot be read: %s"),
-                       self->path, local_error->message);
-          return FALSE;
-        }
-      if (n_objects > 0)
-        {
-          g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                       _("“%s” is an SQLite database, but not a bg-glib task database"),
-                       self->path);
-          return FALSE;
-        }
-      return TRUE;
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” cannot be read: %s"),
+                   self->path, local_error->message);
+      return FALSE;
     }
+  if (n_objects > 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("“%s” is an SQLite database, but not a bg-glib task database"),
+                   self->path);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* The tasks table has every column that schema @version brought (see columns[]). */
+static gboolean
+check_columns (BgStore  *self,
+               sqlite3  *db,
+               gint64    version,
+               GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(GHashTable) present = NULL;
+
+  g_assert (db != NULL);
 
   names = read_only_query (db, "SELECT name FROM pragma_table_info ('tasks')", &local_error);
   if (names == NULL)
@@ -1410,21 +1507,50 @@ bg_store_check (BgStore   *self,
 
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
     {
-      if (columns[i].since > *version || g_hash_table_contains (present, columns[i].name))
+      if (columns[i].since > version || g_hash_table_contains (present, columns[i].name))
         continue;
 
       if (names->len == 0)
         g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                      _("Task database “%s” (schema %d) has no tasks table"),
-                     self->path, (int) *version);
+                     self->path, (int) version);
       else
         g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                      _("Task database “%s” (schema %d) lacks the column “%s” of its tasks table"),
-                     self->path, (int) *version, columns[i].name);
+                     self->path, (int) version, columns[i].name);
       return FALSE;
     }
 
   return TRUE;
+}
+
+/* Everything here only reads: a database that is refused must be left exactly as it was.
+ * @is_empty: the database is a file of 0 bytes with no -wal, that is, a new one. */
+static gboolean
+bg_store_check (BgStore   *self,
+                gboolean   is_empty,
+                gint64    *version,
+                GError   **error)
+{
+  g_autoptr(sqlite3) db = NULL;
+
+  g_assert (BG_IS_STORE (self));
+  g_assert (version != NULL);
+
+  *version = 0;
+  if (is_empty)
+    return TRUE;
+
+  db = read_only_open (self, error);
+  if (db == NULL ||
+      !check_schema_version (self, db, version, error) ||
+      !check_integrity (self, db, error))
+    return FALSE;
+
+  if (*version == 0)
+    return check_unversioned_is_empty (self, db, error);
+
+  return check_columns (self, db, *version, error);
 }
 
 /* WAL: a commit appends to the -wal file, and readers never block the writer.  With
@@ -1936,11 +2062,11 @@ bg_store_finalize (GObject *object)
 
   if (self->registered)
     {
-      g_mutex_lock (&open_stores_mutex);
+      g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&open_stores_mutex);
+
       bg_store_close (self);
       g_hash_table_remove (open_stores, self->key);
       g_cond_broadcast (&open_stores_cond);
-      g_mutex_unlock (&open_stores_mutex);
     }
   else
     {
@@ -1978,6 +2104,7 @@ bg_store_open (const char  *path,
   g_autofree char *canonical = NULL;
   g_autofree char *key = NULL;
   g_autoptr(BgStore) store = NULL;
+  g_autoptr(GMutexLocker) locker = NULL;  /* declared last: it unlocks before the rest goes */
   GWeakRef *ref;
 
   g_return_val_if_fail (path != NULL && *path != '\0', NULL);
@@ -1989,7 +2116,7 @@ bg_store_open (const char  *path,
   if (canonical == NULL)
     return NULL;
 
-  g_mutex_lock (&open_stores_mutex);
+  locker = g_mutex_locker_new (&open_stores_mutex);
 
   if (open_stores == NULL)
     open_stores = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, weak_ref_free);
@@ -1997,33 +2124,26 @@ bg_store_open (const char  *path,
   /* The file is looked up by its inode before it is opened: opening (and closing) a descriptor of
    * a file that a store of this process has open would drop SQLite's locks on it. */
   if (!identify_file (canonical, &key, error))
-    {
-      g_mutex_unlock (&open_stores_mutex);
-      return NULL;
-    }
+    return NULL;
 
   while (key != NULL && (ref = g_hash_table_lookup (open_stores, key)) != NULL)
     {
       store = g_weak_ref_get (ref);
       if (store != NULL)
-        {
-          g_mutex_unlock (&open_stores_mutex);
-          return g_steal_pointer (&store);
-        }
+        return g_steal_pointer (&store);
 
       /* Another thread is dropping the last reference: wait until it has let go of the file. */
       g_cond_wait (&open_stores_cond, &open_stores_mutex);
     }
 
   /* Opening runs under the mutex, so that one thread cannot take the lock while another is
-   * still opening the same file. */
+   * still opening the same file; a store that failed to open is closed under it too. */
   store = g_object_new (BG_TYPE_STORE, NULL);
   store->path = g_strdup (canonical);
 
   if (!bg_store_setup (store, key, error))
     {
       g_clear_object (&store);
-      g_mutex_unlock (&open_stores_mutex);
       return NULL;
     }
 
@@ -2031,8 +2151,6 @@ bg_store_open (const char  *path,
   g_weak_ref_init (ref, store);
   g_hash_table_insert (open_stores, g_strdup (store->key), ref);
   store->registered = TRUE;
-
-  g_mutex_unlock (&open_stores_mutex);
 
   return g_steal_pointer (&store);
 }

@@ -12,6 +12,7 @@
 
 #include "bg-error.h"
 #include "bg-i18n-private.h"
+#include "bg-session-private.h"
 #include "bg-task-queue-private.h"
 
 /**
@@ -335,7 +336,7 @@ bg_task_queue_initable_init (GInitable     *initable,
       return FALSE;
     }
 
-  store = bg_engine_open_store (priv->session_id, priv->database_path, &path_used, error);
+  store = bg_session_open_store (priv->session_id, priv->database_path, &path_used, error);
 
   return store != NULL && task_queue_attach (self, store, path_used, error);
 }
@@ -373,8 +374,8 @@ open_store_thread (GTask        *task,
   GError *error = NULL;
   BgStore *store;
 
-  store = bg_engine_open_store (data->session_id, data->database_path, &data->path_used,
-                                &error);
+  store = bg_session_open_store (data->session_id, data->database_path, &data->path_used,
+                                 &error);
   if (store == NULL)
     g_task_return_error (task, error);
   else

@@ -195,6 +195,9 @@ upload_prepare_new (BgEngine       *engine,
   g_autoptr(GError) local_error = NULL;
   char *app_key;
 
+  g_assert (BG_IS_ENGINE (engine));
+  g_assert (record != NULL);
+
   if (path == NULL)
     {
       g_autofree char *name = g_file_get_parse_name (file);
@@ -304,6 +307,9 @@ open_source (const char  *path,
 {
   struct stat st;
   int fd;
+
+  g_assert (path != NULL);
+  g_assert (id != NULL);
 
   fd = g_open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0);
   if (fd < 0)
@@ -476,6 +482,8 @@ upload_finish (Upload     *self,
 {
   g_autoptr(Upload) hold = upload_ref (self);
 
+  g_assert (BG_IS_RESPONSE (response));
+
   if (self->done)
     return;
   self->done = TRUE;
@@ -494,6 +502,8 @@ upload_fail (Upload       *self,
              const GError *error)
 {
   g_autoptr(BgResponse) response = NULL;
+
+  g_assert (error != NULL);
 
   response = bg_job_make_response (self->job, bg_http_classify_error (error),
                                    self->msg, NULL, error);
@@ -655,6 +665,9 @@ read_capped (GInputStream  *in,
 {
   g_autoptr(GByteArray) body = g_byte_array_new ();
   g_autofree guint8 *chunk = g_malloc (RESPONSE_CHUNK_SIZE);
+
+  g_assert (G_IS_INPUT_STREAM (in));
+  g_assert (received != NULL);
 
   while (body->len < max_body)
     {

@@ -14,6 +14,7 @@
 #include <glib/gstdio.h>
 
 #include "bg-downloader-private.h"
+#include "bg-http-private.h"
 #include "bg-store-private.h"
 #include "test-utils.h"
 
@@ -895,7 +896,7 @@ test_https_to_http (void)
   /* With a session that trusts it, https works, and a redirect to http is refused. */
   db = g_tls_file_database_new (cert, &error);
   g_assert_no_error (error);
-  session = bg_engine_new_soup_session ();
+  session = bg_http_default_session_new ();
   soup_session_set_tls_database (session, db);
   f->downloader = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
                                   "session-id", "tls", "database-path", f->db,

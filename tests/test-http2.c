@@ -27,6 +27,7 @@
 
 #include "bg-connection-watch-private.h"
 #include "bg-downloader-private.h"
+#include "bg-http-private.h"
 #include "test-utils.h"
 
 #define MiB (1024 * 1024)
@@ -463,7 +464,7 @@ trusting_session (void)
   g_autofree char *cert = g_test_build_filename (G_TEST_DIST, "fixtures", "test-cert.pem", NULL);
   g_autoptr(GTlsDatabase) db = NULL;
   g_autoptr(GError) error = NULL;
-  SoupSession *session = bg_engine_new_soup_session ();
+  SoupSession *session = bg_http_default_session_new ();
 
   /* GnuTLS ignores SSL_CERT_FILE: the test certificate is trusted through the session. */
   db = g_tls_file_database_new (cert, &error);
