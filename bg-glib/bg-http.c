@@ -535,10 +535,14 @@ bg_http_copy_request_headers (SoupMessageHeaders *from,
 SoupSession *
 bg_http_default_session_new (void)
 {
+  /* The default proxy resolver is the one libsoup would use anyway.  Asked for here, its GIO
+   * module loads on this thread, not on a connection's worker thread, where a process that
+   * exits meanwhile would find GObject half torn down. */
   return g_object_new (SOUP_TYPE_SESSION,
                        "user-agent", "bg-glib/" PACKAGE_VERSION " ",
                        "max-conns", 64,
                        "max-conns-per-host", 32,
                        "timeout", 0,
+                       "proxy-resolver", g_proxy_resolver_get_default (),
                        NULL);
 }
