@@ -68,6 +68,46 @@ class TransferTest(unittest.TestCase):
         self.assertTrue(downloader.forget('py-1'))
         self.assertEqual(tasks.get_n_items(), 0)
 
+    def test_task_options(self):
+        """Options given at creation are the task's from the start; a bad SHA-256 is refused."""
+        downloader = Bg.Downloader(session_id='py-options', database_path=os.path.join(
+            self.tmp, 'options.sqlite'), max_attempts=1)
+        downloader.init(None)
+        write_random(os.path.join(self.server.root, 'opt.bin'), 4096, seed=21)
+        digest = sha256_file(os.path.join(self.server.root, 'opt.bin'))
+        start = GLib.DateTime.new_now_utc().add_seconds(-5)
+        options = Bg.TaskOptions(allow_metered=True, priority=9, earliest_start=start,
+                                 expected_sha256=digest.upper())
+        self.assertEqual(options.props.expected_sha256, digest)
+        msg = Soup.Message.new('GET', self.server.url('/files/opt.bin'))
+        dest = Gio.File.new_for_path(os.path.join(self.tmp, 'opt.bin'))
+        results = []
+        downloader.download_async(msg, dest, 'opt', options, None,
+                                  lambda d, res: results.append(d.download_finish(res)))
+        task = downloader.lookup_task('opt')
+        self.assertTrue(task.props.allow_metered)
+        self.assertEqual(task.props.priority, 9)
+        self.assertEqual(task.props.expected_sha256, digest)
+        run_until(lambda: results)
+        self.assertEqual(results[0].get_kind(), Bg.ResponseKind.SUCCESS)
+
+        # An upload has no SHA-256 to check: the call is refused with a clear error.
+        uploader = Bg.Uploader(session_id='py-options', database_path=os.path.join(
+            self.tmp, 'options.sqlite'))
+        uploader.init(None)
+        failed = []
+
+        def done(u, res):
+            try:
+                u.upload_finish(res)
+            except GLib.Error as e:
+                failed.append(e)
+        uploader.upload_async(Soup.Message.new('PUT', self.server.url('/upload/opt.bin')),
+                              dest, 'up-opt', Bg.TaskOptions(expected_sha256=digest), None, done)
+        run_until(lambda: failed)
+        self.assertTrue(failed[0].matches(Bg.error_quark(), Bg.Error.INVALID_ARGUMENT))
+        self.assertIn('expected-sha256', failed[0].message)
+
     def test_new_async(self):
         """The front ends open their database without blocking, through GAsyncInitable."""
         made = []
