@@ -2051,26 +2051,6 @@ test_credentials_scrubbed_from_old_record (Fixture       *f,
 
 /* --- Lifetime ------------------------------------------------------------------------------ */
 
-static gboolean
-window_over_cb (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-
-  return G_SOURCE_REMOVE;
-}
-
-/* Spins the main context for @ms milliseconds: a bounded window in which nothing may happen.
- * Only for a test whose point is that nothing comes (no byte moves); a test that waits for
- * something waits for its event instead. */
-static void
-run_for_ms (guint ms)
-{
-  gboolean over = FALSE;
-
-  g_timeout_add (ms, window_over_cb, &over);
-  bg_test_wait_for (&over, ms / 1000 + 10);
-}
-
 static gint64
 file_size (const char *path)
 {
@@ -2129,7 +2109,7 @@ test_finalized_while_busy (Fixture       *f,
   g_assert_nonnull (partial);
   size = file_size (partial);
   sent = bg_test_server_stat_int (f->server, "bytes_sent");
-  run_for_ms (1500);
+  bg_test_run_for (1500);
   g_assert_cmpint (file_size (partial), ==, size);
   g_assert_cmpint (bg_test_server_stat_int (f->server, "bytes_sent"), ==, sent);
 

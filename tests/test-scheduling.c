@@ -188,26 +188,6 @@ finish (Fixture       *f,
   return response;
 }
 
-static gboolean
-set_flag_cb (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-/* Spins the main context for @ms milliseconds.  Only for a test whose point is that nothing
- * happens meanwhile (no request reaches the server while the task must wait): there is no
- * event to wait for then, so a bounded window is all a test can watch.  A test that waits for
- * something waits for its notification instead (wait_for_wait_reason() and the like). */
-static void
-run_for (guint ms)
-{
-  gboolean done = FALSE;
-
-  g_timeout_add (ms, set_flag_cb, &done);
-  bg_test_wait_for (&done, ms / 1000 + 10);
-}
-
 typedef struct
 {
   BgWaitReason reason;
@@ -449,7 +429,7 @@ test_offline (Fixture       *f,
   wait_for_wait_reason (task, BG_WAIT_REASON_NETWORK);
 
   /* And nothing happens while the network is down. */
-  run_for (500);
+  bg_test_run_for (500);
   g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
   g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_NETWORK);
   g_assert_cmpuint (bg_task_get_attempts (task), ==, 0);
@@ -481,7 +461,7 @@ test_metered (Fixture       *f,
   wait_for_wait_reason (t2, BG_WAIT_REASON_METERED);
 
   /* And nothing is sent while the network is metered. */
-  run_for (300);
+  bg_test_run_for (300);
   g_assert_cmpint (bg_task_get_wait_reason (t1), ==, BG_WAIT_REASON_METERED);
   g_assert_cmpint (bg_task_get_wait_reason (t2), ==, BG_WAIT_REASON_METERED);
   g_assert_cmpint (requests_for (f, "/files/s.bin"), ==, 0);
@@ -794,7 +774,7 @@ wait_until (Condition condition,
     {
       if (g_get_monotonic_time () > deadline)
         g_error ("Timed out after %u seconds", timeout_seconds);
-      run_for (20);
+      bg_test_run_for (20);
     }
 }
 
@@ -912,7 +892,7 @@ assert_nothing_moves (Fixture *f,
   sent = bg_test_server_stat_int (f->server, "bytes_sent");
   transferred = bg_task_get_bytes_transferred (task);
 
-  run_for (2000);
+  bg_test_run_for (2000);
 
   g_assert_cmpint (bg_test_server_stat_int (f->server, "bytes_sent"), ==, sent);
   g_assert_cmpint (bg_task_get_bytes_transferred (task), ==, transferred);
@@ -1009,7 +989,7 @@ test_pause_queued_and_waiting (Fixture       *f,
   /* The slot comes free, and stays free: nothing may happen, so a window is all to watch. */
   first = finish (f, &r1);
   g_assert_cmpint (bg_response_get_kind (first), ==, BG_RESPONSE_SUCCESS);
-  run_for (300);
+  bg_test_run_for (300);
   assert_waits_paused (queued);
   g_assert_cmpuint (bg_task_get_attempts (queued), ==, 0);
   g_assert_cmpint (requests_for (f, "/files/q.bin"), ==, 0);
@@ -1034,7 +1014,7 @@ test_pause_queued_and_waiting (Fixture       *f,
   bg_task_set_paused (retried, TRUE);
   assert_waits_paused (retried);
   if (g_get_real_time () < next + G_USEC_PER_SEC / 2)
-    run_for ((next + G_USEC_PER_SEC / 2 - g_get_real_time ()) / 1000 + 1);
+    bg_test_run_for ((next + G_USEC_PER_SEC / 2 - g_get_real_time ()) / 1000 + 1);
   assert_waits_paused (retried);
   g_assert_cmpint (requests_for (f, "/files/r.bin"), ==, 1);
   g_assert_cmpuint (bg_task_get_attempts (retried), ==, 1);

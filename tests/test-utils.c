@@ -547,6 +547,23 @@ timeout_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+static gboolean
+window_over_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+
+  return G_SOURCE_REMOVE;
+}
+
+void
+bg_test_run_for (guint ms)
+{
+  gboolean over = FALSE;
+
+  g_timeout_add (ms, window_over_cb, &over);
+  bg_test_wait_for (&over, ms / 1000 + 10);
+}
+
 void
 bg_test_wait_for (gboolean *flag,
                   guint     timeout_seconds)

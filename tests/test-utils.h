@@ -88,6 +88,10 @@ char         *bg_test_write_random_file   (const char   *path,
 char         *bg_test_sha256_file         (const char   *path);
 /* Spins the thread-default main context until *flag is TRUE, failing the test after
  * @timeout_seconds. */
+/* Spins the thread-default main context for @ms milliseconds.  Only for a test whose point is
+ * that nothing happens meanwhile (no byte moves, no request reaches the server): there is no
+ * event to wait for then.  A test that waits for something waits for its event instead. */
+void          bg_test_run_for             (guint         ms);
 void          bg_test_wait_for            (gboolean     *flag,
                                            guint         timeout_seconds);
 void          bg_test_wait_for_result     (GAsyncResult **result,
