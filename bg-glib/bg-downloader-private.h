@@ -6,11 +6,11 @@
 #pragma once
 
 #include "bg-downloader.h"
-#include "bg-engine-private.h"
+#include "bg-task-queue-private.h"
 
 G_BEGIN_DECLS
 
 /* For tests: the engine behind the front end. */
-BgEngine *bg_downloader_get_engine (BgDownloader *self);
+#define bg_downloader_get_engine(self) bg_task_queue_get_engine (BG_TASK_QUEUE (self))
 
 G_END_DECLS

@@ -151,25 +151,15 @@ bg_downloader_download_async (BgDownloader        *self,
                               GAsyncReadyCallback  callback,
                               gpointer             user_data)
 {
-  g_autoptr(GError) error = NULL;
-  BgEngine *engine;
-
   g_return_if_fail (BG_IS_DOWNLOADER (self));
   g_return_if_fail (SOUP_IS_MESSAGE (request));
   g_return_if_fail (G_IS_FILE (destination));
   g_return_if_fail (!options || BG_IS_TASK_OPTIONS (options));
   g_return_if_fail (!cancellable || G_IS_CANCELLABLE (cancellable));
-  engine = bg_task_queue_require_engine (BG_TASK_QUEUE (self), &error);
-  if (engine == NULL)
-    {
-      g_task_report_error (self, callback, user_data, bg_downloader_download_async,
-                           g_steal_pointer (&error));
-      return;
-    }
 
-  bg_engine_submit_async (engine, self, bg_downloader_download_async,
-                          request, destination, identifier, options,
-                          cancellable, callback, user_data);
+  bg_task_queue_submit_async (BG_TASK_QUEUE (self), bg_downloader_download_async,
+                              request, destination, identifier, options,
+                              cancellable, callback, user_data);
 }
 
 /**
@@ -198,19 +188,5 @@ bg_downloader_download_finish (BgDownloader  *self,
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == bg_downloader_download_async,
                         NULL);
 
-  /* Reported errors carry the downloader; a pending call's task has no source object, so that
-   * it does not keep the downloader alive (see bg-engine.c). */
-  if (g_task_get_source_object (G_TASK (result)) != NULL)
-    return g_task_propagate_pointer (G_TASK (result), error);
-
-  return bg_engine_submit_finish (bg_task_queue_get_engine (BG_TASK_QUEUE (self)), result,
-                                  error);
-}
-
-BgEngine *
-bg_downloader_get_engine (BgDownloader *self)
-{
-  g_return_val_if_fail (BG_IS_DOWNLOADER (self), NULL);
-
-  return bg_task_queue_get_engine (BG_TASK_QUEUE (self));
+  return bg_task_queue_submit_finish (BG_TASK_QUEUE (self), result, error);
 }

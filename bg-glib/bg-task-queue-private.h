@@ -19,4 +19,20 @@ BgEngine *bg_task_queue_get_engine     (BgTaskQueue       *self);
 BgEngine *bg_task_queue_require_engine (BgTaskQueue       *self,
                                         GError           **error);
 
+/* download_async() and upload_async(), once the caller checked its arguments: a closed queue
+ * answers with BG_ERROR_CLOSED. */
+void        bg_task_queue_submit_async  (BgTaskQueue          *self,
+                                         gpointer              source_tag,
+                                         SoupMessage          *request,
+                                         GFile                *file,
+                                         const char           *identifier,
+                                         BgTaskOptions        *options,
+                                         GCancellable         *cancellable,
+                                         GAsyncReadyCallback   callback,
+                                         gpointer              user_data);
+/* The _finish of download_async() and upload_async(), once the caller checked the tag. */
+BgResponse *bg_task_queue_submit_finish (BgTaskQueue   *self,
+                                         GAsyncResult  *result,
+                                         GError       **error);
+
 G_END_DECLS

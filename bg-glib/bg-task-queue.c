@@ -137,6 +137,51 @@ bg_task_queue_require_engine (BgTaskQueue  *self,
   return priv->engine;
 }
 
+void
+bg_task_queue_submit_async (BgTaskQueue         *self,
+                            gpointer             source_tag,
+                            SoupMessage         *request,
+                            GFile               *file,
+                            const char          *identifier,
+                            BgTaskOptions       *options,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  g_autoptr(GError) error = NULL;
+  BgEngine *engine;
+
+  g_assert (BG_IS_TASK_QUEUE (self));
+
+  engine = bg_task_queue_require_engine (self, &error);
+  if (engine == NULL)
+    {
+      g_task_report_error (self, callback, user_data, source_tag, g_steal_pointer (&error));
+      return;
+    }
+
+  bg_engine_submit_async (engine, self, source_tag, request, file, identifier, options,
+                          cancellable, callback, user_data);
+}
+
+BgResponse *
+bg_task_queue_submit_finish (BgTaskQueue   *self,
+                             GAsyncResult  *result,
+                             GError       **error)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_assert (BG_IS_TASK_QUEUE (self));
+  g_assert (G_IS_TASK (result));
+
+  /* A call refused at once carries the queue; a pending call's task has no source object, so
+   * that it does not keep the queue alive (see bg-engine.c). */
+  if (g_task_get_source_object (G_TASK (result)) != NULL)
+    return g_task_propagate_pointer (G_TASK (result), error);
+
+  return bg_engine_submit_finish (priv->engine, result, error);
+}
+
 /* Hands the value of @prop_id to the engine, once there is one. */
 static void
 task_queue_apply (BgTaskQueue *self,

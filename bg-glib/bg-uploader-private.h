@@ -6,11 +6,11 @@
 #pragma once
 
 #include "bg-uploader.h"
-#include "bg-engine-private.h"
+#include "bg-task-queue-private.h"
 
 G_BEGIN_DECLS
 
 /* For tests: the engine behind the front end. */
-BgEngine *bg_uploader_get_engine (BgUploader *self);
+#define bg_uploader_get_engine(self) bg_task_queue_get_engine (BG_TASK_QUEUE (self))
 
 G_END_DECLS
