@@ -111,6 +111,35 @@ void            bg_engine_submit_async     (BgEngine             *self,
 BgResponse     *bg_engine_submit_finish    (BgEngine             *self,
                                             GAsyncResult         *result,
                                             GError              **error);
+/* For the transfer service: the result stays uncollected, and its record kept, until the client
+ * confirms with bg_engine_collect(). */
+BgResponse     *bg_engine_submit_finish_uncollected (BgEngine      *self,
+                                                     GAsyncResult  *result,
+                                                     GError       **error);
+/* Deletes the record of a finished task whose result the app has; nothing for other tasks. */
+gboolean        bg_engine_collect          (BgEngine             *self,
+                                            const char           *identifier,
+                                            GError              **error);
+/* Whether the task is listed only as history: its result was collected. */
+gboolean        bg_engine_is_collected     (BgEngine             *self,
+                                            const char           *identifier);
+/* Tasks waiting for credentials look again now (a client with a handler arrived). */
+void            bg_engine_wake_credentials (BgEngine             *self);
+
+/* For the transfer service: a hook run after prepare-request, before each attempt, that may
+ * take its time (a round trip to a client).  It must call bg_engine_prepare_done() exactly once,
+ * on the engine's context, after changing the message as it likes. */
+typedef struct _BgEnginePrepare BgEnginePrepare;
+typedef void (*BgEnginePrepareFunc) (BgEngine        *engine,
+                                     BgTask          *task,
+                                     SoupMessage     *msg,
+                                     BgEnginePrepare *prepare,
+                                     gpointer         user_data);
+void            bg_engine_set_prepare_func (BgEngine             *self,
+                                            BgEnginePrepareFunc   func,
+                                            gpointer              user_data);
+SoupMessage    *bg_engine_prepare_get_message (BgEnginePrepare   *prepare);
+void            bg_engine_prepare_done     (BgEnginePrepare      *prepare);
 void            bg_engine_restore_async    (BgEngine             *self,
                                             gpointer              source_object,
                                             gpointer              source_tag,

@@ -92,6 +92,9 @@ struct _BgEngine
   gboolean               paused;           /* every task is held; not stored */
   GNetworkMonitor       *network_monitor;
   GPowerProfileMonitor  *power_monitor;
+
+  BgEnginePrepareFunc    prepare_func;     /* see bg_engine_set_prepare_func() */
+  gpointer               prepare_data;
 };
 
 G_DEFINE_FINAL_TYPE (BgEngine, bg_engine, G_TYPE_OBJECT)
@@ -1091,6 +1094,16 @@ job_wait_for_credentials (BgJob *job)
   g_object_unref (self);
 }
 
+static void job_attempt_prepared (BgJob       *job,
+                                  SoupMessage *msg);
+
+/* An attempt waiting for the engine's prepare hook. */
+struct _BgEnginePrepare
+{
+  BgJob       *job;
+  SoupMessage *msg;
+};
+
 static void
 job_start_attempt (BgJob *job)
 {
@@ -1129,6 +1142,53 @@ job_start_attempt (BgJob *job)
     }
 
   g_signal_emit (self, signals[PREPARE_REQUEST], 0, job->task, msg);
+
+  if (self->prepare_func != NULL && !job->dropped)
+    {
+      BgEnginePrepare *prepare = g_new0 (BgEnginePrepare, 1);
+
+      prepare->job = bg_job_ref (job);
+      prepare->msg = g_steal_pointer (&msg);
+      self->prepare_func (self, job->task, prepare->msg, prepare, self->prepare_data);
+      return;
+    }
+
+  job_attempt_prepared (job, msg);
+}
+
+SoupMessage *
+bg_engine_prepare_get_message (BgEnginePrepare *prepare)
+{
+  return prepare->msg;
+}
+
+void
+bg_engine_prepare_done (BgEnginePrepare *prepare)
+{
+  g_autoptr(BgJob) job = g_steal_pointer (&prepare->job);
+  g_autoptr(SoupMessage) msg = g_steal_pointer (&prepare->msg);
+
+  g_free (prepare);
+  /* A cancel, pause or close meanwhile fired the job's cancellable: the transfer's start() sees
+   * it at once and ends the attempt the usual way. */
+  job_attempt_prepared (job, msg);
+}
+
+void
+bg_engine_set_prepare_func (BgEngine            *self,
+                            BgEnginePrepareFunc  func,
+                            gpointer             user_data)
+{
+  self->prepare_func = func;
+  self->prepare_data = user_data;
+}
+
+/* The rest of job_start_attempt(), once the request was prepared. */
+static void
+job_attempt_prepared (BgJob       *job,
+                      SoupMessage *msg)
+{
+  BgEngine *self = job->engine;
 
   if (job->dropped)
     {
@@ -2064,6 +2124,10 @@ bg_engine_submit_async (BgEngine            *self,
     engine_submit_new (self, task, request, file, identifier, options);
 }
 
+static gboolean engine_collect (BgEngine    *self,
+                                BgResponse  *response,
+                                GError     **error);
+
 /* Returns the response and marks it collected: its record is deleted. */
 BgResponse *
 bg_engine_submit_finish (BgEngine      *self,
@@ -2071,15 +2135,79 @@ bg_engine_submit_finish (BgEngine      *self,
                          GError       **error)
 {
   g_autoptr(BgResponse) response = NULL;
-  BgJob *job;
 
   response = g_task_propagate_pointer (G_TASK (result), error);
   if (response == NULL)
     return NULL;
 
+  if (!engine_collect (self, response, error))
+    return NULL;
+
+  return g_steal_pointer (&response);
+}
+
+/* The same, but the result stays uncollected until bg_engine_collect(). */
+BgResponse *
+bg_engine_submit_finish_uncollected (BgEngine      *self,
+                                     GAsyncResult  *result,
+                                     GError       **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+gboolean
+bg_engine_collect (BgEngine    *self,
+                   const char  *identifier,
+                   GError     **error)
+{
+  BgJob *job = self->jobs ? g_hash_table_lookup (self->jobs, identifier) : NULL;
+  BgResponse *response = job ? bg_task_get_response (job->task) : NULL;
+
+  return response == NULL || engine_collect (self, response, error);
+}
+
+gboolean
+bg_engine_is_collected (BgEngine   *self,
+                        const char *identifier)
+{
+  return self->kept != NULL && g_hash_table_contains (self->kept, identifier) &&
+         !g_hash_table_contains (self->jobs, identifier);
+}
+
+void
+bg_engine_wake_credentials (BgEngine *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+  g_autoptr(GPtrArray) again = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+
+  if (self->jobs == NULL)
+    return;
+
+  g_hash_table_iter_init (&iter, self->jobs);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      BgJob *job = value;
+
+      if (job->record->state == BG_TASK_STATE_WAITING &&
+          bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
+        g_ptr_array_add (again, bg_job_ref (job));
+    }
+  for (guint i = 0; i < again->len; i++)
+    job_enqueue (g_ptr_array_index (again, i));
+}
+
+/* Deletes the record of the task that gave @response, if it is still the task's result. */
+static gboolean
+engine_collect (BgEngine    *self,
+                BgResponse  *response,
+                GError     **error)
+{
+  BgJob *job;
+
   /* A queue closed meanwhile cannot collect: the next run announces the result again. */
   if (self == NULL || self->jobs == NULL)
-    return g_steal_pointer (&response);
+    return TRUE;
 
   job = g_hash_table_lookup (self->jobs, bg_response_get_identifier (response));
   if (job != NULL && bg_task_get_response (job->task) == response)
@@ -2089,13 +2217,13 @@ bg_engine_submit_finish (BgEngine      *self,
       if (!bg_store_delete (self->store, self->kind, job->record->identifier, &local_error))
         {
           g_propagate_error (error, g_steal_pointer (&local_error));
-          return NULL;
+          return FALSE;
         }
       /* Collected: the record goes, the task may stay listed as history. */
       engine_remove_job (self, job, TRUE);
     }
 
-  return g_steal_pointer (&response);
+  return TRUE;
 }
 
 /* --- Restoring ----------------------------------------------------------------------------- */

@@ -39,6 +39,8 @@ G_BEGIN_DECLS
  * @BG_ERROR_INSECURE_REDIRECT: an https request was redirected to plain http
  * @BG_ERROR_CLOSED: the downloader or uploader was closed with `close()`, or dropped, and takes
  *   no more calls; a wait that was pending when it closed ends with this error as well
+ * @BG_ERROR_SERVICE: the app's transfer service (`bg-transferd`) could not be reached, or
+ *   went away and could not be started again
  *
  * Error codes in the %BG_ERROR domain.
  */
@@ -54,6 +56,7 @@ typedef enum {
   BG_ERROR_TIMEOUT,
   BG_ERROR_INSECURE_REDIRECT,
   BG_ERROR_CLOSED,
+  BG_ERROR_SERVICE,
 } BgError;
 
 BG_AVAILABLE_IN_ALL
