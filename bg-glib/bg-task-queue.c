@@ -10,7 +10,9 @@
 
 #include <glib/gi18n-lib.h>
 
+#include "bg-enums.h"
 #include "bg-error.h"
+#include "bg-remote-private.h"
 #include "bg-i18n-private.h"
 #include "bg-session-private.h"
 #include "bg-task-queue-private.h"
@@ -34,13 +36,16 @@
 
 typedef struct
 {
-  BgEngine        *engine;
+  BgEngine        *engine;           /* in this process */
+  BgRemote        *remote;           /* or through the app's transfer service */
+  char            *app_id;
+  BgMode           mode;
   GListModel      *closed_tasks;     /* what get_tasks() gives once closed: empty */
   char            *session_id;
   char            *database_path;
   SoupSession     *soup_session;
   GNetworkMonitor *network_monitor;
-  guint            uints[16];        /* the guint properties, by id */
+  guint            uints[18];        /* the guint properties, by id */
   gboolean         allow_metered;
   gboolean         keep_finished;
   gboolean         paused;
@@ -61,6 +66,8 @@ enum {
   PROP_0,
   PROP_SESSION_ID,
   PROP_DATABASE_PATH,
+  PROP_APP_ID,
+  PROP_MODE,
   PROP_SOUP_SESSION,
   PROP_NETWORK_MONITOR,
   PROP_MAX_CONCURRENT,
@@ -78,7 +85,7 @@ enum {
 /* The guint properties run from PROP_MAX_CONCURRENT to PROP_RETRY_DEADLINE. */
 #define IS_UINT_PROP(id) ((id) >= PROP_MAX_CONCURRENT && (id) <= PROP_RETRY_DEADLINE)
 
-G_STATIC_ASSERT (N_PROPS <= 16);
+G_STATIC_ASSERT (N_PROPS <= 18);
 
 enum {
   TASK_FINISHED,
@@ -328,6 +335,7 @@ task_queue_attach (BgTaskQueue  *self,
   if (priv->engine == NULL)
     return FALSE;
 
+  priv->mode = BG_MODE_IN_PROCESS;
   g_set_object (&priv->soup_session, bg_engine_get_session (priv->engine));
   g_set_object (&priv->network_monitor, bg_engine_get_network_monitor (priv->engine));
   for (guint i = PROP_MAX_CONCURRENT; i < N_PROPS; i++)
@@ -517,6 +525,7 @@ bg_task_queue_finalize (GObject *object)
   g_clear_object (&priv->closed_tasks);
   g_clear_pointer (&priv->session_id, g_free);
   g_clear_pointer (&priv->database_path, g_free);
+  g_clear_pointer (&priv->app_id, g_free);
   g_clear_object (&priv->soup_session);
   g_clear_object (&priv->network_monitor);
 
@@ -539,6 +548,12 @@ bg_task_queue_get_property (GObject    *object,
       break;
     case PROP_DATABASE_PATH:
       g_value_set_string (value, priv->database_path);
+      break;
+    case PROP_APP_ID:
+      g_value_set_string (value, priv->app_id);
+      break;
+    case PROP_MODE:
+      g_value_set_enum (value, priv->mode);
       break;
     case PROP_SOUP_SESSION:
       g_value_set_object (value, priv->soup_session);
@@ -579,6 +594,12 @@ bg_task_queue_set_property (GObject      *object,
       break;
     case PROP_DATABASE_PATH:
       priv->database_path = g_value_dup_string (value);
+      break;
+    case PROP_APP_ID:
+      priv->app_id = g_value_dup_string (value);
+      break;
+    case PROP_MODE:
+      priv->mode = g_value_get_enum (value);
       break;
     case PROP_SOUP_SESSION:
       priv->soup_session = g_value_dup_object (value);
@@ -633,6 +654,27 @@ bg_task_queue_class_init (BgTaskQueueClass *klass)
    */
   properties[PROP_DATABASE_PATH] =
     g_param_spec_string ("database-path", NULL, NULL, NULL, CONSTRUCT);
+
+  /**
+   * BgTaskQueue:app-id:
+   *
+   * The id of the app whose transfer service ([enum@Bg.Mode]) the queue may use: the service
+   * owns `APP_ID.Transfers` on the session bus. The default is the id of the default
+   * #GApplication, if there is one.
+   */
+  properties[PROP_APP_ID] =
+    g_param_spec_string ("app-id", NULL, NULL, NULL, CONSTRUCT);
+
+  /**
+   * BgTaskQueue:mode:
+   *
+   * Where the transfers run: in this process, or in the app's transfer service, which goes on
+   * after the app's process ended (see [enum@Bg.Mode]). Once the queue is initialised, this
+   * reads back the mode in use: %BG_MODE_AUTO has become %BG_MODE_IN_PROCESS or
+   * %BG_MODE_SERVICE.
+   */
+  properties[PROP_MODE] =
+    g_param_spec_enum ("mode", NULL, NULL, BG_TYPE_MODE, BG_MODE_AUTO, CONSTRUCT);
 
   /**
    * BgTaskQueue:soup-session:
@@ -789,6 +831,42 @@ bg_task_queue_init (BgTaskQueue *self)
   for (guint i = PROP_MAX_CONCURRENT; i <= PROP_RETRY_DEADLINE; i++)
     priv->uints[i] = G_PARAM_SPEC_UINT (properties[i])->default_value;
   priv->keep_finished = TRUE;
+}
+
+/**
+ * bg_task_queue_get_app_id:
+ * @self: a #BgTaskQueue
+ *
+ * Gets [property@Bg.TaskQueue:app-id].
+ *
+ * Returns: (nullable): the app id
+ */
+const char *
+bg_task_queue_get_app_id (BgTaskQueue *self)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_return_val_if_fail (BG_IS_TASK_QUEUE (self), NULL);
+
+  return priv->app_id;
+}
+
+/**
+ * bg_task_queue_get_mode:
+ * @self: a #BgTaskQueue
+ *
+ * Gets [property@Bg.TaskQueue:mode]: once the queue is initialised, the mode in use.
+ *
+ * Returns: the mode
+ */
+BgMode
+bg_task_queue_get_mode (BgTaskQueue *self)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_return_val_if_fail (BG_IS_TASK_QUEUE (self), BG_MODE_AUTO);
+
+  return priv->mode;
 }
 
 /**

@@ -18,6 +18,24 @@
 
 G_BEGIN_DECLS
 
+/**
+ * BgMode:
+ * @BG_MODE_AUTO: use the app's transfer service when it is running or can be started on the
+ *   session bus, and run the transfers in this process otherwise
+ * @BG_MODE_IN_PROCESS: run the transfers in this process, on its main loop: they stop when it
+ *   ends and carry on in its next run
+ * @BG_MODE_SERVICE: hand the transfers to the app's transfer service, `bg-transferd`, which goes
+ *   on after the app's process ended; fails with %BG_ERROR_SERVICE when there is none
+ *
+ * Where a queue's transfers run. The API, the signals, the list model and every guarantee are
+ * the same in all modes.
+ */
+typedef enum {
+  BG_MODE_AUTO,
+  BG_MODE_IN_PROCESS,
+  BG_MODE_SERVICE,
+} BgMode;
+
 #define BG_TYPE_TASK_QUEUE (bg_task_queue_get_type ())
 
 BG_AVAILABLE_IN_ALL
@@ -41,6 +59,10 @@ BG_AVAILABLE_IN_ALL
 const char      *bg_task_queue_get_session_id      (BgTaskQueue          *self);
 BG_AVAILABLE_IN_ALL
 const char      *bg_task_queue_get_database_path   (BgTaskQueue          *self);
+BG_AVAILABLE_IN_ALL
+const char      *bg_task_queue_get_app_id          (BgTaskQueue          *self);
+BG_AVAILABLE_IN_ALL
+BgMode           bg_task_queue_get_mode            (BgTaskQueue          *self);
 BG_AVAILABLE_IN_ALL
 SoupSession     *bg_task_queue_get_soup_session    (BgTaskQueue          *self);
 BG_AVAILABLE_IN_ALL
