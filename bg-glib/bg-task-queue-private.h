@@ -19,6 +19,11 @@ BgEngine *bg_task_queue_get_engine     (BgTaskQueue       *self);
 BgEngine *bg_task_queue_require_engine (BgTaskQueue       *self,
                                         GError           **error);
 
+/* A setting of a subclass, for the transfer service in service mode (nothing in process). */
+void      bg_task_queue_configure_remote (BgTaskQueue *self,
+                                          const char  *name,
+                                          GVariant    *value);
+
 /* download_async() and upload_async(), once the caller checked its arguments: a closed queue
  * answers with BG_ERROR_CLOSED. */
 void        bg_task_queue_submit_async  (BgTaskQueue          *self,

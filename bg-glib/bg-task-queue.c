@@ -127,6 +127,24 @@ bg_task_queue_get_engine (BgTaskQueue *self)
   return priv->engine;
 }
 
+/* FALSE with BG_ERROR_CLOSED once the queue is closed (or before it was initialised). */
+static gboolean
+task_queue_check_open (BgTaskQueue  *self,
+                       GError      **error)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  if (priv->engine == NULL && priv->remote == NULL)
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_CLOSED,
+                           priv->closed ? _("The task queue was closed")
+                                        : _("The task queue was not initialised"));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 BgEngine *
 bg_task_queue_require_engine (BgTaskQueue  *self,
                               GError      **error)
@@ -155,20 +173,23 @@ bg_task_queue_submit_async (BgTaskQueue         *self,
                             GAsyncReadyCallback  callback,
                             gpointer             user_data)
 {
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
   g_autoptr(GError) error = NULL;
-  BgEngine *engine;
 
   g_assert (BG_IS_TASK_QUEUE (self));
 
-  engine = bg_task_queue_require_engine (self, &error);
-  if (engine == NULL)
+  if (!task_queue_check_open (self, &error))
     {
       g_task_report_error (self, callback, user_data, source_tag, g_steal_pointer (&error));
       return;
     }
 
-  bg_engine_submit_async (engine, self, source_tag, request, file, identifier, options,
-                          cancellable, callback, user_data);
+  if (priv->remote != NULL)
+    bg_remote_submit_async (priv->remote, self, source_tag, request, file, identifier, options,
+                            cancellable, callback, user_data);
+  else
+    bg_engine_submit_async (priv->engine, self, source_tag, request, file, identifier, options,
+                            cancellable, callback, user_data);
 }
 
 BgResponse *
@@ -186,7 +207,22 @@ bg_task_queue_submit_finish (BgTaskQueue   *self,
   if (g_task_get_source_object (G_TASK (result)) != NULL)
     return g_task_propagate_pointer (G_TASK (result), error);
 
+  if (priv->remote != NULL)
+    return bg_remote_submit_finish (priv->remote, result, error);
+
   return bg_engine_submit_finish (priv->engine, result, error);
+}
+
+void
+bg_task_queue_configure_remote (BgTaskQueue *self,
+                                const char  *name,
+                                GVariant    *value)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+  g_autoptr(GVariant) sunk = g_variant_ref_sink (value);
+
+  if (priv->remote != NULL)
+    bg_remote_configure (priv->remote, name, sunk);
 }
 
 /* Hands the value of @prop_id to the engine, once there is one. */
@@ -197,6 +233,21 @@ task_queue_apply (BgTaskQueue *self,
   BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
 
   g_assert (BG_IS_TASK_QUEUE (self));
+
+  if (priv->remote != NULL)
+    {
+      if (IS_UINT_PROP (prop_id))
+        bg_remote_configure (priv->remote, properties[prop_id]->name,
+                             g_variant_new_uint32 (priv->uints[prop_id]));
+      else if (prop_id == PROP_ALLOW_METERED || prop_id == PROP_KEEP_FINISHED ||
+               prop_id == PROP_PAUSED)
+        bg_remote_configure (priv->remote, properties[prop_id]->name,
+                             g_variant_new_boolean (prop_id == PROP_ALLOW_METERED
+                                                    ? priv->allow_metered
+                                                    : prop_id == PROP_KEEP_FINISHED
+                                                    ? priv->keep_finished : priv->paused));
+      return;
+    }
 
   if (priv->engine == NULL)
     return;
@@ -267,7 +318,7 @@ set_uint (BgTaskQueue *self,
 }
 
 static void
-task_finished_cb (BgEngine    *engine,
+task_finished_cb (GObject     *engine,
                   BgTask      *task,
                   BgResponse  *response,
                   BgTaskQueue *self)
@@ -276,7 +327,7 @@ task_finished_cb (BgEngine    *engine,
 }
 
 static void
-prepare_request_cb (BgEngine    *engine,
+prepare_request_cb (GObject     *engine,
                     BgTask      *task,
                     SoupMessage *msg,
                     BgTaskQueue *self)
@@ -348,6 +399,73 @@ task_queue_attach (BgTaskQueue  *self,
   return TRUE;
 }
 
+/* The queue's settings as the transfer service takes them (see OpenQueue). */
+static GVariant *
+task_queue_settings (BgTaskQueue *self)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+  GVariantBuilder builder;
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  for (guint i = PROP_MAX_CONCURRENT; i <= PROP_RETRY_DEADLINE; i++)
+    g_variant_builder_add (&builder, "{sv}", properties[i]->name,
+                           g_variant_new_uint32 (priv->uints[i]));
+  g_variant_builder_add (&builder, "{sv}", "allow-metered",
+                         g_variant_new_boolean (priv->allow_metered));
+  g_variant_builder_add (&builder, "{sv}", "keep-finished",
+                         g_variant_new_boolean (priv->keep_finished));
+  g_variant_builder_add (&builder, "{sv}", "paused", g_variant_new_boolean (priv->paused));
+  return g_variant_builder_end (&builder);
+}
+
+static void
+task_queue_attach_remote (BgTaskQueue *self,
+                          BgRemote    *remote)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  priv->remote = remote;
+  priv->mode = BG_MODE_SERVICE;
+  g_signal_connect_object (remote, "task-finished", G_CALLBACK (task_finished_cb), self, 0);
+  g_signal_connect_object (remote, "prepare-request", G_CALLBACK (prepare_request_cb), self, 0);
+}
+
+/* Settles BG_MODE_AUTO: the service when the app has one on the session bus.  Blocking, but
+ * short: it asks the bus daemon. */
+static BgMode
+task_queue_choose_mode (BgTaskQueue  *self,
+                        GError      **error)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  if (priv->app_id == NULL)
+    {
+      GApplication *app = g_application_get_default ();
+
+      if (app != NULL && g_application_get_application_id (app) != NULL)
+        priv->app_id = g_strdup (g_application_get_application_id (app));
+    }
+
+  if (priv->mode == BG_MODE_IN_PROCESS)
+    return BG_MODE_IN_PROCESS;
+
+  if (priv->app_id == NULL)
+    {
+      if (priv->mode == BG_MODE_SERVICE)
+        {
+          g_set_error_literal (error, BG_ERROR, BG_ERROR_SERVICE,
+                               _("The service mode needs an app id: set the app-id property"));
+          return BG_MODE_AUTO;
+        }
+      return BG_MODE_IN_PROCESS;
+    }
+
+  if (priv->mode == BG_MODE_SERVICE || bg_remote_service_available (priv->app_id))
+    return BG_MODE_SERVICE;
+
+  return BG_MODE_IN_PROCESS;
+}
+
 /* Whether initialising has anything left to do; FALSE with @error when it cannot start. */
 static gboolean
 task_queue_needs_init (BgTaskQueue  *self,
@@ -357,7 +475,7 @@ task_queue_needs_init (BgTaskQueue  *self,
 
   bg_i18n_init ();
 
-  if (priv->engine != NULL)
+  if (priv->engine != NULL || priv->remote != NULL)
     return FALSE;
 
   if (priv->closed)
@@ -380,6 +498,7 @@ bg_task_queue_initable_init (GInitable     *initable,
   g_autoptr(GError) local_error = NULL;
   g_autoptr(BgStore) store = NULL;
   char *path_used = NULL;
+  BgMode mode;
 
   if (!task_queue_needs_init (self, &local_error))
     {
@@ -387,6 +506,20 @@ bg_task_queue_initable_init (GInitable     *initable,
         return TRUE;
       g_propagate_error (error, g_steal_pointer (&local_error));
       return FALSE;
+    }
+
+  mode = task_queue_choose_mode (self, error);
+  if (mode == BG_MODE_AUTO)
+    return FALSE;
+  if (mode == BG_MODE_SERVICE)
+    {
+      BgRemote *remote = bg_remote_open (task_queue_kind (self), priv->app_id, priv->session_id,
+                                         priv->database_path, task_queue_settings (self),
+                                         cancellable, error);
+      if (remote == NULL)
+        return FALSE;
+      task_queue_attach_remote (self, remote);
+      return TRUE;
     }
 
   store = bg_session_open_store (priv->session_id, priv->database_path, &path_used, error);
@@ -455,6 +588,27 @@ open_store_done_cb (GObject      *object,
 }
 
 static void
+remote_opened_cb (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  BgTaskQueue *self = g_task_get_source_object (task);
+  GError *error = NULL;
+  BgRemote *remote;
+
+  remote = bg_remote_open_finish (result, &error);
+  if (remote == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  task_queue_attach_remote (self, remote);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
 bg_task_queue_init_async (GAsyncInitable      *initable,
                           int                  io_priority,
                           GCancellable        *cancellable,
@@ -467,6 +621,7 @@ bg_task_queue_init_async (GAsyncInitable      *initable,
   g_autoptr(GTask) worker = NULL;
   g_autoptr(GError) error = NULL;
   OpenData *data;
+  BgMode mode;
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, bg_task_queue_init_async);
@@ -478,6 +633,20 @@ bg_task_queue_init_async (GAsyncInitable      *initable,
         g_task_return_error (task, g_steal_pointer (&error));
       else
         g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  mode = task_queue_choose_mode (self, &error);
+  if (mode == BG_MODE_AUTO)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  if (mode == BG_MODE_SERVICE)
+    {
+      bg_remote_open_async (task_queue_kind (self), priv->app_id, priv->session_id,
+                            priv->database_path, task_queue_settings (self), cancellable,
+                            remote_opened_cb, g_steal_pointer (&task));
       return;
     }
 
@@ -1278,21 +1447,24 @@ bg_task_queue_restore_async (BgTaskQueue         *self,
                              GAsyncReadyCallback  callback,
                              gpointer             user_data)
 {
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
   g_autoptr(GError) error = NULL;
-  BgEngine *engine;
 
   g_return_if_fail (BG_IS_TASK_QUEUE (self));
   g_return_if_fail (!cancellable || G_IS_CANCELLABLE (cancellable));
 
-  engine = bg_task_queue_require_engine (self, &error);
-  if (engine == NULL)
+  if (!task_queue_check_open (self, &error))
     {
       g_task_report_error (self, callback, user_data, bg_task_queue_restore_async,
                            g_steal_pointer (&error));
       return;
     }
 
-  bg_engine_restore_async (engine, self, bg_task_queue_restore_async,
+  if (priv->remote != NULL)
+    bg_remote_restore_async (priv->remote, self, bg_task_queue_restore_async,
+                             cancellable, callback, user_data);
+  else
+    bg_engine_restore_async (priv->engine, self, bg_task_queue_restore_async,
                            cancellable, callback, user_data);
 }
 
@@ -1336,14 +1508,16 @@ bg_task_queue_cancel (BgTaskQueue  *self,
                       const char   *identifier,
                       GError      **error)
 {
-  BgEngine *engine;
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
 
   g_return_val_if_fail (BG_IS_TASK_QUEUE (self), FALSE);
   g_return_val_if_fail (identifier != NULL, FALSE);
 
-  engine = bg_task_queue_require_engine (self, error);
-
-  return engine != NULL && bg_engine_cancel (engine, identifier, error);
+  if (!task_queue_check_open (self, error))
+    return FALSE;
+  if (priv->remote != NULL)
+    return bg_remote_cancel (priv->remote, identifier, error);
+  return bg_engine_cancel (priv->engine, identifier, error);
 }
 
 /**
@@ -1365,14 +1539,16 @@ bg_task_queue_forget (BgTaskQueue  *self,
                       const char   *identifier,
                       GError      **error)
 {
-  BgEngine *engine;
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
 
   g_return_val_if_fail (BG_IS_TASK_QUEUE (self), FALSE);
   g_return_val_if_fail (identifier != NULL, FALSE);
 
-  engine = bg_task_queue_require_engine (self, error);
-
-  return engine != NULL && bg_engine_forget (engine, identifier, error);
+  if (!task_queue_check_open (self, error))
+    return FALSE;
+  if (priv->remote != NULL)
+    return bg_remote_forget (priv->remote, identifier, error);
+  return bg_engine_forget (priv->engine, identifier, error);
 }
 
 /**
@@ -1396,6 +1572,8 @@ bg_task_queue_get_tasks (BgTaskQueue *self)
 
   if (priv->engine != NULL)
     return bg_engine_get_tasks (priv->engine);
+  if (priv->remote != NULL)
+    return bg_remote_get_tasks (priv->remote);
 
   if (priv->closed_tasks == NULL)
     priv->closed_tasks = G_LIST_MODEL (g_list_store_new (BG_TYPE_TASK));
@@ -1421,6 +1599,8 @@ bg_task_queue_lookup_task (BgTaskQueue *self,
   g_return_val_if_fail (BG_IS_TASK_QUEUE (self), NULL);
   g_return_val_if_fail (identifier != NULL, NULL);
 
+  if (priv->remote != NULL)
+    return bg_remote_lookup_task (priv->remote, identifier);
   if (priv->engine == NULL)
     return NULL;
 
@@ -1443,10 +1623,18 @@ bg_task_queue_close (BgTaskQueue *self)
 {
   BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
   g_autoptr(BgEngine) engine = NULL;
+  g_autoptr(BgRemote) remote = NULL;
 
   g_return_if_fail (BG_IS_TASK_QUEUE (self));
 
   priv->closed = TRUE;
+  remote = g_steal_pointer (&priv->remote);
+  if (remote != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (remote, self);
+      bg_remote_close (remote);
+    }
+
   engine = g_steal_pointer (&priv->engine);
   if (engine == NULL)
     return;

@@ -60,9 +60,13 @@ static gboolean
 uploader_initialised (BgUploader *self,
                       gboolean    ok)
 {
-  if (ok)
-    bg_engine_set_max_response_size (bg_task_queue_get_engine (BG_TASK_QUEUE (self)),
-                                     self->max_response_size);
+  BgEngine *engine = bg_task_queue_get_engine (BG_TASK_QUEUE (self));
+
+  if (ok && engine != NULL)
+    bg_engine_set_max_response_size (engine, self->max_response_size);
+  else if (ok)
+    bg_task_queue_configure_remote (BG_TASK_QUEUE (self), "max-response-size",
+                                    g_variant_new_uint64 (self->max_response_size));
 
   return ok;
 }
@@ -224,6 +228,9 @@ bg_uploader_set_max_response_size (BgUploader *self,
   engine = bg_task_queue_get_engine (BG_TASK_QUEUE (self));
   if (engine != NULL)
     bg_engine_set_max_response_size (engine, max_response_size);
+  else
+    bg_task_queue_configure_remote (BG_TASK_QUEUE (self), "max-response-size",
+                                    g_variant_new_uint64 (max_response_size));
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_RESPONSE_SIZE]);
 }
 
