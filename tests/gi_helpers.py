@@ -12,6 +12,14 @@ from gi.repository import Bg, GLib, GObject, Gio, Soup  # noqa: E402
 from fault_client import FaultServer  # noqa: E402,F401
 
 
+def mode_args():
+    """The mode and app-id every queue of a suite gets: the service under service_bus.py."""
+    if os.environ.get('BG_TEST_MODE') == 'service':
+        return {'mode': Bg.Mode.SERVICE,
+                'app_id': os.environ.get('BG_TEST_APP_ID', 'org.bgglib.Test')}
+    return {'mode': Bg.Mode.IN_PROCESS}
+
+
 def run_until(predicate, timeout=30):
     """Iterates the default main context until predicate() is true."""
     ctx = GLib.MainContext.default()

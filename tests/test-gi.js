@@ -10,6 +10,11 @@ import System from 'system';
 Gio._promisify(Bg.Downloader.prototype, 'download_async', 'download_finish');
 Gio._promisify(Bg.Uploader.prototype, 'upload_async', 'upload_finish');
 
+// The mode and app id every queue gets: the service when tests/service_bus.py runs the suite.
+const modeProps = GLib.getenv('BG_TEST_MODE') === 'service'
+    ? {mode: Bg.Mode.SERVICE, app_id: GLib.getenv('BG_TEST_APP_ID') ?? 'org.bgglib.Test'}
+    : {mode: Bg.Mode.IN_PROCESS};
+
 let failures = 0;
 let count = 0;
 
@@ -63,6 +68,7 @@ async function main() {
     const server = startServer(root);
     try {
         const downloader = new Bg.Downloader({
+            ...modeProps,
             session_id: 'gjs-download',
             database_path: `${root}/db.sqlite`,
         });
@@ -85,6 +91,7 @@ async function main() {
         check(downloader.get_tasks().get_n_items() === 0, 'forgotten task left the list');
 
         const uploader = new Bg.Uploader({
+            ...modeProps,
             session_id: 'gjs-upload',
             database_path: `${root}/db.sqlite`,
             max_attempts: 1,

@@ -8,7 +8,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gi_helpers import Bg, GLib, GObject, Gio, Soup, FaultServer, run_until, write_random, sha256_file  # noqa: E402
+from gi_helpers import Bg, GLib, GObject, Gio, Soup, FaultServer, mode_args, run_until, write_random, sha256_file  # noqa: E402
 
 
 class TypesTest(unittest.TestCase):
@@ -40,7 +40,7 @@ class TransferTest(unittest.TestCase):
     def test_download(self):
         os.makedirs(os.path.join(self.server.root), exist_ok=True)
         digest = write_random(os.path.join(self.server.root, 'py.bin'), 3 * 1024 * 1024 + 7)
-        downloader = Bg.Downloader(session_id='py-download',
+        downloader = Bg.Downloader(**mode_args(), session_id='py-download',
                                    database_path=os.path.join(self.tmp, 'db.sqlite'))
         downloader.init(None)
         downloader.props.max_attempts = 1
@@ -70,7 +70,7 @@ class TransferTest(unittest.TestCase):
 
     def test_task_options(self):
         """Options given at creation are the task's from the start; a bad SHA-256 is refused."""
-        downloader = Bg.Downloader(session_id='py-options', database_path=os.path.join(
+        downloader = Bg.Downloader(**mode_args(), session_id='py-options', database_path=os.path.join(
             self.tmp, 'options.sqlite'), max_attempts=1)
         downloader.init(None)
         write_random(os.path.join(self.server.root, 'opt.bin'), 4096, seed=21)
@@ -92,7 +92,7 @@ class TransferTest(unittest.TestCase):
         self.assertEqual(results[0].get_kind(), Bg.ResponseKind.SUCCESS)
 
         # An upload has no SHA-256 to check: the call is refused with a clear error.
-        uploader = Bg.Uploader(session_id='py-options', database_path=os.path.join(
+        uploader = Bg.Uploader(**mode_args(), session_id='py-options', database_path=os.path.join(
             self.tmp, 'options.sqlite'))
         uploader.init(None)
         failed = []
@@ -127,7 +127,7 @@ class TransferTest(unittest.TestCase):
         rate = 200000
         size = rate * 3
         digest = write_random(os.path.join(self.server.root, 'slow.bin'), size, seed=3)
-        downloader = Bg.Downloader(session_id='py-progress',
+        downloader = Bg.Downloader(**mode_args(), session_id='py-progress',
                                    database_path=os.path.join(self.tmp, 'progress.sqlite'))
         downloader.init(None)
         msg = Soup.Message.new('GET', self.server.url('/files/slow.bin?rate=%d' % rate))
@@ -171,7 +171,7 @@ class TransferTest(unittest.TestCase):
 
     def test_next_attempt_at(self):
         write_random(os.path.join(self.server.root, 'again.bin'), 1000, seed=4)
-        downloader = Bg.Downloader(session_id='py-retry',
+        downloader = Bg.Downloader(**mode_args(), session_id='py-retry',
                                    database_path=os.path.join(self.tmp, 'retry.sqlite'))
         downloader.init(None)
         downloader.props.retry_delay = 1
@@ -196,7 +196,7 @@ class TransferTest(unittest.TestCase):
     def test_upload(self):
         src = os.path.join(self.tmp, 'up.bin')
         digest = write_random(src, 1024 * 1024 + 3, seed=5)
-        uploader = Bg.Uploader(session_id='py-upload',
+        uploader = Bg.Uploader(**mode_args(), session_id='py-upload',
                                database_path=os.path.join(self.tmp, 'db.sqlite'))
         uploader.init(None)
         msg = Soup.Message.new('PUT', self.server.url('/upload/up.bin'))
@@ -215,7 +215,7 @@ class TransferTest(unittest.TestCase):
 
     def test_pause(self):
         digest = write_random(os.path.join(self.server.root, 'pause.bin'), 2 * 1024 * 1024, seed=9)
-        downloader = Bg.Downloader(session_id='py-pause',
+        downloader = Bg.Downloader(**mode_args(), session_id='py-pause',
                                    database_path=os.path.join(self.tmp, 'pause.sqlite'))
         downloader.init(None)
         downloader.props.max_attempts = 1
@@ -245,7 +245,7 @@ class TransferTest(unittest.TestCase):
         self.assertEqual(self.server.stats()['per_path']['/files/pause.bin']['requests'], 2)
 
     def test_bad_scheme(self):
-        downloader = Bg.Downloader(session_id='py-bad',
+        downloader = Bg.Downloader(**mode_args(), session_id='py-bad',
                                    database_path=os.path.join(self.tmp, 'bad.sqlite'))
         downloader.init(None)
         results = []

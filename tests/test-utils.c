@@ -555,6 +555,21 @@ window_over_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+BgMode
+bg_test_mode (void)
+{
+  return g_strcmp0 (g_getenv ("BG_TEST_MODE"), "service") == 0 ? BG_MODE_SERVICE
+                                                               : BG_MODE_IN_PROCESS;
+}
+
+const char *
+bg_test_app_id (void)
+{
+  const char *app_id = g_getenv ("BG_TEST_APP_ID");
+
+  return app_id != NULL ? app_id : "org.bgglib.Test";
+}
+
 void
 bg_test_run_for (guint ms)
 {

@@ -12,6 +12,22 @@ G_BEGIN_DECLS
 
 typedef struct _BgTestServer BgTestServer;
 
+/* Where the suites' queues run: BG_MODE_SERVICE when tests/service_bus.py runs the suite (it
+ * sets BG_TEST_MODE=service and BG_TEST_APP_ID), BG_MODE_IN_PROCESS otherwise.  Pass both as
+ * the "mode" and "app-id" properties of every queue a test makes. */
+BgMode        bg_test_mode                (void);
+const char   *bg_test_app_id              (void);
+/* Skips the rest of a test that looks inside the engine of this process, or hands the queue
+ * something that cannot cross the bus (a SoupSession, a network monitor, a disk hook). */
+#define bg_test_skip_in_service_mode(why) \
+  G_STMT_START { \
+    if (bg_test_mode () == BG_MODE_SERVICE) \
+      { \
+        g_test_skip (why); \
+        return; \
+      } \
+  } G_STMT_END
+
 /* Starts tests/fault-server.py on 127.0.0.1 serving @root; NULL root makes a temp folder. */
 BgTestServer *bg_test_server_new          (const char   *root,
                                            gboolean      tls);
