@@ -397,7 +397,7 @@ prepare_ask_next (PrepareCall *call)
                           g_ptr_array_index (call->senders, i),
                           g_ptr_array_index (call->paths, i),
                           BG_BUS_CLIENT_INTERFACE, "PrepareRequest",
-                          g_variant_new ("(oss@a(ss))", call->queue_path, call->identifier,
+                          g_variant_new ("(osss@a(ss))", call->queue_path, call->identifier,
                                          soup_message_get_method (msg), uri,
                                          bg_bus_headers_to_variant (
                                            soup_message_get_request_headers (msg))),
@@ -533,6 +533,7 @@ handle_close_queue (BgDBusTransfers1Queue *skeleton,
                     GDBusMethodInvocation *invocation,
                     BgTransferdQueue      *self)
 {
+  bg_transferd_touch (self->service);
   queue_drop_sender (self, g_dbus_method_invocation_get_sender (invocation), FALSE);
   bg_dbus_transfers1_queue_complete_close_queue (skeleton, invocation);
   return TRUE;
@@ -545,6 +546,8 @@ handle_configure (BgDBusTransfers1Queue *skeleton,
                   BgTransferdQueue      *self)
 {
   g_autoptr(GError) error = NULL;
+
+  bg_transferd_touch (self->service);
 
   if (!bg_transferd_queue_configure (self, settings, &error))
     g_dbus_method_invocation_return_gerror (invocation, error);
@@ -606,6 +609,7 @@ handle_restore (BgDBusTransfers1Queue *skeleton,
                 GDBusMethodInvocation *invocation,
                 BgTransferdQueue      *self)
 {
+  bg_transferd_touch (self->service);
   if (queue_require_engine (self, invocation) == NULL)
     return TRUE;
   if (self->restored)
@@ -623,6 +627,7 @@ handle_list (BgDBusTransfers1Queue *skeleton,
              GDBusMethodInvocation *invocation,
              BgTransferdQueue      *self)
 {
+  bg_transferd_touch (self->service);
   bg_dbus_transfers1_queue_complete_list (skeleton, invocation, queue_list (self));
   return TRUE;
 }
@@ -717,6 +722,8 @@ handle_submit (BgDBusTransfers1Queue *skeleton,
   BgEngine *engine;
   SubmitCall *call;
 
+  bg_transferd_touch (self->service);
+
   engine = queue_require_engine (self, invocation);
   if (engine == NULL)
     return TRUE;
@@ -755,6 +762,8 @@ handle_collect (BgDBusTransfers1Queue *skeleton,
   BgEngine *engine = queue_require_engine (self, invocation);
   BgTask *task;
 
+  bg_transferd_touch (self->service);
+
   if (engine == NULL)
     return TRUE;
   if (!bg_engine_collect (engine, identifier, &error))
@@ -778,6 +787,8 @@ handle_cancel (BgDBusTransfers1Queue *skeleton,
 {
   g_autoptr(GError) error = NULL;
 
+  bg_transferd_touch (self->service);
+
   if (!bg_task_queue_cancel (self->queue, identifier, &error))
     g_dbus_method_invocation_return_gerror (invocation, error);
   else
@@ -792,6 +803,8 @@ handle_forget (BgDBusTransfers1Queue *skeleton,
                BgTransferdQueue      *self)
 {
   g_autoptr(GError) error = NULL;
+
+  bg_transferd_touch (self->service);
 
   if (!bg_task_queue_forget (self->queue, identifier, &error))
     g_dbus_method_invocation_return_gerror (invocation, error);
@@ -812,6 +825,8 @@ handle_set_task_options (BgDBusTransfers1Queue *skeleton,
   g_autoptr(GVariant) paused = NULL;
   BgTaskState state;
   BgTask *task;
+
+  bg_transferd_touch (self->service);
 
   if (queue_require_engine (self, invocation) == NULL)
     return TRUE;
@@ -868,17 +883,6 @@ handle_set_task_options (BgDBusTransfers1Queue *skeleton,
   return TRUE;
 }
 
-/* Every call holds the service a moment, which restarts its inactivity timeout. */
-static gboolean
-authorize_method_cb (GDBusInterfaceSkeleton *skeleton,
-                     GDBusMethodInvocation  *invocation,
-                     BgTransferdQueue       *self)
-{
-  g_application_hold (G_APPLICATION (self->service));
-  g_application_release (G_APPLICATION (self->service));
-  return TRUE;
-}
-
 /* --- Life cycle -------------------------------------------------------------------------- */
 
 BgTransferdQueue *
@@ -926,7 +930,6 @@ bg_transferd_queue_new (BgTransferd      *service,
   bg_engine_set_prepare_func (self->engine, queue_prepare_func, self);
 
   self->skeleton = bg_dbus_transfers1_queue_skeleton_new ();
-  g_signal_connect (self->skeleton, "g-authorize-method", G_CALLBACK (authorize_method_cb), self);
 #define HANDLE(name, func) g_signal_connect (self->skeleton, name, G_CALLBACK (func), self)
   HANDLE ("handle-close-queue", handle_close_queue);
   HANDLE ("handle-configure", handle_configure);

@@ -25,6 +25,8 @@ typedef struct _BgTransferdQueue BgTransferdQueue;
 
 /* A task of some queue changed: the next Changed emission (at most ten a second) carries it. */
 void              bg_transferd_schedule_flush       (BgTransferd       *self);
+/* A call came: the inactivity timeout starts again. */
+void              bg_transferd_touch                (BgTransferd       *self);
 /* Whether the service has something to do has perhaps changed: hold or release the app. */
 void              bg_transferd_update_hold          (BgTransferd       *self);
 
