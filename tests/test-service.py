@@ -43,6 +43,7 @@ CLIENT_IFACE = 'org.gnome.BgGlib.Transfers1.Client'
 
 # BgTaskState and BgResponseKind
 RUNNING, WAITING, FINISHED, CANCELLED = 1, 2, 3, 4
+WAIT_CREDENTIALS = 6  # BgWaitReason
 SUCCESS = 0
 
 # Each wait of the suite is bounded by this.
@@ -111,6 +112,7 @@ class PrivateBus:
         # What the activated service inherits: its own data folder, and no critical let pass.
         env['XDG_DATA_HOME'] = os.path.join(root, 'data')
         env['G_DEBUG'] = 'fatal-criticals'
+        # BG_SERVICE_DEBUG=all shows the service's debug messages in its log.
         env['G_MESSAGES_DEBUG'] = os.environ.get('BG_SERVICE_DEBUG', '')
         self.data_home = env['XDG_DATA_HOME']
         self.proc = subprocess.Popen([DBUS_DAEMON, '--nofork', '--print-address',
@@ -358,13 +360,10 @@ class ServiceTest(unittest.TestCase):
         self.assertTrue(any(r.startswith('bytes=') and not r.startswith('bytes=0-')
                             for r in ranges), ranges)
 
-    def test_prepare_request_adds_credentials(self):
-        secret = 'Bearer service-secret-1234'
-        auth = hashlib.sha256(secret.encode()).hexdigest()
-        self.serve('auth.bin', 100 * 1024)
+    def register_client(self, secret, asked):
+        """Exports a Client whose prepare-request handler adds Authorization: @secret."""
         with open(XML) as f:
             info = Gio.DBusNodeInfo.new_for_xml(f.read()).lookup_interface(CLIENT_IFACE)
-        asked = []
 
         def method_call(conn, sender, path, iface, method, params, invocation):
             queue, identifier, http_method, uri, headers = params.unpack()
@@ -373,7 +372,57 @@ class ServiceTest(unittest.TestCase):
             headers.append(('Authorization', secret))
             invocation.return_value(GLib.Variant('(bsa(ss))', (True, uri, headers)))
 
-        reg = self.conn.register_object('/test/Client', info, method_call, None, None)
+        return self.conn.register_object('/test/Client', info, method_call, None, None)
+
+    def test_lost_credentials_wait_for_a_client_handler(self):
+        secret = 'Bearer waiting-secret-5678'
+        auth = hashlib.sha256(secret.encode()).hexdigest()
+        size = 2 * 1024 * 1024
+        digest = self.serve('cred.bin', size)
+        url = self.server.url('/files/cred.bin?rate=1000000&auth=' + auth)
+        dest = os.path.join(self.tmp, 'cred.bin')
+        changes = Changes(self.conn)
+        queue = open_queue(self.conn, 'svc-cred', self.db)
+        first = Submit(self.conn, queue, 'cred', url, dest, headers=[('Authorization', secret)])
+        spin_until(lambda: changes.tasks.get((queue, 'cred'), {}).get('bytes-transferred', 0)
+                   >= size // 2)
+        os.kill(service_pid(self.conn), signal.SIGKILL)
+        first.wait()
+
+        # A new run restores the task without its credentials: it waits for them.
+        changes.tasks.clear()
+        queue = open_queue(self.conn, 'svc-cred', self.db)
+        self.assertIn('cred', self.list_tasks(self.conn, queue, 'Restore'))
+        spin_until(lambda: changes.tasks.get((queue, 'cred'), {}).get('wait-reason')
+                   == WAIT_CREDENTIALS)
+        self.assertEqual(changes.tasks[(queue, 'cred')]['state'], WAITING)
+
+        # A client with a handler arrives: the task goes on with what the handler adds.
+        asked = []
+        reg = self.register_client(secret, asked)
+        try:
+            queue = open_queue(self.conn, 'svc-cred', self.db, client='/test/Client')
+            # Opening the queue wakes the task, before anyone submits it again.
+            spin_until(lambda: 'cred' in asked, timeout=20)
+            again = Submit(self.conn, queue, 'cred', url, dest).wait()
+        finally:
+            self.conn.unregister_object(reg)
+        changes.close()
+        self.assertIsNone(again.error)
+        self.assertEqual(again.response['kind'], SUCCESS)
+        self.assertIn('cred', asked)
+        self.assertEqual(sha256_file(dest), digest)
+        for suffix in ('', '-wal', '-shm', '-journal'):
+            if os.path.exists(self.db + suffix):
+                with open(self.db + suffix, 'rb') as f:
+                    self.assertNotIn(b'waiting-secret', f.read(), self.db + suffix)
+
+    def test_prepare_request_adds_credentials(self):
+        secret = 'Bearer service-secret-1234'
+        auth = hashlib.sha256(secret.encode()).hexdigest()
+        self.serve('auth.bin', 100 * 1024)
+        asked = []
+        reg = self.register_client(secret, asked)
         try:
             queue = open_queue(self.conn, 'svc-auth', self.db, client='/test/Client')
             dest = os.path.join(self.tmp, 'auth.bin')
