@@ -15,12 +15,8 @@
 #include "bg-bus-private.h"
 #include "bg-downloader.h"
 #include "bg-error.h"
-#include "bg-http-private.h"
 #include "bg-transferd.h"
 #include "bg-uploader.h"
-
-/* How long a client's prepare-request handler may take. */
-#define PREPARE_TIMEOUT_MSEC 5000
 
 typedef struct
 {
@@ -274,138 +270,6 @@ bg_transferd_queue_add_client (BgTransferdQueue *self,
 
 /* --- prepare-request over the bus -------------------------------------------------------- */
 
-/* One attempt's round trip: its clients are asked one after the other until one handles it. */
-typedef struct
-{
-  GDBusConnection *connection;
-  char            *queue_path;
-  char            *identifier;
-  GPtrArray       *senders;     /* of char*, with paths at the same index */
-  GPtrArray       *paths;
-  guint            next;
-  BgEnginePrepare *prepare;
-} PrepareCall;
-
-static void
-prepare_call_free (PrepareCall *call)
-{
-  g_clear_object (&call->connection);
-  g_free (call->queue_path);
-  g_free (call->identifier);
-  g_ptr_array_unref (call->senders);
-  g_ptr_array_unref (call->paths);
-  g_free (call);
-}
-
-static gboolean
-header_is_acceptable (const char *name,
-                      const char *value)
-{
-  return name[0] != '\0' && strpbrk (name, " \t\r\n:") == NULL &&
-         strpbrk (value, "\r\n") == NULL;
-}
-
-/* Applies a client's answer; FALSE (the message untouched) when it is not usable. */
-static gboolean
-prepare_apply (SoupMessage *msg,
-               GVariant    *reply,
-               GError     **error)
-{
-  const char *new_uri;
-  g_autoptr(GVariant) new_headers = NULL;
-  g_autoptr(GUri) uri = NULL;
-  SoupMessageHeaders *headers;
-  GVariantIter iter;
-  const char *name, *value;
-
-  g_variant_get (reply, "(b&s@a(ss))", NULL, &new_uri, &new_headers);
-
-  uri = g_uri_parse (new_uri, SOUP_HTTP_URI_FLAGS, error);
-  if (uri == NULL || !bg_http_uri_is_acceptable (uri, error))
-    return FALSE;
-
-  g_variant_iter_init (&iter, new_headers);
-  while (g_variant_iter_next (&iter, "(&s&s)", &name, &value))
-    {
-      if (!header_is_acceptable (name, value))
-        {
-          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                       _("The header “%s” is not a valid HTTP header"), name);
-          return FALSE;
-        }
-    }
-
-  soup_message_set_uri (msg, uri);
-  headers = soup_message_get_request_headers (msg);
-  soup_message_headers_clear (headers);
-  bg_bus_headers_from_variant (new_headers, headers);
-  return TRUE;
-}
-
-static void prepare_ask_next (PrepareCall *call);
-
-static void
-prepare_reply_cb (GObject      *source,
-                  GAsyncResult *result,
-                  gpointer      user_data)
-{
-  PrepareCall *call = user_data;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GVariant) reply = NULL;
-  gboolean handled = FALSE;
-
-  reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, &error);
-  if (reply != NULL)
-    g_variant_get (reply, "(bsa(ss))", &handled, NULL, NULL);
-
-  if (reply != NULL && handled)
-    {
-      SoupMessage *msg = bg_engine_prepare_get_message (call->prepare);
-
-      if (prepare_apply (msg, reply, &error))
-        {
-          bg_engine_prepare_done (call->prepare);
-          prepare_call_free (call);
-          return;
-        }
-    }
-
-  if (error != NULL)
-    g_warning ("The prepare-request handler of %s for the task “%s” failed: %s",
-               (const char *) g_ptr_array_index (call->senders, call->next - 1),
-               call->identifier, error->message);
-  prepare_ask_next (call);
-}
-
-static void
-prepare_ask_next (PrepareCall *call)
-{
-  SoupMessage *msg = bg_engine_prepare_get_message (call->prepare);
-  g_autofree char *uri = NULL;
-  guint i = call->next++;
-
-  if (i >= call->senders->len)
-    {
-      /* Nobody handled it: the engine makes a task without credentials wait for them. */
-      bg_engine_prepare_done (call->prepare);
-      prepare_call_free (call);
-      return;
-    }
-
-  uri = g_uri_to_string (soup_message_get_uri (msg));
-  g_dbus_connection_call (call->connection,
-                          g_ptr_array_index (call->senders, i),
-                          g_ptr_array_index (call->paths, i),
-                          BG_BUS_CLIENT_INTERFACE, "PrepareRequest",
-                          g_variant_new ("(oss@a(ss))", call->queue_path, call->identifier,
-                                         soup_message_get_method (msg), uri,
-                                         bg_bus_headers_to_variant (
-                                           soup_message_get_request_headers (msg))),
-                          G_VARIANT_TYPE ("(bsa(ss))"),
-                          G_DBUS_CALL_FLAGS_NO_AUTO_START, PREPARE_TIMEOUT_MSEC, NULL,
-                          prepare_reply_cb, call);
-}
-
 static void
 queue_prepare_func (BgEngine        *engine,
                     BgTask          *task,
@@ -414,25 +278,22 @@ queue_prepare_func (BgEngine        *engine,
                     gpointer         user_data)
 {
   BgTransferdQueue *self = user_data;
-  PrepareCall *call = g_new0 (PrepareCall, 1);
+  g_autoptr(GPtrArray) senders = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
 
-  call->connection = g_object_ref (self->connection);
-  call->queue_path = g_strdup (self->object_path);
-  call->identifier = g_strdup (bg_task_get_identifier (task));
-  call->senders = g_ptr_array_new_with_free_func (g_free);
-  call->paths = g_ptr_array_new_with_free_func (g_free);
-  call->prepare = prepare;
+  /* The clients that have a Client object, in the order they came. */
   for (guint i = 0; i < self->clients->len; i++)
     {
       Client *client = g_ptr_array_index (self->clients, i);
 
       if (!g_str_equal (client->path, "/"))
         {
-          g_ptr_array_add (call->senders, g_strdup (client->sender));
-          g_ptr_array_add (call->paths, g_strdup (client->path));
+          g_ptr_array_add (senders, g_strdup (client->sender));
+          g_ptr_array_add (paths, g_strdup (client->path));
         }
     }
-  prepare_ask_next (call);
+  bg_transferd_prepare_ask (self->connection, self->object_path, bg_task_get_identifier (task),
+                            senders, paths, prepare);
 }
 
 /* --- Settings ---------------------------------------------------------------------------- */
@@ -533,6 +394,7 @@ handle_close_queue (BgDBusTransfers1Queue *skeleton,
                     GDBusMethodInvocation *invocation,
                     BgTransferdQueue      *self)
 {
+  bg_transferd_touch (self->service);
   queue_drop_sender (self, g_dbus_method_invocation_get_sender (invocation), FALSE);
   bg_dbus_transfers1_queue_complete_close_queue (skeleton, invocation);
   return TRUE;
@@ -545,6 +407,8 @@ handle_configure (BgDBusTransfers1Queue *skeleton,
                   BgTransferdQueue      *self)
 {
   g_autoptr(GError) error = NULL;
+
+  bg_transferd_touch (self->service);
 
   if (!bg_transferd_queue_configure (self, settings, &error))
     g_dbus_method_invocation_return_gerror (invocation, error);
@@ -606,6 +470,7 @@ handle_restore (BgDBusTransfers1Queue *skeleton,
                 GDBusMethodInvocation *invocation,
                 BgTransferdQueue      *self)
 {
+  bg_transferd_touch (self->service);
   if (queue_require_engine (self, invocation) == NULL)
     return TRUE;
   if (self->restored)
@@ -623,6 +488,7 @@ handle_list (BgDBusTransfers1Queue *skeleton,
              GDBusMethodInvocation *invocation,
              BgTransferdQueue      *self)
 {
+  bg_transferd_touch (self->service);
   bg_dbus_transfers1_queue_complete_list (skeleton, invocation, queue_list (self));
   return TRUE;
 }
@@ -683,7 +549,7 @@ submit_check (const char  *method,
   g_variant_iter_init (&iter, headers);
   while (g_variant_iter_next (&iter, "(&s&s)", &name, &value))
     {
-      if (!header_is_acceptable (name, value))
+      if (!bg_transferd_header_is_acceptable (name, value))
         {
           g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
                        _("The header “%s” is not a valid HTTP header"), name);
@@ -716,6 +582,8 @@ handle_submit (BgDBusTransfers1Queue *skeleton,
   g_autoptr(BgTaskOptions) options = NULL;
   BgEngine *engine;
   SubmitCall *call;
+
+  bg_transferd_touch (self->service);
 
   engine = queue_require_engine (self, invocation);
   if (engine == NULL)
@@ -755,6 +623,8 @@ handle_collect (BgDBusTransfers1Queue *skeleton,
   BgEngine *engine = queue_require_engine (self, invocation);
   BgTask *task;
 
+  bg_transferd_touch (self->service);
+
   if (engine == NULL)
     return TRUE;
   if (!bg_engine_collect (engine, identifier, &error))
@@ -778,6 +648,8 @@ handle_cancel (BgDBusTransfers1Queue *skeleton,
 {
   g_autoptr(GError) error = NULL;
 
+  bg_transferd_touch (self->service);
+
   if (!bg_task_queue_cancel (self->queue, identifier, &error))
     g_dbus_method_invocation_return_gerror (invocation, error);
   else
@@ -792,6 +664,8 @@ handle_forget (BgDBusTransfers1Queue *skeleton,
                BgTransferdQueue      *self)
 {
   g_autoptr(GError) error = NULL;
+
+  bg_transferd_touch (self->service);
 
   if (!bg_task_queue_forget (self->queue, identifier, &error))
     g_dbus_method_invocation_return_gerror (invocation, error);
@@ -812,6 +686,8 @@ handle_set_task_options (BgDBusTransfers1Queue *skeleton,
   g_autoptr(GVariant) paused = NULL;
   BgTaskState state;
   BgTask *task;
+
+  bg_transferd_touch (self->service);
 
   if (queue_require_engine (self, invocation) == NULL)
     return TRUE;
@@ -868,17 +744,6 @@ handle_set_task_options (BgDBusTransfers1Queue *skeleton,
   return TRUE;
 }
 
-/* Every call holds the service a moment, which restarts its inactivity timeout. */
-static gboolean
-authorize_method_cb (GDBusInterfaceSkeleton *skeleton,
-                     GDBusMethodInvocation  *invocation,
-                     BgTransferdQueue       *self)
-{
-  g_application_hold (G_APPLICATION (self->service));
-  g_application_release (G_APPLICATION (self->service));
-  return TRUE;
-}
-
 /* --- Life cycle -------------------------------------------------------------------------- */
 
 BgTransferdQueue *
@@ -926,7 +791,6 @@ bg_transferd_queue_new (BgTransferd      *service,
   bg_engine_set_prepare_func (self->engine, queue_prepare_func, self);
 
   self->skeleton = bg_dbus_transfers1_queue_skeleton_new ();
-  g_signal_connect (self->skeleton, "g-authorize-method", G_CALLBACK (authorize_method_cb), self);
 #define HANDLE(name, func) g_signal_connect (self->skeleton, name, G_CALLBACK (func), self)
   HANDLE ("handle-close-queue", handle_close_queue);
   HANDLE ("handle-configure", handle_configure);

@@ -56,6 +56,8 @@ bg_transferd_update_hold (BgTransferd *self)
   for (guint i = 0; i < self->queues->len && !busy && !self->stopping; i++)
     busy = bg_transferd_queue_is_busy (g_ptr_array_index (self->queues, i));
 
+  if (busy != self->held)
+    g_debug ("%s", busy ? "Busy: held" : "Nothing to do: released");
   if (busy && !self->held)
     g_application_hold (G_APPLICATION (self));
   else if (!busy && self->held)
@@ -93,6 +95,17 @@ bg_transferd_schedule_flush (BgTransferd *self)
   /* One timer for everything: the first change starts it, the ones until it fires join. */
   if (self->flush_source == 0 && !self->stopping)
     self->flush_source = g_timeout_add (FLUSH_INTERVAL_MSEC, flush_cb, self);
+}
+
+/* Every call restarts the inactivity timeout.  (Not from g-authorize-method: that runs on a
+ * thread of its own, and the use count is the main thread's.) */
+void
+bg_transferd_touch (BgTransferd *self)
+{
+  g_return_if_fail (BG_IS_TRANSFERD (self));
+
+  g_application_hold (G_APPLICATION (self));
+  g_application_release (G_APPLICATION (self));
 }
 
 /* --- The manager object ------------------------------------------------------------------ */
@@ -164,6 +177,7 @@ handle_open_queue (BgDBusTransfers1      *manager,
   BgTransferdQueue *queue;
   BgTaskKind kind;
 
+  bg_transferd_touch (self);
   if (self->stopping)
     {
       g_dbus_method_invocation_return_error (invocation, BG_ERROR, BG_ERROR_CLOSED,
@@ -190,17 +204,6 @@ handle_open_queue (BgDBusTransfers1      *manager,
                                  client_path);
   bg_dbus_transfers1_complete_open_queue (manager, invocation,
                                           bg_transferd_queue_get_object_path (queue));
-  return TRUE;
-}
-
-static gboolean
-authorize_method_cb (GDBusInterfaceSkeleton *skeleton,
-                     GDBusMethodInvocation  *invocation,
-                     BgTransferd            *self)
-{
-  /* A call restarts the inactivity timeout. */
-  g_application_hold (G_APPLICATION (self));
-  g_application_release (G_APPLICATION (self));
   return TRUE;
 }
 
@@ -268,7 +271,6 @@ bg_transferd_dbus_register (GApplication     *application,
   self->connection = g_object_ref (connection);
   self->manager = bg_dbus_transfers1_skeleton_new ();
   bg_dbus_transfers1_set_version (self->manager, 1);
-  g_signal_connect (self->manager, "g-authorize-method", G_CALLBACK (authorize_method_cb), self);
   g_signal_connect (self->manager, "handle-open-queue", G_CALLBACK (handle_open_queue), self);
 
   return g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->manager), connection,
@@ -325,6 +327,7 @@ bg_transferd_shutdown (GApplication *application)
 {
   BgTransferd *self = BG_TRANSFERD (application);
 
+  g_debug ("Shutting down");
   self->stopping = TRUE;
   g_clear_handle_id (&self->flush_source, g_source_remove);
   for (guint i = 0; i < self->queues->len; i++)

@@ -25,6 +25,8 @@ typedef struct _BgTransferdQueue BgTransferdQueue;
 
 /* A task of some queue changed: the next Changed emission (at most ten a second) carries it. */
 void              bg_transferd_schedule_flush       (BgTransferd       *self);
+/* A call came: the inactivity timeout starts again. */
+void              bg_transferd_touch                (BgTransferd       *self);
 /* Whether the service has something to do has perhaps changed: hold or release the app. */
 void              bg_transferd_update_hold          (BgTransferd       *self);
 
@@ -62,6 +64,18 @@ guint             bg_transferd_queue_take_changes   (BgTransferdQueue  *self,
                                                      GVariantBuilder   *builder);
 /* Stops every attempt (the records stay) and unexports the queue. */
 void              bg_transferd_queue_close          (BgTransferdQueue  *self);
+
+/* bg-transferd-prepare.c: asks the clients at @senders (and @paths, one for one) in turn to
+ * prepare the attempt's request, then calls bg_engine_prepare_done(). */
+void              bg_transferd_prepare_ask          (GDBusConnection   *connection,
+                                                     const char        *queue_path,
+                                                     const char        *identifier,
+                                                     GPtrArray         *senders,
+                                                     GPtrArray         *paths,
+                                                     BgEnginePrepare   *prepare);
+/* Whether a header could go into a request as it is. */
+gboolean          bg_transferd_header_is_acceptable (const char        *name,
+                                                     const char        *value);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgTransferdQueue, bg_transferd_queue_unref)
 
