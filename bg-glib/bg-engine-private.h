@@ -98,6 +98,14 @@ gboolean        bg_engine_get_paused         (BgEngine           *self);
 void            bg_engine_set_keep_finished  (BgEngine           *self,
                                               gboolean            keep_finished);
 
+/* A GTask for a call that may stay pending for long: it has no source object, so that it does
+ * not keep @source_object alive, and hands @source_object to @callback if it still exists. */
+GTask          *bg_reply_task_new          (gpointer              source_object,
+                                            gpointer              source_tag,
+                                            GCancellable         *cancellable,
+                                            GAsyncReadyCallback   callback,
+                                            gpointer              user_data);
+
 void            bg_engine_submit_async     (BgEngine             *self,
                                             gpointer              source_object,
                                             gpointer              source_tag,

@@ -395,8 +395,8 @@ reply_cb (GObject      *no_source,
   g_free (reply);
 }
 
-static GTask *
-reply_task_new (gpointer             source_object,
+GTask *
+bg_reply_task_new (gpointer             source_object,
                 gpointer             source_tag,
                 GCancellable        *cancellable,
                 GAsyncReadyCallback  callback,
@@ -2100,7 +2100,7 @@ bg_engine_submit_async (BgEngine            *self,
   g_autoptr(GError) error = NULL;
   BgJob *job;
 
-  task = reply_task_new (source_object, source_tag, cancellable, callback, user_data);
+  task = bg_reply_task_new (source_object, source_tag, cancellable, callback, user_data);
   g_task_set_check_cancellable (task, FALSE);
 
   if (!validate_identifier (identifier, &error) ||

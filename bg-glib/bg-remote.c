@@ -18,6 +18,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "bg-bus-private.h"
+#include "bg-engine-private.h"
 #include "bg-error.h"
 #include "bg-remote-private.h"
 #include "bg-task-list-private.h"
@@ -69,6 +70,8 @@ static guint signals[N_SIGNALS];
 static GQuark announced_quark;
 /* The task was listed by a Submit of this client that the service has not confirmed yet. */
 static GQuark placeholder_quark;
+/* Its result was collected: it is listed only as history. */
+static GQuark collected_quark;
 
 static void remote_reopen (BgRemote *self);
 
@@ -165,6 +168,23 @@ task_notify_cb (BgTask     *task,
                           NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
 }
 
+static gboolean
+remote_keeps_finished (BgRemote *self)
+{
+  gboolean keep = TRUE;
+
+  g_variant_lookup (self->settings, "keep-finished", "b", &keep);
+  return keep;
+}
+
+/* The task's result was collected: it is only listed, as history. */
+static void
+remote_mark_collected (BgTask *task)
+{
+  g_object_set_qdata (G_OBJECT (task), announced_quark, GINT_TO_POINTER (TRUE));
+  g_object_set_qdata (G_OBJECT (task), collected_quark, GINT_TO_POINTER (TRUE));
+}
+
 static BgTask *
 remote_add_task (BgRemote   *self,
                  const char *identifier,
@@ -177,7 +197,7 @@ remote_add_task (BgRemote   *self,
   task = bg_bus_task_new_from_variant (self->kind, identifier, snapshot);
   self->applying = FALSE;
   if (bg_bus_snapshot_flag (snapshot, "collected"))
-    g_object_set_qdata (G_OBJECT (task), announced_quark, GINT_TO_POINTER (TRUE));
+    remote_mark_collected (task);
 
   g_signal_connect_object (task, "notify", G_CALLBACK (task_notify_cb), self, 0);
   g_hash_table_insert (self->by_id, g_strdup (identifier), task);
@@ -213,6 +233,14 @@ remote_apply (BgRemote   *self,
   BgTask *task = g_hash_table_lookup (self->by_id, identifier);
   BgResponse *response = NULL;
 
+  /* A collected task listed as history gives way to a new task of the same identifier. */
+  if (task != NULL && g_object_get_qdata (G_OBJECT (task), collected_quark) != NULL &&
+      !bg_bus_snapshot_flag (snapshot, "collected"))
+    {
+      remote_remove_task (self, identifier);
+      task = NULL;
+    }
+
   if (task == NULL)
     {
       task = remote_add_task (self, identifier, snapshot, batch);
@@ -227,7 +255,7 @@ remote_apply (BgRemote   *self,
   g_object_set_qdata (G_OBJECT (task), placeholder_quark, NULL);
 
   if (bg_bus_snapshot_flag (snapshot, "collected"))
-    g_object_set_qdata (G_OBJECT (task), announced_quark, GINT_TO_POINTER (TRUE));
+    remote_mark_collected (task);
 
   return response;
 }
@@ -295,8 +323,20 @@ remote_take_listing (BgRemote *self,
   g_variant_iter_init (&iter, listing);
   while (g_variant_iter_next (&iter, "(&s@a{sv})", &identifier, &snapshot))
     {
-      g_autoptr(BgResponse) response = remote_apply (self, identifier, snapshot, batch);
-      BgTask *task = g_hash_table_lookup (self->by_id, identifier);
+      g_autoptr(BgResponse) response = NULL;
+      BgTask *task;
+
+      /* History belongs to the run that collected the result, as in process: another client's
+       * collected tasks are not listed here. */
+      if (bg_bus_snapshot_flag (snapshot, "collected") &&
+          !g_hash_table_contains (self->by_id, identifier))
+        {
+          g_variant_unref (snapshot);
+          continue;
+        }
+
+      response = remote_apply (self, identifier, snapshot, batch);
+      task = g_hash_table_lookup (self->by_id, identifier);
 
       if (task != NULL && bg_task_get_response (task) != NULL &&
           !bg_bus_snapshot_flag (snapshot, "collected"))
@@ -474,7 +514,8 @@ remote_new (BgTaskKind    kind,
   self->kind = kind;
   self->bus_name = g_steal_pointer (&bus_name);
   self->session_id = g_strdup (session_id);
-  self->database_path = g_strdup (database_path);
+  /* The service runs in a folder of its own: a relative path is this process's. */
+  self->database_path = database_path ? g_canonicalize_filename (database_path, NULL) : NULL;
   self->settings = settings ? g_variant_ref_sink (settings)
                             : g_variant_ref_sink (g_variant_new ("a{sv}", NULL));
   self->context = g_main_context_ref_thread_default ();
@@ -712,6 +753,8 @@ submit_reply_cb (GObject      *object,
   g_autoptr(GVariant) reply = NULL;
   g_autoptr(GVariant) response_v = NULL;
   g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgResponse) applied = NULL;
+  g_autoptr(GVariant) task_v = NULL;
   GError *error = NULL;
   BgTask *task;
 
@@ -750,6 +793,12 @@ submit_reply_cb (GObject      *object,
 
   self->reopens = 0;
   g_variant_get (reply, "(@a{sv})", &response_v);
+
+  /* The task's final snapshot first, so that its progress and state are complete. */
+  task_v = g_variant_lookup_value (response_v, "task", G_VARIANT_TYPE_VARDICT);
+  task = g_hash_table_lookup (self->by_id, pending->identifier);
+  if (task_v != NULL && task != NULL)
+    applied = remote_apply (self, pending->identifier, task_v, NULL);
 
   /* The listed task and the _finish share one response, as in process. */
   task = g_hash_table_lookup (self->by_id, pending->identifier);
@@ -841,11 +890,11 @@ bg_remote_submit_async (BgRemote            *self,
   g_autofree char *uri = NULL;
   g_autofree char *path = NULL;
   Pending *pending;
+  BgTask *existing;
 
   pending = g_new0 (Pending, 1);
   /* Like the engine's, a pending call does not keep the queue alive. */
-  pending->task = g_task_new (NULL, NULL, callback, user_data);
-  g_task_set_source_tag (pending->task, source_tag);
+  pending->task = bg_reply_task_new (source_object, source_tag, NULL, callback, user_data);
 
   if (self->closed)
     {
@@ -875,7 +924,11 @@ bg_remote_submit_async (BgRemote            *self,
                    path, bg_bus_options_to_variant (options)));
   self->pending = g_list_prepend (self->pending, pending);
 
-  /* As in process, the new task is listed at once; the service's snapshots take over. */
+  /* As in process, the new task is listed at once, in place of a collected one; the service's
+   * snapshots take over. */
+  existing = g_hash_table_lookup (self->by_id, identifier);
+  if (existing != NULL && g_object_get_qdata (G_OBJECT (existing), collected_quark) != NULL)
+    remote_remove_task (self, identifier);
   if (!g_hash_table_contains (self->by_id, identifier))
     {
       g_autoptr(GVariant) snapshot = NULL;
@@ -900,7 +953,12 @@ bg_remote_submit_async (BgRemote            *self,
     }
 
   if (self->queue_path != NULL)
-    pending_send (pending);
+    {
+      pending_send (pending);
+      /* Handed to the bus before this returns: an app killed now still has its task, which
+       * the service commits as the call arrives. */
+      g_dbus_connection_flush_sync (self->connection, NULL, NULL);
+    }
   else if (!self->reopening)
     remote_reopen (self);
 }
@@ -917,10 +975,24 @@ bg_remote_submit_finish (BgRemote      *self,
 
   /* The app has it now: the service may delete the record. */
   if (self != NULL && self->queue_path != NULL)
-    g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
-                            BG_BUS_QUEUE_INTERFACE, "Collect",
-                            g_variant_new ("(s)", bg_response_get_identifier (response)),
-                            NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+    {
+      const char *identifier = bg_response_get_identifier (response);
+      BgTask *task = g_hash_table_lookup (self->by_id, identifier);
+
+      g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
+                              BG_BUS_QUEUE_INTERFACE, "Collect",
+                              g_variant_new ("(s)", identifier),
+                              NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+
+      /* As in process, the list shows it at once. */
+      if (task != NULL && bg_task_get_response (task) == response)
+        {
+          if (remote_keeps_finished (self))
+            remote_mark_collected (task);
+          else
+            remote_remove_task (self, identifier);
+        }
+    }
 
   return g_steal_pointer (&response);
 }
@@ -1195,6 +1267,21 @@ bg_remote_configure (BgRemote   *self,
   g_variant_unref (self->settings);
   self->settings = g_steal_pointer (&settings);
 
+  /* As in process, turning keep-finished off takes the collected tasks off the list at once. */
+  if (!remote_keeps_finished (self))
+    {
+      g_autoptr(GPtrArray) collected = g_ptr_array_new_with_free_func (g_free);
+      GHashTableIter iter;
+      gpointer key, task;
+
+      g_hash_table_iter_init (&iter, self->by_id);
+      while (g_hash_table_iter_next (&iter, &key, &task))
+        if (g_object_get_qdata (task, collected_quark) != NULL)
+          g_ptr_array_add (collected, g_strdup (key));
+      for (guint i = 0; i < collected->len; i++)
+        remote_remove_task (self, g_ptr_array_index (collected, i));
+    }
+
   if (self->closed || self->queue_path == NULL)
     return;
 
@@ -1289,6 +1376,7 @@ bg_remote_class_init (BgRemoteClass *klass)
 
   announced_quark = g_quark_from_static_string ("bg-remote-announced");
   placeholder_quark = g_quark_from_static_string ("bg-remote-placeholder");
+  collected_quark = g_quark_from_static_string ("bg-remote-collected");
 
   signals[TASK_FINISHED] =
     g_signal_new ("task-finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,

@@ -88,6 +88,22 @@ state_cb (BgTask     *task,
     }
 }
 
+/* tests/service_bus.py runs a suite in service mode; the helper, as an app of the suite, too. */
+static BgMode
+helper_mode (void)
+{
+  return g_strcmp0 (g_getenv ("BG_TEST_MODE"), "service") == 0 ? BG_MODE_SERVICE
+                                                               : BG_MODE_IN_PROCESS;
+}
+
+static const char *
+helper_app_id (void)
+{
+  const char *app_id = g_getenv ("BG_TEST_APP_ID");
+
+  return app_id != NULL ? app_id : "org.bgglib.Test";
+}
+
 static guint
 max_attempts (void)
 {
@@ -301,10 +317,12 @@ main (int   argc,
 
       if (download)
         front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                                "mode", helper_mode (), "app-id", helper_app_id (),
                                 "session-id", "helper", "database-path", argv[3],
                                 "max-attempts", max_attempts (), NULL);
       else
         front = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
+                                "mode", helper_mode (), "app-id", helper_app_id (),
                                 "session-id", "helper", "database-path", argv[3],
                                 "max-attempts", max_attempts (), NULL);
       if (front == NULL)
@@ -331,6 +349,7 @@ main (int   argc,
   if (g_str_equal (mode, "restore-and-pause") && argc == 3)
     {
       front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                              "mode", helper_mode (), "app-id", helper_app_id (),
                               "session-id", "helper", "database-path", argv[2], NULL);
       if (front == NULL)
         {
@@ -354,6 +373,7 @@ main (int   argc,
       g_autoptr(BgTaskOptions) options = bg_task_options_new ();
 
       front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                              "mode", helper_mode (), "app-id", helper_app_id (),
                               "session-id", "helper", "database-path", argv[2], NULL);
       if (front == NULL)
         {
@@ -378,6 +398,7 @@ main (int   argc,
 
       hold_results = g_str_equal (mode, "hold");
       front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                              "mode", helper_mode (), "app-id", helper_app_id (),
                               "session-id", "helper", "database-path", argv[2],
                               "max-attempts", max_attempts (), NULL);
       if (front == NULL)
@@ -400,6 +421,7 @@ main (int   argc,
       g_autoptr(GFile) src = g_file_new_for_path (argv[4]);
 
       front = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
+                              "mode", helper_mode (), "app-id", helper_app_id (),
                               "session-id", "helper", "database-path", argv[2],
                               "max-attempts", max_attempts (), NULL);
       if (front == NULL)

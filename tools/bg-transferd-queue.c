@@ -512,9 +512,23 @@ submit_cb (GObject      *source,
   if (response == NULL)
     g_dbus_method_invocation_return_gerror (call->invocation, error);
   else
-    g_dbus_method_invocation_return_value (call->invocation,
-                                           g_variant_new ("(@a{sv})",
-                                                          bg_bus_response_to_variant (response)));
+    {
+      const char *identifier = bg_response_get_identifier (response);
+      BgTask *task = bg_engine_lookup_task (call->engine, identifier);
+      GVariantDict dict;
+
+      /* The task as it finished, so that the client's copy is complete before the call
+       * returns, whenever the next Changed comes. */
+      g_variant_dict_init (&dict, bg_bus_response_to_variant (response));
+      if (task != NULL)
+        g_variant_dict_insert_value (&dict, "task",
+                                     bg_bus_task_to_variant (task,
+                                                             bg_engine_is_collected (call->engine,
+                                                                                     identifier)));
+      g_dbus_method_invocation_return_value (call->invocation,
+                                             g_variant_new ("(@a{sv})",
+                                                            g_variant_dict_end (&dict)));
+    }
   g_object_unref (call->engine);
   g_free (call);
 }
