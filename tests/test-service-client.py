@@ -1,0 +1,182 @@
+#!/usr/bin/python3
+# The library in service mode, across processes: apps that are killed, a service that is
+# killed, and credentials that a client's handler supplies over the bus.  Each test runs on a
+# private bus (tests/service_bus.py) where the built bg-transferd is activated.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+if shutil.which('dbus-daemon') is None:
+    print('1..0 # SKIP dbus-daemon is not installed')
+    sys.exit(77)
+
+from service_bus import PrivateBus  # noqa: E402
+
+TRANSFERD = os.environ['BG_TRANSFERD']
+APP = os.path.join(HERE, 'service-app.py')
+MiB = 1024 * 1024
+
+
+class App:
+    """An app process of its own; lines() reads what it says."""
+
+    def __init__(self, bus, *args):
+        self.proc = subprocess.Popen(['/usr/bin/python3', APP] + list(args), env=bus.env(),
+                                     stdout=subprocess.PIPE, text=True)
+
+    def line(self, timeout=60):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError('the app said nothing for %d s' % timeout)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise EOFError('the app ended (status %s)' % self.proc.wait())
+        return line.strip()
+
+    def wait_for(self, predicate, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.line(max(1, deadline - time.monotonic()))
+            if predicate(line):
+                return line
+
+    def all_lines(self, timeout=60):
+        out, _ = self.proc.communicate(timeout=timeout)
+        return [line for line in out.splitlines() if line]
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
+
+def wait_until(predicate, timeout=60, what='the condition'):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError('timed out waiting for %s' % what)
+        time.sleep(0.05)
+
+
+class ServiceClientTest(unittest.TestCase):
+    def setUp(self):
+        # A fresh bus and service for each test.
+        self.tmp = tempfile.mkdtemp(prefix='bg-svc-')
+        self.bus = PrivateBus(TRANSFERD, app_id='org.bgglib.ClientTest')
+        self.bus.__enter__()
+        os.environ.update({k: v for k, v in self.bus.env().items()
+                           if k in ('DBUS_SESSION_BUS_ADDRESS', 'BG_TEST_MODE',
+                                    'BG_TEST_APP_ID')})
+        from fault_client import FaultServer
+        self.server = FaultServer(root=os.path.join(self.tmp, 'root'))
+        self.db = os.path.join(self.tmp, 'tasks.sqlite')
+
+    def tearDown(self):
+        self.server.close()
+        self.bus.__exit__(None, None, None)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def serve(self, name, size):
+        from gi_helpers import write_random
+        return write_random(os.path.join(self.server.root, name), size, seed=size % 251)
+
+    def test_app_killed_service_finishes_and_result_comes_once(self):
+        from gi_helpers import sha256_file
+        digest = self.serve('a.bin', 6 * MiB)
+        dest = os.path.join(self.tmp, 'a.bin')
+        url = self.server.url('/files/a.bin?rate=3000000')
+
+        app = App(self.bus, 'download', self.db, url, dest, 'a')
+        app.wait_for(lambda line: line.startswith('progress ') and int(line.split()[1]) > MiB)
+        app.kill()
+
+        # The service goes on without the app, and publishes the whole file.
+        wait_until(lambda: os.path.exists(dest), 60, 'the service to finish the file')
+        self.assertEqual(sha256_file(dest), digest)
+
+        # The next process of the app gets the result, once; the one after it, nothing.
+        second = App(self.bus, 'restore', self.db).all_lines()
+        self.assertEqual(second, ['finished a 200', 'restored 1'])
+        third = App(self.bus, 'restore', self.db).all_lines()
+        self.assertEqual(third, ['restored 0'])
+
+        # One transfer of the file in all: the app's death cost no byte.
+        sent = self.server.stats()['per_path']['/files/a.bin']['file_bytes_sent']
+        self.assertEqual(sent, 6 * MiB)
+
+    def test_service_killed_resumes_from_checkpoint(self):
+        from gi_helpers import Bg, Gio, Soup, mode_args, run_until, sha256_file
+        digest = self.serve('k.bin', 24 * MiB)
+        dest = os.path.join(self.tmp, 'k.bin')
+        downloader = Bg.Downloader(**mode_args(), session_id='kill', database_path=self.db)
+        downloader.init(None)
+        self.assertEqual(downloader.props.mode, Bg.Mode.SERVICE)
+        results = []
+        msg = Soup.Message.new('GET', self.server.url('/files/k.bin?rate=6000000'))
+        downloader.download_async(msg, Gio.File.new_for_path(dest), 'k', None, None,
+                                  lambda d, res: results.append(d.download_finish(res)))
+        task = downloader.lookup_task('k')
+        # Past the first checkpoint (8 MiB), so the next service has something to resume from.
+        run_until(lambda: task.props.bytes_transferred > 12 * MiB, 60)
+        pids = self.bus.service_pids()
+        self.assertEqual(len(pids), 1)
+        os.kill(pids[0], signal.SIGKILL)
+
+        # The pending call brings a new service up; the task resumes and finishes.
+        run_until(lambda: results, 90)
+        self.assertEqual(results[0].get_kind(), Bg.ResponseKind.SUCCESS)
+        self.assertEqual(sha256_file(dest), digest)
+        self.assertNotIn(pids[0], self.bus.service_pids())
+        ranges = [entry['range'] for entry in self.server.stats()['log']
+                  if entry['path'] == '/files/k.bin' and entry.get('range')]
+        self.assertTrue(ranges, 'the new service did not resume with a Range request')
+        start = int(ranges[-1].split('=')[1].split('-')[0])
+        self.assertGreater(start, 0)
+        self.assertTrue(task.props.restarts == 0)
+        downloader.close()
+
+    def test_prepare_request_handler_over_the_bus(self):
+        import hashlib
+        from gi_helpers import Bg, Gio, Soup, mode_args, run_until
+        self.serve('p.bin', 300000)
+        secret = 'Bearer over-the-bus-secret'
+        auth = hashlib.sha256(secret.encode()).hexdigest()
+        downloader = Bg.Downloader(**mode_args(), session_id='prep', database_path=self.db)
+        downloader.init(None)
+        prepared = []
+
+        def prepare(d, task, msg):
+            prepared.append(task.get_identifier())
+            msg.get_request_headers().replace('Authorization', secret)
+
+        downloader.connect('prepare-request', prepare)
+        results = []
+        msg = Soup.Message.new('GET', self.server.url('/files/p.bin?auth=' + auth))
+        downloader.download_async(msg, Gio.File.new_for_path(os.path.join(self.tmp, 'p.bin')),
+                                  'p', None, None,
+                                  lambda d, res: results.append(d.download_finish(res)))
+        run_until(lambda: results, 60)
+        self.assertEqual(results[0].get_status(), 200)
+        self.assertEqual(prepared, ['p'])
+        downloader.close()
+        for suffix in ('', '-wal', '-shm'):
+            path = self.db + suffix
+            if os.path.exists(path):
+                with open(path, 'rb') as f:
+                    self.assertNotIn(b'over-the-bus-secret', f.read())
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
