@@ -26,6 +26,9 @@
 
 /* How many times in a row the service may vanish under a pending call before the call fails. */
 #define MAX_REOPENS 3
+/* A service that is stopping refuses to open queues until it is gone: how long to wait. */
+#define STOPPING_WAIT_MSEC 100
+#define MAX_STOPPING_WAITS 100
 
 typedef struct _Pending Pending;
 
@@ -51,6 +54,7 @@ struct _BgRemote
   guint            client_id;
   guint            owner_id;
   guint            reopens;         /* service restarts since a call last got an answer */
+  guint            stopping_waits;
   gboolean         reopening;
   gboolean         applying;        /* updating tasks from the service: do not echo */
   gboolean         closed;
@@ -74,6 +78,7 @@ static GQuark placeholder_quark;
 static GQuark collected_quark;
 
 static void remote_reopen (BgRemote *self);
+static gboolean reopen_again_cb (gpointer data);
 
 /* --- Errors --------------------------------------------------------------------------------- */
 
@@ -451,7 +456,8 @@ service_vanished_cb (GDBusConnection *connection,
   GHashTableIter iter;
   gpointer value;
 
-  if (self->queue_path == NULL)
+  /* Opening again already (a pending call saw the service go first). */
+  if (self->reopening || self->closed)
     return;
 
   /* The queue object died with the service. */
@@ -1034,6 +1040,24 @@ reopen_cb (GObject      *object,
       return;
     }
 
+  /* The old service is still stopping: try again in a moment, for a while. */
+  if (reply == NULL && g_error_matches (error, BG_ERROR, BG_ERROR_CLOSED) &&
+      self->stopping_waits++ < MAX_STOPPING_WAITS)
+    {
+      g_clear_error (&error);
+      self->reopening = TRUE;
+      {
+        GSource *source = g_timeout_source_new (STOPPING_WAIT_MSEC);
+
+        g_source_set_callback (source, reopen_again_cb, g_object_ref (self), g_object_unref);
+        g_source_set_static_name (source, "[bg] remote reopen");
+        g_source_attach (source, self->context);
+        g_source_unref (source);
+      }
+      return;
+    }
+  self->stopping_waits = 0;
+
   if (reply == NULL)
     {
       fail_pending (self, error_from_bus (error));
@@ -1043,9 +1067,26 @@ reopen_cb (GObject      *object,
   g_clear_pointer (&self->queue_path, g_free);
   remote_opened (self, reply, NULL);
 
-  /* Joining the tasks again makes the new service adopt their records. */
+  /* Joining the tasks again makes the new service adopt their records.  Calls still in flight
+   * (their answer from the old service is yet to come) are sent once it came. */
   for (GList *l = self->pending; l != NULL; l = l->next)
-    pending_send (l->data);
+    {
+      Pending *pending = l->data;
+
+      if (pending->call_cancellable == NULL)
+        pending_send (pending);
+    }
+}
+
+static gboolean
+reopen_again_cb (gpointer data)
+{
+  BgRemote *self = data;
+
+  self->reopening = FALSE;
+  self->reopens--;
+  remote_reopen (self);
+  return G_SOURCE_REMOVE;
 }
 
 static void

@@ -147,6 +147,73 @@ class ServiceClientTest(unittest.TestCase):
         self.assertTrue(task.props.restarts == 0)
         downloader.close()
 
+    def test_service_terminated_keeps_its_tasks(self):
+        from gi_helpers import Bg, Gio, Soup, mode_args, run_until, sha256_file
+        digest = self.serve('t.bin', 12 * MiB)
+        dest = os.path.join(self.tmp, 't.bin')
+        downloader = Bg.Downloader(**mode_args(), session_id='term', database_path=self.db)
+        downloader.init(None)
+        results = []
+        msg = Soup.Message.new('GET', self.server.url('/files/t.bin?rate=3000000'))
+        downloader.download_async(msg, Gio.File.new_for_path(dest), 't', None, None,
+                                  lambda d, res: results.append(d.download_finish(res)))
+        task = downloader.lookup_task('t')
+        # Past a checkpoint (one second of work at most), so that there is one to go on from.
+        run_until(lambda: task.props.bytes_transferred > 5 * MiB, 60)
+        pids = self.bus.service_pids()
+        self.assertEqual(len(pids), 1)
+
+        # SIGTERM: the service stops its attempts, keeping the partial file and the record,
+        # and exits; the pending call brings up a new one, which goes on from there.
+        os.kill(pids[0], signal.SIGTERM)
+        run_until(lambda: results, 90)
+        self.assertEqual(results[0].get_kind(), Bg.ResponseKind.SUCCESS)
+        self.assertEqual(sha256_file(dest), digest)
+        self.assertNotIn(pids[0], self.bus.service_pids())
+        ranges = [entry['range'] for entry in self.server.stats()['log']
+                  if entry['path'] == '/files/t.bin' and entry.get('range')]
+        self.assertTrue(ranges, 'the new service did not resume with a Range request')
+        self.assertGreater(int(ranges[-1].split('=')[1].split('-')[0]), 0)
+        downloader.close()
+
+    def test_resume_all_after_a_reboot(self):
+        """Every process gone, the session runs `bg-transferd --resume-all`: the pending
+        download of the app's default database finishes with no client at all."""
+        from gi_helpers import sha256_file
+        digest = self.serve('r.bin', 4 * MiB)
+        dest = os.path.join(self.tmp, 'r.bin')
+        data_home = os.path.join(self.tmp, 'data')
+        db = os.path.join(data_home, 'bg-glib', 'service-app.sqlite')
+        env = {'XDG_DATA_HOME': data_home}
+
+        app = App(self.bus, 'download', db, self.server.url('/files/r.bin?rate=1500000'),
+                  dest, 'r')
+        app.wait_for(lambda line: line.startswith('progress ') and int(line.split()[1]) > 0)
+        app.kill()
+        for pid in self.bus.service_pids():
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not self.bus.service_pids(), 10, 'the service to die')
+        self.assertFalse(os.path.exists(dest))
+
+        # As the autostart entry runs it: straight from the session, not by activation.
+        service_env = dict(self.bus.env())
+        service_env.update(env)
+        service = subprocess.Popen([TRANSFERD, '--app-id', self.bus.app_id, '--resume-all',
+                                    '--idle-timeout', '1'], env=service_env)
+        try:
+            wait_until(lambda: os.path.exists(dest), 60, 'the resumed download')
+            self.assertEqual(sha256_file(dest), digest)
+            # With nothing left to do and no client, it goes away on its own.
+            service.wait(30)
+        finally:
+            if service.poll() is None:
+                service.kill()
+                service.wait()
+
+        # The result waits in the database for the app's next run, once.
+        restored = App(self.bus, 'restore', db).all_lines()
+        self.assertEqual(restored, ['finished r 200', 'restored 1'])
+
     def test_prepare_request_handler_over_the_bus(self):
         import hashlib
         from gi_helpers import Bg, Gio, Soup, mode_args, run_until

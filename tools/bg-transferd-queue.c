@@ -196,7 +196,8 @@ bg_transferd_queue_is_busy (BgTransferdQueue *self)
 
   if (self->closed)
     return FALSE;
-  if (self->clients->len > 0)
+  /* Loading the tasks of an earlier run: some may be unfinished. */
+  if (self->clients->len > 0 || self->restoring)
     return TRUE;
 
   n = g_list_model_get_n_items (self->tasks);
@@ -509,7 +510,13 @@ submit_cb (GObject      *source,
   g_autoptr(BgResponse) response = NULL;
 
   response = bg_engine_submit_finish_uncollected (call->engine, result, &error);
-  if (response == NULL)
+  if (response == NULL && g_error_matches (error, BG_ERROR, BG_ERROR_CLOSED))
+    {
+      /* The service is stopping (only that closes a queue): no answer, so that the client
+       * sees the service go, as after a crash, and carries on with the next one. */
+      g_object_unref (call->invocation);
+    }
+  else if (response == NULL)
     g_dbus_method_invocation_return_gerror (call->invocation, error);
   else
     {
