@@ -44,7 +44,18 @@ static const char output[] =
      "“progress”, “resumed”, “restarted”, “result”, “task”, “interrupted”, “cancelled”, "
      "“forgotten”, “paused”, “unpaused”, “kept” (a paused task that resume leaves as it is) or "
      "“error”; a result has “identifier”, “operation”, “kind” (success, retry, rejected or "
-     "failed), “status”, “reason” and “exit_code”.");
+     "failed), “status”, “reason” and “exit_code”; a “start” or “task” has “mode”, "
+     "“in-process” or “service”, where its transfer runs.");
+
+static const char service[] =
+  N_("With --app-id ID, the tasks may run in the transfer service of the app ID, bg-transferd, "
+     "which owns ID.Transfers on the session bus and goes on after bg-transfer ends: a transfer "
+     "interrupted with Ctrl-C then carries on in the service, and “bg-transfer --app-id ID "
+     "resume” or the same command tells its result. --mode says where the transfers run: "
+     "“in-process”, in bg-transfer itself, the default without --app-id; “service”, in the "
+     "app's service, failing when there is none; or “auto”, the default with --app-id, in the "
+     "service when it is running or can be started, and in-process otherwise. The service "
+     "uses the same task database.");
 
 static const BtDocItem exit_statuses[] = {
   { "0", N_("Success.") },
@@ -54,8 +65,8 @@ static const BtDocItem exit_statuses[] = {
             "503 Service Unavailable; the wait the server asks for is printed. Also when "
             "another process is using the task database.") },
   { "4", N_("Failed: trying again will not help, such as after a TLS certificate failure, an "
-            "answer that cannot be used, a problem with a local file, or when no task has the "
-            "given identifier.") },
+            "answer that cannot be used, a problem with a local file, when no task has the "
+            "given identifier, or when --mode service finds no transfer service.") },
   { "64", N_("The command line is wrong.") },
   { "130", N_("Interrupted by Ctrl-C. The transfer is kept: run the same command again, or "
               "“bg-transfer resume”, to continue it.") },
@@ -75,6 +86,9 @@ static const BtDocItem examples[] = {
     N_("Upload photo.jpg with POST and an extra header.") },
   { "bg-transfer --json list",
     N_("List the tasks, one JSON object per line.") },
+  { "bg-transfer --app-id org.example.App --mode service download https://example.org/big.iso",
+    N_("Download big.iso through the transfer service of org.example.App, which finishes it "
+       "even if bg-transfer is interrupted.") },
   { "bg-transfer resume",
     N_("Finish everything that earlier runs left unfinished.") },
 };
@@ -200,6 +214,8 @@ bt_docs_help_description (void)
 
   g_string_append_printf (out, "%s\n", _("Identifiers:"));
   append_wrapped (out, _(identifiers), 2);
+  g_string_append_printf (out, "\n%s\n", _("Transfer service:"));
+  append_wrapped (out, _(service), 2);
   g_string_append_printf (out, "\n%s\n", _("Output:"));
   append_wrapped (out, _(output), 2);
   append_help_items (out, _("Exit status:"), exit_statuses, G_N_ELEMENTS (exit_statuses), 7);
@@ -329,6 +345,9 @@ bt_docs_man_page (const GOptionEntry *entries)
         append_man_option (out, entry);
     }
 
+  g_string_append (out, ".SH TRANSFER SERVICE\n");
+  append_roff (out, _(service));
+  g_string_append_c (out, '\n');
   g_string_append (out, ".SH OUTPUT\n");
   append_roff (out, _(output));
   g_string_append_c (out, '\n');

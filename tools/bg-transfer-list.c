@@ -106,13 +106,15 @@ print_task_text (BtOutput *output,
 }
 
 static void
-print_task_json (BtOutput *output,
-                 BgTask   *task)
+print_task_json (BtOutput    *output,
+                 BgTaskQueue *queue,
+                 BgTask      *task)
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin ("task");
   BgResponse *response = bg_task_get_response (task);
 
   bt_json_add_task (builder, task);
+  bt_json_add_enum (builder, "mode", BG_TYPE_MODE, bg_task_queue_get_mode (queue));
   if (response != NULL)
     {
       bt_json_add_enum (builder, "kind", BG_TYPE_RESPONSE_KIND, bg_response_get_kind (response));
@@ -144,7 +146,7 @@ print_tasks (BtApp      *app,
       g_autoptr(BgTask) task = g_list_model_get_item (tasks, i);
 
       print_task_text (app->output, task);
-      print_task_json (app->output, task);
+      print_task_json (app->output, queue, task);
     }
 
   bg_task_queue_close (queue);

@@ -60,6 +60,8 @@ announce_continue (BtApp  *app,
   bt_json_add_task (builder, task);
   bt_json_add_boolean (builder, "joined", TRUE);
   bt_json_add_int (builder, "checkpoint", checkpoint);
+  bt_json_add_enum (builder, "mode", BG_TYPE_MODE,
+                    bg_task_queue_get_mode (bt_session_queue (app, bg_task_get_kind (task))));
   bt_output_json (app->output, builder);
 
   if (checkpoint > 0)

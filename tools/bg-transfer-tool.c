@@ -33,6 +33,10 @@ const GOptionEntry bt_global_entries[] = {
     N_("The session, which names the task database (default: bg-transfer)"), N_("NAME") },
   { "database", 0, 0, G_OPTION_ARG_FILENAME, &bt_global_options.database,
     N_("The task database (default: $XDG_DATA_HOME/bg-glib/NAME.sqlite)"), N_("PATH") },
+  { "app-id", 0, 0, G_OPTION_ARG_STRING, &bt_global_options.app_id,
+    N_("The app whose transfer service may run the tasks"), N_("ID") },
+  { "mode", 0, 0, G_OPTION_ARG_STRING, &bt_global_options.mode,
+    N_("Where the transfers run: auto, in-process or service"), N_("MODE") },
   { "max-concurrent", 0, 0, G_OPTION_ARG_INT, &bt_global_options.max_concurrent,
     N_("How many transfers may run at once (default: 4)"), N_("N") },
   { "max-attempts", 0, 0, G_OPTION_ARG_INT, &bt_global_options.max_attempts,
@@ -154,11 +158,93 @@ bt_command_show_help (GOptionContext *context)
   return BT_EXIT_SUCCESS;
 }
 
+/* The BgMode of @nick, "auto", "in-process" or "service"; FALSE when it is none of them. */
+static gboolean
+mode_from_nick (const char *nick,
+                BgMode     *mode)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (BG_TYPE_MODE);
+  const GEnumValue *value;
+
+  g_assert (nick != NULL && mode != NULL);
+
+  value = g_enum_get_value_by_nick (klass, nick);
+  if (value == NULL)
+    return FALSE;
+
+  *mode = value->value;
+  return TRUE;
+}
+
+/* "“auto”, “in-process” or “service”", from the enumeration itself. */
+static char *
+mode_choices (void)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (BG_TYPE_MODE);
+  GString *list = g_string_new (NULL);
+
+  for (guint i = 0; i < klass->n_values; i++)
+    {
+      if (i > 0)
+        /* Translators: between the last two choices of a list, such as "“auto” or “service”". */
+        g_string_append (list, i + 1 < klass->n_values ? ", " : _(" or "));
+      g_string_append_printf (list, "“%s”", klass->values[i].value_nick);
+    }
+
+  return g_string_free (list, FALSE);
+}
+
+BgMode
+bt_global_mode (void)
+{
+  const BtGlobalOptions *options = &bt_global_options;
+  BgMode mode;
+
+  if (options->mode != NULL && mode_from_nick (options->mode, &mode))
+    return mode;
+
+  /* A person who names an app wants its service when it has one. */
+  return options->app_id != NULL ? BG_MODE_AUTO : BG_MODE_IN_PROCESS;
+}
+
+static gboolean
+check_mode_options (void)
+{
+  const BtGlobalOptions *options = &bt_global_options;
+  BgMode mode;
+
+  if (options->app_id != NULL && !g_application_id_is_valid (options->app_id))
+    {
+      bt_usage_error (_("--app-id: “%s” is not a valid application id, such as "
+                        "org.example.App"), options->app_id);
+      return FALSE;
+    }
+
+  if (options->mode != NULL && !mode_from_nick (options->mode, &mode))
+    {
+      g_autofree char *choices = mode_choices ();
+
+      bt_usage_error (_("--mode: “%s” is not a mode; use %s"), options->mode, choices);
+      return FALSE;
+    }
+
+  if (options->app_id == NULL && bt_global_mode () == BG_MODE_SERVICE)
+    {
+      bt_usage_error (_("--mode service needs --app-id, the app whose service runs the tasks"));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 /* Checks what GOptionContext cannot: values in range. */
 static gboolean
 check_global_options (void)
 {
   const BtGlobalOptions *options = &bt_global_options;
+
+  if (!check_mode_options ())
+    return FALSE;
 
   if (options->database != NULL && *options->database == '\0')
     bt_usage_error (_("--database needs the path of a file"));
@@ -389,7 +475,16 @@ report_open_error (BtApp   *app,
     }
 
   *exit_code = bt_exit_for_error (error);
-  if (g_error_matches (error, BG_ERROR, BG_ERROR_BUSY))
+  if (g_error_matches (error, BG_ERROR, BG_ERROR_SERVICE))
+    {
+      g_autofree char *message =
+        g_strdup_printf (_("%s. The transfer service of “%s” is needed with --mode service: "
+                           "start it, or use --mode auto or --mode in-process."),
+                         error->message, bt_global_options.app_id);
+
+      bt_report_message (app->output, *exit_code, message);
+    }
+  else if (g_error_matches (error, BG_ERROR, BG_ERROR_BUSY))
     {
       g_autofree char *message =
         g_strdup_printf (_("%s. Wait for it to finish, or use another --session."),
@@ -416,6 +511,8 @@ bt_app_open_downloader (BtApp *app,
   app->downloader = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
                                     "session-id", opts->session ? opts->session : DEFAULT_SESSION,
                                     "database-path", opts->database,
+                                    "app-id", opts->app_id,
+                                    "mode", bt_global_mode (),
                                     NULL);
   if (app->downloader == NULL)
     return report_open_error (app, error, exit_code);
@@ -443,6 +540,8 @@ bt_app_open_uploader (BtApp *app,
   app->uploader = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
                                   "session-id", opts->session ? opts->session : DEFAULT_SESSION,
                                   "database-path", opts->database,
+                                  "app-id", opts->app_id,
+                                  "mode", bt_global_mode (),
                                   NULL);
   if (app->uploader == NULL)
     return report_open_error (app, error, exit_code);

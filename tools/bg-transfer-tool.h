@@ -62,6 +62,8 @@ typedef struct
 {
   char      *session;
   char      *database;
+  char      *app_id;
+  char      *mode;
   int        max_concurrent;
   int        max_attempts;
   gboolean   no_metered;
@@ -71,6 +73,9 @@ typedef struct
 
 extern BtGlobalOptions    bt_global_options;
 extern const GOptionEntry bt_global_entries[];
+
+/* The mode that --mode and --app-id ask for, once bt_command_parse() has checked them. */
+BgMode          bt_global_mode            (void);
 
 void            bt_usage_error            (const char       *format,
                                            ...) G_GNUC_PRINTF (1, 2);

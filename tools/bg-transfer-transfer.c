@@ -241,6 +241,8 @@ announce_start_json (Transfer   *self,
 {
   g_autoptr(JsonBuilder) builder = bt_json_begin ("start");
   g_autofree char *path = g_file_get_path (self->file);
+  BgTaskQueue *queue = self->kind == BG_TASK_KIND_DOWNLOAD ? BG_TASK_QUEUE (self->app->downloader)
+                                                           : BG_TASK_QUEUE (self->app->uploader);
 
   bt_json_add_string (builder, "identifier", self->identifier);
   bt_json_add_enum (builder, "operation", BG_TYPE_TASK_KIND, self->kind);
@@ -249,6 +251,7 @@ announce_start_json (Transfer   *self,
   bt_json_add_string (builder, "file", path);
   bt_json_add_boolean (builder, "joined", joined);
   bt_json_add_int (builder, "checkpoint", checkpoint);
+  bt_json_add_enum (builder, "mode", BG_TYPE_MODE, bg_task_queue_get_mode (queue));
 
   bt_output_json (self->app->output, builder);
 }

@@ -2,7 +2,9 @@
 # test-bg-transfer.py: runs the built bg-transfer against the fault server
 #
 # The environment gives the tool (BG_TRANSFER), and optionally its manual page
-# (BG_TRANSFER_MAN) and the test app that leaves a result uncollected (TRANSFER_HELPER).
+# (BG_TRANSFER_MAN), the test app that leaves a result uncollected (TRANSFER_HELPER) and the
+# transfer service (BG_TRANSFERD), which the service-mode tests activate on a private bus: none
+# of them touches the developer's session bus.
 # Every wait here is bounded.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
@@ -31,9 +33,13 @@ TESTS = os.path.dirname(HERE)
 TOOL = os.environ.get('BG_TRANSFER', '')
 TOOL_MAN = os.environ.get('BG_TRANSFER_MAN', '')
 TRANSFER_HELPER = os.environ.get('TRANSFER_HELPER', '')
+TRANSFERD = os.environ.get('BG_TRANSFERD', '')
+APP_ID = 'org.bgglib.ToolTest'
+NO_BUS = 'unix:path=/nonexistent'
 
 sys.path.insert(0, TESTS)
 from fault_client import FaultServer  # noqa: E402
+from service_bus import PrivateBus  # noqa: E402
 
 EXIT_SUCCESS, EXIT_REJECTED, EXIT_RETRY, EXIT_FAILED, EXIT_USAGE = 0, 2, 3, 4, 64
 EXIT_INTERRUPTED = 130
@@ -341,6 +347,10 @@ class ToolTest(unittest.TestCase):
             ['--max-attempts', 'many', 'list'],
             ['--no-such-option', 'list'],
             ['--session', 'bad/name', 'list'],
+            ['--mode', 'bogus', 'list'],
+            ['list', '--mode', ''],
+            ['--mode', 'service', 'list'],
+            ['--app-id', 'not an app id', 'list'],
         ]
         for args in cases:
             with self.subTest(args=args):
@@ -364,7 +374,7 @@ class ToolTest(unittest.TestCase):
         for word in ('download', 'upload', 'list', 'resume', 'cancel', 'forget', 'pause ID',
                      'unpause ID',
                      '--session', '--database', '--max-concurrent', '--json', '--quiet',
-                     'Exit status'):
+                     '--app-id', '--mode', 'in-process', 'Exit status'):
             self.assertIn(word, out)
         for status in ('0 ', '2 ', '3 ', '4 ', '64 ', '130 '):
             self.assertRegex(out, r'\n  %s' % status)
@@ -377,7 +387,8 @@ class ToolTest(unittest.TestCase):
         self.assertIn('.TH BG\\-TRANSFER 1', page)
         for section in ('NAME', 'SYNOPSIS', 'COMMANDS', 'OPTIONS', 'EXIT STATUS', 'EXAMPLES'):
             self.assertIn('.SH %s\n' % section, page)
-        for option in ('session', 'database', 'max\\-concurrent', 'json', 'quiet', 'output'):
+        for option in ('session', 'database', 'max\\-concurrent', 'json', 'quiet', 'output',
+                       'app\\-id', 'mode'):
             self.assertIn('\\fB\\-\\-%s\\fR' % option, page)
         for status in ('0', '2', '3', '4', '64', '130'):
             self.assertIn('.TP\n.B %s\n' % status, page)
@@ -879,6 +890,80 @@ class ToolTest(unittest.TestCase):
         self.assertNotIn('one.bin', out)
         code, out, err = self.run_tool('list')
         self.assertIn('no tasks', out)
+
+    # -- the transfer service --------------------------------------------------------------
+
+    def test_bad_mode_names_the_value_and_the_choices(self):
+        code, out, err = self.run_tool('--mode', 'bogus', 'download',
+                                       self.server.url('/files/small.bin'))
+        self.assertEqual(code, EXIT_USAGE, (out, err))
+        self.assertIn('“bogus”', err)
+        for choice in ('auto', 'in-process', 'service'):
+            self.assertIn('“%s”' % choice, err)
+        self.assertEqual(os.listdir(self.work), [])
+
+    def test_service_mode_without_a_service_fails_clearly(self):
+        self.env['DBUS_SESSION_BUS_ADDRESS'] = NO_BUS
+        url = self.server.url('/files/small.bin')
+        code, out, err = self.run_tool('--app-id', APP_ID, '--mode', 'service', 'download', url)
+        self.assertEqual(code, EXIT_FAILED, (out, err))
+        self.assertIn('service', err)
+        self.assertIn(APP_ID, err)
+        self.assertIn('--mode in-process', err)
+        self.assertEqual(os.listdir(self.work), [])
+
+        code, events, err = self.run_json('--app-id', APP_ID, '--mode', 'service', 'list')
+        self.assertEqual(code, EXIT_FAILED, err)
+        self.assertEqual(events[-1]['event'], 'error')
+        self.assertEqual(events[-1]['exit_code'], EXIT_FAILED)
+        self.assertIn('Cannot reach the session bus for the transfer service',
+                      events[-1]['message'])
+
+        # The default with --app-id is auto: with no service, the tool does the work itself.
+        code, events, err = self.run_json('--app-id', APP_ID, 'download', url)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertEqual(events[0]['mode'], 'in-process')
+        self.assertEqual(sha256_file(os.path.join(self.work, 'small.bin')), self.small_sha)
+
+    @unittest.skipUnless(TRANSFERD and os.path.exists(TRANSFERD) and shutil.which('dbus-daemon'),
+                         'needs the built bg-transferd (BG_TRANSFERD) and dbus-daemon')
+    def test_service_mode_download_and_list(self):
+        service = ['--app-id', APP_ID, '--mode', 'service']
+        with PrivateBus(TRANSFERD, APP_ID) as bus:
+            self.env['DBUS_SESSION_BUS_ADDRESS'] = bus.address
+
+            code, events, err = self.run_json(*service, 'download',
+                                              self.server.url('/files/small.bin'))
+            self.assertEqual(code, EXIT_SUCCESS, err)
+            self.assertEqual(events[0]['event'], 'start')
+            self.assertEqual(events[0]['mode'], 'service')
+            self.assertEqual(events[-1]['kind'], 'success')
+            self.assertEqual(sha256_file(os.path.join(self.work, 'small.bin')), self.small_sha)
+            self.assertEqual(len(bus.service_pids()), 1)
+
+            # Interrupted, the tool leaves the download to the service, where list finds it.
+            url = self.server.url('/files/big.bin?rate=262144')
+            proc = self.start_tool('--json', *service, 'download', url, '-o', 'big.bin')
+            events = self.interrupt_when(proc, lambda e: e['event'] == 'progress')
+            code, out, err = self.finish(proc)
+            self.assertEqual(code, EXIT_INTERRUPTED, err)
+            identifier = events[0]['identifier']
+            self.assertEqual(events[0]['mode'], 'service')
+
+            code, events, err = self.run_json(*service, 'list')
+            self.assertEqual(code, EXIT_SUCCESS, err)
+            self.assertEqual([(e['event'], e['identifier'], e['mode']) for e in events],
+                             [('task', identifier, 'service')])
+            self.assertEqual(events[0]['total'], BIG_SIZE)
+
+            # With --app-id alone (auto), the same command finds the running service.
+            code, events, err = self.run_json('--app-id', APP_ID, 'download', url,
+                                              '-o', 'big.bin')
+            self.assertEqual(code, EXIT_SUCCESS, err)
+            self.assertEqual(events[0]['mode'], 'service')
+            self.assertEqual(events[-1]['identifier'], identifier)
+            self.assertEqual(events[-1]['kind'], 'success')
+            self.assertEqual(sha256_file(os.path.join(self.work, 'big.bin')), self.big_sha)
 
 
 if __name__ == '__main__':
