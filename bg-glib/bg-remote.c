@@ -291,6 +291,10 @@ changed_cb (GDBusConnection *connection,
         {
           if (bg_bus_snapshot_flag (snapshot, "removed"))
             remote_remove_task (self, identifier);
+          /* Another client's history, as in remote_take_listing(). */
+          else if (bg_bus_snapshot_flag (snapshot, "collected") &&
+                   !g_hash_table_contains (self->by_id, identifier))
+            ;
           else
             {
               BgResponse *response = remote_apply (self, identifier, snapshot, NULL);
@@ -969,6 +973,22 @@ bg_remote_submit_async (BgRemote            *self,
     remote_reopen (self);
 }
 
+/* A result the service could not mark collected is announced again by the next restore. */
+static void
+collect_reply_cb (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autofree char *identifier = user_data;
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, &error);
+  if (reply == NULL)
+    g_warning ("The transfer service could not mark the result of “%s” collected: %s",
+               identifier, error->message);
+}
+
 BgResponse *
 bg_remote_submit_finish (BgRemote      *self,
                          GAsyncResult  *result,
@@ -988,7 +1008,8 @@ bg_remote_submit_finish (BgRemote      *self,
       g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
                               BG_BUS_QUEUE_INTERFACE, "Collect",
                               g_variant_new ("(s)", identifier),
-                              NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+                              NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, collect_reply_cb,
+                              g_strdup (identifier));
 
       /* As in process, the list shows it at once. */
       if (task != NULL && bg_task_get_response (task) == response)

@@ -23,6 +23,7 @@ if shutil.which('dbus-daemon') is None:
     sys.exit(77)
 
 from service_bus import PrivateBus  # noqa: E402
+from gi_helpers import GLib  # noqa: E402
 
 TRANSFERD = os.environ['BG_TRANSFERD']
 APP = os.path.join(HERE, 'service-app.py')
@@ -243,6 +244,95 @@ class ServiceClientTest(unittest.TestCase):
             if os.path.exists(path):
                 with open(path, 'rb') as f:
                     self.assertNotIn(b'over-the-bus-secret', f.read())
+
+
+FAKE_XML = open(os.path.join(HERE, '..', 'data', 'org.gnome.BgGlib.Transfers1.xml')).read()
+
+
+class FakeServiceTest(unittest.TestCase):
+    """A service written here, on the test's own connection, to send what a real one may send
+    at an awkward moment."""
+
+    def setUp(self):
+        from gi_helpers import Gio
+        self.tmp = tempfile.mkdtemp(prefix='bg-fake-')
+        self.bus = PrivateBus(TRANSFERD, app_id='org.bgglib.FakeTest')
+        self.bus.__enter__()
+        os.environ.update({k: v for k, v in self.bus.env().items()
+                           if k in ('DBUS_SESSION_BUS_ADDRESS', 'BG_TEST_MODE',
+                                    'BG_TEST_APP_ID')})
+        # Owning the name first keeps the real service from being activated.
+        self.conn = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+        info = Gio.DBusNodeInfo.new_for_xml(FAKE_XML)
+        self.queue_path = '/org/gnome/BgGlib/Transfers1/queue/0'
+        self.ids = [
+            self.conn.register_object('/org/gnome/BgGlib/Transfers1',
+                                      info.lookup_interface('org.gnome.BgGlib.Transfers1'),
+                                      self.manager_call),
+            self.conn.register_object(self.queue_path,
+                                      info.lookup_interface(
+                                          'org.gnome.BgGlib.Transfers1.Queue'),
+                                      self.queue_call),
+        ]
+        reply = self.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus',
+                                    'org.freedesktop.DBus', 'RequestName',
+                                    GLib.Variant('(su)', ('org.bgglib.FakeTest.Transfers', 4)),
+                                    None, Gio.DBusCallFlags.NONE, -1, None)
+        self.assertEqual(reply.unpack()[0], 1)
+
+    def tearDown(self):
+        for i in self.ids:
+            self.conn.unregister_object(i)
+        self.bus.__exit__(None, None, None)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def manager_call(self, conn, sender, path, iface, method, params, invocation):
+        invocation.return_value(GLib.Variant('(o)', (self.queue_path,)))
+
+    def queue_call(self, conn, sender, path, iface, method, params, invocation):
+        if method in ('Restore', 'List'):
+            invocation.return_value(GLib.Variant('(a(sa{sv}))', ([],)))
+        else:
+            invocation.return_value(None)
+
+    def emit_changed(self, identifier, snapshot):
+        self.conn.emit_signal(None, '/org/gnome/BgGlib/Transfers1', 'org.gnome.BgGlib.Transfers1',
+                              'Changed', GLib.Variant('(a(osa{sv}))',
+                                                      ([(self.queue_path, identifier,
+                                                         snapshot)],)))
+
+    def test_late_change_of_another_clients_collected_task_is_not_listed(self):
+        """A Changed that tells of a result another process collected, arriving just after
+        this client restored, does not put that task in this client's list."""
+        from gi_helpers import Bg, mode_args, run_until
+        downloader = Bg.Downloader(**mode_args(), session_id='fake',
+                                   database_path=os.path.join(self.tmp, 'db.sqlite'))
+        # Asynchronously: the fake service answers from this thread's main loop.
+        made = []
+        downloader.init_async(GLib.PRIORITY_DEFAULT, None,
+                              lambda d, res: made.append(d.init_finish(res)))
+        run_until(lambda: made, 30)
+        restored = []
+        downloader.restore_async(None, lambda d, res: restored.append(d.restore_finish(res)))
+        run_until(lambda: restored, 30)
+        finished = []
+        downloader.connect('task-finished', lambda *args: finished.append(args))
+
+        response = {'kind': GLib.Variant('u', 0), 'status': GLib.Variant('u', 200)}
+        self.emit_changed('elsewhere', {
+            'state': GLib.Variant('u', 3), 'uri': GLib.Variant('s', 'http://127.0.0.1/x'),
+            'file': GLib.Variant('s', os.path.join(self.tmp, 'x')),
+            'response': GLib.Variant('a{sv}', response),
+            'collected': GLib.Variant('b', True)})
+        # A second change, of a running task, shows that the first one was taken in.
+        self.emit_changed('running', {
+            'state': GLib.Variant('u', 1), 'uri': GLib.Variant('s', 'http://127.0.0.1/y'),
+            'file': GLib.Variant('s', os.path.join(self.tmp, 'y'))})
+        run_until(lambda: downloader.lookup_task('running') is not None, 30)
+        self.assertIsNone(downloader.lookup_task('elsewhere'))
+        self.assertEqual(downloader.get_tasks().get_n_items(), 1)
+        self.assertEqual(finished, [])
+        downloader.close()
 
 
 if __name__ == '__main__':
