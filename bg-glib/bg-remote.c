@@ -56,6 +56,7 @@ struct _BgRemote
   guint            reopens;         /* service restarts since a call last got an answer */
   guint            stopping_waits;
   gboolean         reopening;
+  gboolean         restored;        /* the app restored: a new service restores too */
   gboolean         applying;        /* updating tasks from the service: do not echo */
   gboolean         closed;
 };
@@ -79,6 +80,9 @@ static GQuark collected_quark;
 
 static void remote_reopen (BgRemote *self);
 static gboolean reopen_again_cb (gpointer data);
+static void rerestore_reply_cb (GObject      *object,
+                                GAsyncResult *result,
+                                gpointer      user_data);
 
 /* --- Errors --------------------------------------------------------------------------------- */
 
@@ -355,6 +359,20 @@ remote_take_listing (BgRemote *self,
   bg_task_list_append_many (self->tasks, batch);
 
   return finished;
+}
+
+/* Announces the results of @finished (from remote_take_listing()) not announced yet. */
+static void
+remote_announce_all (BgRemote  *self,
+                     GPtrArray *finished)
+{
+  for (guint i = 0; i < finished->len; i++)
+    {
+      BgTask *task = g_ptr_array_index (finished, i);
+
+      if (g_hash_table_lookup (self->by_id, bg_task_get_identifier (task)) == task)
+        announce (self, task, bg_task_get_response (task));
+    }
 }
 
 /* --- Asking the app's prepare-request handlers ---------------------------------------------- */
@@ -1088,6 +1106,13 @@ reopen_cb (GObject      *object,
   g_clear_pointer (&self->queue_path, g_free);
   remote_opened (self, reply, NULL);
 
+  /* A client that restored wants every task carried on, not only those it waits for. */
+  if (self->restored)
+    g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
+                            BG_BUS_QUEUE_INTERFACE, "Restore", NULL,
+                            G_VARIANT_TYPE ("(a(sa{sv}))"), G_DBUS_CALL_FLAGS_NONE, G_MAXINT,
+                            NULL, rerestore_reply_cb, g_object_ref (self));
+
   /* Joining the tasks again makes the new service adopt their records.  Calls still in flight
    * (their answer from the old service is yet to come) are sent once it came. */
   for (GList *l = self->pending; l != NULL; l = l->next)
@@ -1097,6 +1122,26 @@ reopen_cb (GObject      *object,
       if (pending->call_cancellable == NULL)
         pending_send (pending);
     }
+}
+
+static void
+rerestore_reply_cb (GObject      *object,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(BgRemote) self = user_data;
+  g_autoptr(GVariant) reply = NULL;
+  g_autoptr(GVariant) listing = NULL;
+  g_autoptr(GPtrArray) finished = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, &error);
+  if (reply == NULL || self->closed)
+    return;
+
+  g_variant_get (reply, "(@a(sa{sv}))", &listing);
+  finished = remote_take_listing (self, listing);
+  remote_announce_all (self, finished);
 }
 
 static gboolean
@@ -1212,15 +1257,10 @@ restore_reply_cb (GObject      *object,
 
   g_variant_get (reply, "(@a(sa{sv}))", &listing);
   finished = remote_take_listing (self, listing);
+  self->restored = TRUE;
 
   /* Results that no one collected, announced as an in-process restore does. */
-  for (guint i = 0; i < finished->len; i++)
-    {
-      BgTask *task_i = g_ptr_array_index (finished, i);
-
-      if (g_hash_table_lookup (self->by_id, bg_task_get_identifier (task_i)) == task_i)
-        announce (self, task_i, bg_task_get_response (task_i));
-    }
+  remote_announce_all (self, finished);
 
   g_task_return_boolean (task, TRUE);
 }

@@ -148,6 +148,38 @@ class ServiceClientTest(unittest.TestCase):
         self.assertTrue(task.props.restarts == 0)
         downloader.close()
 
+    def test_service_killed_restored_client_carries_on_others_tasks(self):
+        """A client that restored sees the service go with a task of another (killed) app
+        process still running: it brings up a new service, which carries the task on."""
+        from gi_helpers import Bg, mode_args, run_until, sha256_file
+        digest = self.serve('o.bin', 6 * MiB)
+        dest = os.path.join(self.tmp, 'o.bin')
+        app = App(self.bus, 'download', self.db, self.server.url('/files/o.bin?rate=2000000'),
+                  dest, 'o')
+        app.wait_for(lambda line: line.startswith('progress ') and int(line.split()[1]) > 0)
+        app.kill()
+
+        # The same session as the app's.
+        downloader = Bg.Downloader(**mode_args(), session_id='service-app',
+                                   database_path=self.db)
+        downloader.init(None)
+        finished = []
+        downloader.connect('task-finished',
+                           lambda d, task, response: finished.append(response.get_status()))
+        restored = []
+        downloader.restore_async(None, lambda d, res: restored.append(d.restore_finish(res)))
+        run_until(lambda: restored, 30)
+        task = downloader.lookup_task('o')
+        self.assertIsNotNone(task)
+        self.assertNotEqual(task.props.state, Bg.TaskState.FINISHED)
+
+        for pid in self.bus.service_pids():
+            os.kill(pid, signal.SIGKILL)
+        run_until(lambda: finished, 90)
+        self.assertEqual(finished, [200])
+        self.assertEqual(sha256_file(dest), digest)
+        downloader.close()
+
     def test_service_terminated_keeps_its_tasks(self):
         from gi_helpers import Bg, Gio, Soup, mode_args, run_until, sha256_file
         digest = self.serve('t.bin', 12 * MiB)

@@ -30,6 +30,7 @@ gi.require_version('Gio', '2.0')
 from gi.repository import GLib, Gio  # noqa: E402
 
 from fault_client import FaultServer  # noqa: E402
+import service_bus  # noqa: E402
 
 TRANSFERD = os.environ.get('BG_TRANSFERD', '')
 XML = os.path.join(HERE, '..', 'data', 'org.gnome.BgGlib.Transfers1.xml')
@@ -77,50 +78,27 @@ def sha256_file(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-class PrivateBus:
-    """A dbus-daemon of its own, whose service folder activates the built bg-transferd."""
+class PrivateBus(service_bus.PrivateBus):
+    """tests/service_bus.py's bus, with the service's messages going to a log that the suite
+    prints at its end, its own data folder, and no critical let pass."""
 
     def __init__(self, root):
-        services = os.path.join(root, 'services')
-        os.makedirs(services)
-        # The service's messages go to a log that the suite prints at its end.
+        os.makedirs(root)
         self.log = os.path.join(root, 'service.log')
+        self.data_home = os.path.join(root, 'data')
+        super().__init__(TRANSFERD, APP_ID, extra_env={
+            'XDG_DATA_HOME': self.data_home,
+            'G_DEBUG': 'fatal-criticals',
+            # BG_SERVICE_DEBUG=all shows the service's debug messages in its log.
+            'G_MESSAGES_DEBUG': os.environ.get('BG_SERVICE_DEBUG', ''),
+        })
+        self.__enter__()
         wrapper = os.path.join(root, 'bg-transferd.sh')
         with open(wrapper, 'w') as f:
             f.write('#!/bin/sh\nexec "%s" --app-id %s --idle-timeout 5 >>"%s" 2>&1\n'
                     % (TRANSFERD, APP_ID, self.log))
         os.chmod(wrapper, 0o755)
-        with open(os.path.join(services, BUS_NAME + '.service'), 'w') as f:
-            f.write('[D-BUS Service]\nName=%s\nExec=%s\n' % (BUS_NAME, wrapper))
-        config = os.path.join(root, 'bus.conf')
-        with open(config, 'w') as f:
-            f.write('''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir=%s</listen>
-  <servicedir>%s</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-''' % (root, services))
-        env = dict(os.environ)
-        env.pop('DBUS_SESSION_BUS_ADDRESS', None)
-        # What the activated service inherits: its own data folder, and no critical let pass.
-        env['XDG_DATA_HOME'] = os.path.join(root, 'data')
-        env['G_DEBUG'] = 'fatal-criticals'
-        # BG_SERVICE_DEBUG=all shows the service's debug messages in its log.
-        env['G_MESSAGES_DEBUG'] = os.environ.get('BG_SERVICE_DEBUG', '')
-        self.data_home = env['XDG_DATA_HOME']
-        self.proc = subprocess.Popen([DBUS_DAEMON, '--nofork', '--print-address',
-                                      '--config-file=' + config],
-                                     stdout=subprocess.PIPE, env=env)
-        self.address = self.proc.stdout.readline().decode().strip()
-        if not self.address:
-            raise RuntimeError('dbus-daemon did not start')
+        self.write_service_file(wrapper)
 
     def connect(self):
         return Gio.DBusConnection.new_for_address_sync(
@@ -129,9 +107,7 @@ class PrivateBus:
             Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
 
     def close(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
+        self.__exit__(None, None, None)
         if os.path.exists(self.log):
             with open(self.log) as f:
                 text = f.read()
