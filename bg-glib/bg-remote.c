@@ -1079,8 +1079,11 @@ reopen_cb (GObject      *object,
       return;
     }
 
-  /* The old service is still stopping: try again in a moment, for a while. */
-  if (reply == NULL && g_error_matches (error, BG_ERROR, BG_ERROR_CLOSED) &&
+  /* The old service is still stopping, or still lets go of the database as a new one opens
+   * it: try again in a moment, for a while. */
+  if (reply == NULL &&
+      (g_error_matches (error, BG_ERROR, BG_ERROR_CLOSED) ||
+       g_error_matches (error, BG_ERROR, BG_ERROR_BUSY)) &&
       self->stopping_waits++ < MAX_STOPPING_WAITS)
     {
       g_clear_error (&error);

@@ -23,11 +23,19 @@ if shutil.which('dbus-daemon') is None:
     sys.exit(77)
 
 from service_bus import PrivateBus  # noqa: E402
-from gi_helpers import GLib  # noqa: E402
+from gi_helpers import GLib, Gio  # noqa: E402
 
 TRANSFERD = os.environ['BG_TRANSFERD']
 APP = os.path.join(HERE, 'service-app.py')
 MiB = 1024 * 1024
+
+
+def name_has_owner(name):
+    conn = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+    reply = conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus',
+                           'org.freedesktop.DBus', 'NameHasOwner', GLib.Variant('(s)', (name,)),
+                           None, Gio.DBusCallFlags.NONE, -1, None)
+    return reply.unpack()[0]
 
 
 class App:
@@ -71,22 +79,39 @@ def wait_until(predicate, timeout=60, what='the condition'):
         time.sleep(0.05)
 
 
+# One bus for the whole suite: the library's connection to the session bus is made once per
+# process, and a bus that went away would leave it closed.
+BUS = None
+
+
+def setUpModule():
+    global BUS
+    BUS = PrivateBus(TRANSFERD, app_id='org.bgglib.ClientTest')
+    BUS.__enter__()
+    os.environ.update({k: v for k, v in BUS.env().items()
+                       if k in ('DBUS_SESSION_BUS_ADDRESS', 'BG_TEST_MODE', 'BG_TEST_APP_ID')})
+
+
+def tearDownModule():
+    BUS.__exit__(None, None, None)
+
+
 class ServiceClientTest(unittest.TestCase):
     def setUp(self):
-        # A fresh bus and service for each test.
         self.tmp = tempfile.mkdtemp(prefix='bg-svc-')
-        self.bus = PrivateBus(TRANSFERD, app_id='org.bgglib.ClientTest')
-        self.bus.__enter__()
-        os.environ.update({k: v for k, v in self.bus.env().items()
-                           if k in ('DBUS_SESSION_BUS_ADDRESS', 'BG_TEST_MODE',
-                                    'BG_TEST_APP_ID')})
+        self.bus = BUS
         from fault_client import FaultServer
         self.server = FaultServer(root=os.path.join(self.tmp, 'root'))
         self.db = os.path.join(self.tmp, 'tasks.sqlite')
 
     def tearDown(self):
         self.server.close()
-        self.bus.__exit__(None, None, None)
+        # Each test starts with no service running.
+        for pid in self.bus.service_pids():
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not self.bus.service_pids(), 10, 'the service to go')
+        wait_until(lambda: not name_has_owner(self.bus.app_id + '.Transfers'), 10,
+                   'the bus to see the service go')
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def serve(self, name, size):
@@ -226,6 +251,8 @@ class ServiceClientTest(unittest.TestCase):
         for pid in self.bus.service_pids():
             os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not self.bus.service_pids(), 10, 'the service to die')
+        wait_until(lambda: not name_has_owner(self.bus.app_id + '.Transfers'), 10,
+                   'the bus to see the service go')
         self.assertFalse(os.path.exists(dest))
 
         # As the autostart entry runs it: straight from the session, not by activation.
@@ -288,12 +315,7 @@ class FakeServiceTest(unittest.TestCase):
     def setUp(self):
         from gi_helpers import Gio
         self.tmp = tempfile.mkdtemp(prefix='bg-fake-')
-        self.bus = PrivateBus(TRANSFERD, app_id='org.bgglib.FakeTest')
-        self.bus.__enter__()
-        os.environ.update({k: v for k, v in self.bus.env().items()
-                           if k in ('DBUS_SESSION_BUS_ADDRESS', 'BG_TEST_MODE',
-                                    'BG_TEST_APP_ID')})
-        # Owning the name first keeps the real service from being activated.
+        # No activation file names this app: the test owns its service name.
         self.conn = Gio.bus_get_sync(Gio.BusType.SESSION, None)
         info = Gio.DBusNodeInfo.new_for_xml(FAKE_XML)
         self.queue_path = '/org/gnome/BgGlib/Transfers1/queue/0'
@@ -315,7 +337,10 @@ class FakeServiceTest(unittest.TestCase):
     def tearDown(self):
         for i in self.ids:
             self.conn.unregister_object(i)
-        self.bus.__exit__(None, None, None)
+        self.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus',
+                            'org.freedesktop.DBus', 'ReleaseName',
+                            GLib.Variant('(s)', ('org.bgglib.FakeTest.Transfers',)),
+                            None, Gio.DBusCallFlags.NONE, -1, None)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def manager_call(self, conn, sender, path, iface, method, params, invocation):
@@ -336,8 +361,9 @@ class FakeServiceTest(unittest.TestCase):
     def test_late_change_of_another_clients_collected_task_is_not_listed(self):
         """A Changed that tells of a result another process collected, arriving just after
         this client restored, does not put that task in this client's list."""
-        from gi_helpers import Bg, mode_args, run_until
-        downloader = Bg.Downloader(**mode_args(), session_id='fake',
+        from gi_helpers import Bg, run_until
+        downloader = Bg.Downloader(mode=Bg.Mode.SERVICE, app_id='org.bgglib.FakeTest',
+                                   session_id='fake',
                                    database_path=os.path.join(self.tmp, 'db.sqlite'))
         # Asynchronously: the fake service answers from this thread's main loop.
         made = []
