@@ -205,6 +205,57 @@ class ServiceClientTest(unittest.TestCase):
         self.assertEqual(sha256_file(dest), digest)
         downloader.close()
 
+    def test_unattended_result_activates_the_app(self):
+        """A result that finishes while no client is connected makes the service activate the
+        app's bg-task-finished action with its identifier; one a client waits for does not."""
+        from gi_helpers import Bg, Gio, Soup, mode_args, run_until
+        activations = []
+
+        def app_call(conn, sender, path, iface, method, params, invocation):
+            activations.append((method, params.unpack()))
+            invocation.return_value(None)
+
+        conn = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+        info = Gio.DBusNodeInfo.new_for_xml(
+            "<node><interface name='org.freedesktop.Application'>"
+            "<method name='ActivateAction'><arg type='s' direction='in'/>"
+            "<arg type='av' direction='in'/><arg type='a{sv}' direction='in'/></method>"
+            "</interface></node>")
+        reg = conn.register_object('/org/bgglib/ClientTest', info.interfaces[0], app_call)
+        conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+                       'RequestName', GLib.Variant('(su)', ('org.bgglib.ClientTest', 4)), None,
+                       Gio.DBusCallFlags.NONE, -1, None)
+        try:
+            self.serve('w.bin', 200000)
+            self.serve('u.bin', 3 * MiB)
+            # A client waits for this one: no activation.
+            downloader = Bg.Downloader(**mode_args(), session_id='attended',
+                                       database_path=os.path.join(self.tmp, 'attended.sqlite'))
+            downloader.init(None)
+            results = []
+            downloader.download_async(Soup.Message.new('GET', self.server.url('/files/w.bin')),
+                                      Gio.File.new_for_path(os.path.join(self.tmp, 'w.bin')),
+                                      'watched', None, None,
+                                      lambda d, res: results.append(d.download_finish(res)))
+            run_until(lambda: results, 30)
+
+            # The app that asked for this one is gone when it finishes.
+            app = App(self.bus, 'download', self.db,
+                      self.server.url('/files/u.bin?rate=3000000'),
+                      os.path.join(self.tmp, 'u.bin'), 'unattended')
+            app.wait_for(lambda line: line.startswith('progress '))
+            app.kill()
+            run_until(lambda: activations, 60)
+            self.assertEqual(activations, [('ActivateAction',
+                                            ('bg-task-finished', [['unattended']], {}))])
+            downloader.close()
+        finally:
+            conn.unregister_object(reg)
+            conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus',
+                           'org.freedesktop.DBus', 'ReleaseName',
+                           GLib.Variant('(s)', ('org.bgglib.ClientTest',)), None,
+                           Gio.DBusCallFlags.NONE, -1, None)
+
     def test_service_terminated_keeps_its_tasks(self):
         from gi_helpers import Bg, Gio, Soup, mode_args, run_until, sha256_file
         digest = self.serve('t.bin', 12 * MiB)

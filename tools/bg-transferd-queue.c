@@ -39,6 +39,7 @@ struct _BgTransferdQueue
   GListModel            *tasks;
   GPtrArray             *mirror;         /* the tasks as the model had them, to see removals */
   GHashTable            *dirty;          /* identifier -> BgTask, or NULL when removed */
+  GHashTable            *nudged;         /* identifiers the app was activated for */
   GPtrArray             *restore_waiting; /* of GDBusMethodInvocation */
   gboolean               restoring;
   gboolean               restored;
@@ -133,7 +134,8 @@ queue_unwatch_tasks (BgTransferdQueue *self)
 
 guint
 bg_transferd_queue_take_changes (BgTransferdQueue *self,
-                                 GVariantBuilder  *builder)
+                                 GVariantBuilder  *builder,
+                                 GPtrArray        *unattended)
 {
   GHashTableIter iter;
   gpointer key, value;
@@ -152,6 +154,11 @@ bg_transferd_queue_take_changes (BgTransferdQueue *self,
                                bg_engine_is_collected (self->engine, identifier);
 
           snapshot = bg_bus_task_to_variant (task, collected);
+
+          /* A result that no client is there to take: the app hears of it once. */
+          if (!collected && self->clients->len == 0 && bg_task_get_response (task) != NULL &&
+              g_hash_table_add (self->nudged, g_strdup (identifier)))
+            g_ptr_array_add (unattended, g_strdup (identifier));
         }
       else
         {
@@ -190,14 +197,13 @@ queue_list (BgTransferdQueue *self)
 }
 
 gboolean
-bg_transferd_queue_is_busy (BgTransferdQueue *self)
+bg_transferd_queue_has_unfinished (BgTransferdQueue *self)
 {
   guint n;
 
-  if (self->closed)
+  if (self->closed || self->tasks == NULL)
     return FALSE;
-  /* Loading the tasks of an earlier run: some may be unfinished. */
-  if (self->clients->len > 0 || self->restoring)
+  if (self->restoring)
     return TRUE;
 
   n = g_list_model_get_n_items (self->tasks);
@@ -210,6 +216,15 @@ bg_transferd_queue_is_busy (BgTransferdQueue *self)
         return TRUE;
     }
   return FALSE;
+}
+
+gboolean
+bg_transferd_queue_is_busy (BgTransferdQueue *self)
+{
+  if (self->closed)
+    return FALSE;
+
+  return self->clients->len > 0 || bg_transferd_queue_has_unfinished (self);
 }
 
 /* --- Clients ----------------------------------------------------------------------------- */
@@ -803,6 +818,7 @@ bg_transferd_queue_new (BgTransferd      *service,
   self->clients = g_ptr_array_new_with_free_func (client_free);
   self->mirror = g_ptr_array_new_with_free_func (g_object_unref);
   self->dirty = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, unref_nullable);
+  self->nudged = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->restore_waiting = g_ptr_array_new_with_free_func (g_object_unref);
 
   self->tasks = g_object_ref (bg_task_queue_get_tasks (queue));
@@ -864,6 +880,7 @@ queue_finalize (gpointer data)
   g_clear_pointer (&self->clients, g_ptr_array_unref);
   g_clear_pointer (&self->mirror, g_ptr_array_unref);
   g_clear_pointer (&self->dirty, g_hash_table_unref);
+  g_clear_pointer (&self->nudged, g_hash_table_unref);
   g_clear_pointer (&self->restore_waiting, g_ptr_array_unref);
   g_free (self->key);
   g_free (self->object_path);

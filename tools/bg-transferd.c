@@ -38,6 +38,7 @@ struct _BgTransferd
   GPtrArray        *queues;        /* of BgTransferdQueue */
   guint             next_queue;
   guint             flush_source;
+  BgTransferdPortal *portal;
   gboolean          held;
   gboolean          stopping;
 };
@@ -74,14 +75,26 @@ flush_cb (gpointer user_data)
 
   self->flush_source = 0;
 
+  g_autoptr(GPtrArray) unattended = g_ptr_array_new_with_free_func (g_free);
+  gboolean pending = FALSE;
+
   g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(osa{sv})"));
   for (guint i = 0; i < self->queues->len; i++)
-    n += bg_transferd_queue_take_changes (g_ptr_array_index (self->queues, i), &builder);
+    n += bg_transferd_queue_take_changes (g_ptr_array_index (self->queues, i), &builder,
+                                          unattended);
 
   if (n > 0 && self->manager != NULL)
     bg_dbus_transfers1_emit_changed (self->manager, g_variant_builder_end (&builder));
   else
     g_variant_builder_clear (&builder);
+
+  for (guint i = 0; i < self->queues->len && !pending; i++)
+    pending = bg_transferd_queue_has_unfinished (g_ptr_array_index (self->queues, i));
+  if (self->portal != NULL)
+    {
+      bg_transferd_portal_set_pending (self->portal, pending);
+      bg_transferd_portal_activate_finished (self->portal, unattended);
+    }
 
   bg_transferd_update_hold (self);
   return G_SOURCE_REMOVE;
@@ -269,6 +282,7 @@ bg_transferd_dbus_register (GApplication     *application,
     return FALSE;
 
   self->connection = g_object_ref (connection);
+  self->portal = bg_transferd_portal_new (connection, self->app_id);
   self->manager = bg_dbus_transfers1_skeleton_new ();
   bg_dbus_transfers1_set_version (self->manager, 1);
   g_signal_connect (self->manager, "handle-open-queue", G_CALLBACK (handle_open_queue), self);
@@ -343,6 +357,7 @@ bg_transferd_finalize (GObject *object)
 
   g_clear_handle_id (&self->flush_source, g_source_remove);
   g_clear_pointer (&self->queues, g_ptr_array_unref);
+  g_clear_pointer (&self->portal, bg_transferd_portal_free);
   g_clear_object (&self->manager);
   g_clear_object (&self->connection);
   g_free (self->app_id);

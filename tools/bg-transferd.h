@@ -22,6 +22,7 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (BgTransferd, bg_transferd, BG, TRANSFERD, GApplication)
 
 typedef struct _BgTransferdQueue BgTransferdQueue;
+typedef struct _BgTransferdPortal BgTransferdPortal;
 
 /* A task of some queue changed: the next Changed emission (at most ten a second) carries it. */
 void              bg_transferd_schedule_flush       (BgTransferd       *self);
@@ -60,8 +61,13 @@ void              bg_transferd_queue_restore        (BgTransferdQueue  *self);
 gboolean          bg_transferd_queue_is_busy        (BgTransferdQueue  *self);
 /* Adds (queue, identifier, snapshot) to @builder (a(osa{sv})) for each task that changed since
  * the last call; returns how many. */
+/* Adds the changed tasks to @builder; the identifiers of tasks that finished while the queue
+ * had no client go to @unattended. */
 guint             bg_transferd_queue_take_changes   (BgTransferdQueue  *self,
-                                                     GVariantBuilder   *builder);
+                                                     GVariantBuilder   *builder,
+                                                     GPtrArray         *unattended);
+/* Whether a task of the queue has not finished yet. */
+gboolean          bg_transferd_queue_has_unfinished (BgTransferdQueue  *self);
 /* Stops every attempt (the records stay) and unexports the queue. */
 void              bg_transferd_queue_close          (BgTransferdQueue  *self);
 
@@ -74,6 +80,15 @@ void              bg_transferd_prepare_ask          (GDBusConnection   *connecti
                                                      GPtrArray         *paths,
                                                      BgEnginePrepare   *prepare);
 /* Whether a header could go into a request as it is. */
+BgTransferdPortal *bg_transferd_portal_new         (GDBusConnection   *connection,
+                                                     const char        *app_id);
+void              bg_transferd_portal_free          (BgTransferdPortal *self);
+/* Asks for autostart while @pending, withdraws it when not (inside Flatpak). */
+void              bg_transferd_portal_set_pending   (BgTransferdPortal *self,
+                                                     gboolean           pending);
+/* Activates the app's "bg-task-finished" action with @identifiers. */
+void              bg_transferd_portal_activate_finished (BgTransferdPortal *self,
+                                                         GPtrArray         *identifiers);
 gboolean          bg_transferd_header_is_acceptable (const char        *name,
                                                      const char        *value);
 
