@@ -73,7 +73,8 @@ static guint signals[N_SIGNALS];
 
 /* The task's result was announced with task-finished (once per task object). */
 static GQuark announced_quark;
-/* The task was listed by a Submit of this client that the service has not confirmed yet. */
+/* The task was listed by a Submit of this client (the Pending) that the service has not
+ * confirmed yet. */
 static GQuark placeholder_quark;
 /* Its result was collected: it is listed only as history. */
 static GQuark collected_quark;
@@ -295,9 +296,10 @@ changed_cb (GDBusConnection *connection,
         {
           if (bg_bus_snapshot_flag (snapshot, "removed"))
             remote_remove_task (self, identifier);
-          /* Another client's history, as in remote_take_listing(). */
-          else if (bg_bus_snapshot_flag (snapshot, "collected") &&
-                   !g_hash_table_contains (self->by_id, identifier))
+          /* Another client's history, as in remote_take_listing(); and, as in process, the
+           * tasks of earlier runs (or of other processes) are listed once restored. */
+          else if (!g_hash_table_contains (self->by_id, identifier) &&
+                   (bg_bus_snapshot_flag (snapshot, "collected") || !self->restored))
             ;
           else
             {
@@ -812,7 +814,7 @@ submit_reply_cb (GObject      *object,
         }
       /* A task listed only because of this call goes again, as it never existed. */
       task = g_hash_table_lookup (self->by_id, pending->identifier);
-      if (task != NULL && g_object_get_qdata (G_OBJECT (task), placeholder_quark) != NULL)
+      if (task != NULL && g_object_get_qdata (G_OBJECT (task), placeholder_quark) == pending)
         remote_remove_task (self, pending->identifier);
       pending_return (pending, NULL, error_from_bus (error));
       pending_free (pending);
@@ -918,7 +920,6 @@ bg_remote_submit_async (BgRemote            *self,
   g_autofree char *uri = NULL;
   g_autofree char *path = NULL;
   Pending *pending;
-  BgTask *existing;
 
   pending = g_new0 (Pending, 1);
   /* Like the engine's, a pending call does not keep the queue alive. */
@@ -952,11 +953,8 @@ bg_remote_submit_async (BgRemote            *self,
                    path, bg_bus_options_to_variant (options)));
   self->pending = g_list_prepend (self->pending, pending);
 
-  /* As in process, the new task is listed at once, in place of a collected one; the service's
-   * snapshots take over. */
-  existing = g_hash_table_lookup (self->by_id, identifier);
-  if (existing != NULL && g_object_get_qdata (G_OBJECT (existing), collected_quark) != NULL)
-    remote_remove_task (self, identifier);
+  /* As in process, a new task is listed at once; the service's snapshots take over.  A
+   * collected task of the same identifier stays until the service accepted the new one. */
   if (!g_hash_table_contains (self->by_id, identifier))
     {
       g_autoptr(GVariant) snapshot = NULL;
@@ -970,7 +968,7 @@ bg_remote_submit_async (BgRemote            *self,
       if (options != NULL)
         bg_task_apply_options (task, options);
       self->applying = FALSE;
-      g_object_set_qdata (G_OBJECT (task), placeholder_quark, GINT_TO_POINTER (TRUE));
+      g_object_set_qdata (G_OBJECT (task), placeholder_quark, pending);
     }
 
   if (cancellable != NULL)
