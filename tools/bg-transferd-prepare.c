@@ -45,7 +45,7 @@ prepare_call_free (PrepareCall *call)
 
 gboolean
 bg_transferd_header_is_acceptable (const char *name,
-                      const char *value)
+                                   const char *value)
 {
   return name[0] != '\0' && strpbrk (name, " \t\r\n:") == NULL &&
          strpbrk (value, "\r\n") == NULL;
