@@ -639,6 +639,62 @@ def run_app(env, folder, server, extra):
     return events
 
 
+class RunningApp:
+    """The app running in the sandbox, its JSON lines read as they come."""
+
+    def __init__(self, env, argv, tmp):
+        self.stderr = open(os.path.join(tmp, 'app-%d.log' % time.monotonic_ns()), 'w+')
+        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self.events = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                self.events.append(event)
+
+    def read_until(self, what, predicate):
+        def ready():
+            with self.lock:
+                events = list(self.events)
+            if predicate(events):
+                return events
+            if self.proc.poll() is not None:
+                self.stderr.seek(0)
+                raise Failure('the app exited with %s before %s: %r\n%s' % (
+                    self.proc.returncode, what, events, self.stderr.read()[-3000:]))
+            return None
+        return wait_for(what, ready, 60)
+
+    def kill(self):
+        """SIGKILL to the app inside its sandbox, and to the flatpak run in front of it."""
+        home = self.proc_env_home
+        for pid in processes_of(home):
+            try:
+                with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                    argv = f.read().split(b'\0')
+            except OSError:
+                continue
+            if any(a.endswith(b'/bin/bg-sync') for a in argv[:2]):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait()
+        self.stderr.close()
+
+
+def start_app(env, folder, server, tmp):
+    app = RunningApp(env, ['flatpak', 'run', APP_ID, '--folder', folder, '--server', server,
+                           '--sync', '--headless', '--mode', 'service'], tmp)
+    app.proc_env_home = env['HOME']
+    return app
+
+
 def server_has_each_once(nginx, folder, specs):
     puts = nginx.puts()
     for name, _ in specs:
@@ -714,26 +770,35 @@ def main():
         write_files(folder, FILES_PHASE_B)
         gate.close()
 
-        def app_quits_service_finishes():
-            events = run_app(senv, folder, server, ['--quit-after-submit'])
-            submitted = [e for e in events if e.get('event') == 'submitted']
-            if len(submitted) != len(FILES_PHASE_B):
-                raise Failure('the app submitted %d files of %d: %r'
-                              % (len(submitted), len(FILES_PHASE_B), events))
-            services = wait_for('bg-transferd to run', lambda: sandboxed_transferd(home), 30)
-            if any(app != APP_ID for _, app in services):
-                raise Failure('bg-transferd runs outside the sandbox of %s: %r'
-                              % (APP_ID, services))
+        def app_killed_service_finishes():
+            app = start_app(senv, folder, server, tmp)
+            try:
+                events = app.read_until('every file submitted', lambda events: len(
+                    [e for e in events if e.get('event') == 'submitted']) == len(FILES_PHASE_B))
+                modes = [e.get('mode') for e in events if e.get('event') == 'mode']
+                if modes != ['service']:
+                    raise Failure('the app did not run in service mode: mode events %r' % modes)
+                services = wait_for('bg-transferd to run', lambda: sandboxed_transferd(home), 30)
+                if any(app_id != APP_ID for _, app_id in services):
+                    raise Failure('bg-transferd runs outside the sandbox of %s: %r'
+                                  % (APP_ID, services))
+                # The uploads are in flight (held at the gate) when the app is killed.
+                wait_for('an upload at the gate', lambda: gate.accepted > 0, 60)
+            finally:
+                app.kill()
             held = gate.accepted
+            if not sandboxed_transferd(home):
+                raise Failure('bg-transferd went away with the app')
             gate.open()
             wait_for('every file on the server',
                      lambda: server_has_each_once(nginx, folder, FILES_PHASE_B))
             check_bytes(nginx, folder, FILES_PHASE_B)
             return ('%d files sent by bg-transferd (pid %s, in the sandbox of %s) after the app '
-                    'quit; %d connections were held at the gate'
+                    'was killed; %d connections were held at the gate till then'
                     % (len(FILES_PHASE_B), ','.join(str(p) for p, _ in services), APP_ID, held))
-        phase_b = results.check('the app quits and the D-Bus-activated service in the sandbox '
-                                'sends every file once, byte for byte', app_quits_service_finishes)
+        phase_b = results.check('the app is killed mid-sync and the D-Bus-activated service in '
+                                'the sandbox sends every file once, byte for byte',
+                                app_killed_service_finishes)
 
         def database_only_in_app_data():
             found = []
@@ -807,8 +872,9 @@ def main():
             left = processes_of(home)
             if left:
                 raise Failure('processes survived the reboot: %r' % left)
-            if server_has_each_once(nginx, folder, FILES_PHASE_E[:1]):
-                raise Failure('a file went through the closed gate')
+            early = [p for p, _ in nginx.puts() if p.startswith('/dav/after-reboot-')]
+            if early:
+                raise Failure('uploads went through the closed gate: %r' % early)
 
             new = Session(tmp, env, 'session-2')
             sessions.append(new)
@@ -826,6 +892,10 @@ def main():
                     e, ' '.join(command), open(os.path.join(tmp, 'autostart.log')).read()[-2000:]))
             check_bytes(nginx, folder, FILES_PHASE_E)
             check_bytes(nginx, folder, FILES_PHASE_B)
+            services = sandboxed_transferd(home)
+            if not services or any(app_id != APP_ID for _, app_id in services):
+                raise Failure('the resumed bg-transferd is not in the sandbox of %s: %r'
+                              % (APP_ID, services))
             autostart.kill()
             autostart.wait()
             return ('%d uploads in flight killed with the whole session; `%s` in the sandbox '
