@@ -846,10 +846,39 @@ def main():
             try:
                 found = wait_for('a notification from the app', notified, 45)
             except Failure as e:
-                raise Failure('%s; the portal saw: %r' % (e, session.portal_events()))
+                raise Failure('%s; the portal saw: %r; %s' % (e, session.portal_events(),
+                                                              activate_by_hand()))
             return 'AddNotification %r: %r' % (found[0]['id'], found[0]['title'])
+        def activate_by_hand():
+            """Tells apart an app that does not notify from a service that did not wake it."""
+            r = run(['gdbus', 'call', '--session', '--dest', APP_ID, '--object-path',
+                     '/' + APP_ID.replace('.', '/'), '--method',
+                     'org.freedesktop.Application.ActivateAction', 'bg-task-finished',
+                     "[<['by-hand']>]", '{}'], env=senv, check=False, timeout=60)
+            if r.returncode != 0:
+                return 'and ActivateAction by hand failed too: %s' % r.stdout.strip()
+            try:
+                wait_for('a notification', lambda: [
+                    e for e in session.portal_events() if e['method'] == 'AddNotification'], 30)
+            except Failure:
+                return 'and the app sent none when activated by hand either'
+            return ('the app, D-Bus-activated by hand with ActivateAction, did notify: the '
+                    'service never woke it')
+
         results.check('the service woke the app with bg-task-finished and its notification '
                       'reached the portal', app_woken_for_notification)
+
+        # The app woken for a notification quits on its own a little later; the next run
+        # must not find it on its way out.
+        def app_gone():
+            r = run(['gdbus', 'call', '--session', '--dest', 'org.freedesktop.DBus',
+                     '--object-path', '/org/freedesktop/DBus', '--method',
+                     'org.freedesktop.DBus.NameHasOwner', APP_ID], env=senv, check=False)
+            return r.returncode == 0 and 'false' in r.stdout
+        try:
+            wait_for('the woken app to quit', app_gone, 30)
+        except Failure as e:
+            log('%s: the next run joins it' % e)
 
         # e. A reboot with uploads in flight.
         def reboot_resumes():
