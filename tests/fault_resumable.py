@@ -274,7 +274,8 @@ class BodyReader:
         return self.done or (not self.chunked and self.left == 0)
 
     def read(self, want):
-        """At most @want bytes; b'' at the end of the body.  EOFError when the peer went away,
+        """At most @want bytes, as soon as some arrived (so the offset follows what came);
+        b'' at the end of the body.  EOFError when the peer went away,
         ValueError when the chunked framing is broken."""
         if self.at_end():
             return b''
@@ -294,14 +295,14 @@ class BodyReader:
                     self.done = True
                     return b''
                 self.chunk_left = size
-            data = self.rfile.read(min(want, self.chunk_left))
+            data = self.rfile.read1(min(want, self.chunk_left))
             if not data:
                 raise EOFError()
             self.chunk_left -= len(data)
             if self.chunk_left == 0:
                 self.rfile.readline(3)
             return data
-        data = self.rfile.read(min(want, self.left))
+        data = self.rfile.read1(min(want, self.left))
         if not data:
             raise EOFError()
         self.left -= len(data)
@@ -410,6 +411,14 @@ class Route:
         than @cap bytes came)."""
         self.send_continue()
         self.body_read = True
+        res.current = self.h
+        try:
+            return self.append_pieces(res, cap)
+        finally:
+            # Cleared before any answer or reset, so the peer's next request finds it clear.
+            res.current = None
+
+    def append_pieces(self, res, cap):
         reader = BodyReader(self.h)
         n = 0
         with open(res.file, 'ab', buffering=0) as out:
@@ -581,11 +590,7 @@ class Route:
             elif h.command == 'HEAD':
                 self.retrieve_offset(res)
             elif h.command == 'PATCH':
-                res.current = h
-                try:
-                    self.append(res)
-                finally:
-                    res.current = None
+                self.append(res)
             elif h.command == 'DELETE':
                 self.discard_body()
                 res.state = 'deleted'
