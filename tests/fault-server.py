@@ -9,7 +9,9 @@
 # SIGTERM.  Files under DIR are served at /files/<relpath>; request bodies sent to /upload/<name>
 # are stored in DIR/uploads/<name>.  Query parameters choose faults per request (see the
 # "Knobs" section below); /_stats, /_reset, /_hello, /_replace, /_gate and /_open are control
-# endpoints (see "Control endpoints" below).
+# endpoints (see "Control endpoints" below).  /resumable is the resumable-upload draft's
+# creation endpoint and /resumable/<token> its upload resources: see tests/fault_resumable.py
+# for their answers, knobs and the "resumable" section of /_stats.
 #
 # Knobs (query parameters, combinable; values are URL-decoded, so a literal '+' must be %2B):
 #
@@ -57,6 +59,8 @@
 #               drop=N            reset the connection after reading N body bytes
 #               stall=N           stop reading after N body bytes (until the peer goes, or 120 s)
 #               bigbody=N         the answer body is N bytes
+#               (OPTIONS answers 204 with "Allow: PUT, POST, OPTIONS" and no Accept-Patch: a
+#               plain upload target, for a client's probe)
 #
 # Order of evaluation: delay, auth, status, fail-first, redirect/location, then the normal answer.
 #
@@ -100,6 +104,8 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
+
+import fault_resumable
 
 CHUNK = 256 * 1024
 SOCKET_LIFETIME = 120.0     # the longest any connection waits on a peer
@@ -210,7 +216,7 @@ class Stats:
             self.rotate += 1
             return self.rotate
 
-    def to_json(self):
+    def to_json(self, extra=None):
         with self.lock:
             doc = {
                 'requests': self.requests,
@@ -222,6 +228,7 @@ class Stats:
                 'log': [dict(r) for r in self.log],
                 'uploads': [dict(u) for u in self.uploads],
             }
+            doc.update(extra or {})
             return json.dumps(doc).encode('utf-8')
 
 
@@ -302,6 +309,7 @@ class Server(socketserver.ThreadingTCPServer):
         self.stats = Stats()
         self.gzip_cache = GzipCache()
         self.replace_lock = threading.Lock()
+        self.resumable = fault_resumable.Registry(os.path.join(root, 'resumable'))
         super().__init__(address, Handler)
 
     def handle_error(self, request, client_address):
@@ -562,6 +570,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_OPTIONS(self):
         self.dispatch()
 
+    def do_PATCH(self):
+        self.dispatch()
+
     def dispatch(self):
         url = urllib.parse.urlsplit(self.path)
         self.url_path = url.path
@@ -591,6 +602,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.route_files()
             elif url.path.startswith('/upload/'):
                 self.route_upload()
+            elif url.path == '/resumable' or url.path.startswith('/resumable/'):
+                fault_resumable.route(self, self.server.resumable, Abort)
             else:
                 self.discard_request_body()
                 self.answer(404, self.text_for(404))
@@ -601,9 +614,11 @@ class Handler(BaseHTTPRequestHandler):
         self.discard_request_body()
         path = self.url_path
         if path == '/_stats' and self.command in ('GET', 'HEAD'):
-            self.send_control(200, self.server.stats.to_json(), 'application/json')
+            extra = {'resumable': self.server.resumable.to_dict()}
+            self.send_control(200, self.server.stats.to_json(extra), 'application/json')
         elif path == '/_reset' and self.command == 'POST':
             self.server.stats.reset()
+            self.server.resumable.reset()
             self.send_control(204, b'', None)
         elif path == '/_hello' and self.command in ('GET', 'HEAD'):
             self.send_control(200, b'ok', 'text/plain; charset=utf-8')
@@ -941,6 +956,10 @@ class Handler(BaseHTTPRequestHandler):
     # -- /upload ------------------------------------------------------------------------------
 
     def route_upload(self):
+        if self.command == 'OPTIONS':
+            self.discard_request_body()
+            self.answer(204, headers=[('Allow', 'PUT, POST, OPTIONS')])
+            return
         if self.command not in ('PUT', 'POST'):
             self.discard_request_body()
             self.answer(405, self.text_for(405), headers=[('Allow', 'PUT, POST')])

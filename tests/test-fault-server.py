@@ -699,6 +699,287 @@ def t_stdin_eof_exits():
     proc.wait(5)
 
 
+# -- the resumable-upload draft (interop version 8) ---------------------------------------------
+
+IETF = {'Upload-Draft-Interop-Version': '8'}
+
+
+def ietf_create(query='', complete=False, body=b'', extra=None):
+    headers = dict(IETF, **{'Upload-Complete': '?1' if complete else '?0'})
+    headers.update(extra or {})
+    status, resp, data = request('POST', '/resumable' + ('?' + query if query else ''),
+                                 headers, body)
+    return status, resp, data
+
+
+def ietf_path(resp):
+    return urllib.parse.urlsplit(resp.getheader('Location')).path
+
+
+def ietf_patch(path, offset, body, complete=False, conn=None, extra=None):
+    headers = {'Content-Type': 'application/partial-upload', 'Upload-Offset': str(offset),
+               'Upload-Complete': '?1' if complete else '?0'}
+    headers.update(extra or {})
+    return request('PATCH', path, headers, body, conn=conn)
+
+
+def ietf_stats(path):
+    token = path.rsplit('/', 1)[1]
+    doc = stats()['resumable']
+    entries = [u for u in doc['uploads'] if u['token'] == token]
+    assert len(entries) == 1, doc
+    return entries[0], doc
+
+
+def raw_patch_dropped(path, offset, body):
+    """A PATCH whose connection the server resets; returns what came back (b'' on a reset)."""
+    sock = socket.create_connection(('127.0.0.1', F.port), timeout=TIMEOUT)
+    try:
+        sock.sendall(('PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/partial-upload\r\n'
+                      'Upload-Offset: %d\r\nUpload-Complete: ?0\r\nContent-Length: %d\r\n\r\n'
+                      % (path, offset, len(body))).encode())
+        try:
+            sock.sendall(body)
+            return sock.recv(100)
+        except (ConnectionResetError, BrokenPipeError):
+            return b''
+    finally:
+        sock.close()
+
+
+def t_ietf_creation():
+    reset()
+    status, resp, data = ietf_create('max-size=5000000&max-append-size=300000&max-age=600')
+    assert status == 201, (status, data)
+    loc = resp.getheader('Location')
+    assert loc.startswith('http://127.0.0.1:%d/resumable/' % F.port), loc
+    assert resp.getheader('Upload-Offset') == '0' and resp.getheader('Upload-Complete') == '?0'
+    limit = resp.getheader('Upload-Limit')
+    assert limit == 'max-size=5000000, max-append-size=300000, max-age=600', limit
+    # A creation with a first part of the body.
+    body = os.urandom(1000)
+    status, resp, _ = ietf_create(body=body, extra={'Upload-Length': '5000'})
+    assert status == 201 and resp.getheader('Upload-Offset') == '1000'
+    path = ietf_path(resp)
+    status, resp, _ = request('HEAD', path)
+    assert status == 204 and resp.getheader('Upload-Length') == '5000'
+    # The whole body with ?1: the final response at once.
+    body = os.urandom(4321)
+    status, resp, data = ietf_create(complete=True, body=body)
+    assert status == 200 and resp.getheader('Upload-Complete') == '?1', status
+    assert json.loads(data)['sha256'] == sha(body) and json.loads(data)['size'] == len(body)
+    # No Upload-Complete (or another interop version): a plain upload, no Location.
+    for extra in ({}, {'Upload-Draft-Interop-Version': '6', 'Upload-Complete': '?0'}):
+        status, resp, data = request('POST', '/resumable', extra, b'plain')
+        assert status == 200 and resp.getheader('Location') is None, (status, extra)
+        assert json.loads(data)['sha256'] == sha(b'plain')
+    doc = stats()['resumable']
+    assert [u['resumable'] for u in doc['uploads']] == [True, True, True, False, False], doc
+    assert doc['received'] == 1000 + 4321 + 10, doc['received']
+    # A relative Location when asked; PUT works as well.
+    status, resp, _ = request('PUT', '/resumable?relative-location=1',
+                              dict(IETF, **{'Upload-Complete': '?0'}))
+    assert status == 201 and resp.getheader('Location').startswith('/resumable/')
+
+
+def t_ietf_head_patch_complete():
+    reset()
+    body = os.urandom(700000)
+    status, resp, _ = ietf_create()
+    path = ietf_path(resp)
+    conn = http.client.HTTPConnection('127.0.0.1', F.port, timeout=TIMEOUT)
+    try:
+        status, resp, _ = request('HEAD', path, conn=conn)
+        assert status == 204, status
+        assert resp.getheader('Upload-Offset') == '0' and resp.getheader('Upload-Complete') == '?0'
+        assert resp.getheader('Cache-Control') == 'no-store'
+        assert resp.getheader('Upload-Length') is None
+        status, resp, _ = ietf_patch(path, 0, body[:300000], conn=conn)
+        assert status == 204, status
+        assert resp.getheader('Upload-Offset') == '300000' and resp.getheader('Upload-Complete') == '?0'
+        status, resp, data = ietf_patch(path, 300000, body[300000:], complete=True, conn=conn)
+        assert status == 200 and resp.getheader('Upload-Complete') == '?1', (status, data)
+        doc = json.loads(data)
+        assert doc['size'] == len(body) and doc['sha256'] == sha(body), doc
+        status, resp, _ = request('HEAD', path, conn=conn)
+        assert resp.getheader('Upload-Complete') == '?1'
+        assert resp.getheader('Upload-Offset') == str(len(body))
+        assert resp.getheader('Upload-Length') == str(len(body))
+        # Appending to a completed upload: 400 with the draft's problem types.
+        status, resp, data = ietf_patch(path, len(body), b'more', conn=conn)
+        assert status == 400 and json.loads(data)['type'].endswith('#inconsistent-upload-length')
+        status, resp, data = ietf_patch(path, len(body), b'', complete=True, conn=conn)
+        assert status == 400 and json.loads(data)['type'].endswith('#completed-upload')
+        # Not application/partial-upload: 415 with Accept-Patch.
+        status, resp, _ = request('PATCH', path, {'Upload-Offset': '0', 'Upload-Complete': '?0',
+                                                  'Content-Type': 'application/octet-stream'},
+                                  b'x', conn=conn)
+        assert status == 415 and resp.getheader('Accept-Patch') == 'application/partial-upload'
+    finally:
+        conn.close()
+    entry, doc = ietf_stats(path)
+    assert entry['complete'] is True and entry['sha256'] == sha(body), entry
+    assert entry['offset'] == len(body) and entry['appends'] == 2, entry
+    assert entry['received'] == len(body) + 4 + 1, entry
+    assert entry['discarded'] == 5 and entry['max_body'] == 400000, entry
+    with open(os.path.join(F.root, 'resumable', entry['token']), 'rb') as f:
+        assert f.read() == body
+
+
+def t_ietf_conflict():
+    reset()
+    status, resp, _ = ietf_create()
+    path = ietf_path(resp)
+    assert ietf_patch(path, 0, b'a' * 1000)[0] == 204
+    for wrong in (0, 500, 2000):
+        status, resp, data = ietf_patch(path, wrong, b'b' * 100)
+        assert status == 409 and resp.getheader('Upload-Offset') == '1000', (status, wrong)
+        problem = json.loads(data)
+        assert problem['type'].endswith('#mismatching-upload-offset'), problem
+        assert problem['expected-offset'] == 1000 and problem['provided-offset'] == wrong
+    # Broken headers: 400.
+    assert request('PATCH', path, {'Content-Type': 'application/partial-upload',
+                                   'Upload-Complete': '?0', 'Upload-Offset': '-5'}, b'')[0] == 400
+    assert request('PATCH', path, {'Content-Type': 'application/partial-upload',
+                                   'Upload-Complete': 'yes', 'Upload-Offset': '1000'}, b'')[0] == 400
+    entry, _ = ietf_stats(path)
+    assert entry['offset'] == 1000 and entry['discarded'] == 300, entry
+    assert [r['status'] for r in entry['requests']] == [201, 204, 409, 409, 409, 400, 400]
+
+
+def t_ietf_limits():
+    reset()
+    # max-size: a creation announcing more is refused.
+    status, resp, _ = ietf_create('max-size=1000', extra={'Upload-Length': '1001'})
+    assert status == 413 and resp.getheader('Upload-Limit') == 'max-size=1000', status
+    status, resp, _ = ietf_create('max-size=1000&max-append-size=400')
+    path = ietf_path(resp)
+    assert resp.getheader('Upload-Limit') == 'max-size=1000, max-append-size=400'
+    # max-append-size: a larger append is refused, read and thrown away.
+    status, resp, _ = ietf_patch(path, 0, b'x' * 401)
+    assert status == 413 and resp.getheader('Upload-Limit') == 'max-size=1000, max-append-size=400'
+    for off in (0, 400, 800):
+        assert ietf_patch(path, off, b'y' * 200 if off == 800 else b'y' * 400)[0] == 204
+    # Past max-size.
+    status, _, _ = ietf_patch(path, 1000, b'z')
+    assert status == 413, status
+    # With Expect: 100-continue the refusal comes instead of the 100 and no body is sent.
+    sock = socket.create_connection(('127.0.0.1', F.port), timeout=TIMEOUT)
+    sock.sendall(('PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/partial-upload\r\n'
+                  'Upload-Offset: 1000\r\nUpload-Complete: ?0\r\nContent-Length: 5000\r\n'
+                  'Expect: 100-continue\r\n\r\n' % path).encode())
+    answer = b''
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b'HTTP/1.1 413') and b'100 Continue' not in answer, answer[:100]
+    entry, doc = ietf_stats(path)
+    assert entry['offset'] == 1000 and entry['max_body'] == 400, entry
+    assert entry['received'] == 401 + 1000 + 1 and entry['discarded'] == 402, entry
+    # The OPTIONS probe: Accept-Patch on /resumable, not on the plain /upload.
+    status, resp, _ = request('OPTIONS', '/resumable?max-append-size=10')
+    assert status == 204 and resp.getheader('Accept-Patch') == 'application/partial-upload'
+    assert resp.getheader('Upload-Limit') == 'max-append-size=10'
+    status, resp, _ = request('OPTIONS', '/upload/x.bin')
+    assert status == 204 and resp.getheader('Accept-Patch') is None
+    assert 'PUT' in resp.getheader('Allow')
+    log = [r['method'] for r in stats()['log']]
+    assert log.count('OPTIONS') == 2, log
+
+
+def t_ietf_delete_expire():
+    reset()
+    status, resp, _ = ietf_create()
+    path = ietf_path(resp)
+    assert ietf_patch(path, 0, b'abc')[0] == 204
+    status, _, _ = request('DELETE', path)
+    assert status == 204, status
+    assert request('HEAD', path)[0] == 404
+    assert ietf_patch(path, 3, b'def')[0] == 404
+    assert request('DELETE', path)[0] == 404
+    entry, _ = ietf_stats(path)
+    assert entry['state'] == 'deleted' and entry['offset'] == 3, entry
+    assert not os.path.exists(os.path.join(F.root, 'resumable', entry['token']))
+    # Unknown tokens.
+    assert request('HEAD', '/resumable/' + '0' * 32)[0] == 404
+    assert request('HEAD', '/resumable/../files/a.bin')[0] == 404
+    # expire=S: the resource goes S seconds after its creation.
+    status, resp, _ = ietf_create('expire=1')
+    path = ietf_path(resp)
+    assert request('HEAD', path)[0] == 204
+    deadline = time.monotonic() + 5
+    while request('HEAD', path)[0] != 404:
+        assert time.monotonic() < deadline, 'the upload resource did not expire'
+        time.sleep(0.1)
+    entry, _ = ietf_stats(path)
+    assert entry['state'] == 'expired', entry
+
+
+def t_ietf_drop_at():
+    reset()
+    body = os.urandom(600000)
+    status, resp, _ = ietf_create('drop-at=100000,450000')
+    path = ietf_path(resp)
+    # The first append is reset after 100000 bytes; they stay.
+    assert raw_patch_dropped(path, 0, body) == b''
+    status, resp, _ = request('HEAD', path)
+    assert resp.getheader('Upload-Offset') == '100000', resp.getheader('Upload-Offset')
+    # The resume is reset at 450000 in total.
+    assert raw_patch_dropped(path, 100000, body[100000:]) == b''
+    status, resp, _ = request('HEAD', path)
+    offset = int(resp.getheader('Upload-Offset'))
+    assert offset == 450000, offset
+    status, resp, data = ietf_patch(path, offset, body[offset:], complete=True)
+    assert status == 200 and json.loads(data)['sha256'] == sha(body), (status, data)
+    entry, doc = ietf_stats(path)
+    assert entry['drops'] == 2 and entry['complete'] is True, entry
+    assert entry['received'] == len(body) and doc['received'] == len(body), entry
+    outcomes = [(r['method'], r['outcome'], r['received']) for r in entry['requests']]
+    assert outcomes == [('POST', 'done', 0), ('PATCH', 'drop', 100000), ('HEAD', None, 0),
+                        ('PATCH', 'drop', 350000), ('HEAD', None, 0),
+                        ('PATCH', 'done', 150000)], outcomes
+
+
+def t_ietf_lose_answer_interrupt():
+    reset()
+    status, resp, _ = ietf_create('lose-answer=1')
+    path = ietf_path(resp)
+    # The first append is processed but its answer is lost; appending again at the old
+    # offset gets 409 with the right one.
+    try:
+        status = ietf_patch(path, 0, b'q' * 5000)[0]
+    except (ConnectionResetError, http.client.RemoteDisconnected):
+        status = None
+    assert status is None, status
+    status, resp, _ = ietf_patch(path, 0, b'q' * 5000)
+    assert status == 409 and resp.getheader('Upload-Offset') == '5000', status
+    # A HEAD while an append is still sending ends that append; its bytes stay.
+    sock = socket.create_connection(('127.0.0.1', F.port), timeout=TIMEOUT)
+    try:
+        sock.sendall(('PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/partial-upload\r\n'
+                      'Upload-Offset: 5000\r\nUpload-Complete: ?0\r\nContent-Length: 100000\r\n\r\n'
+                      % path).encode() + b'r' * 1234)
+        deadline = time.monotonic() + 5
+        while ietf_stats(path)[0]['offset'] != 6234:
+            assert time.monotonic() < deadline, 'the append did not arrive'
+            time.sleep(0.02)
+        status, resp, _ = request('HEAD', path)
+        assert status == 204 and resp.getheader('Upload-Offset') == '6234'
+        sock.settimeout(TIMEOUT)
+        try:
+            assert sock.recv(100) == b''
+        except ConnectionResetError:
+            pass
+    finally:
+        sock.close()
+    entry, _ = ietf_stats(path)
+    assert entry['interrupted'] == 1 and entry['lost_answers'] == 1, entry
+    assert entry['sha256'] == sha(b'q' * 5000 + b'r' * 1234)
+
+
 TESTS = [
     ('readiness endpoint', t_hello),
     ('plain GET, sha256 and headers, keep-alive, 404 and 400', t_plain_get),
@@ -730,6 +1011,13 @@ TESTS = [
     ('20 concurrent connections', t_sixteen_connections),
     ('reset zeroes the counters', t_reset),
     ('TLS', t_tls),
+    ('IETF creation: 201 with Location, Upload-Offset, Upload-Limit; ?1; plain', t_ietf_creation),
+    ('IETF HEAD, PATCH, completion, 400 on a completed upload, 415', t_ietf_head_patch_complete),
+    ('IETF wrong offset: 409 with the right Upload-Offset and the problem type', t_ietf_conflict),
+    ('IETF limits: 413 over max-size and max-append-size; OPTIONS probe', t_ietf_limits),
+    ('IETF DELETE then 404; expire', t_ietf_delete_expire),
+    ('IETF drop-at resets mid-append, the bytes stay, HEAD resumes', t_ietf_drop_at),
+    ('IETF lose-answer then 409; a HEAD ends an append in flight', t_ietf_lose_answer_interrupt),
     ('exits when stdin is closed', t_stdin_eof_exits),
 ]
 
