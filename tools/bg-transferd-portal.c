@@ -35,14 +35,17 @@ struct _BgTransferdPortal
 
 BgTransferdPortal *
 bg_transferd_portal_new (GDBusConnection *connection,
-                         const char      *app_id)
+                         const char      *app_id,
+                         gboolean         autostarted)
 {
   BgTransferdPortal *self = g_new0 (BgTransferdPortal, 1);
 
   self->connection = g_object_ref (connection);
   self->app_id = g_strdup (app_id);
   self->executable = g_build_filename (LIBEXECDIR, "bg-transferd", NULL);
-  self->autostart = -1;
+  /* Started by the session, the autostart an earlier run asked for is on; started by a
+   * client, there is none to withdraw unless this run asks for it. */
+  self->autostart = autostarted ? 1 : 0;
   self->asking = -1;
   return self;
 }
@@ -111,6 +114,7 @@ ask_background (BgTransferdPortal *self,
   g_ptr_array_add (commandline, g_strdup (self->app_id));
   g_ptr_array_add (commandline, g_strdup ("--resume-all"));
 
+  g_debug ("Asking the Background portal to turn autostart %s", autostart ? "on" : "off");
   self->asking = autostart;
   xdp_portal_request_background (self->portal, NULL,
                                  autostart ? _("Transfers are still going on")
@@ -127,6 +131,8 @@ bg_transferd_portal_set_pending (BgTransferdPortal *self,
                                  gboolean           pending)
 {
   pending = !!pending;
+  if (self->want != pending)
+    g_debug ("Transfers %s", pending ? "pending" : "all done");
   self->want = pending;
 
 #ifdef HAVE_LIBPORTAL

@@ -282,7 +282,7 @@ bg_transferd_dbus_register (GApplication     *application,
     return FALSE;
 
   self->connection = g_object_ref (connection);
-  self->portal = bg_transferd_portal_new (connection, self->app_id);
+  self->portal = bg_transferd_portal_new (connection, self->app_id, self->resume_all);
   self->manager = bg_dbus_transfers1_skeleton_new ();
   bg_dbus_transfers1_set_version (self->manager, 1);
   g_signal_connect (self->manager, "handle-open-queue", G_CALLBACK (handle_open_queue), self);

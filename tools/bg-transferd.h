@@ -80,8 +80,10 @@ void              bg_transferd_prepare_ask          (GDBusConnection   *connecti
                                                      GPtrArray         *paths,
                                                      BgEnginePrepare   *prepare);
 /* Whether a header could go into a request as it is. */
+/* @autostarted: the service was started with --resume-all, as the session's autostart does. */
 BgTransferdPortal *bg_transferd_portal_new         (GDBusConnection   *connection,
-                                                     const char        *app_id);
+                                                     const char        *app_id,
+                                                     gboolean           autostarted);
 void              bg_transferd_portal_free          (BgTransferdPortal *self);
 /* Asks for autostart while @pending, withdraws it when not (inside Flatpak). */
 void              bg_transferd_portal_set_pending   (BgTransferdPortal *self,

@@ -474,6 +474,8 @@ class Session:
 
     def __init__(self, tmp, env, name):
         self.env = dict(env)
+        # What the services started on this bus say goes to its log (bus.log).
+        self.env['G_MESSAGES_DEBUG'] = 'Bg'
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir)
         host_services = os.path.join(self.dir, 'host-services')
@@ -827,8 +829,14 @@ def main():
                 events, on, off = wait_for('RequestBackground with autostart on, then off',
                                            asked, 45)
             except Failure as e:
-                raise Failure('%s; the portal saw: %r' % (e, [
-                    e for e in session.portal_events() if e['method'] == 'RequestBackground']))
+                session.bus_log.flush()
+                said = []
+                for name in ('bus.log', 'portal.log'):
+                    with open(os.path.join(session.dir, name)) as f:
+                        said += [line for line in f if 'dbus-daemon[' not in line]
+                raise Failure('%s; the portal saw: %r; the session said: %s' % (e, [
+                    e for e in session.portal_events() if e['method'] == 'RequestBackground'],
+                    ''.join(said[-20:])))
             first = events[on[0]]
             if first['commandline'] != AUTOSTART_COMMAND:
                 raise Failure('autostart command line %r, expected %r'
