@@ -27,6 +27,7 @@ struct _BgTransferdPortal
   int              autostart;      /* -1 unknown, else what was last asked for */
   int              asking;         /* -1 nothing in flight, else the value asked for */
   gboolean         want;           /* unfinished tasks exist */
+  int              refused;        /* -1, else what the portal last refused */
   gboolean         said_unavailable;
 #ifdef HAVE_LIBPORTAL
   XdpPortal       *portal;
@@ -47,6 +48,7 @@ bg_transferd_portal_new (GDBusConnection *connection,
    * client, there is none to withdraw unless this run asks for it. */
   self->autostart = autostarted ? 1 : 0;
   self->asking = -1;
+  self->refused = -1;
   return self;
 }
 
@@ -79,18 +81,23 @@ background_cb (GObject      *object,
 
   self->asking = -1;
   if (!xdp_portal_request_background_finish (XDP_PORTAL (object), result, &error))
-    g_message ("The Background portal refused to %s: %s",
-               asked ? "start the transfer service with the session"
-                     : "stop starting the transfer service with the session",
-               error->message);
+    {
+      g_message ("The Background portal refused to %s: %s",
+                 asked ? "start the transfer service with the session"
+                       : "stop starting the transfer service with the session",
+                 error->message);
+      /* Not asked again for the same until the wish changes. */
+      self->refused = asked;
+    }
   else
     {
       g_debug ("Background portal: autostart %s", asked ? "on" : "off");
       self->autostart = asked;
+      self->refused = -1;
     }
 
   /* The wish may have changed while the portal answered. */
-  if (self->autostart != self->want)
+  if (self->autostart != self->want && self->refused != self->want)
     ask_background (self, self->want);
 }
 #endif
@@ -138,7 +145,9 @@ bg_transferd_portal_set_pending (BgTransferdPortal *self,
 #ifdef HAVE_LIBPORTAL
   if (xdp_portal_running_under_flatpak ())
     {
-      if (self->autostart != pending && self->asking == -1)
+      if (pending != self->refused)
+        self->refused = -1;
+      if (self->autostart != pending && self->asking == -1 && self->refused == -1)
         ask_background (self, pending);
       return;
     }
