@@ -331,7 +331,10 @@ bg_bus_task_to_variant (BgTask   *task,
   ADD ("attempts", g_variant_new_uint32 (bg_task_get_attempts (task)));
   ADD ("restarts", g_variant_new_uint32 (bg_task_get_restarts (task)));
   ADD ("next-attempt-at",
-       g_variant_new_int64 (next_attempt_at ? g_date_time_to_unix (next_attempt_at) * G_USEC_PER_SEC : 0));
+       g_variant_new_int64 (next_attempt_at
+                            ? g_date_time_to_unix (next_attempt_at) * G_USEC_PER_SEC +
+                              g_date_time_get_microsecond (next_attempt_at)
+                            : 0));
   ADD ("wait-reason", g_variant_new_uint32 (bg_task_get_wait_reason (task)));
   ADD ("paused", g_variant_new_boolean (bg_task_get_paused (task)));
   ADD ("allow-metered", g_variant_new_boolean (bg_task_get_allow_metered (task)));

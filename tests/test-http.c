@@ -5,8 +5,10 @@
 
 #include "config.h"
 
+#include "bg-bus-private.h"
 #include "bg-http-private.h"
 #include "bg-response-private.h"
+#include "bg-task-private.h"
 #include "test-utils.h"
 
 #define NOW "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -394,6 +396,27 @@ test_uri_hide_password (void)
   g_assert_false (bg_http_is_credential_header ("Authorization2"));
 }
 
+/* A task's next attempt reaches a client of the transfer service to the microsecond: cut to the
+ * second, a retry a second away could look due already. */
+static void
+test_bus_task_times (void)
+{
+  g_autoptr(GFile) file = g_file_new_for_path ("/tmp/x");
+  g_autoptr(BgTask) task = bg_task_new (BG_TASK_KIND_DOWNLOAD, "t", "http://127.0.0.1/x", file);
+  g_autoptr(BgTask) copy = NULL;
+  g_autoptr(GVariant) snapshot = NULL;
+  g_autoptr(GDateTime) at = NULL;
+  gint64 when = (gint64) 1800000000 * G_USEC_PER_SEC + 987654;
+
+  bg_task_set_next_attempt_at (task, when);
+  snapshot = g_variant_ref_sink (bg_bus_task_to_variant (task, FALSE));
+  copy = bg_bus_task_new_from_variant (BG_TASK_KIND_DOWNLOAD, "t", snapshot);
+  at = bg_task_dup_next_attempt_at (copy);
+  g_assert_nonnull (at);
+  g_assert_cmpint (g_date_time_to_unix (at), ==, 1800000000);
+  g_assert_cmpint (g_date_time_get_microsecond (at), ==, 987654);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -411,6 +434,7 @@ main (int   argc,
   g_test_add_func ("/http/error-kinds/http2-stream-reset-or-goaway", test_http2_stream_errors);
   g_test_add_func ("/http/uri-schemes", test_uri_schemes);
   g_test_add_func ("/http/uri-hide-password", test_uri_hide_password);
+  g_test_add_func ("/bus/task-times-keep-microseconds", test_bus_task_times);
 
   return g_test_run ();
 }
