@@ -219,14 +219,10 @@ bg_transferd_queue_has_unfinished (BgTransferdQueue *self)
 }
 
 gboolean
-bg_transferd_queue_is_busy (BgTransferdQueue *self)
+bg_transferd_queue_has_clients (BgTransferdQueue *self)
 {
-  if (self->closed)
-    return FALSE;
-
-  return self->clients->len > 0 || bg_transferd_queue_has_unfinished (self);
+  return !self->closed && self->clients->len > 0;
 }
-
 /* --- Clients ----------------------------------------------------------------------------- */
 
 static void

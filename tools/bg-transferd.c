@@ -47,15 +47,24 @@ G_DEFINE_FINAL_TYPE (BgTransferd, bg_transferd, G_TYPE_APPLICATION)
 
 /* --- Changed, and the lifetime ----------------------------------------------------------- */
 
-void
-bg_transferd_update_hold (BgTransferd *self)
+static gboolean
+service_has_unfinished (BgTransferd *self)
 {
-  gboolean busy = FALSE;
+  for (guint i = 0; i < self->queues->len; i++)
+    if (bg_transferd_queue_has_unfinished (g_ptr_array_index (self->queues, i)))
+      return TRUE;
+  return FALSE;
+}
 
-  g_return_if_fail (BG_IS_TRANSFERD (self));
+/* Holds the service while a queue has a client or, as @pending says, an unfinished task. */
+static void
+hold_while_busy (BgTransferd *self,
+                 gboolean     pending)
+{
+  gboolean busy = pending && !self->stopping;
 
   for (guint i = 0; i < self->queues->len && !busy && !self->stopping; i++)
-    busy = bg_transferd_queue_is_busy (g_ptr_array_index (self->queues, i));
+    busy = bg_transferd_queue_has_clients (g_ptr_array_index (self->queues, i));
 
   if (busy != self->held)
     g_debug ("%s", busy ? "Busy: held" : "Nothing to do: released");
@@ -66,17 +75,24 @@ bg_transferd_update_hold (BgTransferd *self)
   self->held = busy;
 }
 
+void
+bg_transferd_update_hold (BgTransferd *self)
+{
+  g_return_if_fail (BG_IS_TRANSFERD (self));
+
+  hold_while_busy (self, service_has_unfinished (self));
+}
+
 static gboolean
 flush_cb (gpointer user_data)
 {
   BgTransferd *self = user_data;
+  g_autoptr(GPtrArray) unattended = g_ptr_array_new_with_free_func (g_free);
   GVariantBuilder builder;
+  gboolean pending;
   guint n = 0;
 
   self->flush_source = 0;
-
-  g_autoptr(GPtrArray) unattended = g_ptr_array_new_with_free_func (g_free);
-  gboolean pending = FALSE;
 
   g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(osa{sv})"));
   for (guint i = 0; i < self->queues->len; i++)
@@ -88,15 +104,15 @@ flush_cb (gpointer user_data)
   else
     g_variant_builder_clear (&builder);
 
-  for (guint i = 0; i < self->queues->len && !pending; i++)
-    pending = bg_transferd_queue_has_unfinished (g_ptr_array_index (self->queues, i));
+  /* Once a flush: the portal and the hold both follow whether tasks are unfinished. */
+  pending = service_has_unfinished (self);
   if (self->portal != NULL)
     {
       bg_transferd_portal_set_pending (self->portal, pending);
       bg_transferd_portal_activate_finished (self->portal, unattended);
     }
+  hold_while_busy (self, pending);
 
-  bg_transferd_update_hold (self);
   return G_SOURCE_REMOVE;
 }
 

@@ -57,8 +57,8 @@ void              bg_transferd_queue_add_client     (BgTransferdQueue  *self,
                                                      const char        *client_path);
 /* Carries on the tasks of earlier runs, once per service run. */
 void              bg_transferd_queue_restore        (BgTransferdQueue  *self);
-/* Whether the queue has clients or unfinished tasks. */
-gboolean          bg_transferd_queue_is_busy        (BgTransferdQueue  *self);
+/* Whether a client has the queue open. */
+gboolean          bg_transferd_queue_has_clients    (BgTransferdQueue  *self);
 /* Adds (queue, identifier, snapshot) to @builder (a(osa{sv})) for each task that changed since
  * the last call; returns how many. */
 /* Adds the changed tasks to @builder; the identifiers of tasks that finished while the queue
