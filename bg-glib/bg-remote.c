@@ -553,17 +553,52 @@ remote_new (BgTaskKind    kind,
   return g_steal_pointer (&self);
 }
 
-static gboolean
-remote_opened (BgRemote  *self,
-               GVariant  *reply,
-               GError   **error)
+/* The queue is open at the service: @reply is OpenQueue's. */
+static void
+remote_opened (BgRemote *self,
+               GVariant *reply)
 {
   g_variant_get (reply, "(o)", &self->queue_path);
   if (self->owner_id == 0)
     self->owner_id = g_bus_watch_name_on_connection (self->connection, self->bus_name,
                                                      G_BUS_NAME_WATCHER_FLAGS_NONE,
                                                      NULL, service_vanished_cb, self, NULL);
+}
+
+/* OpenQueue, blocking: the queue is open when it returns TRUE. */
+static gboolean
+remote_open_queue_sync (BgRemote      *self,
+                        GCancellable  *cancellable,
+                        GError       **error)
+{
+  g_autoptr(GVariant) reply = NULL;
+  GError *local_error = NULL;
+
+  reply = g_dbus_connection_call_sync (self->connection, self->bus_name, BG_BUS_OBJECT_PATH,
+                                       BG_BUS_INTERFACE, "OpenQueue", open_parameters (self),
+                                       G_VARIANT_TYPE ("(o)"), G_DBUS_CALL_FLAGS_NONE, -1,
+                                       cancellable, &local_error);
+  if (reply == NULL)
+    {
+      g_propagate_error (error, error_from_bus (local_error));
+      return FALSE;
+    }
+
+  remote_opened (self, reply);
   return TRUE;
+}
+
+/* OpenQueue, with the reply to @callback. */
+static void
+remote_open_queue_async (BgRemote            *self,
+                         GCancellable        *cancellable,
+                         GAsyncReadyCallback  callback,
+                         gpointer             user_data)
+{
+  g_dbus_connection_call (self->connection, self->bus_name, BG_BUS_OBJECT_PATH,
+                          BG_BUS_INTERFACE, "OpenQueue", open_parameters (self),
+                          G_VARIANT_TYPE ("(o)"), G_DBUS_CALL_FLAGS_NONE, -1, cancellable,
+                          callback, user_data);
 }
 
 BgRemote *
@@ -576,7 +611,6 @@ bg_remote_open (BgTaskKind     kind,
                 GError       **error)
 {
   g_autoptr(BgRemote) self = NULL;
-  g_autoptr(GVariant) reply = NULL;
   g_autoptr(GError) local_error = NULL;
 
   self = remote_new (kind, app_id, session_id, database_path, settings, error);
@@ -592,17 +626,9 @@ bg_remote_open (BgTaskKind     kind,
       return NULL;
     }
 
-  reply = g_dbus_connection_call_sync (self->connection, self->bus_name, BG_BUS_OBJECT_PATH,
-                                       BG_BUS_INTERFACE, "OpenQueue", open_parameters (self),
-                                       G_VARIANT_TYPE ("(o)"), G_DBUS_CALL_FLAGS_NONE, -1,
-                                       cancellable, &local_error);
-  if (reply == NULL)
-    {
-      g_propagate_error (error, error_from_bus (g_steal_pointer (&local_error)));
-      return NULL;
-    }
+  if (!remote_open_queue_sync (self, cancellable, error))
+    return NULL;
 
-  remote_opened (self, reply, NULL);
   return g_steal_pointer (&self);
 }
 
@@ -623,7 +649,7 @@ open_reply_cb (GObject      *object,
       return;
     }
 
-  remote_opened (self, reply, NULL);
+  remote_opened (self, reply);
   g_task_return_pointer (task, g_object_ref (self), g_object_unref);
 }
 
@@ -645,10 +671,8 @@ open_bus_cb (GObject      *object,
       return;
     }
 
-  g_dbus_connection_call (self->connection, self->bus_name, BG_BUS_OBJECT_PATH,
-                          BG_BUS_INTERFACE, "OpenQueue", open_parameters (self),
-                          G_VARIANT_TYPE ("(o)"), G_DBUS_CALL_FLAGS_NONE, -1,
-                          g_task_get_cancellable (task), open_reply_cb, g_object_ref (task));
+  remote_open_queue_async (self, g_task_get_cancellable (task), open_reply_cb,
+                           g_object_ref (task));
 }
 
 void
@@ -1105,7 +1129,7 @@ reopen_cb (GObject      *object,
     }
 
   g_clear_pointer (&self->queue_path, g_free);
-  remote_opened (self, reply, NULL);
+  remote_opened (self, reply);
 
   /* A client that restored wants every task carried on, not only those it waits for. */
   if (self->restored)
@@ -1171,10 +1195,7 @@ remote_reopen (BgRemote *self)
     }
 
   self->reopening = TRUE;
-  g_dbus_connection_call (self->connection, self->bus_name, BG_BUS_OBJECT_PATH,
-                          BG_BUS_INTERFACE, "OpenQueue", open_parameters (self),
-                          G_VARIANT_TYPE ("(o)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL,
-                          reopen_cb, g_object_ref (self));
+  remote_open_queue_async (self, NULL, reopen_cb, g_object_ref (self));
 }
 
 /* A short call to the queue; opens it again first (blocking) when the service went away. */
@@ -1197,22 +1218,8 @@ remote_call_sync (BgRemote    *self,
       g_autoptr(GError) local_error = NULL;
       GVariant *reply;
 
-      if (self->queue_path == NULL)
-        {
-          g_autoptr(GVariant) opened = NULL;
-
-          opened = g_dbus_connection_call_sync (self->connection, self->bus_name,
-                                                BG_BUS_OBJECT_PATH, BG_BUS_INTERFACE,
-                                                "OpenQueue", open_parameters (self),
-                                                G_VARIANT_TYPE ("(o)"), G_DBUS_CALL_FLAGS_NONE,
-                                                -1, NULL, &local_error);
-          if (opened == NULL)
-            {
-              g_propagate_error (error, error_from_bus (g_steal_pointer (&local_error)));
-              return NULL;
-            }
-          remote_opened (self, opened, NULL);
-        }
+      if (self->queue_path == NULL && !remote_open_queue_sync (self, NULL, error))
+        return NULL;
 
       reply = g_dbus_connection_call_sync (self->connection, self->bus_name, self->queue_path,
                                            BG_BUS_QUEUE_INTERFACE, method, owned, NULL,
