@@ -304,6 +304,10 @@ queue_prepare_func (BgEngine        *engine,
           g_ptr_array_add (paths, g_strdup (client->path));
         }
     }
+
+  /* The handlers look at the task (its attempts, its wait reason): the snapshot goes first. */
+  if (senders->len > 0)
+    bg_transferd_flush_now (self->service);
   bg_transferd_prepare_ask (self->connection, self->object_path, bg_task_get_identifier (task),
                             senders, paths, prepare);
 }

@@ -116,6 +116,21 @@ flush_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Sends what changed now rather than when the timer fires: a client asked something about a task
+ * (prepare-request) sees the task as it is, because the bus keeps one sender's messages in
+ * order. */
+void
+bg_transferd_flush_now (BgTransferd *self)
+{
+  g_return_if_fail (BG_IS_TRANSFERD (self));
+
+  if (self->flush_source != 0)
+    {
+      g_clear_handle_id (&self->flush_source, g_source_remove);
+      flush_cb (self);
+    }
+}
+
 void
 bg_transferd_schedule_flush (BgTransferd *self)
 {

@@ -26,6 +26,7 @@ typedef struct _BgTransferdPortal BgTransferdPortal;
 
 /* A task of some queue changed: the next Changed emission (at most ten a second) carries it. */
 void              bg_transferd_schedule_flush       (BgTransferd       *self);
+void              bg_transferd_flush_now            (BgTransferd       *self);
 /* A call came: the inactivity timeout starts again. */
 void              bg_transferd_touch                (BgTransferd       *self);
 /* Whether the service has something to do has perhaps changed: hold or release the app. */
