@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <glib/gi18n-lib.h>
+#include <unistd.h>
 
 #include "bg-bus-private.h"
 #include "bg-engine-private.h"
@@ -52,6 +53,7 @@ struct _BgRemote
 
   guint            changed_id;
   guint            client_id;
+  guint            client_name_id;  /* the name under the app id the Client object is reached by */
   guint            owner_id;
   guint            reopens;         /* service restarts since a call last got an answer */
   guint            stopping_waits;
@@ -503,18 +505,29 @@ remote_setup (BgRemote  *self,
 {
   static guint64 serial;
   g_autoptr(GDBusNodeInfo) info = NULL;
+  g_autofree char *client_name = NULL;
+  guint64 n;
 
   info = g_dbus_node_info_new_for_xml (client_xml, error);
   if (info == NULL)
     return FALSE;
 
-  self->client_path = g_strdup_printf ("%s/%" G_GUINT64_FORMAT, BG_BUS_CLIENT_PATH,
-                                       (guint64) g_atomic_pointer_add (&serial, 1));
+  n = (guint64) g_atomic_pointer_add (&serial, 1);
+  self->client_path = g_strdup_printf ("%s/%" G_GUINT64_FORMAT, BG_BUS_CLIENT_PATH, n);
   self->client_id = g_dbus_connection_register_object (self->connection, self->client_path,
                                                        info->interfaces[0], &client_vtable,
                                                        self, NULL, error);
   if (self->client_id == 0)
     return FALSE;
+
+  /* Inside a Flatpak sandbox the bus proxy lets the service call only peers that own a name it
+   * may talk to, and it may talk to the names under the app id.  The name is asked for before
+   * OpenQueue goes out on the same connection, so the service knows the client by then. */
+  client_name = g_strdup_printf ("%s.Client.c%" G_GUINT64_FORMAT "_%" G_GUINT64_FORMAT, self->bus_name,
+                                 (guint64) getpid (), n);
+  self->client_name_id = g_bus_own_name_on_connection (self->connection, client_name,
+                                                       G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE,
+                                                       NULL, NULL, NULL, NULL);
 
   self->changed_id =
     g_dbus_connection_signal_subscribe (self->connection, self->bus_name, BG_BUS_INTERFACE,
@@ -1438,6 +1451,7 @@ bg_remote_close (BgRemote *self)
         g_dbus_connection_unregister_object (self->connection, self->client_id);
     }
   self->changed_id = self->client_id = 0;
+  g_clear_handle_id (&self->client_name_id, g_bus_unown_name);
   if (self->owner_id != 0)
     g_bus_unwatch_name (self->owner_id);
   self->owner_id = 0;

@@ -818,6 +818,18 @@ def main():
         results.check('the database is under ~/.var/app/%s/data and nowhere else' % APP_ID,
                       database_only_in_app_data)
 
+        def service_reaches_the_app():
+            # The service asks each client's prepare-request handlers before each attempt; the
+            # bus proxy of its sandbox lets it call only peers that own a name under the app id.
+            session.bus_log.flush()
+            with open(os.path.join(session.dir, 'bus.log')) as f:
+                refused = [line.strip() for line in f if 'prepare-request handler' in line]
+            if refused:
+                raise Failure('the service could not call the app: %s' % '; '.join(refused[:3]))
+            return 'no prepare-request call refused by the sandbox'
+        results.check('the service in the sandbox can call the app back (prepare-request)',
+                      service_reaches_the_app)
+
         def autostart_asked_then_withdrawn():
             def asked():
                 events = [e for e in session.portal_events()
@@ -894,17 +906,20 @@ def main():
             gate.close()
             before = gate.accepted
             events = run_app(senv, folder, server, ['--quit-after-submit'])
+            log('the app submitted and quit')
             submitted = {e.get('identifier') for e in events if e.get('event') == 'submitted'}
             if len(submitted) < len(FILES_PHASE_E):
                 raise Failure('the app submitted %d new files of %d: %r'
                               % (len(submitted), len(FILES_PHASE_E), events))
             wait_for('an upload held at the gate', lambda: gate.accepted > before, 60)
+            log('uploads held at the gate: %d' % (gate.accepted - before))
             asked = [e for e in session.portal_events()
                      if e['method'] == 'RequestBackground' and e['autostart']]
             command = asked[-1]['commandline'] if asked else AUTOSTART_COMMAND
             if not command:
                 command = AUTOSTART_COMMAND
             kill_all(home)
+            log('every process killed')
             gate.reset()
             left = processes_of(home)
             if left:
