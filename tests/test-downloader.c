@@ -722,6 +722,40 @@ test_resume_range (Fixture       *f,
 }
 
 static void
+record_attempts_cb (BgDownloader *downloader,
+                    BgTask       *task,
+                    SoupMessage  *msg,
+                    GArray       *seen)
+{
+  guint attempts = bg_task_get_attempts (task);
+
+  g_array_append_val (seen, attempts);
+}
+
+/* A prepare-request handler sees the task as it is for the attempt it prepares: in service
+ * mode too, where the task it is given is the client's copy. */
+static void
+test_prepare_sees_attempt (Fixture       *f,
+                           gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "p.bin");
+  g_autoptr(GArray) seen = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_autoptr(BgResponse) response = NULL;
+  gulong id;
+
+  bg_task_queue_set_max_attempts (BG_TASK_QUEUE (f->downloader), 3);
+  g_object_set (f->downloader, "retry-delay", 1, "max-retry-delay", 1, NULL);
+  id = g_signal_connect (f->downloader, "prepare-request", G_CALLBACK (record_attempts_cb), seen);
+  response = download (f, "/files/p.bin?status=503", dest, "p");
+  g_signal_handler_disconnect (f->downloader, id);
+
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_RETRY);
+  g_assert_cmpuint (seen->len, ==, 3);
+  for (guint i = 0; i < seen->len; i++)
+    g_assert_cmpuint (g_array_index (seen, guint, i), ==, i + 1);
+}
+
+static void
 test_resume_ignored_range (Fixture       *f,
                            gconstpointer  data)
 {
@@ -2391,6 +2425,7 @@ main (int   argc,
   ADD ("cancel", test_cancel);
   ADD ("cancel-wait-only", test_cancel_wait_only);
   ADD ("resume/range", test_resume_range);
+  ADD ("prepare-request/sees-attempt", test_prepare_sees_attempt);
   ADD ("resume/ignored-range", test_resume_ignored_range);
   ADD ("resume/changed-etag", test_resume_changed_etag);
   ADD ("resume/wrong-range", test_resume_wrong_range);
