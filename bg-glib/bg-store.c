@@ -376,6 +376,9 @@ static const char * const progress_columns[] = {
   "etag",
   "last_modified",
   "updated_at",
+  "upload_url",
+  "upload_url_protocol",
+  "upload_expires",
 };
 
 static char *
