@@ -533,6 +533,9 @@ bg_job_make_response (BgJob          *job,
     {
       status = soup_message_get_status (msg);
       reason = soup_message_get_reason_phrase (msg);
+      /* Some servers (@tus/server among them) send a status line without a phrase. */
+      if (reason == NULL || reason[0] == '\0')
+        reason = soup_status_get_phrase (status);
       headers = soup_message_get_response_headers (msg);
     }
 

@@ -699,6 +699,397 @@ test_auto_picks_plain (Fixture       *f,
   g_assert_cmpuint (resumable_upload_count (stats), ==, 0);
 }
 
+
+/* --- tus against @tus/server ----------------------------------------------------------------- */
+
+typedef struct
+{
+  GSubprocess *process;
+  char        *dir;
+  char        *log;
+  guint        port;
+} TusServer;
+
+static const char *
+tus_skip_reason (void)
+{
+  g_autofree char *node = g_find_program_in_path ("node");
+  g_autofree char *module = g_test_build_filename (G_TEST_DIST, "tus-server", "node_modules",
+                                                   "@tus", "server", "package.json", NULL);
+  g_autofree char *store = g_test_build_filename (G_TEST_DIST, "tus-server", "node_modules",
+                                                  "@tus", "file-store", "package.json", NULL);
+
+  if (node == NULL)
+    return "node is not installed";
+  if (!g_file_test (module, G_FILE_TEST_EXISTS) || !g_file_test (store, G_FILE_TEST_EXISTS))
+    return "@tus/server is not installed in tests/tus-server (run .ci/install-deps)";
+  return NULL;
+}
+
+static TusServer *
+tus_server_new (Fixture    *f,
+                const char *expire_ms)
+{
+  TusServer *server = g_new0 (TusServer, 1);
+  g_autofree char *script = g_test_build_filename (G_TEST_DIST, "tus-server", "server.mjs", NULL);
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = NULL;
+
+  server->dir = g_build_filename (f->tmp, "tus-store", NULL);
+  server->log = g_build_filename (f->tmp, "tus-requests.jsonl", NULL);
+  server->process = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                      G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error,
+                                      "node", script, "--dir", server->dir, "--log", server->log,
+                                      "--port", "0",
+                                      expire_ms != NULL ? "--expire-ms" : NULL, expire_ms, NULL);
+  g_assert_no_error (error);
+  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (server->process));
+  line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "PORT "));
+  server->port = (guint) g_ascii_strtoull (line + 5, NULL, 10);
+  g_assert_cmpuint (server->port, >, 0);
+
+  return server;
+}
+
+static void
+tus_server_free (TusServer *server)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* It exits when its stdin ends. */
+  g_output_stream_close (g_subprocess_get_stdin_pipe (server->process), NULL, NULL);
+  g_subprocess_wait (server->process, NULL, &error);
+  g_assert_no_error (error);
+  g_object_unref (server->process);
+  g_free (server->dir);
+  g_free (server->log);
+  g_free (server);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TusServer, tus_server_free)
+
+static char *
+tus_url (TusServer *server)
+{
+  return g_strdup_printf ("http://127.0.0.1:%u/files", server->port);
+}
+
+/* The request log: one JSON object per line. */
+static GPtrArray *
+tus_log (TusServer *server)
+{
+  g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func ((GDestroyNotify) json_node_unref);
+  g_autofree char *contents = NULL;
+  g_auto(GStrv) lines = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (g_file_get_contents (server->log, &contents, NULL, &error));
+  lines = g_strsplit (contents, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      JsonNode *node;
+
+      if (lines[i][0] == '\0')
+        continue;
+      node = json_from_string (lines[i], &error);
+      g_assert_no_error (error);
+      g_ptr_array_add (entries, node);
+    }
+
+  return g_steal_pointer (&entries);
+}
+
+static gint64
+tus_received (GPtrArray *log)
+{
+  gint64 n = 0;
+
+  for (guint i = 0; i < log->len; i++)
+    {
+      JsonObject *entry = json_node_get_object (g_ptr_array_index (log, i));
+
+      if (json_object_has_member (entry, "received"))
+        n += json_object_get_int_member (entry, "received");
+    }
+
+  return n;
+}
+
+static guint
+tus_count (GPtrArray  *log,
+           const char *method)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < log->len; i++)
+    {
+      JsonObject *entry = json_node_get_object (g_ptr_array_index (log, i));
+
+      if (g_strcmp0 (json_object_get_string_member (entry, "event"), "late") != 0 &&
+          g_strcmp0 (json_object_get_string_member (entry, "method"), method) == 0)
+        n++;
+    }
+
+  return n;
+}
+
+/* The sha256 of the one finished upload in the store (its bytes, not its .json info). */
+static char *
+tus_stored_sha (TusServer *server)
+{
+  g_autoptr(GDir) dir = g_dir_open (server->dir, 0, NULL);
+  const char *name;
+  char *sha = NULL;
+
+  g_assert_nonnull (dir);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = NULL;
+
+      if (g_str_has_suffix (name, ".json"))
+        continue;
+      path = g_build_filename (server->dir, name, NULL);
+      g_assert_null (sha);
+      sha = bg_test_sha256_file (path);
+    }
+
+  return sha;
+}
+
+#define TUS_SKIP_IF_MISSING() \
+  G_STMT_START { \
+    const char *reason = tus_skip_reason (); \
+    if (reason != NULL) \
+      { \
+        g_test_skip (reason); \
+        return; \
+      } \
+  } G_STMT_END
+
+static void
+test_tus_chunks (Fixture       *f,
+                 gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "chunks.bin", 5 * MiB + 11, 11, &sha);
+  g_autoptr(TusServer) tus = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *stored = NULL;
+  g_autoptr(BgTaskOptions) options = options_for (BG_UPLOAD_PROTOCOL_TUS, MiB);
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GPtrArray) log = NULL;
+
+  TUS_SKIP_IF_MISSING ();
+  tus = tus_server_new (f, NULL);
+  url = tus_url (tus);
+
+  response = upload_url (f, "POST", url, src, "chunks", options);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 204);
+  /* No reason phrase on the wire: the library names the status itself. */
+  g_assert_cmpstr (bg_response_get_reason (response), ==, "No Content");
+  g_assert_cmpint (bg_task_get_upload_protocol (bg_uploader_lookup_task (f->uploader, "chunks")),
+                   ==, BG_UPLOAD_PROTOCOL_TUS);
+
+  stored = tus_stored_sha (tus);
+  g_assert_cmpstr (stored, ==, sha);
+
+  log = tus_log (tus);
+  g_assert_cmpuint (tus_count (log, "POST"), ==, 1);
+  g_assert_cmpuint (tus_count (log, "PATCH"), ==, 6);
+  for (guint i = 0; i < log->len; i++)
+    {
+      JsonObject *entry = json_node_get_object (g_ptr_array_index (log, i));
+
+      if (json_object_has_member (entry, "received"))
+        g_assert_cmpint (json_object_get_int_member (entry, "received"), <=, MiB);
+    }
+  g_assert_cmpint (tus_received (log), ==, 5 * MiB + 11);
+}
+
+static void
+test_tus_creation_with_upload (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "small.bin", 100 * 1024, 12, &sha);
+  g_autoptr(TusServer) tus = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *stored = NULL;
+  g_autoptr(BgTaskOptions) options = options_for (BG_UPLOAD_PROTOCOL_TUS, 0);
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GPtrArray) log = NULL;
+
+  TUS_SKIP_IF_MISSING ();
+  tus = tus_server_new (f, NULL);
+  url = tus_url (tus);
+
+  response = upload_url (f, "POST", url, src, "small", options);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 201);
+  g_assert_null (soup_message_headers_get_one (bg_response_get_headers (response), "Location"));
+
+  stored = tus_stored_sha (tus);
+  g_assert_cmpstr (stored, ==, sha);
+  log = tus_log (tus);
+  g_assert_cmpuint (tus_count (log, "POST"), ==, 1);
+  g_assert_cmpuint (tus_count (log, "PATCH"), ==, 0);
+  g_assert_cmpint (tus_received (log), ==, 100 * 1024);
+}
+
+static void
+test_tus_cancel_deletes (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autofree char *src = make_source (f, "cancel.bin", 6 * MiB, 13, NULL);
+  g_autoptr(TusServer) tus = NULL;
+  g_autofree char *url = NULL;
+  g_autoptr(BgTaskOptions) options = options_for (BG_UPLOAD_PROTOCOL_TUS, MiB);
+  gint64 deadline;
+
+  TUS_SKIP_IF_MISSING ();
+  bg_test_skip_in_service_mode ("the append hook is in this process");
+  tus = tus_server_new (f, NULL);
+  url = tus_url (tus);
+
+  cancel_mid_upload (f, url, src, options);
+
+  deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  while (TRUE)
+    {
+      g_autoptr(GPtrArray) log = tus_log (tus);
+
+      if (tus_count (log, "DELETE") == 1)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      bg_test_run_for (20);
+    }
+  {
+    guint status = head_status (hook_url, "Tus-Resumable", "1.0.0");
+
+    g_assert_true (status == 404 || status == 410);
+  }
+  g_clear_pointer (&hook_url, g_free);
+}
+
+/* The server's upload expires before the first append: the client starts over. */
+static void
+wait_for_expiry_hook (BgUploadProtocol  protocol,
+                      const char       *upload_url,
+                      gint64            offset)
+{
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+
+  if (hook_done)
+    return;
+  hook_done = TRUE;
+
+  /* The event is the server saying the upload is gone; it is asked until it does. */
+  while (head_status (upload_url, "Tus-Resumable", "1.0.0") != 410)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (50 * 1000);
+    }
+}
+
+static void
+test_tus_expired_starts_over (Fixture       *f,
+                              gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "expiring.bin", 2 * MiB, 14, &sha);
+  g_autoptr(TusServer) tus = NULL;
+  g_autofree char *url = NULL;
+  g_autoptr(BgTaskOptions) options = options_for (BG_UPLOAD_PROTOCOL_TUS, 0);
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GPtrArray) log = NULL;
+
+  TUS_SKIP_IF_MISSING ();
+  bg_test_skip_in_service_mode ("the append hook is in this process");
+  tus = tus_server_new (f, "1000");
+  url = tus_url (tus);
+
+  hook_done = FALSE;
+  bg_resumable_test_append_hook = wait_for_expiry_hook;
+  response = upload_url (f, "POST", url, src, "expiring", options);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_task_get_restarts (bg_uploader_lookup_task (f->uploader, "expiring")),
+                    ==, 1);
+
+  log = tus_log (tus);
+  g_assert_cmpuint (tus_count (log, "POST"), ==, 2);
+}
+
+static void
+test_tus_kill_three_times (Fixture       *f,
+                           gconstpointer  data)
+{
+  const gint64 size = 256 * MiB;
+  g_autofree char *sha = NULL;
+  g_autofree char *src = NULL;
+  g_autoptr(TusServer) tus = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *stored = NULL;
+  g_autoptr(GPtrArray) log = NULL;
+
+  TUS_SKIP_IF_MISSING ();
+  bg_test_skip_in_service_mode ("the upload goes on at the service when the app is killed");
+  src = make_source (f, "killed.bin", size, 15, &sha);
+  tus = tus_server_new (f, NULL);
+  url = tus_url (tus);
+
+  g_clear_object (&f->uploader);
+  kill_three_times (f, url, "tus", src, size);
+
+  stored = tus_stored_sha (tus);
+  g_assert_cmpstr (stored, ==, sha);
+  log = tus_log (tus);
+  g_test_message ("tus: %" G_GINT64_FORMAT " bytes received for %" G_GINT64_FORMAT,
+                  tus_received (log), size);
+  g_assert_cmpint (tus_received (log), <=, size + 8 * MiB);
+  g_assert_cmpuint (tus_count (log, "POST"), ==, 1);
+}
+
+static void
+test_auto_tus_only_when_allowed (Fixture       *f,
+                                 gconstpointer  data)
+{
+  g_autofree char *src = make_source (f, "auto-tus.bin", 2 * MiB, 16, NULL);
+  g_autoptr(TusServer) tus = NULL;
+  g_autofree char *url = NULL;
+  g_autoptr(BgTaskOptions) allowed = bg_task_options_new ();
+  g_autoptr(BgResponse) first = NULL;
+  g_autoptr(BgResponse) second = NULL;
+  g_autoptr(BgResponse) refused = NULL;
+  g_autoptr(GPtrArray) log = NULL;
+
+  TUS_SKIP_IF_MISSING ();
+  tus = tus_server_new (f, NULL);
+  url = tus_url (tus);
+
+  bg_task_options_set_allow_tus (allowed, TRUE);
+  first = upload_url (f, "POST", url, src, "tus-1", allowed);
+  g_assert_cmpint (bg_response_get_kind (first), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpint (bg_task_get_upload_protocol (bg_uploader_lookup_task (f->uploader, "tus-1")),
+                   ==, BG_UPLOAD_PROTOCOL_TUS);
+  second = upload_url (f, "POST", url, src, "tus-2", allowed);
+  g_assert_cmpint (bg_response_get_kind (second), ==, BG_RESPONSE_SUCCESS);
+
+  /* Not allowed: a plain POST of the file to the creation endpoint, which refuses it. */
+  refused = upload_url (f, "POST", url, src, "tus-3", NULL);
+  g_assert_cmpint (bg_task_get_upload_protocol (bg_uploader_lookup_task (f->uploader, "tus-3")),
+                   ==, BG_UPLOAD_PROTOCOL_PLAIN);
+
+  log = tus_log (tus);
+  /* One probe for the three uploads. */
+  g_assert_cmpuint (tus_count (log, "OPTIONS"), ==, 1);
+  g_assert_cmpuint (tus_count (log, "POST"), ==, 3);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -716,6 +1107,12 @@ main (int   argc,
   ADD ("ietf/cancel-deletes", test_ietf_cancel_deletes);
   ADD ("ietf/source-changed", test_ietf_source_changed);
   ADD ("ietf/kill-three-times", test_ietf_kill_three_times);
+  ADD ("tus/chunks", test_tus_chunks);
+  ADD ("tus/creation-with-upload", test_tus_creation_with_upload);
+  ADD ("tus/cancel-deletes", test_tus_cancel_deletes);
+  ADD ("tus/expired-starts-over", test_tus_expired_starts_over);
+  ADD ("tus/kill-three-times", test_tus_kill_three_times);
+  ADD ("auto/tus-only-when-allowed", test_auto_tus_only_when_allowed);
   ADD ("auto/ietf-and-cache", test_auto_picks_ietf_and_caches);
   ADD ("auto/plain", test_auto_picks_plain);
 
