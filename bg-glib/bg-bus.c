@@ -149,6 +149,12 @@ bg_bus_options_to_variant (BgTaskOptions *options)
     g_variant_builder_add (&builder, "{sv}", "expected-sha256", g_variant_new_string (sha256));
   g_variant_builder_add (&builder, "{sv}", "keep-credentials",
                          g_variant_new_boolean (bg_task_options_get_keep_credentials (options)));
+  g_variant_builder_add (&builder, "{sv}", "upload-protocol",
+                         g_variant_new_uint32 (bg_task_options_get_upload_protocol (options)));
+  g_variant_builder_add (&builder, "{sv}", "allow-tus",
+                         g_variant_new_boolean (bg_task_options_get_allow_tus (options)));
+  g_variant_builder_add (&builder, "{sv}", "chunk-size",
+                         g_variant_new_int64 (bg_task_options_get_chunk_size (options)));
   return g_variant_builder_end (&builder);
 }
 
@@ -226,6 +232,32 @@ bg_bus_options_from_variant (GVariant  *variant,
           return NULL;
         }
       bg_task_options_set_expected_sha256 (options, sha256);
+    }
+  TAKE ("upload-protocol", G_VARIANT_TYPE_UINT32)
+    {
+      guint32 protocol = g_variant_get_uint32 (value);
+
+      if (protocol > BG_UPLOAD_PROTOCOL_IETF)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                       _("The upload protocol %u is not one this version knows"), protocol);
+          return NULL;
+        }
+      bg_task_options_set_upload_protocol (options, protocol);
+    }
+  TAKE ("allow-tus", G_VARIANT_TYPE_BOOLEAN)
+    bg_task_options_set_allow_tus (options, g_variant_get_boolean (value));
+  TAKE ("chunk-size", G_VARIANT_TYPE_INT64)
+    {
+      gint64 chunk_size = g_variant_get_int64 (value);
+
+      if (chunk_size < 0)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                       _("The chunk size %" G_GINT64_FORMAT " is negative"), chunk_size);
+          return NULL;
+        }
+      bg_task_options_set_chunk_size (options, chunk_size);
     }
 #undef TAKE
 
@@ -344,6 +376,7 @@ bg_bus_task_to_variant (BgTask   *task,
   if (bg_task_get_expected_sha256 (task) != NULL)
     ADD ("expected-sha256", g_variant_new_string (bg_task_get_expected_sha256 (task)));
   ADD ("keep-credentials", g_variant_new_boolean (bg_task_get_keep_credentials (task)));
+  ADD ("upload-protocol", g_variant_new_uint32 (bg_task_get_upload_protocol (task)));
   if (response != NULL)
     ADD ("response", bg_bus_response_to_variant (response));
   if (collected)
@@ -415,6 +448,9 @@ bg_bus_task_update (BgTask      *task,
 
   if (g_variant_lookup (snapshot, "uri", "&s", &uri) && uri[0] != '\0')
     bg_task_set_uri (task, uri);
+  if (g_variant_lookup (snapshot, "upload-protocol", "u", &state) &&
+      state <= BG_UPLOAD_PROTOCOL_IETF)
+    bg_task_set_upload_protocol (task, state);
 
   /* Options first: a finished task takes none. */
   if (bg_task_get_state (task) != BG_TASK_STATE_FINISHED)

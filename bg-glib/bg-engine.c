@@ -177,6 +177,10 @@ bg_job_new (BgEngine      *engine,
                         record->priority, record->earliest_start, record->expected_sha256,
                         record->keep_credentials);
   bg_task_init_paused (job->task, record->paused);
+  if (record->kind == BG_TASK_KIND_UPLOAD)
+    bg_task_set_upload_protocol (job->task, record->upload_url_protocol != BG_UPLOAD_PROTOCOL_AUTO
+                                            ? record->upload_url_protocol
+                                            : record->upload_protocol);
   job->options_handler = g_signal_connect (job->task, "notify",
                                            G_CALLBACK (job_options_changed_cb), job);
 
@@ -529,6 +533,9 @@ bg_job_make_response (BgJob          *job,
     {
       status = soup_message_get_status (msg);
       reason = soup_message_get_reason_phrase (msg);
+      /* Some servers (@tus/server among them) send a status line without a phrase. */
+      if (reason == NULL || reason[0] == '\0')
+        reason = soup_status_get_phrase (status);
       headers = soup_message_get_response_headers (msg);
     }
 
@@ -1943,6 +1950,16 @@ validate_options (BgEngine       *self,
       return FALSE;
     }
 
+  if (options != NULL && self->kind == BG_TASK_KIND_DOWNLOAD &&
+      (bg_task_options_get_upload_protocol (options) != BG_UPLOAD_PROTOCOL_AUTO ||
+       bg_task_options_get_allow_tus (options) || bg_task_options_get_chunk_size (options) != 0))
+    {
+      g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                           _("The options “upload-protocol”, “allow-tus” and “chunk-size” are "
+                             "for uploads only"));
+      return FALSE;
+    }
+
   return TRUE;
 }
 
@@ -1964,6 +1981,9 @@ record_set_options (BgStoreRecord *record,
   g_free (record->expected_sha256);
   record->expected_sha256 = g_strdup (bg_task_options_get_expected_sha256 (options));
   record->keep_credentials = bg_task_options_get_keep_credentials (options);
+  record->upload_protocol = bg_task_options_get_upload_protocol (options);
+  record->allow_tus = bg_task_options_get_allow_tus (options);
+  record->chunk_size = bg_task_options_get_chunk_size (options);
 }
 
 /* A call for a task that this run already has: it waits for the task's result, or has it at

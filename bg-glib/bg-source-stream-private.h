@@ -25,6 +25,13 @@ GInputStream *bg_source_stream_new        (int                     fd,
                                            gboolean                digest,
                                            BgSourceStreamProgress  progress,
                                            gpointer                user_data);
+/* The same, for the @size bytes of @fd from @start on. */
+GInputStream *bg_source_stream_new_range  (int                     fd,
+                                           gint64                  start,
+                                           gint64                  size,
+                                           gboolean                digest,
+                                           BgSourceStreamProgress  progress,
+                                           gpointer                user_data);
 /* Bytes handed out so far. */
 gint64        bg_source_stream_get_offset (BgSourceStream         *self);
 /* The hex SHA-256 of the bytes handed out, once all @size of them have been; NULL before, or
@@ -34,6 +41,13 @@ char         *bg_source_stream_get_digest (BgSourceStream         *self);
  * a worker thread. */
 char         *bg_source_digest            (int                     fd,
                                            gint64                  size,
+                                           GCancellable           *cancellable,
+                                           GError                **error);
+/* The hex digest of the @size bytes of @fd from @start on. */
+char         *bg_source_digest_range      (int                     fd,
+                                           gint64                  start,
+                                           gint64                  size,
+                                           GChecksumType           type,
                                            GCancellable           *cancellable,
                                            GError                **error);
 

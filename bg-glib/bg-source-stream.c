@@ -30,6 +30,7 @@ struct _BgSourceStream
   GInputStream            parent_instance;
 
   int                     fd;
+  gint64                  start;        /* where in the file the stream's first byte is */
   gint64                  size;
   gint64                  offset;       /* bytes handed out */
   guint8                 *buffer;
@@ -58,7 +59,7 @@ refill (BgSourceStream  *self,
     self->buffer = g_malloc (READ_AHEAD);
 
   do
-    n = pread (self->fd, self->buffer, wanted, self->offset);
+    n = pread (self->fd, self->buffer, wanted, self->start + self->offset);
   while (n < 0 && errno == EINTR);
 
   if (n < 0)
@@ -208,12 +209,25 @@ bg_source_stream_new (int                     fd,
                       BgSourceStreamProgress  progress,
                       gpointer                user_data)
 {
+  return bg_source_stream_new_range (fd, 0, size, digest, progress, user_data);
+}
+
+GInputStream *
+bg_source_stream_new_range (int                     fd,
+                            gint64                  start,
+                            gint64                  size,
+                            gboolean                digest,
+                            BgSourceStreamProgress  progress,
+                            gpointer                user_data)
+{
   BgSourceStream *self = g_object_new (BG_TYPE_SOURCE_STREAM, NULL);
 
   g_return_val_if_fail (fd >= 0, NULL);
+  g_return_val_if_fail (start >= 0, NULL);
   g_return_val_if_fail (size >= 0, NULL);
 
   self->fd = fd;
+  self->start = start;
   self->size = size;
   if (digest)
     self->checksum = g_checksum_new (G_CHECKSUM_SHA256);
@@ -248,7 +262,18 @@ bg_source_digest (int            fd,
                   GCancellable  *cancellable,
                   GError       **error)
 {
-  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  return bg_source_digest_range (fd, 0, size, G_CHECKSUM_SHA256, cancellable, error);
+}
+
+char *
+bg_source_digest_range (int             fd,
+                        gint64          start,
+                        gint64          size,
+                        GChecksumType   type,
+                        GCancellable   *cancellable,
+                        GError        **error)
+{
+  g_autoptr(GChecksum) checksum = g_checksum_new (type);
   g_autofree guint8 *buffer = g_malloc (READ_AHEAD);
   gint64 offset = 0;
 
@@ -262,7 +287,7 @@ bg_source_digest (int            fd,
         return NULL;
 
       do
-        n = pread (fd, buffer, (gsize) MIN ((gint64) READ_AHEAD, size - offset), offset);
+        n = pread (fd, buffer, (gsize) MIN ((gint64) READ_AHEAD, size - offset), start + offset);
       while (n < 0 && errno == EINTR);
 
       if (n < 0)

@@ -13,7 +13,7 @@ G_BEGIN_DECLS
 
 /* The schema version this code writes.  Older databases are upgraded in place by the ordered
  * migrations in data/schema/; newer ones are refused with BG_ERROR_STORE. */
-#define BG_STORE_SCHEMA_VERSION 5
+#define BG_STORE_SCHEMA_VERSION 6
 
 /* A record holds everything a later run needs to carry a task on.  Strings are owned; NULL means
  * "none".  Times are microseconds since the Unix epoch (wall clock), 0 when unset. */
@@ -56,6 +56,14 @@ typedef struct _BgStoreRecord
 
   gboolean     paused;             /* schema 5: the app paused the task */
 
+  /* Resumable uploads (schema 6). */
+  int          upload_protocol;    /* BgUploadProtocol the options asked for */
+  gboolean     allow_tus;
+  gint64       chunk_size;         /* 0: no limit */
+  char        *upload_url;         /* the server's upload resource; never shown */
+  int          upload_url_protocol; /* BgUploadProtocol that upload_url speaks */
+  gint64       upload_expires;     /* when upload_url expires, 0 when unknown */
+
   /* The final response, set once the task has finished (has_response). */
   gboolean     has_response;
   int          response_kind;     /* BgResponseKind */
@@ -90,7 +98,8 @@ const char     *bg_store_get_path      (BgStore              *self);
 gboolean        bg_store_save          (BgStore              *self,
                                         const BgStoreRecord  *record,
                                         GError              **error);
-/* Updates only the progress columns (checkpoint, total, etag, last_modified, updated_at). */
+/* Updates only the progress columns (checkpoint, total, etag, last_modified, updated_at, and
+ * the upload resource: upload_url, upload_url_protocol, upload_expires). */
 gboolean        bg_store_save_progress (BgStore              *self,
                                         const BgStoreRecord  *record,
                                         GError              **error);
@@ -119,5 +128,21 @@ gboolean        bg_store_delete        (BgStore              *self,
                                         const char           *identifier,
                                         GError              **error);
 int             bg_store_get_schema_version (BgStore         *self);
+
+/* What an OPTIONS probe found out about an upload target (its origin and path): a
+ * BgUploadProtocol, the tus extensions when it is tus, and when it was asked.  lookup returns
+ * FALSE without setting @error when there is no entry. */
+gboolean        bg_store_lookup_probe  (BgStore              *self,
+                                        const char           *target,
+                                        int                  *protocol,
+                                        char                **extensions,
+                                        gint64               *checked_at,
+                                        GError              **error);
+gboolean        bg_store_save_probe    (BgStore              *self,
+                                        const char           *target,
+                                        int                   protocol,
+                                        const char           *extensions,
+                                        gint64                checked_at,
+                                        GError              **error);
 
 G_END_DECLS

@@ -52,6 +52,7 @@ static const char * const migrations[] = {
   "003-task-options.sql",
   "004-credentials.sql",
   "005-pause.sql",
+  "006-resumable.sql",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
@@ -122,6 +123,12 @@ static const Column columns[] = {
   COLUMN (withheld_headers, COLUMN_STRING, 4, FALSE),
   COLUMN (withheld_password, COLUMN_INT,   4, FALSE),
   COLUMN (paused,           COLUMN_INT,    5, FALSE),
+  COLUMN (upload_protocol,  COLUMN_INT,    6, FALSE),
+  COLUMN (allow_tus,        COLUMN_INT,    6, FALSE),
+  COLUMN (chunk_size,       COLUMN_INT64,  6, FALSE),
+  COLUMN (upload_url,       COLUMN_STRING, 6, FALSE),
+  COLUMN (upload_url_protocol, COLUMN_INT, 6, FALSE),
+  COLUMN (upload_expires,   COLUMN_INT64,  6, FALSE),
 };
 
 #undef COLUMN
@@ -369,6 +376,9 @@ static const char * const progress_columns[] = {
   "etag",
   "last_modified",
   "updated_at",
+  "upload_url",
+  "upload_url_protocol",
+  "upload_expires",
 };
 
 static char *
@@ -2296,4 +2306,129 @@ bg_store_delete (BgStore     *self,
     }
 
   return execute_write (self, STMT_DELETE, error);
+}
+
+/* Upload probes */
+
+static gboolean
+bind_probe_string (GdaSet      *params,
+                   const char  *name,
+                   const char  *value,
+                   GError     **error)
+{
+  GdaHolder *holder = gda_set_get_holder (params, name);
+  g_auto(GValue) gvalue = G_VALUE_INIT;
+
+  g_assert (holder != NULL);
+
+  if (value == NULL)
+    return gda_holder_set_value (holder, NULL, error);
+  g_value_init (&gvalue, G_TYPE_STRING);
+  g_value_set_string (&gvalue, value);
+  return gda_holder_set_value (holder, &gvalue, error);
+}
+
+gboolean
+bg_store_lookup_probe (BgStore     *self,
+                       const char  *target,
+                       int         *protocol,
+                       char       **extensions,
+                       gint64      *checked_at,
+                       GError     **error)
+{
+  g_autoptr(GdaStatement) stmt = NULL;
+  g_autoptr(GdaDataModel) model = NULL;
+  g_autoptr(GError) local_error = NULL;
+  GdaSet *params = NULL;
+  GType types[] = { G_TYPE_INT64, G_TYPE_STRING, G_TYPE_INT64, G_TYPE_NONE };
+  const GValue *value;
+  int n_rows;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (target != NULL, FALSE);
+  g_return_val_if_fail (protocol != NULL && extensions != NULL && checked_at != NULL, FALSE);
+
+  *extensions = NULL;
+
+  stmt = gda_connection_parse_sql_string (self->cnc,
+                                          "SELECT protocol, extensions, checked_at "
+                                          "FROM upload_probes "
+                                          "WHERE target = ##target::string",
+                                          &params, &local_error);
+  if (stmt == NULL || !bind_probe_string (params, "target", target, &local_error))
+    {
+      g_clear_object (&params);
+      set_read_error (error, self, local_error);
+      return FALSE;
+    }
+
+  model = gda_connection_statement_execute_select_full (self->cnc, stmt, params,
+                                                        GDA_STATEMENT_MODEL_RANDOM_ACCESS,
+                                                        types, &local_error);
+  g_clear_object (&params);
+  if (model == NULL || (n_rows = count_rows (model, &local_error)) < 0)
+    {
+      set_read_error (error, self, local_error);
+      return FALSE;
+    }
+  if (n_rows == 0)
+    return FALSE;
+
+  if ((value = gda_data_model_get_value_at (model, 0, 0, &local_error)) == NULL)
+    goto failed;
+  *protocol = G_VALUE_HOLDS_INT64 (value) ? (int) g_value_get_int64 (value) : 0;
+  if ((value = gda_data_model_get_value_at (model, 1, 0, &local_error)) == NULL)
+    goto failed;
+  *extensions = G_VALUE_HOLDS_STRING (value) ? g_value_dup_string (value) : NULL;
+  if ((value = gda_data_model_get_value_at (model, 2, 0, &local_error)) == NULL)
+    goto failed;
+  *checked_at = G_VALUE_HOLDS_INT64 (value) ? g_value_get_int64 (value) : 0;
+
+  return TRUE;
+
+failed:
+  g_clear_pointer (extensions, g_free);
+  set_read_error (error, self, local_error);
+  return FALSE;
+}
+
+gboolean
+bg_store_save_probe (BgStore     *self,
+                     const char  *target,
+                     int          protocol,
+                     const char  *extensions,
+                     gint64       checked_at,
+                     GError     **error)
+{
+  g_autoptr(GdaStatement) stmt = NULL;
+  g_autoptr(GError) local_error = NULL;
+  GdaSet *params = NULL;
+  gboolean ok;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (target != NULL, FALSE);
+
+  stmt = gda_connection_parse_sql_string (self->cnc,
+                                          "INSERT OR REPLACE INTO upload_probes "
+                                          "(target, protocol, extensions, checked_at) VALUES "
+                                          "(##target::string, ##protocol::gint64, "
+                                          "##extensions::string::null, ##checked_at::gint64)",
+                                          &params, &local_error);
+  ok = stmt != NULL &&
+       bind_probe_string (params, "target", target, &local_error) &&
+       bind_int64 (params, "protocol", protocol, &local_error) &&
+       bind_probe_string (params, "extensions", extensions, &local_error) &&
+       bind_int64 (params, "checked_at", checked_at, &local_error) &&
+       gda_connection_statement_execute_non_select (self->cnc, stmt, params, NULL,
+                                                    &local_error) != -1;
+  g_clear_object (&params);
+  if (!ok)
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  bg_store_maybe_checkpoint (self);
+
+  return TRUE;
 }

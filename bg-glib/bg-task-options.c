@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "bg-enums.h"
 #include "bg-task-options-private.h"
 
 /**
@@ -34,8 +35,11 @@ struct _BgTaskOptions
 
   GDateTime *earliest_start;
   char      *expected_sha256;
+  gint64     chunk_size;
   int        priority;
+  BgUploadProtocol upload_protocol;
   guint      allow_metered : 1;
+  guint      allow_tus : 1;
   guint      discretionary : 1;
   guint      keep_credentials : 1;
 };
@@ -50,6 +54,9 @@ enum {
   PROP_EARLIEST_START,
   PROP_EXPECTED_SHA256,
   PROP_KEEP_CREDENTIALS,
+  PROP_UPLOAD_PROTOCOL,
+  PROP_ALLOW_TUS,
+  PROP_CHUNK_SIZE,
   N_PROPS
 };
 
@@ -101,6 +108,15 @@ bg_task_options_get_property (GObject    *object,
     case PROP_KEEP_CREDENTIALS:
       g_value_set_boolean (value, self->keep_credentials);
       break;
+    case PROP_UPLOAD_PROTOCOL:
+      g_value_set_enum (value, self->upload_protocol);
+      break;
+    case PROP_ALLOW_TUS:
+      g_value_set_boolean (value, self->allow_tus);
+      break;
+    case PROP_CHUNK_SIZE:
+      g_value_set_int64 (value, self->chunk_size);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -133,6 +149,15 @@ bg_task_options_set_property (GObject      *object,
       break;
     case PROP_KEEP_CREDENTIALS:
       bg_task_options_set_keep_credentials (self, g_value_get_boolean (value));
+      break;
+    case PROP_UPLOAD_PROTOCOL:
+      bg_task_options_set_upload_protocol (self, g_value_get_enum (value));
+      break;
+    case PROP_ALLOW_TUS:
+      bg_task_options_set_allow_tus (self, g_value_get_boolean (value));
+      break;
+    case PROP_CHUNK_SIZE:
+      bg_task_options_set_chunk_size (self, g_value_get_int64 (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -204,6 +229,35 @@ bg_task_options_class_init (BgTaskOptionsClass *klass)
    */
   properties[PROP_KEEP_CREDENTIALS] =
     g_param_spec_boolean ("keep-credentials", NULL, NULL, FALSE, flags);
+
+  /**
+   * BgTaskOptions:upload-protocol:
+   *
+   * How an upload sends its body: see #BgUploadProtocol. Giving anything but
+   * %BG_UPLOAD_PROTOCOL_AUTO to a download is refused with %BG_ERROR_INVALID_ARGUMENT.
+   */
+  properties[PROP_UPLOAD_PROTOCOL] =
+    g_param_spec_enum ("upload-protocol", NULL, NULL, BG_TYPE_UPLOAD_PROTOCOL,
+                       BG_UPLOAD_PROTOCOL_AUTO, flags);
+
+  /**
+   * BgTaskOptions:allow-tus:
+   *
+   * Whether %BG_UPLOAD_PROTOCOL_AUTO may pick tus when the server offers it. It is not set by
+   * default, because with tus the request's URL is where uploads are created, not the
+   * resource the body is for: only the app knows which of the two its URL names.
+   */
+  properties[PROP_ALLOW_TUS] =
+    g_param_spec_boolean ("allow-tus", NULL, NULL, FALSE, flags);
+
+  /**
+   * BgTaskOptions:chunk-size:
+   *
+   * With a resumable protocol, the most bytes one request carries, for servers and proxies
+   * that limit the size of a request body; 0 (the default) for no such limit.
+   */
+  properties[PROP_CHUNK_SIZE] =
+    g_param_spec_int64 ("chunk-size", NULL, NULL, 0, G_MAXINT64, 0, flags);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -448,4 +502,113 @@ bg_task_options_set_keep_credentials (BgTaskOptions *self,
     return;
   self->keep_credentials = keep_credentials;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_KEEP_CREDENTIALS]);
+}
+
+/**
+ * bg_task_options_get_upload_protocol:
+ * @self: a #BgTaskOptions
+ *
+ * Gets [property@Bg.TaskOptions:upload-protocol].
+ *
+ * Returns: how the upload sends its body
+ */
+BgUploadProtocol
+bg_task_options_get_upload_protocol (BgTaskOptions *self)
+{
+  g_return_val_if_fail (BG_IS_TASK_OPTIONS (self), BG_UPLOAD_PROTOCOL_AUTO);
+
+  return self->upload_protocol;
+}
+
+/**
+ * bg_task_options_set_upload_protocol:
+ * @self: a #BgTaskOptions
+ * @protocol: how the upload sends its body
+ *
+ * Sets [property@Bg.TaskOptions:upload-protocol].
+ */
+void
+bg_task_options_set_upload_protocol (BgTaskOptions    *self,
+                                     BgUploadProtocol  protocol)
+{
+  g_return_if_fail (BG_IS_TASK_OPTIONS (self));
+  g_return_if_fail (protocol >= BG_UPLOAD_PROTOCOL_AUTO && protocol <= BG_UPLOAD_PROTOCOL_IETF);
+
+  if (self->upload_protocol == protocol)
+    return;
+  self->upload_protocol = protocol;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_UPLOAD_PROTOCOL]);
+}
+
+/**
+ * bg_task_options_get_allow_tus:
+ * @self: a #BgTaskOptions
+ *
+ * Gets [property@Bg.TaskOptions:allow-tus].
+ *
+ * Returns: whether %BG_UPLOAD_PROTOCOL_AUTO may pick tus
+ */
+gboolean
+bg_task_options_get_allow_tus (BgTaskOptions *self)
+{
+  g_return_val_if_fail (BG_IS_TASK_OPTIONS (self), FALSE);
+
+  return self->allow_tus;
+}
+
+/**
+ * bg_task_options_set_allow_tus:
+ * @self: a #BgTaskOptions
+ * @allow_tus: whether %BG_UPLOAD_PROTOCOL_AUTO may pick tus
+ *
+ * Sets [property@Bg.TaskOptions:allow-tus].
+ */
+void
+bg_task_options_set_allow_tus (BgTaskOptions *self,
+                               gboolean       allow_tus)
+{
+  g_return_if_fail (BG_IS_TASK_OPTIONS (self));
+
+  allow_tus = !!allow_tus;
+  if (self->allow_tus == (guint) allow_tus)
+    return;
+  self->allow_tus = allow_tus;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ALLOW_TUS]);
+}
+
+/**
+ * bg_task_options_get_chunk_size:
+ * @self: a #BgTaskOptions
+ *
+ * Gets [property@Bg.TaskOptions:chunk-size].
+ *
+ * Returns: the most bytes one request of a resumable upload carries, or 0 for no limit
+ */
+gint64
+bg_task_options_get_chunk_size (BgTaskOptions *self)
+{
+  g_return_val_if_fail (BG_IS_TASK_OPTIONS (self), 0);
+
+  return self->chunk_size;
+}
+
+/**
+ * bg_task_options_set_chunk_size:
+ * @self: a #BgTaskOptions
+ * @chunk_size: the most bytes one request of a resumable upload carries, or 0 for no limit
+ *
+ * Sets [property@Bg.TaskOptions:chunk-size]. A negative size is a programming error and is
+ * ignored with a critical warning.
+ */
+void
+bg_task_options_set_chunk_size (BgTaskOptions *self,
+                                gint64         chunk_size)
+{
+  g_return_if_fail (BG_IS_TASK_OPTIONS (self));
+  g_return_if_fail (chunk_size >= 0);
+
+  if (self->chunk_size == chunk_size)
+    return;
+  self->chunk_size = chunk_size;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHUNK_SIZE]);
 }

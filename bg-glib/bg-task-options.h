@@ -15,6 +15,30 @@
 
 G_BEGIN_DECLS
 
+/**
+ * BgUploadProtocol:
+ * @BG_UPLOAD_PROTOCOL_AUTO: ask the server once with `OPTIONS` (the answer is kept for a day)
+ *   and use %BG_UPLOAD_PROTOCOL_IETF when it offers it, %BG_UPLOAD_PROTOCOL_TUS when it offers
+ *   it and [property@Bg.TaskOptions:allow-tus] is set, %BG_UPLOAD_PROTOCOL_PLAIN otherwise
+ * @BG_UPLOAD_PROTOCOL_PLAIN: one request with the whole body; an upload that is cut off is
+ *   sent again from its first byte
+ * @BG_UPLOAD_PROTOCOL_TUS: tus 1.0: the request's URL is a creation endpoint; an upload that is
+ *   cut off goes on from the offset the server names
+ * @BG_UPLOAD_PROTOCOL_IETF: the HTTP working group's resumable-upload draft (interop version
+ *   8): the request's URL is the resource the body is for; an upload that is cut off goes on
+ *   from the offset the server names
+ *
+ * How an upload sends its body. With a resumable protocol the upload URL the server hands out
+ * is stored with the task (it is never shown: it lets anyone who has it add to the upload), and
+ * cancelling the task deletes the upload on the server.
+ */
+typedef enum {
+  BG_UPLOAD_PROTOCOL_AUTO,
+  BG_UPLOAD_PROTOCOL_PLAIN,
+  BG_UPLOAD_PROTOCOL_TUS,
+  BG_UPLOAD_PROTOCOL_IETF,
+} BgUploadProtocol;
+
 #define BG_TYPE_TASK_OPTIONS (bg_task_options_get_type ())
 
 BG_AVAILABLE_IN_ALL
@@ -53,5 +77,21 @@ gboolean       bg_task_options_get_keep_credentials (BgTaskOptions *self);
 BG_AVAILABLE_IN_ALL
 void           bg_task_options_set_keep_credentials (BgTaskOptions *self,
                                                      gboolean       keep_credentials);
+
+BG_AVAILABLE_IN_ALL
+BgUploadProtocol bg_task_options_get_upload_protocol (BgTaskOptions    *self);
+BG_AVAILABLE_IN_ALL
+void           bg_task_options_set_upload_protocol  (BgTaskOptions    *self,
+                                                     BgUploadProtocol  protocol);
+BG_AVAILABLE_IN_ALL
+gboolean       bg_task_options_get_allow_tus        (BgTaskOptions *self);
+BG_AVAILABLE_IN_ALL
+void           bg_task_options_set_allow_tus        (BgTaskOptions *self,
+                                                     gboolean       allow_tus);
+BG_AVAILABLE_IN_ALL
+gint64         bg_task_options_get_chunk_size       (BgTaskOptions *self);
+BG_AVAILABLE_IN_ALL
+void           bg_task_options_set_chunk_size       (BgTaskOptions *self,
+                                                     gint64         chunk_size);
 
 G_END_DECLS

@@ -26,6 +26,8 @@ void    bg_task_set_attempts          (BgTask      *self,
                                        guint        attempts);
 void    bg_task_set_restarts          (BgTask      *self,
                                        guint        restarts);
+void    bg_task_set_upload_protocol   (BgTask           *self,
+                                       BgUploadProtocol  protocol);
 void    bg_task_set_next_attempt_at   (BgTask      *self,
                                        gint64       unix_usec);
 void    bg_task_set_response          (BgTask      *self,

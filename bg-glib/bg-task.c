@@ -76,6 +76,7 @@ struct _BgTask
   BgWaitReason wait_reason;
   guint        attempts;
   guint        restarts;
+  BgUploadProtocol upload_protocol;
 
   /* The app's options. */
   gboolean     allow_metered;
@@ -100,6 +101,7 @@ enum {
   PROP_BYTES_TOTAL,
   PROP_ATTEMPTS,
   PROP_RESTARTS,
+  PROP_UPLOAD_PROTOCOL,
   PROP_NEXT_ATTEMPT_AT,
   PROP_FRACTION,
   PROP_BYTES_PER_SECOND,
@@ -182,6 +184,9 @@ bg_task_get_property (GObject    *object,
       break;
     case PROP_RESTARTS:
       g_value_set_uint (value, self->restarts);
+      break;
+    case PROP_UPLOAD_PROTOCOL:
+      g_value_set_enum (value, self->upload_protocol);
       break;
     case PROP_NEXT_ATTEMPT_AT:
       g_value_take_boxed (value, bg_task_dup_next_attempt_at (self));
@@ -356,6 +361,18 @@ bg_task_class_init (BgTaskClass *klass)
    */
   properties[PROP_RESTARTS] =
     g_param_spec_uint ("restarts", NULL, NULL, 0, G_MAXUINT, 0,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:upload-protocol:
+   *
+   * For an upload, the protocol it uses: the one its options asked for, or once the server
+   * was asked, the one %BG_UPLOAD_PROTOCOL_AUTO picked. %BG_UPLOAD_PROTOCOL_AUTO until then,
+   * and for a download.
+   */
+  properties[PROP_UPLOAD_PROTOCOL] =
+    g_param_spec_enum ("upload-protocol", NULL, NULL, BG_TYPE_UPLOAD_PROTOCOL,
+                       BG_UPLOAD_PROTOCOL_AUTO,
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
@@ -959,6 +976,34 @@ bg_task_get_attempts (BgTask *self)
 {
   g_return_val_if_fail (BG_IS_TASK (self), 0);
   return self->attempts;
+}
+
+void
+bg_task_set_upload_protocol (BgTask           *self,
+                             BgUploadProtocol  protocol)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  if (self->upload_protocol != protocol)
+    {
+      self->upload_protocol = protocol;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_UPLOAD_PROTOCOL]);
+    }
+}
+
+/**
+ * bg_task_get_upload_protocol:
+ * @self: a #BgTask
+ *
+ * Gets [property@Bg.Task:upload-protocol]: for an upload, the protocol it uses.
+ *
+ * Returns: the protocol in use, or %BG_UPLOAD_PROTOCOL_AUTO while not known yet
+ */
+BgUploadProtocol
+bg_task_get_upload_protocol (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), BG_UPLOAD_PROTOCOL_AUTO);
+  return self->upload_protocol;
 }
 
 /**

@@ -12,6 +12,7 @@
 #include <gio/gio.h>
 
 #include "bg-response.h"
+#include "bg-task-options.h"
 #include "bg-version-macros.h"
 
 G_BEGIN_DECLS
@@ -103,6 +104,8 @@ BG_AVAILABLE_IN_ALL
 guint        bg_task_get_attempts          (BgTask *self);
 BG_AVAILABLE_IN_ALL
 guint        bg_task_get_restarts          (BgTask *self);
+BG_AVAILABLE_IN_ALL
+BgUploadProtocol bg_task_get_upload_protocol (BgTask *self);
 BG_AVAILABLE_IN_ALL
 GDateTime   *bg_task_dup_next_attempt_at   (BgTask *self);
 BG_AVAILABLE_IN_ALL

@@ -17,6 +17,7 @@
 #include "bg-engine-private.h"
 #include "bg-error.h"
 #include "bg-http-private.h"
+#include "bg-resumable-private.h"
 #include "bg-source-stream-private.h"
 
 #define RESPONSE_CHUNK_SIZE (64 * 1024)
@@ -67,6 +68,8 @@ typedef struct
   GCancellable *send_cancellable; /* the current send: the attempt's, or giving up on Expect */
   GSource      *progress_source;
   char         *path;
+  char         *stale_url;      /* the upload resource of an earlier version of the source */
+  int           stale_protocol;
   int           fd;             /* the source, opened once per attempt; every body reads it */
   SourceId      id;             /* the source when it was opened */
   gint64        sent;           /* written by the sending thread, read atomically */
@@ -107,6 +110,7 @@ upload_unref (Upload *self)
   if (self->fd >= 0)
     close (self->fd);
   g_free (self->path);
+  g_free (self->stale_url);
   g_free (self);
 }
 
@@ -456,6 +460,16 @@ upload_build (BgJob   *job,
       record->source_size = self->id.size;
       record->source_mtime = mtime_usec;
       bg_job_note_restart (job);
+
+      /* The server's upload holds bytes of the old version: it is deleted, and a new one
+       * made.  The record forgets it now, with the new size and time. */
+      if (record->upload_url != NULL)
+        {
+          self->stale_url = g_steal_pointer (&record->upload_url);
+          self->stale_protocol = record->upload_url_protocol;
+          record->upload_url_protocol = BG_UPLOAD_PROTOCOL_AUTO;
+          record->upload_expires = 0;
+        }
     }
 
   /* A file changed this recently can change again without its times showing it. */
@@ -916,6 +930,13 @@ upload_send (Upload *self)
   g_task_run_in_thread (task, send_thread);
 }
 
+/* The server offers no resumable protocol: the attempt is a plain upload after all. */
+static void
+upload_send_plain (gpointer data)
+{
+  upload_send (data);
+}
+
 static void
 upload_start (BgJob       *job,
               SoupMessage *msg)
@@ -925,6 +946,15 @@ upload_start (BgJob       *job,
   g_assert (self != NULL);
 
   g_set_object (&self->msg, msg);
+
+  if (bg_resumable_wanted (bg_job_get_record (job)))
+    {
+      bg_resumable_start (job, msg, self->fd, self->path, self->verify, self->stale_url,
+                          self->stale_protocol, upload_send_plain, upload_ref (self),
+                          (GDestroyNotify) upload_unref);
+      return;
+    }
+
   upload_send (self);
 }
 
@@ -935,9 +965,11 @@ upload_recover (BgJob *job)
   return NULL;
 }
 
+/* A resumable upload's resource on the server is deleted. */
 static void
 upload_discard (BgJob *job)
 {
+  bg_resumable_discard (job);
 }
 
 const BgTransferClass bg_upload_transfer = {

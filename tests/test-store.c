@@ -156,6 +156,12 @@ make_full_record (const char *identifier)
   record->withheld_headers = g_strdup ("Authorization, Cookie");
   record->withheld_password = TRUE;
   record->paused = TRUE;
+  record->upload_protocol = BG_UPLOAD_PROTOCOL_TUS;
+  record->allow_tus = TRUE;
+  record->chunk_size = 5 * 1024 * 1024;
+  record->upload_url = g_strdup ("http://127.0.0.1:1/files/0123456789abcdef");
+  record->upload_url_protocol = BG_UPLOAD_PROTOCOL_TUS;
+  record->upload_expires = G_GINT64_CONSTANT (1700000000000000);
 
   return record;
 }
@@ -206,6 +212,12 @@ assert_records_equal (const BgStoreRecord *a,
   g_assert_cmpstr (a->withheld_headers, ==, b->withheld_headers);
   g_assert_cmpint (a->withheld_password, ==, b->withheld_password);
   g_assert_cmpint (a->paused, ==, b->paused);
+  g_assert_cmpint (a->upload_protocol, ==, b->upload_protocol);
+  g_assert_cmpint (a->allow_tus, ==, b->allow_tus);
+  g_assert_cmpint (a->chunk_size, ==, b->chunk_size);
+  g_assert_cmpstr (a->upload_url, ==, b->upload_url);
+  g_assert_cmpint (a->upload_url_protocol, ==, b->upload_url_protocol);
+  g_assert_cmpint (a->upload_expires, ==, b->upload_expires);
   g_assert_cmpint (a->has_response, ==, b->has_response);
   g_assert_cmpint (a->response_kind, ==, b->response_kind);
   g_assert_cmpuint (a->response_status, ==, b->response_status);
@@ -799,6 +811,9 @@ test_migration (void)
   g_assert_false (record->withheld_password);
   /* And that of schema 5. */
   g_assert_false (record->paused);
+  /* And those of schema 6: a plain upload, as it was. */
+  g_assert_cmpint (record->upload_protocol, ==, BG_UPLOAD_PROTOCOL_PLAIN);
+  g_assert_null (record->upload_url);
 
   record = g_ptr_array_index (downloads, 1);
   g_assert_cmpstr (record->identifier, ==, "broken");
@@ -1026,6 +1041,19 @@ run_sql_on (const char         *path,
   g_object_unref (cnc);
 }
 
+/* What a record of schema 5 or older reads as once upgraded: a plain upload, with no upload
+ * resource. */
+static void
+clear_resumable_fields (BgStoreRecord *record)
+{
+  record->upload_protocol = BG_UPLOAD_PROTOCOL_PLAIN;
+  record->allow_tus = FALSE;
+  record->chunk_size = 0;
+  g_clear_pointer (&record->upload_url, g_free);
+  record->upload_url_protocol = BG_UPLOAD_PROTOCOL_AUTO;
+  record->upload_expires = 0;
+}
+
 /* A database of schema 3 (a current one without the columns 004-credentials.sql and later
  * migrations add) is upgraded: its records are intact, the new columns take their defaults and
  * work. */
@@ -1037,6 +1065,13 @@ test_migration_v3 (void)
     "ALTER TABLE tasks DROP COLUMN withheld_headers",
     "ALTER TABLE tasks DROP COLUMN withheld_password",
     "ALTER TABLE tasks DROP COLUMN paused",
+    "ALTER TABLE tasks DROP COLUMN upload_protocol",
+    "ALTER TABLE tasks DROP COLUMN allow_tus",
+    "ALTER TABLE tasks DROP COLUMN chunk_size",
+    "ALTER TABLE tasks DROP COLUMN upload_url",
+    "ALTER TABLE tasks DROP COLUMN upload_url_protocol",
+    "ALTER TABLE tasks DROP COLUMN upload_expires",
+    "DROP TABLE upload_probes",
     NULL
   };
   Fixture fixture;
@@ -1053,6 +1088,7 @@ test_migration_v3 (void)
   g_clear_pointer (&record->withheld_headers, g_free);
   record->withheld_password = FALSE;
   record->paused = FALSE;
+  clear_resumable_fields (record);
   store = open_store (fixture.path);
   save_or_die (store, record);
   g_clear_object (&store);
@@ -1087,6 +1123,13 @@ test_migration_v4 (void)
 {
   static const char * const downgrade[] = {
     "ALTER TABLE tasks DROP COLUMN paused",
+    "ALTER TABLE tasks DROP COLUMN upload_protocol",
+    "ALTER TABLE tasks DROP COLUMN allow_tus",
+    "ALTER TABLE tasks DROP COLUMN chunk_size",
+    "ALTER TABLE tasks DROP COLUMN upload_url",
+    "ALTER TABLE tasks DROP COLUMN upload_url_protocol",
+    "ALTER TABLE tasks DROP COLUMN upload_expires",
+    "DROP TABLE upload_probes",
     NULL
   };
   Fixture fixture;
@@ -1099,6 +1142,7 @@ test_migration_v4 (void)
   fixture_set_up (&fixture);
 
   record->paused = FALSE;
+  clear_resumable_fields (record);
   store = open_store (fixture.path);
   save_or_die (store, record);
   g_clear_object (&store);
@@ -1120,6 +1164,76 @@ test_migration_v4 (void)
   g_assert_no_error (error);
   g_assert_true (again->paused);
   assert_records_equal (loaded, again);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
+
+/* A database of schema 5 (what the previous version wrote) is upgraded to 6: its uploads stay
+ * plain ones, a resumable upload's fields are kept once stored, and the probe cache works. */
+static void
+test_migration_v5 (void)
+{
+  static const char * const downgrade[] = {
+    "ALTER TABLE tasks DROP COLUMN upload_protocol",
+    "ALTER TABLE tasks DROP COLUMN allow_tus",
+    "ALTER TABLE tasks DROP COLUMN chunk_size",
+    "ALTER TABLE tasks DROP COLUMN upload_url",
+    "ALTER TABLE tasks DROP COLUMN upload_url_protocol",
+    "ALTER TABLE tasks DROP COLUMN upload_expires",
+    "DROP TABLE upload_probes",
+    NULL
+  };
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = make_full_record ("from v5");
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(BgStoreRecord) again = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *extensions = NULL;
+  int protocol = -1;
+  gint64 checked_at = 0;
+
+  fixture_set_up (&fixture);
+
+  record->kind = BG_TASK_KIND_UPLOAD;
+  clear_resumable_fields (record);
+  store = open_store (fixture.path);
+  save_or_die (store, record);
+  g_clear_object (&store);
+  run_sql_on (fixture.path, downgrade);
+  set_user_version (fixture.path, 5);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
+  loaded = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  assert_records_equal (record, loaded);
+
+  g_assert_false (bg_store_lookup_probe (store, "http://127.0.0.1:1/up", &protocol, &extensions,
+                                         &checked_at, &error));
+  g_assert_no_error (error);
+  g_assert_true (bg_store_save_probe (store, "http://127.0.0.1:1/up", BG_UPLOAD_PROTOCOL_TUS,
+                                      "creation,termination", 42, &error));
+  g_assert_no_error (error);
+
+  loaded->upload_protocol = BG_UPLOAD_PROTOCOL_IETF;
+  loaded->upload_url = g_strdup ("http://127.0.0.1:1/resumable/0123");
+  loaded->upload_url_protocol = BG_UPLOAD_PROTOCOL_IETF;
+  loaded->chunk_size = 1024;
+  save_or_die (store, loaded);
+  g_clear_object (&store);
+
+  store = open_store (fixture.path);
+  again = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  assert_records_equal (loaded, again);
+  g_assert_true (bg_store_lookup_probe (store, "http://127.0.0.1:1/up", &protocol, &extensions,
+                                        &checked_at, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (protocol, ==, BG_UPLOAD_PROTOCOL_TUS);
+  g_assert_cmpstr (extensions, ==, "creation,termination");
+  g_assert_cmpint (checked_at, ==, 42);
   g_clear_object (&store);
 
   fixture_tear_down (&fixture);
@@ -2031,6 +2145,7 @@ main (int   argc,
   g_test_add_func ("/store/migration/v1", test_migration);
   g_test_add_func ("/store/migration/v3", test_migration_v3);
   g_test_add_func ("/store/migration/v4", test_migration_v4);
+  g_test_add_func ("/store/migration/v5", test_migration_v5);
   g_test_add_func ("/store/corrupt/garbage", test_corrupt_garbage);
   g_test_add_func ("/store/corrupt/page", test_corrupt_page);
   g_test_add_func ("/store/corrupt/truncated", test_corrupt_truncated);

@@ -130,6 +130,26 @@ upload (Fixture    *f,
                          120);
 }
 
+/* Requests the server saw, leaving out the OPTIONS that asks an upload target what it offers
+ * (upload-protocol AUTO, the default). */
+static gint64
+count_body_requests (Fixture *f)
+{
+  g_autoptr(JsonNode) stats = bg_test_server_stats (f->server);
+  JsonArray *log = json_object_get_array_member (json_node_get_object (stats), "log");
+  gint64 n = 0;
+
+  for (guint i = 0; i < json_array_get_length (log); i++)
+    {
+      JsonObject *entry = json_array_get_object_element (log, i);
+
+      if (g_strcmp0 (json_object_get_string_member (entry, "method"), "OPTIONS") != 0)
+        n++;
+    }
+
+  return n;
+}
+
 static JsonArray *
 server_uploads (JsonNode *stats)
 {
@@ -435,7 +455,7 @@ test_bad_sources (Fixture       *f,
     g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
   }
 
-  g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 1);
+  g_assert_cmpint (count_body_requests (f), ==, 1);
 }
 
 /* --- The source changes between attempts --------------------------------------------------- */
@@ -1239,7 +1259,7 @@ test_pause (Fixture       *f,
   gate_open (f, "pause");
   wait_until (f, task, first_upload_recorded);
   g_assert_true (task_waits_paused (f, task));
-  g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 1);
+  g_assert_cmpint (count_body_requests (f), ==, 1);
   {
     g_autoptr(BgStore) store = bg_store_open (f->db, &error);
     g_autoptr(BgStoreRecord) record = NULL;

@@ -20,7 +20,8 @@
  *   paused ID                    (restore-and-pause: the task waits, paused)
  *   error MESSAGE
  *
- * BG_HELPER_MAX_ATTEMPTS in the environment sets max-attempts (default 1).
+ * BG_HELPER_MAX_ATTEMPTS in the environment sets max-attempts (default 1); for "upload",
+ * BG_HELPER_UPLOAD_PROTOCOL (auto, plain, tus or ietf) sets the task's upload-protocol.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -419,6 +420,15 @@ main (int   argc,
     {
       g_autoptr(SoupMessage) msg = soup_message_new (argv[6], argv[3]);
       g_autoptr(GFile) src = g_file_new_for_path (argv[4]);
+      g_autoptr(BgTaskOptions) options = bg_task_options_new ();
+      const char *protocol = g_getenv ("BG_HELPER_UPLOAD_PROTOCOL");
+
+      if (g_strcmp0 (protocol, "plain") == 0)
+        bg_task_options_set_upload_protocol (options, BG_UPLOAD_PROTOCOL_PLAIN);
+      else if (g_strcmp0 (protocol, "tus") == 0)
+        bg_task_options_set_upload_protocol (options, BG_UPLOAD_PROTOCOL_TUS);
+      else if (g_strcmp0 (protocol, "ietf") == 0)
+        bg_task_options_set_upload_protocol (options, BG_UPLOAD_PROTOCOL_IETF);
 
       front = g_initable_new (BG_TYPE_UPLOADER, NULL, &error,
                               "mode", helper_mode (), "app-id", helper_app_id (),
@@ -432,7 +442,7 @@ main (int   argc,
       g_signal_connect (bg_uploader_get_tasks (BG_UPLOADER (front)), "items-changed",
                         G_CALLBACK (watch_tasks), NULL);
       g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
-      bg_uploader_upload_async (BG_UPLOADER (front), msg, src, argv[5], NULL, NULL,
+      bg_uploader_upload_async (BG_UPLOADER (front), msg, src, argv[5], options, NULL,
                                 upload_done_cb, NULL);
       g_main_loop_run (loop);
       return exit_code;

@@ -287,6 +287,10 @@ report_response_json (BtOutput   *output,
       bt_json_add_optional_string (builder, "uri", uri);
       bt_json_add_int (builder, "bytes", bg_task_get_bytes_transferred (task));
       bt_json_add_int (builder, "attempts", bg_task_get_attempts (task));
+      /* The protocol, never the upload resource: its URL is a capability. */
+      if (kind == BG_TASK_KIND_UPLOAD)
+        bt_json_add_enum (builder, "protocol", BG_TYPE_UPLOAD_PROTOCOL,
+                          bg_task_get_upload_protocol (task));
     }
   if (body != NULL)
     {

@@ -20,6 +20,7 @@
 #define DERIVED_ID_DIGITS 16
 
 BtTransferOptions bt_transfer_options;
+BgTaskOptions *bt_upload_task_options;
 
 typedef struct
 {
@@ -223,7 +224,7 @@ transfer_start (Transfer *self)
   else
     {
       bg_uploader_upload_async (app->uploader, self->msg, self->file, self->identifier,
-                                NULL,
+                                bt_upload_task_options,
                                 app->interrupt, upload_done_cb, self);
       task = bg_uploader_lookup_task (app->uploader, self->identifier);
     }

@@ -19,6 +19,9 @@ typedef struct
 
 extern BtTransferOptions bt_transfer_options;
 
+/* The options the upload command gives its task (NULL: the defaults). */
+extern BgTaskOptions *bt_upload_task_options;
+
 /* Their entries, in the tables of both commands: the same storage, so that either command
  * finds them wherever they were given. */
 #define BT_TRANSFER_OPTION_ENTRIES \

@@ -312,6 +312,38 @@ class ToolTest(unittest.TestCase):
         self.assertEqual(upload['method'], 'POST')
         self.assertEqual(upload['sha256'], sha)
 
+    def test_resumable_upload_url_is_never_printed(self):
+        source = os.path.join(self.work, 'resumable.bin')
+        sha = write_random(source, 3 * 1024 * 1024, 5)
+        before = len(self.server.stats()['resumable']['uploads'])
+        # A drop mid-way: the tool goes on from the server's offset, and says nothing of where.
+        url = self.server.url('/resumable?drop-at=1000000')
+        code, events, err = self.run_json('upload', '-X', 'POST', '--protocol', 'ietf',
+                                          '--chunk-size', '1048576', 'resumable.bin', url)
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        result = [e for e in events if e['event'] == 'result'][0]
+        self.assertEqual(result['protocol'], 'ietf')
+        self.assertEqual(json.loads(result['body'])['sha256'], sha)
+        code, out, err2 = self.run_tool('upload', '--id', 'again', '--protocol', 'ietf',
+                                        'resumable.bin', self.server.url('/resumable'))
+        self.assertEqual(code, EXIT_SUCCESS, err2)
+        uploads = self.server.stats()['resumable']['uploads'][before:]
+        self.assertEqual(len(uploads), 2)
+        for upload in uploads:
+            self.assertEqual(upload['sha256'], sha)
+            # The server's own answer names its token; the upload URL is nowhere.
+            for text in (json.dumps(events), err, out, err2):
+                self.assertNotIn(upload['path'], text)
+
+    def test_upload_protocol_usage_errors(self):
+        code, out, err = self.run_tool('upload', '--protocol', 'ftp', 'x', self.server.url('/x'))
+        self.assertEqual(code, EXIT_USAGE)
+        self.assertIn('ftp', err)
+        code, out, err = self.run_tool('upload', '--chunk-size', 'lots', 'x',
+                                       self.server.url('/x'))
+        self.assertEqual(code, EXIT_USAGE)
+        self.assertIn('lots', err)
+
     def test_upload_missing_source_fails(self):
         code, out, err = self.run_tool('upload', 'nothing-here.bin',
                                        self.server.url('/upload/nothing.bin'))
