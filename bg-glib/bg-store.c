@@ -52,6 +52,7 @@ static const char * const migrations[] = {
   "003-task-options.sql",
   "004-credentials.sql",
   "005-pause.sql",
+  "006-max-bandwidth.sql",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
@@ -122,6 +123,7 @@ static const Column columns[] = {
   COLUMN (withheld_headers, COLUMN_STRING, 4, FALSE),
   COLUMN (withheld_password, COLUMN_INT,   4, FALSE),
   COLUMN (paused,           COLUMN_INT,    5, FALSE),
+  COLUMN (max_bandwidth,    COLUMN_INT64,  6, FALSE),
 };
 
 #undef COLUMN

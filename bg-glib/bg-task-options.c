@@ -35,6 +35,7 @@ struct _BgTaskOptions
   GDateTime *earliest_start;
   char      *expected_sha256;
   int        priority;
+  guint64    max_bandwidth;
   guint      allow_metered : 1;
   guint      discretionary : 1;
   guint      keep_credentials : 1;
@@ -50,6 +51,7 @@ enum {
   PROP_EARLIEST_START,
   PROP_EXPECTED_SHA256,
   PROP_KEEP_CREDENTIALS,
+  PROP_MAX_BANDWIDTH,
   N_PROPS
 };
 
@@ -101,6 +103,9 @@ bg_task_options_get_property (GObject    *object,
     case PROP_KEEP_CREDENTIALS:
       g_value_set_boolean (value, self->keep_credentials);
       break;
+    case PROP_MAX_BANDWIDTH:
+      g_value_set_uint64 (value, self->max_bandwidth);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -133,6 +138,9 @@ bg_task_options_set_property (GObject      *object,
       break;
     case PROP_KEEP_CREDENTIALS:
       bg_task_options_set_keep_credentials (self, g_value_get_boolean (value));
+      break;
+    case PROP_MAX_BANDWIDTH:
+      bg_task_options_set_max_bandwidth (self, g_value_get_uint64 (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -204,6 +212,16 @@ bg_task_options_class_init (BgTaskOptionsClass *klass)
    */
   properties[PROP_KEEP_CREDENTIALS] =
     g_param_spec_boolean ("keep-credentials", NULL, NULL, FALSE, flags);
+
+  /**
+   * BgTaskOptions:max-bandwidth:
+   *
+   * The most bytes per second the task may move, averaged over a tenth of a second; 0 for no
+   * cap, and at most %G_MAXINT64. The task's queue may have a cap of its own ([property@Bg.TaskQueue:max-bandwidth]);
+   * the lower of the two applies. See [property@Bg.Task:max-bandwidth].
+   */
+  properties[PROP_MAX_BANDWIDTH] =
+    g_param_spec_uint64 ("max-bandwidth", NULL, NULL, 0, G_MAXINT64, 0, flags);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -448,4 +466,41 @@ bg_task_options_set_keep_credentials (BgTaskOptions *self,
     return;
   self->keep_credentials = keep_credentials;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_KEEP_CREDENTIALS]);
+}
+
+/**
+ * bg_task_options_get_max_bandwidth:
+ * @self: a #BgTaskOptions
+ *
+ * Gets [property@Bg.TaskOptions:max-bandwidth].
+ *
+ * Returns: the cap in bytes per second, or 0 for none
+ */
+guint64
+bg_task_options_get_max_bandwidth (BgTaskOptions *self)
+{
+  g_return_val_if_fail (BG_IS_TASK_OPTIONS (self), 0);
+
+  return self->max_bandwidth;
+}
+
+/**
+ * bg_task_options_set_max_bandwidth:
+ * @self: a #BgTaskOptions
+ * @bytes_per_second: the cap in bytes per second, or 0 for none
+ *
+ * Sets [property@Bg.TaskOptions:max-bandwidth]. A cap above %G_MAXINT64 is a programming
+ * error and is ignored with a critical warning.
+ */
+void
+bg_task_options_set_max_bandwidth (BgTaskOptions *self,
+                                   guint64        bytes_per_second)
+{
+  g_return_if_fail (BG_IS_TASK_OPTIONS (self));
+  g_return_if_fail (bytes_per_second <= G_MAXINT64);
+
+  if (self->max_bandwidth == bytes_per_second)
+    return;
+  self->max_bandwidth = bytes_per_second;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_BANDWIDTH]);
 }

@@ -206,6 +206,7 @@ assert_records_equal (const BgStoreRecord *a,
   g_assert_cmpstr (a->withheld_headers, ==, b->withheld_headers);
   g_assert_cmpint (a->withheld_password, ==, b->withheld_password);
   g_assert_cmpint (a->paused, ==, b->paused);
+  g_assert_cmpint (a->max_bandwidth, ==, b->max_bandwidth);
   g_assert_cmpint (a->has_response, ==, b->has_response);
   g_assert_cmpint (a->response_kind, ==, b->response_kind);
   g_assert_cmpuint (a->response_status, ==, b->response_status);
@@ -799,6 +800,8 @@ test_migration (void)
   g_assert_false (record->withheld_password);
   /* And that of schema 5. */
   g_assert_false (record->paused);
+  /* And that of schema 6: no bandwidth cap. */
+  g_assert_cmpint (record->max_bandwidth, ==, 0);
 
   record = g_ptr_array_index (downloads, 1);
   g_assert_cmpstr (record->identifier, ==, "broken");
@@ -836,6 +839,7 @@ test_migration (void)
   record->withheld_headers = g_strdup ("Cookie");
   record->withheld_password = TRUE;
   record->paused = TRUE;
+  record->max_bandwidth = 5 * 1024 * 1024;
   save_or_die (store, record);
   g_clear_object (&store);
 
