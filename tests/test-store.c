@@ -156,6 +156,7 @@ make_full_record (const char *identifier)
   record->withheld_headers = g_strdup ("Authorization, Cookie");
   record->withheld_password = TRUE;
   record->paused = TRUE;
+  record->max_bandwidth = G_GINT64_CONSTANT (1) << 40;
 
   return record;
 }
@@ -1041,6 +1042,7 @@ test_migration_v3 (void)
     "ALTER TABLE tasks DROP COLUMN withheld_headers",
     "ALTER TABLE tasks DROP COLUMN withheld_password",
     "ALTER TABLE tasks DROP COLUMN paused",
+    "ALTER TABLE tasks DROP COLUMN max_bandwidth",
     NULL
   };
   Fixture fixture;
@@ -1057,6 +1059,7 @@ test_migration_v3 (void)
   g_clear_pointer (&record->withheld_headers, g_free);
   record->withheld_password = FALSE;
   record->paused = FALSE;
+  record->max_bandwidth = 0;
   store = open_store (fixture.path);
   save_or_die (store, record);
   g_clear_object (&store);
@@ -1084,6 +1087,51 @@ test_migration_v3 (void)
   fixture_tear_down (&fixture);
 }
 
+/* A database of schema 5 (a current one without the column 006-max-bandwidth.sql adds) is
+ * upgraded to 6: its tasks have no bandwidth cap, and a cap is kept once stored. */
+static void
+test_migration_max_bandwidth (void)
+{
+  static const char * const downgrade[] = {
+    "ALTER TABLE tasks DROP COLUMN max_bandwidth",
+    NULL
+  };
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = make_full_record ("from v5");
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(BgStoreRecord) again = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+
+  record->max_bandwidth = 0;
+  store = open_store (fixture.path);
+  save_or_die (store, record);
+  g_clear_object (&store);
+  run_sql_on (fixture.path, downgrade);
+  set_user_version (fixture.path, 5);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
+  loaded = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  assert_records_equal (record, loaded);
+
+  loaded->max_bandwidth = 20 * 1024 * 1024;
+  save_or_die (store, loaded);
+  g_clear_object (&store);
+
+  store = open_store (fixture.path);
+  again = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (again->max_bandwidth, ==, 20 * 1024 * 1024);
+  assert_records_equal (loaded, again);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
+
 /* A database of schema 4 (a current one without the column 005-pause.sql adds) is upgraded to
  * 5: its tasks are not paused, and a pause is kept once stored. */
 static void
@@ -1091,6 +1139,7 @@ test_migration_v4 (void)
 {
   static const char * const downgrade[] = {
     "ALTER TABLE tasks DROP COLUMN paused",
+    "ALTER TABLE tasks DROP COLUMN max_bandwidth",
     NULL
   };
   Fixture fixture;
@@ -1103,6 +1152,7 @@ test_migration_v4 (void)
   fixture_set_up (&fixture);
 
   record->paused = FALSE;
+  record->max_bandwidth = 0;
   store = open_store (fixture.path);
   save_or_die (store, record);
   g_clear_object (&store);
@@ -2035,6 +2085,7 @@ main (int   argc,
   g_test_add_func ("/store/migration/v1", test_migration);
   g_test_add_func ("/store/migration/v3", test_migration_v3);
   g_test_add_func ("/store/migration/v4", test_migration_v4);
+  g_test_add_func ("/store/migration/max-bandwidth", test_migration_max_bandwidth);
   g_test_add_func ("/store/corrupt/garbage", test_corrupt_garbage);
   g_test_add_func ("/store/corrupt/page", test_corrupt_page);
   g_test_add_func ("/store/corrupt/truncated", test_corrupt_truncated);
