@@ -287,6 +287,7 @@ report_response_json (BtOutput   *output,
       bt_json_add_optional_string (builder, "uri", uri);
       bt_json_add_int (builder, "bytes", bg_task_get_bytes_transferred (task));
       bt_json_add_int (builder, "attempts", bg_task_get_attempts (task));
+      bt_json_add_int (builder, "max_bandwidth", (gint64) bg_task_get_max_bandwidth (task));
     }
   if (body != NULL)
     {
