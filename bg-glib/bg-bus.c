@@ -155,6 +155,9 @@ bg_bus_options_to_variant (BgTaskOptions *options)
                          g_variant_new_boolean (bg_task_options_get_allow_tus (options)));
   g_variant_builder_add (&builder, "{sv}", "chunk-size",
                          g_variant_new_int64 (bg_task_options_get_chunk_size (options)));
+  if (bg_task_options_get_max_bandwidth (options) != 0)
+    g_variant_builder_add (&builder, "{sv}", "max-bandwidth",
+                           g_variant_new_uint64 (bg_task_options_get_max_bandwidth (options)));
   return g_variant_builder_end (&builder);
 }
 
@@ -258,6 +261,19 @@ bg_bus_options_from_variant (GVariant  *variant,
           return NULL;
         }
       bg_task_options_set_chunk_size (options, chunk_size);
+    }
+  TAKE ("max-bandwidth", G_VARIANT_TYPE_UINT64)
+    {
+      guint64 rate = g_variant_get_uint64 (value);
+
+      if (rate > G_MAXINT64)
+        {
+          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                       _("The bandwidth cap %" G_GUINT64_FORMAT " bytes per second is out of "
+                         "range"), rate);
+          return NULL;
+        }
+      bg_task_options_set_max_bandwidth (options, rate);
     }
 #undef TAKE
 
@@ -377,6 +393,7 @@ bg_bus_task_to_variant (BgTask   *task,
     ADD ("expected-sha256", g_variant_new_string (bg_task_get_expected_sha256 (task)));
   ADD ("keep-credentials", g_variant_new_boolean (bg_task_get_keep_credentials (task)));
   ADD ("upload-protocol", g_variant_new_uint32 (bg_task_get_upload_protocol (task)));
+  ADD ("max-bandwidth", g_variant_new_uint64 (bg_task_get_max_bandwidth (task)));
   if (response != NULL)
     ADD ("response", bg_bus_response_to_variant (response));
   if (collected)
@@ -406,6 +423,7 @@ bg_bus_task_new_from_variant (BgTaskKind  kind,
   gboolean paused = FALSE;
   gint32 priority = 0;
   gint64 earliest_start = 0;
+  guint64 max_bandwidth = 0;
   BgTask *task;
 
   g_variant_lookup (snapshot, "uri", "&s", &uri);
@@ -424,6 +442,8 @@ bg_bus_task_new_from_variant (BgTaskKind  kind,
   bg_task_init_options (task, allow_metered, discretionary, priority, earliest_start, sha256,
                         keep_credentials);
   bg_task_init_paused (task, paused);
+  g_variant_lookup (snapshot, "max-bandwidth", "t", &max_bandwidth);
+  bg_task_init_max_bandwidth (task, max_bandwidth);
 
   bg_bus_task_update (task, snapshot, NULL);
   return task;
@@ -440,6 +460,7 @@ bg_bus_task_update (BgTask      *task,
   gint64 transferred, total, next_attempt_at, earliest_start;
   gboolean flag;
   gint32 priority;
+  guint64 max_bandwidth;
 
   if (response_out != NULL)
     *response_out = NULL;
@@ -465,6 +486,9 @@ bg_bus_task_update (BgTask      *task,
         bg_task_set_paused (task, flag);
       if (g_variant_lookup (snapshot, "priority", "i", &priority))
         bg_task_set_priority (task, priority);
+      if (g_variant_lookup (snapshot, "max-bandwidth", "t", &max_bandwidth) &&
+          max_bandwidth <= G_MAXINT64)
+        bg_task_set_max_bandwidth (task, max_bandwidth);
       if (g_variant_lookup (snapshot, "earliest-start", "x", &earliest_start) &&
           earliest_start != bg_task_get_earliest_start_usec (task))
         {

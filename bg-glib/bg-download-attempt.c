@@ -48,6 +48,10 @@ typedef struct
   guint8        *buf[2];
   gsize          fill[2];
   guint          cur;            /* the buffer being filled */
+  BgThrottle    *task_throttle;  /* the bandwidth caps: the task's and its queue's */
+  BgThrottle    *queue_throttle;
+  gsize          granted;        /* bytes the caps gave the read in flight */
+  GSource       *throttle_source; /* the wait for the caps to allow a read */
 
   gint64         received;       /* bytes of the file that have arrived */
   gint64         written;        /* bytes of the file that are written to the partial file */
@@ -86,6 +90,9 @@ download_unref (Download *self)
   if (self->fd >= 0)
     close (self->fd);
   g_clear_pointer (&self->watch, bg_connection_watch_free);
+  g_assert (self->throttle_source == NULL);
+  g_clear_pointer (&self->task_throttle, bg_throttle_unref);
+  g_clear_pointer (&self->queue_throttle, bg_throttle_unref);
   g_clear_error (&self->lost);
   g_clear_object (&self->in);
   g_clear_object (&self->outcome);
@@ -430,6 +437,8 @@ download_build (BgJob   *job,
   self->fd = -1;
   self->total = record->total;
   self->cancellable = g_object_ref (bg_job_get_cancellable (job));
+  self->task_throttle = bg_throttle_ref (bg_job_get_throttle (job));
+  self->queue_throttle = bg_throttle_ref (bg_engine_get_throttle (bg_job_get_engine (job)));
   self->last_checkpoint_time = self->last_write_time = g_get_monotonic_time ();
 
   uri = g_uri_parse (bg_job_get_request_uri (job), SOUP_HTTP_URI_FLAGS, error);
@@ -529,6 +538,13 @@ download_finish (Download   *self,
   self->done = TRUE;
   self->outcome = g_object_ref (response);
   g_clear_pointer (&self->watch, bg_connection_watch_free);
+  if (self->throttle_source != NULL)
+    {
+      /* The wait held a reference; the read it stood for will not happen. */
+      g_source_destroy (self->throttle_source);
+      g_clear_pointer (&self->throttle_source, g_source_unref);
+      self->reading = FALSE;
+    }
 
   if (self->in != NULL)
     g_input_stream_close_async (self->in, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
@@ -802,6 +818,10 @@ read_done_cb (GObject      *object,
   self->reading = FALSE;
 
   n = g_input_stream_read_finish (G_INPUT_STREAM (object), result, &error);
+  if ((gsize) MAX (n, 0) < self->granted)
+    bg_throttle_refund (self->task_throttle, self->queue_throttle,
+                        self->granted - (gsize) MAX (n, 0));
+  self->granted = 0;
   if (n < 0)
     {
       if (!self->done)
@@ -822,20 +842,59 @@ read_done_cb (GObject      *object,
   pump (self);
 }
 
+/* The bandwidth caps allow a read again, or the attempt was cancelled while it waited (the
+ * read then fails at once with the cancellation). */
+static gboolean
+throttle_ready_cb (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  Download *self = user_data;
+
+  g_clear_pointer (&self->throttle_source, g_source_unref);
+  self->reading = FALSE;
+  download_read (self);
+
+  return G_SOURCE_REMOVE;
+}
+
 static void
 download_read (Download *self)
 {
   guint idx = self->cur;
+  gsize wanted = BUFFER_SIZE - self->fill[idx];
+  gint64 delay = 0;
 
   g_assert (!self->reading);
+  g_assert (self->throttle_source == NULL);
 
   if (self->buf[idx] == NULL)
     self->buf[idx] = g_malloc (BUFFER_SIZE);
 
   self->reading = TRUE;
+
+  /* Under a bandwidth cap the read asks for no more than the caps allow, and when they allow
+   * too little it waits (a tick at most) rather than reading: the server is held back by the
+   * connection's flow control meanwhile. */
+  if (!g_cancellable_is_cancelled (self->cancellable))
+    {
+      self->granted = bg_throttle_take (self->task_throttle, self->queue_throttle,
+                                        wanted, &delay);
+      if (self->granted == 0)
+        {
+          g_autoptr(GMainContext) context = g_main_context_ref_thread_default ();
+
+          self->throttle_source = bg_throttle_source_new (delay, self->cancellable);
+          g_source_set_callback (self->throttle_source, G_SOURCE_FUNC (throttle_ready_cb),
+                                 download_ref (self), (GDestroyNotify) download_unref);
+          g_source_attach (self->throttle_source, context);
+          return;
+        }
+      wanted = self->granted;
+    }
+
   g_input_stream_read_async (self->in,
                              self->buf[idx] + self->fill[idx],
-                             BUFFER_SIZE - self->fill[idx],
+                             wanted,
                              G_PRIORITY_DEFAULT, self->cancellable,
                              read_done_cb, download_ref (self));
 }

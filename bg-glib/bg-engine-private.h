@@ -11,6 +11,7 @@
 #include "bg-store-private.h"
 #include "bg-task.h"
 #include "bg-task-options.h"
+#include "bg-throttle-private.h"
 
 G_BEGIN_DECLS
 
@@ -94,6 +95,11 @@ void            bg_engine_set_allow_metered  (BgEngine           *self,
 void            bg_engine_set_paused         (BgEngine           *self,
                                               gboolean            paused);
 gboolean        bg_engine_get_paused         (BgEngine           *self);
+/* The queue's bandwidth cap in bytes per second, across its running tasks; 0 for none. */
+void            bg_engine_set_max_bandwidth  (BgEngine           *self,
+                                              guint64             bytes_per_second);
+guint64         bg_engine_get_max_bandwidth  (BgEngine           *self);
+BgThrottle     *bg_engine_get_throttle       (BgEngine           *self);
 /* Whether a collected task stays in the list model until it is forgotten. */
 void            bg_engine_set_keep_finished  (BgEngine           *self,
                                               gboolean            keep_finished);
@@ -174,6 +180,8 @@ BgEngine       *bg_job_get_engine          (BgJob                *job);
 BgTask         *bg_job_get_task            (BgJob                *job);
 BgStoreRecord  *bg_job_get_record          (BgJob                *job);
 GCancellable   *bg_job_get_cancellable     (BgJob                *job);
+/* The task's bandwidth cap; its rate follows BgTask:max-bandwidth. */
+BgThrottle     *bg_job_get_throttle        (BgJob                *job);
 GFile          *bg_job_get_file            (BgJob                *job);
 /* The newest request's URI and encoded headers, credentials included: unless the task keeps
  * them, they are in memory only, and the record's uri and request_headers leave them out. */

@@ -14,6 +14,7 @@
 #include "bg-store-response-private.h"
 #include "bg-task-list-private.h"
 #include "bg-task-private.h"
+#include "bg-throttle-private.h"
 
 /* Identifiers are kept whole in the database and in memory; beyond this they are refused. */
 #define MAX_IDENTIFIER_LENGTH 4096
@@ -44,6 +45,7 @@ struct _BgJob
   gint64          last_activity;
   GSource        *retry_source;
   gulong          options_handler;
+  BgThrottle     *throttle;           /* the task's bandwidth cap, shared with its attempts */
   /* The newest request's URI and headers (encoded) as the app gave them, credentials included,
    * while the record leaves the credentials out; in memory only, NULL when the record holds the
    * whole request. */
@@ -92,6 +94,8 @@ struct _BgEngine
   gboolean               paused;           /* every task is held; not stored */
   GNetworkMonitor       *network_monitor;
   GPowerProfileMonitor  *power_monitor;
+
+  BgThrottle            *throttle;         /* the queue's bandwidth cap, across its tasks */
 
   BgEnginePrepareFunc    prepare_func;     /* see bg_engine_set_prepare_func() */
   gpointer               prepare_data;
@@ -143,6 +147,7 @@ bg_job_unref (BgJob *job)
   g_assert (job->retry_source == NULL);
 
   g_clear_signal_handler (&job->options_handler, job->task);
+  g_clear_pointer (&job->throttle, bg_throttle_unref);
   if (job->attempt_data_destroy != NULL)
     g_clear_pointer (&job->attempt_data, job->attempt_data_destroy);
   g_clear_object (&job->cancellable);
@@ -181,6 +186,8 @@ bg_job_new (BgEngine      *engine,
     bg_task_set_upload_protocol (job->task, record->upload_url_protocol != BG_UPLOAD_PROTOCOL_AUTO
                                             ? record->upload_url_protocol
                                             : record->upload_protocol);
+  bg_task_init_max_bandwidth (job->task, record->max_bandwidth);
+  job->throttle = bg_throttle_new (MAX (record->max_bandwidth, 0));
   job->options_handler = g_signal_connect (job->task, "notify",
                                            G_CALLBACK (job_options_changed_cb), job);
 
@@ -443,6 +450,12 @@ GCancellable *
 bg_job_get_cancellable (BgJob *job)
 {
   return job->cancellable;
+}
+
+BgThrottle *
+bg_job_get_throttle (BgJob *job)
+{
+  return job->throttle;
 }
 
 GFile *
@@ -1365,7 +1378,8 @@ job_options_changed_cb (BgTask     *task,
       !g_str_equal (pspec->name, "earliest-start") &&
       !g_str_equal (pspec->name, "expected-sha256") &&
       !g_str_equal (pspec->name, "keep-credentials") &&
-      !g_str_equal (pspec->name, "paused"))
+      !g_str_equal (pspec->name, "paused") &&
+      !g_str_equal (pspec->name, "max-bandwidth"))
     return;
 
   record->allow_metered = bg_task_get_allow_metered (task);
@@ -1376,6 +1390,11 @@ job_options_changed_cb (BgTask     *task,
   record->expected_sha256 = g_strdup (bg_task_get_expected_sha256 (task));
 
   record->paused = bg_task_get_paused (task);
+
+  /* A running attempt reads through the job's bucket: it follows the new cap at its next
+   * read, within a tick. */
+  record->max_bandwidth = (gint64) bg_task_get_max_bandwidth (task);
+  bg_throttle_set_rate (job->throttle, bg_task_get_max_bandwidth (task));
 
   record->keep_credentials = bg_task_get_keep_credentials (task);
   if (!record->keep_credentials)
@@ -1403,6 +1422,10 @@ job_options_changed_cb (BgTask     *task,
       job_apply_pause (job);
       return;
     }
+
+  /* A cap does not decide whether the task may start. */
+  if (g_str_equal (pspec->name, "max-bandwidth"))
+    return;
 
   if (job->queued)
     {
@@ -1560,6 +1583,7 @@ bg_engine_finalize (GObject *object)
   g_clear_object (&self->store);
   g_clear_object (&self->session);
   g_clear_pointer (&self->context, g_main_context_unref);
+  g_clear_pointer (&self->throttle, bg_throttle_unref);
 
   G_OBJECT_CLASS (bg_engine_parent_class)->finalize (object);
 }
@@ -1609,6 +1633,7 @@ bg_engine_init (BgEngine *self)
   self->backoff_base_ms = 2000;
   self->backoff_max_ms = 3600 * 1000;
   self->retry_deadline = 7 * 24 * 3600;
+  self->throttle = bg_throttle_new (0);
 }
 
 BgEngine *
@@ -1786,6 +1811,26 @@ gboolean
 bg_engine_get_paused (BgEngine *self)
 {
   return self->paused;
+}
+
+/* The cap across every running task; each attempt takes its bytes from this bucket too. */
+void
+bg_engine_set_max_bandwidth (BgEngine *self,
+                             guint64   bytes_per_second)
+{
+  bg_throttle_set_rate (self->throttle, bytes_per_second);
+}
+
+guint64
+bg_engine_get_max_bandwidth (BgEngine *self)
+{
+  return bg_throttle_get_rate (self->throttle);
+}
+
+BgThrottle *
+bg_engine_get_throttle (BgEngine *self)
+{
+  return self->throttle;
 }
 
 void
@@ -1984,6 +2029,7 @@ record_set_options (BgStoreRecord *record,
   record->upload_protocol = bg_task_options_get_upload_protocol (options);
   record->allow_tus = bg_task_options_get_allow_tus (options);
   record->chunk_size = bg_task_options_get_chunk_size (options);
+  record->max_bandwidth = (gint64) bg_task_options_get_max_bandwidth (options);
 }
 
 /* A call for a task that this run already has: it waits for the task's result, or has it at

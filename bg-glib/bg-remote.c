@@ -155,7 +155,7 @@ task_notify_cb (BgTask     *task,
 {
   static const char * const options[] = {
     "allow-metered", "discretionary", "priority", "earliest-start", "expected-sha256",
-    "keep-credentials", "paused", NULL,
+    "keep-credentials", "paused", "max-bandwidth", NULL,
   };
   g_autoptr(GVariant) snapshot = NULL;
   g_autoptr(GVariant) value = NULL;

@@ -83,6 +83,8 @@ typedef struct
   char                *path;
   int                  fd;
   gboolean             verify;
+  BgThrottle          *task_throttle;   /* the task's and the queue's bandwidth caps */
+  BgThrottle          *queue_throttle;
   char                *stale_url;
   BgUploadProtocol     stale_protocol;
   char                *probe_target;
@@ -149,6 +151,8 @@ resumable_unref (Resumable *self)
   g_free (self->method);
   g_clear_pointer (&self->app_headers, soup_message_headers_unref);
   g_free (self->path);
+  g_clear_pointer (&self->task_throttle, bg_throttle_unref);
+  g_clear_pointer (&self->queue_throttle, bg_throttle_unref);
   g_free (self->stale_url);
   g_free (self->probe_target);
   g_free (self->probe_extensions);
@@ -731,6 +735,7 @@ new_body (Resumable  *self,
           GError    **error)
 {
   int fd = fcntl (self->fd, F_DUPFD_CLOEXEC, 0);
+  GInputStream *body;
 
   if (fd < 0)
     {
@@ -743,7 +748,10 @@ new_body (Resumable  *self,
     }
 
   self->chunk_start = start;
-  return bg_source_stream_new_range (fd, start, length, self->verify, body_progress_cb, self);
+  body = bg_source_stream_new_range (fd, start, length, self->verify, body_progress_cb, self);
+  bg_source_stream_set_throttle (BG_SOURCE_STREAM (body), self->task_throttle,
+                                 self->queue_throttle);
+  return body;
 }
 
 /* After a body was sent: whether the source is the same, and for a fresh one whether the bytes
@@ -1466,6 +1474,8 @@ bg_resumable_start (BgJob                *job,
   self->method = g_strdup (soup_message_get_method (msg));
   self->path = g_strdup (path);
   self->verify = verify;
+  self->task_throttle = bg_throttle_ref (bg_job_get_throttle (job));
+  self->queue_throttle = bg_throttle_ref (bg_engine_get_throttle (engine));
   self->stale_url = g_strdup (stale_url);
   self->stale_protocol = stale_protocol;
   self->upload_url = g_strdup (record->upload_url);

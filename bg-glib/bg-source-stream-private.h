@@ -7,6 +7,8 @@
 
 #include <gio/gio.h>
 
+#include "bg-throttle-private.h"
+
 G_BEGIN_DECLS
 
 #define BG_TYPE_SOURCE_STREAM (bg_source_stream_get_type ())
@@ -32,6 +34,10 @@ GInputStream *bg_source_stream_new_range  (int                     fd,
                                            gboolean                digest,
                                            BgSourceStreamProgress  progress,
                                            gpointer                user_data);
+/* Hands out the body no faster than both caps allow (either may be NULL). */
+void          bg_source_stream_set_throttle (BgSourceStream       *self,
+                                             BgThrottle           *task_throttle,
+                                             BgThrottle           *queue_throttle);
 /* Bytes handed out so far. */
 gint64        bg_source_stream_get_offset (BgSourceStream         *self);
 /* The hex SHA-256 of the bytes handed out, once all @size of them have been; NULL before, or

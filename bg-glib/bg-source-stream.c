@@ -9,6 +9,10 @@
  * The file is read with pread() from the stream's own offset, so several streams (a request and
  * the one that follows its redirect) can share one descriptor.
  *
+ * Under a bandwidth cap the stream hands out only what the caps allow: a blocking read (the
+ * sending thread's) sleeps until they allow some, waking at once when it is cancelled; a
+ * nonblocking one says it would block, and its source fires when the caps allow a read.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
@@ -21,6 +25,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "bg-source-stream-private.h"
+#include "bg-throttle-private.h"
 
 /* libsoup asks for 8 KiB at a time; the file is read in larger pieces and served from memory. */
 #define READ_AHEAD (256 * 1024)
@@ -39,6 +44,8 @@ struct _BgSourceStream
   GChecksum              *checksum;     /* of the bytes handed out; NULL when not wanted */
   BgSourceStreamProgress  progress;
   gpointer                user_data;
+  BgThrottle             *task_throttle; /* the bandwidth caps; NULL for none */
+  BgThrottle             *queue_throttle;
 };
 
 static void bg_source_stream_pollable_iface_init (GPollableInputStreamInterface *iface);
@@ -84,26 +91,24 @@ refill (BgSourceStream  *self,
   return TRUE;
 }
 
+/* Hands out up to @count bytes, of which the caps allowed @allowed (taken from them already). */
 static gssize
-bg_source_stream_read (GInputStream  *stream,
-                       void          *buffer,
-                       gsize          count,
-                       GCancellable  *cancellable,
-                       GError       **error)
+hand_out (BgSourceStream  *self,
+          void            *buffer,
+          gsize            count,
+          gsize            allowed,
+          GError         **error)
 {
-  BgSourceStream *self = BG_SOURCE_STREAM (stream);
   gsize n;
 
-  if (g_cancellable_set_error_if_cancelled (cancellable, error))
-    return -1;
-
-  if (self->offset >= self->size || count == 0)
-    return 0;
-
   if (self->consumed == self->buffered && !refill (self, error))
-    return -1;
+    {
+      bg_throttle_refund (self->task_throttle, self->queue_throttle, allowed);
+      return -1;
+    }
 
-  n = MIN (count, self->buffered - self->consumed);
+  n = MIN (MIN (count, allowed), self->buffered - self->consumed);
+  bg_throttle_refund (self->task_throttle, self->queue_throttle, allowed - n);
   memcpy (buffer, self->buffer + self->consumed, n);
   if (self->checksum != NULL)
     g_checksum_update (self->checksum, self->buffer + self->consumed, n);
@@ -114,6 +119,40 @@ bg_source_stream_read (GInputStream  *stream,
     self->progress (self->offset, self->user_data);
 
   return n;
+}
+
+static gsize
+remaining (BgSourceStream *self,
+           gsize           count)
+{
+  return (gsize) MIN ((gint64) count, self->size - self->offset);
+}
+
+static gssize
+bg_source_stream_read (GInputStream  *stream,
+                       void          *buffer,
+                       gsize          count,
+                       GCancellable  *cancellable,
+                       GError       **error)
+{
+  BgSourceStream *self = BG_SOURCE_STREAM (stream);
+  gsize allowed;
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return -1;
+
+  if (self->offset >= self->size || count == 0)
+    return 0;
+
+  /* libsoup asks for a few KiB at a time: the caps are asked for more, so that a capped
+   * send wakes once a tick and serves the reads that follow from what is left. */
+  count = remaining (self, count);
+  allowed = bg_throttle_take_sync (self->task_throttle, self->queue_throttle,
+                                   remaining (self, MAX (count, READ_AHEAD)), cancellable, error);
+  if (allowed == 0)
+    return -1;
+
+  return hand_out (self, buffer, count, allowed, error);
 }
 
 static gboolean
@@ -139,6 +178,8 @@ bg_source_stream_finalize (GObject *object)
 
   if (self->fd >= 0)
     close (self->fd);
+  g_clear_pointer (&self->task_throttle, bg_throttle_unref);
+  g_clear_pointer (&self->queue_throttle, bg_throttle_unref);
   g_free (self->buffer);
   g_clear_pointer (&self->checksum, g_checksum_free);
 
@@ -151,18 +192,37 @@ bg_source_stream_can_poll (GPollableInputStream *stream)
   return TRUE;
 }
 
+/* How long until the caps allow a read; 0 when they do now (or there is nothing to read). */
+static gint64
+throttle_delay (BgSourceStream *self)
+{
+  gint64 delay = 0;
+  gsize allowed;
+
+  if (self->offset >= self->size)
+    return 0;
+
+  /* Asking takes the bytes: they are given back at once. */
+  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle,
+                              remaining (self, READ_AHEAD), &delay);
+  bg_throttle_refund (self->task_throttle, self->queue_throttle, allowed);
+
+  return allowed > 0 ? 0 : delay;
+}
+
 static gboolean
 bg_source_stream_is_readable (GPollableInputStream *stream)
 {
-  /* A regular file never makes a reader wait for data. */
-  return TRUE;
+  /* A regular file never makes a reader wait for data; a bandwidth cap may. */
+  return throttle_delay (BG_SOURCE_STREAM (stream)) == 0;
 }
 
 static GSource *
 bg_source_stream_create_source (GPollableInputStream *stream,
                                 GCancellable         *cancellable)
 {
-  g_autoptr(GSource) ready = g_timeout_source_new (0);
+  gint64 delay = throttle_delay (BG_SOURCE_STREAM (stream));
+  g_autoptr(GSource) ready = g_timeout_source_new ((guint) ((delay + 999) / 1000));
 
   return g_pollable_source_new_full (stream, ready, cancellable);
 }
@@ -173,7 +233,24 @@ bg_source_stream_read_nonblocking (GPollableInputStream  *stream,
                                    gsize                  count,
                                    GError               **error)
 {
-  return bg_source_stream_read (G_INPUT_STREAM (stream), buffer, count, NULL, error);
+  BgSourceStream *self = BG_SOURCE_STREAM (stream);
+  gint64 delay;
+  gsize allowed;
+
+  if (self->offset >= self->size || count == 0)
+    return 0;
+
+  count = remaining (self, count);
+  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle,
+                              remaining (self, MAX (count, READ_AHEAD)), &delay);
+  if (allowed == 0)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
+                           _("The bandwidth cap allows no more bytes yet"));
+      return -1;
+    }
+
+  return hand_out (self, buffer, count, allowed, error);
 }
 
 static void
@@ -235,6 +312,21 @@ bg_source_stream_new_range (int                     fd,
   self->user_data = user_data;
 
   return G_INPUT_STREAM (self);
+}
+
+void
+bg_source_stream_set_throttle (BgSourceStream *self,
+                               BgThrottle     *task_throttle,
+                               BgThrottle     *queue_throttle)
+{
+  g_return_if_fail (BG_IS_SOURCE_STREAM (self));
+
+  g_clear_pointer (&self->task_throttle, bg_throttle_unref);
+  g_clear_pointer (&self->queue_throttle, bg_throttle_unref);
+  if (task_throttle != NULL)
+    self->task_throttle = bg_throttle_ref (task_throttle);
+  if (queue_throttle != NULL)
+    self->queue_throttle = bg_throttle_ref (queue_throttle);
 }
 
 gint64

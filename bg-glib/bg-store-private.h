@@ -13,7 +13,7 @@ G_BEGIN_DECLS
 
 /* The schema version this code writes.  Older databases are upgraded in place by the ordered
  * migrations in data/schema/; newer ones are refused with BG_ERROR_STORE. */
-#define BG_STORE_SCHEMA_VERSION 6
+#define BG_STORE_SCHEMA_VERSION 7
 
 /* A record holds everything a later run needs to carry a task on.  Strings are owned; NULL means
  * "none".  Times are microseconds since the Unix epoch (wall clock), 0 when unset. */
@@ -55,6 +55,7 @@ typedef struct _BgStoreRecord
   gboolean     withheld_password;
 
   gboolean     paused;             /* schema 5: the app paused the task */
+  gint64       max_bandwidth;      /* schema 6: bytes per second, 0 for no cap */
 
   /* Resumable uploads (schema 6). */
   int          upload_protocol;    /* BgUploadProtocol the options asked for */

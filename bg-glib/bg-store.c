@@ -53,6 +53,7 @@ static const char * const migrations[] = {
   "004-credentials.sql",
   "005-pause.sql",
   "006-resumable.sql",
+  "007-max-bandwidth.sql",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
@@ -129,6 +130,7 @@ static const Column columns[] = {
   COLUMN (upload_url,       COLUMN_STRING, 6, FALSE),
   COLUMN (upload_url_protocol, COLUMN_INT, 6, FALSE),
   COLUMN (upload_expires,   COLUMN_INT64,  6, FALSE),
+  COLUMN (max_bandwidth,    COLUMN_INT64,  7, FALSE),
 };
 
 #undef COLUMN

@@ -38,6 +38,7 @@ struct _BgTaskOptions
   gint64     chunk_size;
   int        priority;
   BgUploadProtocol upload_protocol;
+  guint64    max_bandwidth;
   guint      allow_metered : 1;
   guint      allow_tus : 1;
   guint      discretionary : 1;
@@ -57,6 +58,7 @@ enum {
   PROP_UPLOAD_PROTOCOL,
   PROP_ALLOW_TUS,
   PROP_CHUNK_SIZE,
+  PROP_MAX_BANDWIDTH,
   N_PROPS
 };
 
@@ -117,6 +119,9 @@ bg_task_options_get_property (GObject    *object,
     case PROP_CHUNK_SIZE:
       g_value_set_int64 (value, self->chunk_size);
       break;
+    case PROP_MAX_BANDWIDTH:
+      g_value_set_uint64 (value, self->max_bandwidth);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -158,6 +163,9 @@ bg_task_options_set_property (GObject      *object,
       break;
     case PROP_CHUNK_SIZE:
       bg_task_options_set_chunk_size (self, g_value_get_int64 (value));
+      break;
+    case PROP_MAX_BANDWIDTH:
+      bg_task_options_set_max_bandwidth (self, g_value_get_uint64 (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -258,6 +266,16 @@ bg_task_options_class_init (BgTaskOptionsClass *klass)
    */
   properties[PROP_CHUNK_SIZE] =
     g_param_spec_int64 ("chunk-size", NULL, NULL, 0, G_MAXINT64, 0, flags);
+
+  /**
+   * BgTaskOptions:max-bandwidth:
+   *
+   * The most bytes per second the task may move, averaged over a tenth of a second; 0 for no
+   * cap, and at most %G_MAXINT64. The task's queue may have a cap of its own
+   * ([property@Bg.TaskQueue:max-bandwidth]); the lower of the two applies. See [property@Bg.Task:max-bandwidth].
+   */
+  properties[PROP_MAX_BANDWIDTH] =
+    g_param_spec_uint64 ("max-bandwidth", NULL, NULL, 0, G_MAXINT64, 0, flags);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -611,4 +629,41 @@ bg_task_options_set_chunk_size (BgTaskOptions *self,
     return;
   self->chunk_size = chunk_size;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHUNK_SIZE]);
+}
+
+/**
+ * bg_task_options_get_max_bandwidth:
+ * @self: a #BgTaskOptions
+ *
+ * Gets [property@Bg.TaskOptions:max-bandwidth].
+ *
+ * Returns: the cap in bytes per second, or 0 for none
+ */
+guint64
+bg_task_options_get_max_bandwidth (BgTaskOptions *self)
+{
+  g_return_val_if_fail (BG_IS_TASK_OPTIONS (self), 0);
+
+  return self->max_bandwidth;
+}
+
+/**
+ * bg_task_options_set_max_bandwidth:
+ * @self: a #BgTaskOptions
+ * @bytes_per_second: the cap in bytes per second, or 0 for none
+ *
+ * Sets [property@Bg.TaskOptions:max-bandwidth]. A cap above %G_MAXINT64 is a programming
+ * error and is ignored with a critical warning.
+ */
+void
+bg_task_options_set_max_bandwidth (BgTaskOptions *self,
+                                   guint64        bytes_per_second)
+{
+  g_return_if_fail (BG_IS_TASK_OPTIONS (self));
+  g_return_if_fail (bytes_per_second <= G_MAXINT64);
+
+  if (self->max_bandwidth == bytes_per_second)
+    return;
+  self->max_bandwidth = bytes_per_second;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_BANDWIDTH]);
 }

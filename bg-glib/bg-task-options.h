@@ -77,6 +77,11 @@ gboolean       bg_task_options_get_keep_credentials (BgTaskOptions *self);
 BG_AVAILABLE_IN_ALL
 void           bg_task_options_set_keep_credentials (BgTaskOptions *self,
                                                      gboolean       keep_credentials);
+BG_AVAILABLE_IN_ALL
+guint64        bg_task_options_get_max_bandwidth    (BgTaskOptions *self);
+BG_AVAILABLE_IN_ALL
+void           bg_task_options_set_max_bandwidth    (BgTaskOptions *self,
+                                                     guint64        bytes_per_second);
 
 BG_AVAILABLE_IN_ALL
 BgUploadProtocol bg_task_options_get_upload_protocol (BgTaskOptions    *self);

@@ -45,6 +45,9 @@ void    bg_task_init_options          (BgTask      *self,
 /* Loads the stored pause without notifying, like bg_task_init_options(). */
 void    bg_task_init_paused           (BgTask      *self,
                                        gboolean     paused);
+/* Loads the stored bandwidth cap without notifying, like bg_task_init_options(). */
+void    bg_task_init_max_bandwidth    (BgTask      *self,
+                                       guint64      bytes_per_second);
 gint64  bg_task_get_earliest_start_usec (BgTask    *self);
 void    bg_task_apply_options         (BgTask        *self,
                                        BgTaskOptions *options);

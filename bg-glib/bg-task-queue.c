@@ -49,6 +49,7 @@ typedef struct
   gboolean         allow_metered;
   gboolean         keep_finished;
   gboolean         paused;
+  guint64          max_bandwidth;    /* bytes per second across the running tasks; 0: none */
   gboolean         closed;
 } BgTaskQueuePrivate;
 
@@ -79,6 +80,7 @@ enum {
   PROP_ALLOW_METERED,
   PROP_KEEP_FINISHED,
   PROP_PAUSED,
+  PROP_MAX_BANDWIDTH,
   N_PROPS
 };
 
@@ -246,6 +248,9 @@ task_queue_apply (BgTaskQueue *self,
                                                     ? priv->allow_metered
                                                     : prop_id == PROP_KEEP_FINISHED
                                                     ? priv->keep_finished : priv->paused));
+      else if (prop_id == PROP_MAX_BANDWIDTH)
+        bg_remote_configure (priv->remote, properties[prop_id]->name,
+                             g_variant_new_uint64 (priv->max_bandwidth));
       return;
     }
 
@@ -280,6 +285,9 @@ task_queue_apply (BgTaskQueue *self,
       break;
     case PROP_PAUSED:
       bg_engine_set_paused (priv->engine, priv->paused);
+      break;
+    case PROP_MAX_BANDWIDTH:
+      bg_engine_set_max_bandwidth (priv->engine, priv->max_bandwidth);
       break;
     default:
       break;
@@ -415,6 +423,8 @@ task_queue_settings (BgTaskQueue *self)
   g_variant_builder_add (&builder, "{sv}", "keep-finished",
                          g_variant_new_boolean (priv->keep_finished));
   g_variant_builder_add (&builder, "{sv}", "paused", g_variant_new_boolean (priv->paused));
+  g_variant_builder_add (&builder, "{sv}", "max-bandwidth",
+                         g_variant_new_uint64 (priv->max_bandwidth));
   return g_variant_builder_end (&builder);
 }
 
@@ -739,6 +749,9 @@ bg_task_queue_get_property (GObject    *object,
     case PROP_PAUSED:
       g_value_set_boolean (value, priv->paused);
       break;
+    case PROP_MAX_BANDWIDTH:
+      g_value_set_uint64 (value, priv->max_bandwidth);
+      break;
     default:
       if (IS_UINT_PROP (prop_id))
         g_value_set_uint (value, get_uint (self, prop_id));
@@ -784,6 +797,9 @@ bg_task_queue_set_property (GObject      *object,
       break;
     case PROP_PAUSED:
       bg_task_queue_set_paused (self, g_value_get_boolean (value));
+      break;
+    case PROP_MAX_BANDWIDTH:
+      bg_task_queue_set_max_bandwidth (self, g_value_get_uint64 (value));
       break;
     default:
       if (IS_UINT_PROP (prop_id))
@@ -954,6 +970,18 @@ bg_task_queue_class_init (BgTaskQueueClass *klass)
    */
   properties[PROP_PAUSED] =
     g_param_spec_boolean ("paused", NULL, NULL, FALSE, RW);
+
+  /**
+   * BgTaskQueue:max-bandwidth:
+   *
+   * The most bytes per second the queue's running tasks may move together, averaged over a
+   * tenth of a second; 0 for no cap. The tasks share it, each taking its bytes from it as it
+   * reads or sends, and each task's own cap ([property@Bg.Task:max-bandwidth]) applies too.
+   * Running tasks follow a change within a tenth of a second. Like
+   * [property@Bg.TaskQueue:max-concurrent] it is not stored; queues sharing a database share it.
+   */
+  properties[PROP_MAX_BANDWIDTH] =
+    g_param_spec_uint64 ("max-bandwidth", NULL, NULL, 0, G_MAXINT64, 0, RW);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -1426,6 +1454,49 @@ bg_task_queue_set_paused (BgTaskQueue *self,
   priv->paused = paused;
   task_queue_apply (self, PROP_PAUSED);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PAUSED]);
+}
+
+/**
+ * bg_task_queue_get_max_bandwidth:
+ * @self: a #BgTaskQueue
+ *
+ * Gets [property@Bg.TaskQueue:max-bandwidth].
+ *
+ * Returns: the cap in bytes per second across the running tasks, or 0 for none
+ */
+guint64
+bg_task_queue_get_max_bandwidth (BgTaskQueue *self)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_return_val_if_fail (BG_IS_TASK_QUEUE (self), 0);
+
+  return priv->max_bandwidth;
+}
+
+/**
+ * bg_task_queue_set_max_bandwidth:
+ * @self: a #BgTaskQueue
+ * @bytes_per_second: the cap in bytes per second across the running tasks, or 0 for none
+ *
+ * Sets [property@Bg.TaskQueue:max-bandwidth]. A cap above %G_MAXINT64 is a programming error,
+ * ignored with a critical warning.
+ */
+void
+bg_task_queue_set_max_bandwidth (BgTaskQueue *self,
+                                 guint64      bytes_per_second)
+{
+  BgTaskQueuePrivate *priv = bg_task_queue_get_instance_private (self);
+
+  g_return_if_fail (BG_IS_TASK_QUEUE (self));
+  g_return_if_fail (bytes_per_second <= G_MAXINT64);
+
+  if (priv->max_bandwidth == bytes_per_second)
+    return;
+
+  priv->max_bandwidth = bytes_per_second;
+  task_queue_apply (self, PROP_MAX_BANDWIDTH);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_BANDWIDTH]);
 }
 
 /**

@@ -113,6 +113,11 @@ gboolean         bg_task_queue_get_paused          (BgTaskQueue          *self);
 BG_AVAILABLE_IN_ALL
 void             bg_task_queue_set_paused          (BgTaskQueue          *self,
                                                     gboolean              paused);
+BG_AVAILABLE_IN_ALL
+guint64          bg_task_queue_get_max_bandwidth   (BgTaskQueue          *self);
+BG_AVAILABLE_IN_ALL
+void             bg_task_queue_set_max_bandwidth   (BgTaskQueue          *self,
+                                                    guint64               bytes_per_second);
 
 BG_AVAILABLE_IN_ALL
 void             bg_task_queue_restore_async       (BgTaskQueue          *self,

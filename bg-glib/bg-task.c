@@ -86,6 +86,7 @@ struct _BgTask
   char        *expected_sha256;
   gboolean     keep_credentials;
   gboolean     paused;
+  guint64      max_bandwidth;
 };
 
 G_DEFINE_FINAL_TYPE (BgTask, bg_task, G_TYPE_OBJECT)
@@ -115,6 +116,7 @@ enum {
   PROP_EXPECTED_SHA256,
   PROP_KEEP_CREDENTIALS,
   PROP_PAUSED,
+  PROP_MAX_BANDWIDTH,
   N_PROPS
 };
 
@@ -227,6 +229,9 @@ bg_task_get_property (GObject    *object,
     case PROP_PAUSED:
       g_value_set_boolean (value, self->paused);
       break;
+    case PROP_MAX_BANDWIDTH:
+      g_value_set_uint64 (value, self->max_bandwidth);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -262,6 +267,9 @@ bg_task_set_property (GObject      *object,
       break;
     case PROP_PAUSED:
       bg_task_set_paused (self, g_value_get_boolean (value));
+      break;
+    case PROP_MAX_BANDWIDTH:
+      bg_task_set_max_bandwidth (self, g_value_get_uint64 (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -525,6 +533,17 @@ bg_task_class_init (BgTaskClass *klass)
   properties[PROP_PAUSED] =
     g_param_spec_boolean ("paused", NULL, NULL, FALSE,
                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * BgTask:max-bandwidth:
+   *
+   * The most bytes per second the task may move, averaged over a tenth of a second; 0 for no
+   * cap. A running task follows a change within a tenth of a second. The queue's own cap
+   * ([property@Bg.TaskQueue:max-bandwidth]) applies too. The option is stored with the task.
+   */
+  properties[PROP_MAX_BANDWIDTH] =
+    g_param_spec_uint64 ("max-bandwidth", NULL, NULL, 0, G_MAXINT64, 0,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -1167,6 +1186,13 @@ bg_task_init_paused (BgTask   *self,
   self->paused = !!paused;
 }
 
+void
+bg_task_init_max_bandwidth (BgTask  *self,
+                            guint64  bytes_per_second)
+{
+  self->max_bandwidth = MIN (bytes_per_second, (guint64) G_MAXINT64);
+}
+
 gint64
 bg_task_get_earliest_start_usec (BgTask *self)
 {
@@ -1463,6 +1489,45 @@ bg_task_set_paused (BgTask   *self,
     }
 }
 
+/**
+ * bg_task_get_max_bandwidth:
+ * @self: a #BgTask
+ *
+ * Gets the task's bandwidth cap. See [property@Bg.Task:max-bandwidth].
+ *
+ * Returns: the cap in bytes per second, or 0 for none
+ */
+guint64
+bg_task_get_max_bandwidth (BgTask *self)
+{
+  g_return_val_if_fail (BG_IS_TASK (self), 0);
+  return self->max_bandwidth;
+}
+
+/**
+ * bg_task_set_max_bandwidth:
+ * @self: a #BgTask
+ * @bytes_per_second: the cap in bytes per second, or 0 for none
+ *
+ * Caps the bytes per second the task moves, or lifts the cap; a running task follows within a
+ * tenth of a second. See [property@Bg.Task:max-bandwidth]. A cap above %G_MAXINT64, or a task
+ * that has finished, is a programming error, ignored with a critical warning.
+ */
+void
+bg_task_set_max_bandwidth (BgTask  *self,
+                           guint64  bytes_per_second)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+  g_return_if_fail (TASK_TAKES_OPTIONS (self));
+  g_return_if_fail (bytes_per_second <= G_MAXINT64);
+
+  if (self->max_bandwidth != bytes_per_second)
+    {
+      self->max_bandwidth = bytes_per_second;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_BANDWIDTH]);
+    }
+}
+
 /* The options an app gave with a call that joined the task replace the task's own. */
 void
 bg_task_apply_options (BgTask        *self,
@@ -1481,5 +1546,6 @@ bg_task_apply_options (BgTask        *self,
   if (self->kind == BG_TASK_KIND_DOWNLOAD)
     bg_task_set_expected_sha256 (self, bg_task_options_get_expected_sha256 (options));
   bg_task_set_keep_credentials (self, bg_task_options_get_keep_credentials (options));
+  bg_task_set_max_bandwidth (self, bg_task_options_get_max_bandwidth (options));
   g_object_thaw_notify (G_OBJECT (self));
 }

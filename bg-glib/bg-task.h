@@ -154,5 +154,10 @@ gboolean     bg_task_get_paused            (BgTask      *self);
 BG_AVAILABLE_IN_ALL
 void         bg_task_set_paused            (BgTask      *self,
                                             gboolean     paused);
+BG_AVAILABLE_IN_ALL
+guint64      bg_task_get_max_bandwidth     (BgTask      *self);
+BG_AVAILABLE_IN_ALL
+void         bg_task_set_max_bandwidth     (BgTask      *self,
+                                            guint64      bytes_per_second);
 
 G_END_DECLS

@@ -411,6 +411,9 @@ new_message (Upload              *self,
   __atomic_store_n (&self->sent, 0, __ATOMIC_RELAXED);
   g_clear_object (&self->body);
   self->body = bg_source_stream_new (fd, self->id.size, self->verify, body_progress_cb, self);
+  bg_source_stream_set_throttle (BG_SOURCE_STREAM (self->body),
+                                 bg_job_get_throttle (self->job),
+                                 bg_engine_get_throttle (bg_job_get_engine (self->job)));
   soup_message_set_request_body (msg, content_type, self->body, self->id.size);
   soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
 

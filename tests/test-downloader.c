@@ -2405,6 +2405,327 @@ test_async_open_and_restore (Fixture       *f,
   bg_downloader_close (downloader);
 }
 
+/* --- Bandwidth caps ------------------------------------------------------------------------ */
+
+typedef gboolean (*TaskCondition) (BgTask *task, gpointer data);
+
+typedef struct
+{
+  TaskCondition condition;
+  gpointer      data;
+  gboolean      holds;
+} TaskWatch;
+
+static void
+task_watch_cb (BgTask     *task,
+               GParamSpec *pspec,
+               TaskWatch  *watch)
+{
+  if (!watch->holds)
+    watch->holds = watch->condition (task, watch->data);
+}
+
+/* Waits (the main context running) until @condition holds for @task, looking at each of its
+ * notifications; fails the test after @timeout_seconds. */
+static void
+wait_for_task (BgTask        *task,
+               TaskCondition  condition,
+               gpointer       data,
+               guint          timeout_seconds)
+{
+  TaskWatch watch = { condition, data, condition (task, data) };
+  gulong id = g_signal_connect (task, "notify", G_CALLBACK (task_watch_cb), &watch);
+
+  bg_test_wait_for (&watch.holds, timeout_seconds);
+  g_signal_handler_disconnect (task, id);
+}
+
+static gboolean
+task_has_bytes (BgTask   *task,
+                gpointer  data)
+{
+  return bg_task_get_bytes_transferred (task) >= *(gint64 *) data;
+}
+
+static gboolean
+task_waits_paused (BgTask   *task,
+                   gpointer  data)
+{
+  return bg_task_get_state (task) == BG_TASK_STATE_WAITING &&
+         bg_task_get_wait_reason (task) == BG_WAIT_REASON_PAUSED;
+}
+
+static void
+start_capped_download (Fixture       *f,
+                       const char    *path_and_query,
+                       const char    *dest,
+                       const char    *identifier,
+                       guint64        max_bandwidth,
+                       GAsyncResult **result)
+{
+  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+  g_autoptr(BgTaskOptions) options = bg_task_options_new ();
+
+  bg_task_options_set_max_bandwidth (options, max_bandwidth);
+  bg_downloader_download_async (f->downloader, msg, file, identifier, options, NULL,
+                                bg_test_store_result_cb, result);
+}
+
+static BgResponse *
+finish_download (Fixture       *f,
+                 GAsyncResult **result)
+{
+  g_autoptr(GError) error = NULL;
+  BgResponse *response;
+
+  bg_test_wait_for_result (result, 120);
+  response = bg_downloader_download_finish (f->downloader, *result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_clear_object (result);
+
+  return response;
+}
+
+static gint64
+stored_max_bandwidth (Fixture    *f,
+                      const char *identifier)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+  g_autoptr(BgStoreRecord) record = NULL;
+
+  g_assert_no_error (error);
+  record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, identifier, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (record);
+
+  return record->max_bandwidth;
+}
+
+/* 2 MiB at 1 MiB/s: it takes at least about two seconds (a tenth of a second of burst aside),
+ * the file is whole, and the server sent it once. */
+static void
+test_bandwidth_capped (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "capped.bin", 2 * MiB, 71);
+  g_autofree char *dest = dest_path (f, "capped.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+  g_autofree char *got = NULL;
+  gint64 started = g_get_monotonic_time ();
+  double elapsed;
+
+  start_capped_download (f, "/files/capped.bin", dest, "capped", MiB, &result);
+  task = bg_downloader_lookup_task (f->downloader, "capped");
+  g_assert_nonnull (task);
+  g_object_ref (task);
+  g_assert_cmpuint (bg_task_get_max_bandwidth (task), ==, MiB);
+  if (bg_test_mode () == BG_MODE_IN_PROCESS)
+    g_assert_cmpint (stored_max_bandwidth (f, "capped"), ==, MiB);
+
+  response = finish_download (f, &result);
+  elapsed = (g_get_monotonic_time () - started) / (double) G_USEC_PER_SEC;
+  g_test_message ("2 MiB at 1 MiB/s took %.2f s", elapsed);
+  g_assert_cmpfloat (elapsed, >=, 1.5);
+
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "file_bytes_sent"), ==, 2 * MiB);
+}
+
+/* The cap set on a running task slows it down within moments, and is stored; lifting it lets
+ * the task finish at full speed. */
+static void
+test_bandwidth_set_while_running (Fixture       *f,
+                                  gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "slowed.bin", 16 * MiB, 72);
+  g_autofree char *dest = dest_path (f, "slowed.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+  g_autofree char *got = NULL;
+  gint64 mark = MiB;
+  gint64 slowed_at;
+  double elapsed;
+
+  start_capped_download (f, "/files/slowed.bin", dest, "slowed", 4 * MiB, &result);
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "slowed"));
+  wait_for_task (task, task_has_bytes, &mark, 60);
+
+  bg_task_set_max_bandwidth (task, 512 * 1024);
+  g_assert_cmpuint (bg_task_get_max_bandwidth (task), ==, 512 * 1024);
+  slowed_at = g_get_monotonic_time ();
+  mark = bg_task_get_bytes_transferred (task) + MiB;
+  wait_for_task (task, task_has_bytes, &mark, 60);
+  elapsed = (g_get_monotonic_time () - slowed_at) / (double) G_USEC_PER_SEC;
+  g_test_message ("1 MiB after the cap went to 512 KiB/s took %.2f s", elapsed);
+  /* Two seconds at the new cap; what was in flight and a tick of burst cut it short. */
+  g_assert_cmpfloat (elapsed, >=, 1.0);
+  if (bg_test_mode () == BG_MODE_IN_PROCESS)
+    g_assert_cmpint (stored_max_bandwidth (f, "slowed"), ==, 512 * 1024);
+
+  bg_task_set_max_bandwidth (task, 0);
+  response = finish_download (f, &result);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 1);
+}
+
+/* A task held back by its cap still pauses at once: no byte moves while it is paused, and it
+ * picks up from its checkpoint once unpaused. */
+static void
+test_bandwidth_pause_while_throttled (Fixture       *f,
+                                      gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "held.bin", 8 * MiB, 73);
+  g_autofree char *dest = dest_path (f, "held.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+  g_autofree char *got = NULL;
+  gint64 mark = 64 * 1024;
+  gint64 paused_at, bytes;
+
+  start_capped_download (f, "/files/held.bin", dest, "held", 256 * 1024, &result);
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "held"));
+  wait_for_task (task, task_has_bytes, &mark, 60);
+
+  paused_at = g_get_monotonic_time ();
+  bg_task_set_paused (task, TRUE);
+  wait_for_task (task, task_waits_paused, NULL, 10);
+  g_test_message ("The throttled attempt ended %" G_GINT64_FORMAT " ms after the pause",
+                  (g_get_monotonic_time () - paused_at) / 1000);
+  bg_test_server_wait_idle (f->server, 10);
+
+  /* Nothing moves while it is paused: there is no event to wait for. */
+  bytes = bg_test_server_stat_int (f->server, "file_bytes_sent");
+  g_assert_cmpint (bytes, <, 8 * MiB);
+  bg_test_run_for (300);
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "file_bytes_sent"), ==, bytes);
+
+  bg_task_set_max_bandwidth (task, 0);
+  bg_task_set_paused (task, FALSE);
+  response = finish_download (f, &result);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+}
+
+/* The cap is stored with the task: a later run has the newest value, and runs by it. */
+static void
+test_bandwidth_restored (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "kept.bin", 4 * MiB, 74);
+  g_autofree char *dest = dest_path (f, "kept.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GAsyncResult) restored = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  BgTask *task;
+  g_autofree char *got = NULL;
+
+  start_capped_download (f, "/files/kept.bin", dest, "kept", 100 * 1000, &result);
+  task = bg_downloader_lookup_task (f->downloader, "kept");
+  bg_task_set_max_bandwidth (task, 200 * 1000);
+  bg_downloader_close (f->downloader);
+  bg_test_wait_for_result (&result, 30);
+  g_clear_object (&result);
+  g_clear_object (&f->downloader);
+
+  f->downloader = open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
+  bg_test_wait_for_result (&restored, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, restored, &error));
+  g_assert_no_error (error);
+  task = bg_downloader_lookup_task (f->downloader, "kept");
+  g_assert_nonnull (task);
+  g_assert_cmpuint (bg_task_get_max_bandwidth (task), ==, 200 * 1000);
+
+  bg_task_set_max_bandwidth (task, 0);
+  start_capped_download (f, "/files/kept.bin", dest, "kept", 0, &result);
+  response = finish_download (f, &result);
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+}
+
+/* The queue's cap is shared by its running tasks: two 1 MiB files under a 1 MiB/s cap take at
+ * least about two seconds together, and both arrive whole. */
+static void
+test_bandwidth_queue_cap (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autofree char *sha_a = serve_file (f, "qa.bin", MiB, 75);
+  g_autofree char *sha_b = serve_file (f, "qb.bin", MiB, 76);
+  g_autofree char *dest_a = dest_path (f, "qa.bin");
+  g_autofree char *dest_b = dest_path (f, "qb.bin");
+  g_autoptr(GAsyncResult) result_a = NULL;
+  g_autoptr(GAsyncResult) result_b = NULL;
+  g_autoptr(BgResponse) response_a = NULL;
+  g_autoptr(BgResponse) response_b = NULL;
+  g_autofree char *got_a = NULL;
+  g_autofree char *got_b = NULL;
+  gint64 started;
+  double elapsed;
+
+  bg_task_queue_set_max_bandwidth (BG_TASK_QUEUE (f->downloader), MiB);
+  g_assert_cmpuint (bg_task_queue_get_max_bandwidth (BG_TASK_QUEUE (f->downloader)), ==, MiB);
+
+  started = g_get_monotonic_time ();
+  start_capped_download (f, "/files/qa.bin", dest_a, "qa", 0, &result_a);
+  start_capped_download (f, "/files/qb.bin", dest_b, "qb", 0, &result_b);
+  response_a = finish_download (f, &result_a);
+  response_b = finish_download (f, &result_b);
+  elapsed = (g_get_monotonic_time () - started) / (double) G_USEC_PER_SEC;
+  g_test_message ("2 x 1 MiB under a 1 MiB/s queue cap took %.2f s", elapsed);
+  g_assert_cmpfloat (elapsed, >=, 1.5);
+
+  got_a = bg_test_sha256_file (dest_a);
+  got_b = bg_test_sha256_file (dest_b);
+  g_assert_cmpstr (got_a, ==, sha_a);
+  g_assert_cmpstr (got_b, ==, sha_b);
+}
+
+/* A cap beyond what the database can hold is a programming error: refused, the old value kept. */
+static void
+test_bandwidth_bad_values (Fixture       *f,
+                           gconstpointer  data)
+{
+  g_autoptr(BgTaskOptions) options = bg_task_options_new ();
+  g_autofree char *dest = dest_path (f, "never.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  BgTask *task;
+
+  bg_task_options_set_max_bandwidth (options, 1000);
+  g_test_expect_message ("Bg", G_LOG_LEVEL_CRITICAL, "*G_MAXINT64*");
+  bg_task_options_set_max_bandwidth (options, G_MAXUINT64);
+  g_test_assert_expected_messages ();
+  g_assert_cmpuint (bg_task_options_get_max_bandwidth (options), ==, 1000);
+
+  g_test_expect_message ("Bg", G_LOG_LEVEL_CRITICAL, "*G_MAXINT64*");
+  bg_task_queue_set_max_bandwidth (BG_TASK_QUEUE (f->downloader), G_MAXUINT64);
+  g_test_assert_expected_messages ();
+  g_assert_cmpuint (bg_task_queue_get_max_bandwidth (BG_TASK_QUEUE (f->downloader)), ==, 0);
+
+  /* A paused task, so that nothing runs meanwhile. */
+  g_free (serve_file (f, "never.bin", 1000, 77));
+  start_capped_download (f, "/files/never.bin", dest, "never", 1000, &result);
+  task = bg_downloader_lookup_task (f->downloader, "never");
+  bg_task_set_paused (task, TRUE);
+  g_test_expect_message ("Bg", G_LOG_LEVEL_CRITICAL, "*G_MAXINT64*");
+  bg_task_set_max_bandwidth (task, (guint64) G_MAXINT64 + 1);
+  g_test_assert_expected_messages ();
+  g_assert_cmpuint (bg_task_get_max_bandwidth (task), ==, 1000);
+
+  g_assert_true (bg_downloader_cancel (f->downloader, "never", NULL));
+  bg_test_wait_for_result (&result, 30);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -2452,6 +2773,12 @@ main (int   argc,
   ADD ("lifetime/finalized-while-busy", test_finalized_while_busy);
   ADD ("lifetime/shared-engine", test_shared_engine);
   ADD ("lifetime/close", test_close);
+  ADD ("bandwidth/capped", test_bandwidth_capped);
+  ADD ("bandwidth/set-while-running", test_bandwidth_set_while_running);
+  ADD ("bandwidth/pause-while-throttled", test_bandwidth_pause_while_throttled);
+  ADD ("bandwidth/restored", test_bandwidth_restored);
+  ADD ("bandwidth/queue-cap", test_bandwidth_queue_cap);
+  ADD ("bandwidth/bad-values", test_bandwidth_bad_values);
   g_test_add_func ("/downloader/https-to-http", test_https_to_http);
 
 #undef ADD

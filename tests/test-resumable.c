@@ -251,6 +251,27 @@ test_ietf_happy (Fixture       *f,
   g_assert_cmpuint (count_method (stats, "OPTIONS"), ==, 0);
 }
 
+/* A bandwidth cap holds back the appends as it does a plain body: 2 MiB at 1 MiB/s cannot take
+ * much less than two seconds. */
+static void
+test_ietf_bandwidth_capped (Fixture       *f,
+                            gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "capped.bin", 2 * MiB, 5, &sha);
+  g_autoptr(BgTaskOptions) options = options_for (BG_UPLOAD_PROTOCOL_IETF, 0);
+  g_autoptr(BgResponse) response = NULL;
+  gint64 started = g_get_monotonic_time ();
+  double elapsed;
+
+  bg_task_options_set_max_bandwidth (options, MiB);
+  response = upload_ietf (f, "/resumable", src, "capped", options);
+  elapsed = (g_get_monotonic_time () - started) / (double) G_USEC_PER_SEC;
+  g_test_message ("2 MiB through the IETF draft at 1 MiB/s took %.2f s", elapsed);
+  assert_final_response (response, sha);
+  g_assert_cmpfloat (elapsed, >=, 1.5);
+}
+
 /* The test itself appends the first MiB behind the client's back: the client's append at offset
  * 0 gets 409 with the server's offset, and goes on from there. */
 static char *hook_url;
@@ -1100,6 +1121,7 @@ main (int   argc,
   g_test_add ("/resumable/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
   ADD ("ietf/happy", test_ietf_happy);
+  ADD ("ietf/bandwidth-capped", test_ietf_bandwidth_capped);
   ADD ("ietf/conflict-followed", test_ietf_conflict_followed);
   ADD ("ietf/max-append-size", test_ietf_max_append_size);
   ADD ("ietf/max-size-rejected", test_ietf_max_size_rejected);

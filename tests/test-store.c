@@ -162,6 +162,7 @@ make_full_record (const char *identifier)
   record->upload_url = g_strdup ("http://127.0.0.1:1/files/0123456789abcdef");
   record->upload_url_protocol = BG_UPLOAD_PROTOCOL_TUS;
   record->upload_expires = G_GINT64_CONSTANT (1700000000000000);
+  record->max_bandwidth = G_GINT64_CONSTANT (1) << 40;
 
   return record;
 }
@@ -218,6 +219,7 @@ assert_records_equal (const BgStoreRecord *a,
   g_assert_cmpstr (a->upload_url, ==, b->upload_url);
   g_assert_cmpint (a->upload_url_protocol, ==, b->upload_url_protocol);
   g_assert_cmpint (a->upload_expires, ==, b->upload_expires);
+  g_assert_cmpint (a->max_bandwidth, ==, b->max_bandwidth);
   g_assert_cmpint (a->has_response, ==, b->has_response);
   g_assert_cmpint (a->response_kind, ==, b->response_kind);
   g_assert_cmpuint (a->response_status, ==, b->response_status);
@@ -814,6 +816,8 @@ test_migration (void)
   /* And those of schema 6: a plain upload, as it was. */
   g_assert_cmpint (record->upload_protocol, ==, BG_UPLOAD_PROTOCOL_PLAIN);
   g_assert_null (record->upload_url);
+  /* And that of schema 7: no bandwidth cap. */
+  g_assert_cmpint (record->max_bandwidth, ==, 0);
 
   record = g_ptr_array_index (downloads, 1);
   g_assert_cmpstr (record->identifier, ==, "broken");
@@ -851,6 +855,7 @@ test_migration (void)
   record->withheld_headers = g_strdup ("Cookie");
   record->withheld_password = TRUE;
   record->paused = TRUE;
+  record->max_bandwidth = 5 * 1024 * 1024;
   save_or_die (store, record);
   g_clear_object (&store);
 
@@ -1072,6 +1077,7 @@ test_migration_v3 (void)
     "ALTER TABLE tasks DROP COLUMN upload_url_protocol",
     "ALTER TABLE tasks DROP COLUMN upload_expires",
     "DROP TABLE upload_probes",
+    "ALTER TABLE tasks DROP COLUMN max_bandwidth",
     NULL
   };
   Fixture fixture;
@@ -1089,6 +1095,7 @@ test_migration_v3 (void)
   record->withheld_password = FALSE;
   record->paused = FALSE;
   clear_resumable_fields (record);
+  record->max_bandwidth = 0;
   store = open_store (fixture.path);
   save_or_die (store, record);
   g_clear_object (&store);
@@ -1116,6 +1123,51 @@ test_migration_v3 (void)
   fixture_tear_down (&fixture);
 }
 
+/* A database of schema 6 (a current one without the column 007-max-bandwidth.sql adds) is
+ * upgraded to 7: its tasks have no bandwidth cap, and a cap is kept once stored. */
+static void
+test_migration_max_bandwidth (void)
+{
+  static const char * const downgrade[] = {
+    "ALTER TABLE tasks DROP COLUMN max_bandwidth",
+    NULL
+  };
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = make_full_record ("from v6");
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(BgStoreRecord) again = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+
+  record->max_bandwidth = 0;
+  store = open_store (fixture.path);
+  save_or_die (store, record);
+  g_clear_object (&store);
+  run_sql_on (fixture.path, downgrade);
+  set_user_version (fixture.path, 6);
+
+  store = open_store (fixture.path);
+  g_assert_cmpint (bg_store_get_schema_version (store), ==, BG_STORE_SCHEMA_VERSION);
+  loaded = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  assert_records_equal (record, loaded);
+
+  loaded->max_bandwidth = 20 * 1024 * 1024;
+  save_or_die (store, loaded);
+  g_clear_object (&store);
+
+  store = open_store (fixture.path);
+  again = bg_store_lookup (store, record->kind, record->identifier, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (again->max_bandwidth, ==, 20 * 1024 * 1024);
+  assert_records_equal (loaded, again);
+  g_clear_object (&store);
+
+  fixture_tear_down (&fixture);
+}
+
 /* A database of schema 4 (a current one without the column 005-pause.sql adds) is upgraded to
  * 5: its tasks are not paused, and a pause is kept once stored. */
 static void
@@ -1130,6 +1182,7 @@ test_migration_v4 (void)
     "ALTER TABLE tasks DROP COLUMN upload_url_protocol",
     "ALTER TABLE tasks DROP COLUMN upload_expires",
     "DROP TABLE upload_probes",
+    "ALTER TABLE tasks DROP COLUMN max_bandwidth",
     NULL
   };
   Fixture fixture;
@@ -1143,6 +1196,7 @@ test_migration_v4 (void)
 
   record->paused = FALSE;
   clear_resumable_fields (record);
+  record->max_bandwidth = 0;
   store = open_store (fixture.path);
   save_or_die (store, record);
   g_clear_object (&store);
@@ -1169,7 +1223,7 @@ test_migration_v4 (void)
   fixture_tear_down (&fixture);
 }
 
-/* A database of schema 5 (what the previous version wrote) is upgraded to 6: its uploads stay
+/* A database of schema 5 (what the previous version wrote) is upgraded: its uploads stay
  * plain ones, a resumable upload's fields are kept once stored, and the probe cache works. */
 static void
 test_migration_v5 (void)
@@ -1182,6 +1236,7 @@ test_migration_v5 (void)
     "ALTER TABLE tasks DROP COLUMN upload_url_protocol",
     "ALTER TABLE tasks DROP COLUMN upload_expires",
     "DROP TABLE upload_probes",
+    "ALTER TABLE tasks DROP COLUMN max_bandwidth",
     NULL
   };
   Fixture fixture;
@@ -1198,6 +1253,7 @@ test_migration_v5 (void)
 
   record->kind = BG_TASK_KIND_UPLOAD;
   clear_resumable_fields (record);
+  record->max_bandwidth = 0;
   store = open_store (fixture.path);
   save_or_die (store, record);
   g_clear_object (&store);
@@ -2146,6 +2202,7 @@ main (int   argc,
   g_test_add_func ("/store/migration/v3", test_migration_v3);
   g_test_add_func ("/store/migration/v4", test_migration_v4);
   g_test_add_func ("/store/migration/v5", test_migration_v5);
+  g_test_add_func ("/store/migration/max-bandwidth", test_migration_max_bandwidth);
   g_test_add_func ("/store/corrupt/garbage", test_corrupt_garbage);
   g_test_add_func ("/store/corrupt/page", test_corrupt_page);
   g_test_add_func ("/store/corrupt/truncated", test_corrupt_truncated);

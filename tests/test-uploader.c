@@ -1291,6 +1291,155 @@ test_pause (Fixture       *f,
                    upload_header (cut, "Idempotency-Key"));
 }
 
+/* --- Bandwidth caps ------------------------------------------------------------------------ */
+
+static gint64 byte_mark;
+
+static gboolean
+task_has_bytes (Fixture *f,
+                BgTask  *task)
+{
+  return bg_task_get_bytes_transferred (task) >= byte_mark;
+}
+
+static void
+start_capped_upload (Fixture       *f,
+                     const char    *path_and_query,
+                     const char    *source,
+                     const char    *identifier,
+                     guint64        max_bandwidth,
+                     GAsyncResult **result)
+{
+  g_autofree char *url = bg_test_server_url (f->server, path_and_query);
+  g_autoptr(SoupMessage) msg = soup_message_new ("PUT", url);
+  g_autoptr(GFile) file = g_file_new_for_path (source);
+  g_autoptr(BgTaskOptions) options = bg_task_options_new ();
+
+  bg_task_options_set_max_bandwidth (options, max_bandwidth);
+  bg_uploader_upload_async (f->uploader, msg, file, identifier, options, NULL,
+                            bg_test_store_result_cb, result);
+}
+
+/* The server has the whole body, as the source has it, from its last request. */
+static void
+assert_uploaded_whole (Fixture    *f,
+                       gsize       size,
+                       const char *sha)
+{
+  g_autoptr(JsonNode) stats = bg_test_server_stats (f->server);
+  JsonArray *uploads = server_uploads (stats);
+  JsonObject *last;
+
+  g_assert_cmpuint (json_array_get_length (uploads), >=, 1);
+  last = json_array_get_object_element (uploads, json_array_get_length (uploads) - 1);
+  g_assert_true (json_object_get_boolean_member (last, "complete"));
+  g_assert_cmpint (json_object_get_int_member (last, "size"), ==, size);
+  g_assert_cmpstr (json_object_get_string_member (last, "sha256"), ==, sha);
+}
+
+static void
+finish_upload (Fixture       *f,
+               GAsyncResult **result)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  bg_test_wait_for_result (result, 120);
+  response = bg_uploader_upload_finish (f->uploader, *result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_clear_object (result);
+}
+
+/* 2 MiB at 1 MiB/s: it takes at least about two seconds, and the server has the whole body. */
+static void
+test_bandwidth_capped (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "capped.bin", 2 * MiB, 31, &sha);
+  g_autoptr(GAsyncResult) result = NULL;
+  gint64 started = g_get_monotonic_time ();
+  double elapsed;
+
+  start_capped_upload (f, "/upload/capped.bin", src, "capped", MiB, &result);
+  g_assert_cmpuint (bg_task_get_max_bandwidth (bg_uploader_lookup_task (f->uploader, "capped")),
+                    ==, MiB);
+  finish_upload (f, &result);
+  elapsed = (g_get_monotonic_time () - started) / (double) G_USEC_PER_SEC;
+  g_test_message ("2 MiB at 1 MiB/s took %.2f s", elapsed);
+  g_assert_cmpfloat (elapsed, >=, 1.5);
+  assert_uploaded_whole (f, 2 * MiB, sha);
+}
+
+/* The cap set on a running upload slows its sending thread down; lifting it lets it finish. */
+static void
+test_bandwidth_set_while_running (Fixture       *f,
+                                  gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "slowed.bin", 16 * MiB, 32, &sha);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgTask) task = NULL;
+  gint64 slowed_at;
+  double elapsed;
+
+  start_capped_upload (f, "/upload/slowed.bin", src, "slowed", 4 * MiB, &result);
+  task = g_object_ref (bg_uploader_lookup_task (f->uploader, "slowed"));
+  byte_mark = MiB;
+  wait_until (f, task, task_has_bytes);
+
+  bg_task_set_max_bandwidth (task, 512 * 1024);
+  slowed_at = g_get_monotonic_time ();
+  byte_mark = bg_task_get_bytes_transferred (task) + MiB;
+  wait_until (f, task, task_has_bytes);
+  elapsed = (g_get_monotonic_time () - slowed_at) / (double) G_USEC_PER_SEC;
+  g_test_message ("1 MiB after the cap went to 512 KiB/s took %.2f s", elapsed);
+  g_assert_cmpfloat (elapsed, >=, 1.0);
+
+  bg_task_set_max_bandwidth (task, 0);
+  finish_upload (f, &result);
+  assert_uploaded_whole (f, 16 * MiB, sha);
+}
+
+/* An upload held back by its cap (its thread asleep) still pauses at once, and sends its body
+ * again once unpaused. */
+static void
+test_bandwidth_pause_while_throttled (Fixture       *f,
+                                      gconstpointer  data)
+{
+  g_autofree char *sha = NULL;
+  g_autofree char *src = make_source (f, "held.bin", 8 * MiB, 33, &sha);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgTask) task = NULL;
+  gint64 paused_at;
+
+  start_capped_upload (f, "/upload/held.bin", src, "held", 256 * 1024, &result);
+  task = g_object_ref (bg_uploader_lookup_task (f->uploader, "held"));
+  byte_mark = 64 * 1024;
+  wait_until (f, task, task_has_bytes);
+
+  paused_at = g_get_monotonic_time ();
+  bg_task_set_paused (task, TRUE);
+  wait_until (f, task, task_waits_paused);
+  g_test_message ("The throttled attempt ended %" G_GINT64_FORMAT " ms after the pause",
+                  (g_get_monotonic_time () - paused_at) / 1000);
+  g_assert_null (result);
+  wait_until (f, task, first_upload_recorded);
+  {
+    g_autoptr(JsonNode) stats = bg_test_server_stats (f->server);
+    JsonObject *cut = json_array_get_object_element (server_uploads (stats), 0);
+
+    g_assert_false (json_object_get_boolean_member (cut, "complete"));
+    g_assert_cmpint (json_object_get_int_member (cut, "size"), <, 8 * MiB);
+  }
+
+  bg_task_set_max_bandwidth (task, 0);
+  bg_task_set_paused (task, FALSE);
+  finish_upload (f, &result);
+  assert_uploaded_whole (f, 8 * MiB, sha);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1320,6 +1469,9 @@ main (int   argc,
   ADD ("shared-database", test_shared_database);
   ADD ("credentials/not-stored", test_credentials_not_stored);
   ADD ("pause", test_pause);
+  ADD ("bandwidth/capped", test_bandwidth_capped);
+  ADD ("bandwidth/set-while-running", test_bandwidth_set_while_running);
+  ADD ("bandwidth/pause-while-throttled", test_bandwidth_pause_while_throttled);
   g_test_add_func ("/uploader/tls-failure", test_tls_failure);
 
 #undef ADD

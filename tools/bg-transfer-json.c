@@ -129,6 +129,7 @@ bt_json_add_task (JsonBuilder *builder,
   if (bg_task_get_wait_reason (task) != BG_WAIT_REASON_NONE)
     bt_json_add_enum (builder, "wait_reason", BG_TYPE_WAIT_REASON, bg_task_get_wait_reason (task));
   bt_json_add_boolean (builder, "paused", bg_task_get_paused (task));
+  bt_json_add_int (builder, "max_bandwidth", (gint64) bg_task_get_max_bandwidth (task));
   bt_json_add_int (builder, "bytes_per_second", (gint64) bg_task_get_bytes_per_second (task));
   bt_json_add_int (builder, "eta", bg_task_get_eta (task));
   if (next != NULL)

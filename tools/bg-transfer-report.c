@@ -291,6 +291,7 @@ report_response_json (BtOutput   *output,
       if (kind == BG_TASK_KIND_UPLOAD)
         bt_json_add_enum (builder, "protocol", BG_TYPE_UPLOAD_PROTOCOL,
                           bg_task_get_upload_protocol (task));
+      bt_json_add_int (builder, "max_bandwidth", (gint64) bg_task_get_max_bandwidth (task));
     }
   if (body != NULL)
     {

@@ -157,6 +157,84 @@ bt_transfer_check_identifier (void)
   return FALSE;
 }
 
+gboolean
+bt_transfer_parse_rate (const char  *text,
+                        guint64     *bytes_per_second,
+                        GError     **error)
+{
+  static const struct {
+    const char *suffix;
+    double      factor;
+  } units[] = {
+    { "", 1 },
+    { "K", 1e3 }, { "M", 1e6 }, { "G", 1e9 },
+    { "KiB", 1024.0 }, { "MiB", 1024.0 * 1024 }, { "GiB", 1024.0 * 1024 * 1024 },
+  };
+  const char *p = text;
+  double value = 0;
+  double scale = 1;
+  gboolean digits = FALSE;
+
+  g_assert (text != NULL && bytes_per_second != NULL);
+
+  /* Plain decimal digits, with an optional fraction: no sign, exponent or hexadecimal. */
+  for (; g_ascii_isdigit (*p); p++, digits = TRUE)
+    value = value * 10 + (*p - '0');
+  if (*p == '.')
+    for (p++; g_ascii_isdigit (*p); p++, digits = TRUE)
+      value += (*p - '0') * (scale /= 10);
+
+  if (digits)
+    for (guint i = 0; i < G_N_ELEMENTS (units); i++)
+      if (g_ascii_strcasecmp (p, units[i].suffix) == 0)
+        {
+          double bytes = value * units[i].factor + 0.5;
+
+          if (bytes >= (double) G_MAXINT64)
+            {
+              g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                           _("The rate “%s” is too large"), text);
+              return FALSE;
+            }
+          if (value > 0 && bytes < 1)
+            {
+              g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                           _("The rate “%s” is less than one byte per second"), text);
+              return FALSE;
+            }
+          *bytes_per_second = (guint64) bytes;
+          return TRUE;
+        }
+
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               _("“%s” is not a rate: give bytes per second, such as 500K, 5M or 1.5MiB"), text);
+  return FALSE;
+}
+
+/* The options the command line gives a new task (or one it joins); NULL for the defaults. */
+static BgTaskOptions *
+transfer_task_options (BgTaskKind kind)
+{
+  g_autoptr(BgTaskOptions) options = NULL;
+  guint64 rate = 0;
+  gboolean capped;
+
+  capped = bt_transfer_options.max_bandwidth != NULL &&
+           bt_transfer_parse_rate (bt_transfer_options.max_bandwidth, &rate, NULL);
+
+  /* An upload's protocol options come from the upload command's own switches. */
+  if (kind == BG_TASK_KIND_UPLOAD && bt_upload_task_options != NULL)
+    options = g_object_ref (bt_upload_task_options);
+  else if (capped)
+    options = bg_task_options_new ();
+  else
+    return NULL;
+
+  if (capped)
+    bg_task_options_set_max_bandwidth (options, rate);
+  return g_steal_pointer (&options);
+}
+
 /* "download-" or "upload-" and the start of a SHA-256 of what the command is about, so that
  * the same command names the same task in every run. */
 static char *
@@ -212,19 +290,20 @@ static void
 transfer_start (Transfer *self)
 {
   BtApp *app = self->app;
+  g_autoptr(BgTaskOptions) options = transfer_task_options (self->kind);
   BgTask *task;
 
   if (self->kind == BG_TASK_KIND_DOWNLOAD)
     {
       bg_downloader_download_async (app->downloader, self->msg, self->file, self->identifier,
-                                    NULL,
+                                    options,
                                     app->interrupt, download_done_cb, self);
       task = bg_downloader_lookup_task (app->downloader, self->identifier);
     }
   else
     {
       bg_uploader_upload_async (app->uploader, self->msg, self->file, self->identifier,
-                                bt_upload_task_options,
+                                options,
                                 app->interrupt, upload_done_cb, self);
       task = bg_uploader_lookup_task (app->uploader, self->identifier);
     }
@@ -253,6 +332,8 @@ announce_start_json (Transfer   *self,
   bt_json_add_boolean (builder, "joined", joined);
   bt_json_add_int (builder, "checkpoint", checkpoint);
   bt_json_add_enum (builder, "mode", BG_TYPE_MODE, bg_task_queue_get_mode (queue));
+  if (self->task != NULL)
+    bt_json_add_int (builder, "max_bandwidth", (gint64) bg_task_get_max_bandwidth (self->task));
 
   bt_output_json (self->app->output, builder);
 }
@@ -395,6 +476,18 @@ bt_transfer_run (BtApp       *app,
   int exit_code;
 
   g_assert (SOUP_IS_MESSAGE (msg) && G_IS_FILE (file));
+
+  if (bt_transfer_options.max_bandwidth != NULL)
+    {
+      g_autoptr(GError) error = NULL;
+      guint64 rate;
+
+      if (!bt_transfer_parse_rate (bt_transfer_options.max_bandwidth, &rate, &error))
+        {
+          bt_usage_error (_("--max-bandwidth: %s"), error->message);
+          return BT_EXIT_USAGE;
+        }
+    }
 
   transfer.msg = g_object_ref (msg);
   transfer.file = g_object_ref (file);

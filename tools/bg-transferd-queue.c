@@ -329,6 +329,7 @@ static const struct
   { "keep-finished", "b" },
   { "paused", "b" },
   { "max-response-size", "t" },
+  { "max-bandwidth", "t" },
 };
 
 gboolean
@@ -771,6 +772,8 @@ handle_set_task_options (BgDBusTransfers1Queue *skeleton,
         bg_task_set_expected_sha256 (task, bg_task_options_get_expected_sha256 (options));
       if (HAS ("keep-credentials"))
         bg_task_set_keep_credentials (task, bg_task_options_get_keep_credentials (options));
+      if (HAS ("max-bandwidth"))
+        bg_task_set_max_bandwidth (task, bg_task_options_get_max_bandwidth (options));
       if (paused != NULL)
         bg_task_set_paused (task, g_variant_get_boolean (paused));
       g_variant_dict_clear (&dict);

@@ -390,6 +390,63 @@ class ToolTest(unittest.TestCase):
                 self.assertEqual(code, EXIT_USAGE, (out, err))
                 self.assertIn('bg-transfer', err)
 
+    def test_max_bandwidth_rejects_junk(self):
+        url = self.server.url('/files/small.bin')
+        def small_requests():
+            return len([r for r in self.server.stats()['log'] if r['path'] == '/files/small.bin'])
+        requests = small_requests()
+        for value in ['', 'fast', '-5M', '5X', '1e6', '0x10', '5 M', '5MB', 'M', '.', '1.2.3',
+                      '0.1', '99999999999G', 'inf', 'nan']:
+            with self.subTest(value=value):
+                code, out, err = self.run_tool('download', url, '-o', 'never.bin',
+                                               '--max-bandwidth', value)
+                self.assertEqual(code, EXIT_USAGE, (out, err))
+                self.assertIn('--max-bandwidth', err)
+                self.assertIn('“%s”' % value, err)
+        self.assertFalse(os.path.exists(os.path.join(self.work, 'never.bin')))
+        self.assertEqual(small_requests(), requests)
+
+    def test_max_bandwidth_suffixes_in_json(self):
+        url = self.server.url('/files/small.bin')
+        cases = [('500K', 500000), ('5M', 5000000), ('1.5MiB', 1572864), ('2kib', 2048),
+                 ('1G', 1000000000), ('12345', 12345), ('0', 0)]
+        for i, (value, rate) in enumerate(cases):
+            with self.subTest(value=value):
+                code, events, err = self.run_json('download', url, '-o', 's%d.bin' % i,
+                                                  '--max-bandwidth', value)
+                self.assertEqual(code, EXIT_SUCCESS, err)
+                self.assertEqual(events[0]['event'], 'start')
+                self.assertEqual(events[0]['max_bandwidth'], rate)
+                self.assertEqual(events[-1]['event'], 'result')
+                self.assertEqual(events[-1]['max_bandwidth'], rate)
+                self.assertEqual(sha256_file(os.path.join(self.work, 's%d.bin' % i)),
+                                 self.small_sha)
+
+    def test_max_bandwidth_caps_download_and_upload(self):
+        # 1 MiB at 512 KiB/s: about two seconds, never much less.
+        started = time.monotonic()
+        code, events, err = self.run_json('download', self.server.url('/files/big.bin'),
+                                          '-o', 'capped.bin', '--max-bandwidth', '512KiB')
+        elapsed = time.monotonic() - started
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertGreaterEqual(elapsed, 1.5)
+        self.assertEqual(sha256_file(os.path.join(self.work, 'capped.bin')), self.big_sha)
+
+        source = os.path.join(self.work, 'up.bin')
+        sha = write_random(source, BIG_SIZE, 5)
+        started = time.monotonic()
+        code, events, err = self.run_json('upload', 'up.bin',
+                                          self.server.url('/upload/capped.bin'),
+                                          '--max-bandwidth', '512KiB')
+        elapsed = time.monotonic() - started
+        self.assertEqual(code, EXIT_SUCCESS, err)
+        self.assertGreaterEqual(elapsed, 1.5)
+        self.assertEqual(events[-1]['max_bandwidth'], 524288)
+        uploads = self.uploads_named('capped.bin')
+        self.assertEqual(len(uploads), 1)
+        self.assertTrue(uploads[0]['complete'])
+        self.assertEqual(uploads[0]['sha256'], sha)
+
     def test_database_option_nonsense(self):
         # --database '' ended in SIGSEGV.
         for path in ['', '/', os.path.join(self.dir, 'sub') + '/']:

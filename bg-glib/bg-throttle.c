@@ -1,0 +1,264 @@
+/* bg-throttle.c: bandwidth caps, as token buckets
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * A task's cap (BgTask:max-bandwidth) and its queue's (BgTaskQueue:max-bandwidth) are each a
+ * bucket; a read takes its bytes from both before it starts, and gives back what it did not
+ * use.  A bucket fills at its rate and holds one tick (1/10 s) of it, so a transfer that waited
+ * never bursts more than that, and a reader that finds it too empty sleeps until the bucket
+ * holds a tick's worth (or as much as it wants, if less): about ten reads a second per capped
+ * transfer, however low the rate, and never a busy loop.
+ *
+ * Every bucket is guarded by one lock: a take touches two buckets, and the work under the lock
+ * is a few arithmetic operations.
+ */
+
+#include "config.h"
+
+#include "bg-throttle-private.h"
+
+/* The shortest sleep: below this a wakeup costs more than it saves. */
+#define MIN_DELAY_USEC 1000
+
+struct _BgThrottle
+{
+  gatomicrefcount ref_count;
+  guint64         rate;       /* bytes per second; 0: no cap */
+  double          tokens;     /* bytes that may move now */
+  gint64          filled_at;  /* monotonic time tokens was last brought up to date */
+};
+
+static GMutex throttle_mutex;
+
+BgThrottle *
+bg_throttle_new (guint64 rate)
+{
+  BgThrottle *self = g_new0 (BgThrottle, 1);
+
+  g_atomic_ref_count_init (&self->ref_count);
+  self->rate = rate;
+  self->filled_at = g_get_monotonic_time ();
+
+  return self;
+}
+
+BgThrottle *
+bg_throttle_ref (BgThrottle *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+
+  g_atomic_ref_count_inc (&self->ref_count);
+  return self;
+}
+
+void
+bg_throttle_unref (BgThrottle *self)
+{
+  if (self != NULL && g_atomic_ref_count_dec (&self->ref_count))
+    g_free (self);
+}
+
+/* A tick's worth of the rate, and at least one byte. */
+static double
+capacity (const BgThrottle *self)
+{
+  return MAX (1.0, (double) self->rate * BG_THROTTLE_TICK_USEC / G_USEC_PER_SEC);
+}
+
+/* Brings the bucket up to @now; called with the lock held. */
+static void
+fill (BgThrottle *self,
+      gint64      now)
+{
+  g_assert (self->rate > 0);
+
+  if (now > self->filled_at)
+    {
+      self->tokens += (double) (now - self->filled_at) * self->rate / G_USEC_PER_SEC;
+      self->tokens = MIN (self->tokens, capacity (self));
+      self->filled_at = now;
+    }
+}
+
+void
+bg_throttle_set_rate (BgThrottle *self,
+                      guint64     rate)
+{
+  g_return_if_fail (self != NULL);
+
+  g_mutex_lock (&throttle_mutex);
+  if (self->rate != rate)
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      if (self->rate > 0)
+        fill (self, now);
+      else
+        self->tokens = 0;   /* an uncapped transfer has just been moving as fast as it could */
+      self->rate = rate;
+      self->filled_at = now;
+      if (rate > 0)
+        self->tokens = MIN (self->tokens, capacity (self));
+    }
+  g_mutex_unlock (&throttle_mutex);
+}
+
+guint64
+bg_throttle_get_rate (BgThrottle *self)
+{
+  guint64 rate;
+
+  g_return_val_if_fail (self != NULL, 0);
+
+  g_mutex_lock (&throttle_mutex);
+  rate = self->rate;
+  g_mutex_unlock (&throttle_mutex);
+
+  return rate;
+}
+
+/* Whether @self may give @wanted bytes now; sets @delay_usec (when not) to how long until it
+ * may.  Called with the lock held. */
+static gboolean
+bucket_ready (BgThrottle *self,
+              gsize       wanted,
+              gint64      now,
+              gsize      *grant,
+              gint64     *delay_usec)
+{
+  double need;
+
+  if (self == NULL || self->rate == 0)
+    return TRUE;
+
+  fill (self, now);
+  need = (double) MIN (wanted, (gsize) capacity (self));
+  if (self->tokens >= need)
+    {
+      *grant = MIN (*grant, (gsize) self->tokens);
+      return TRUE;
+    }
+
+  *delay_usec = MAX (*delay_usec,
+                     (gint64) ((need - self->tokens) * G_USEC_PER_SEC / self->rate) + 1);
+  return FALSE;
+}
+
+gsize
+bg_throttle_take (BgThrottle *task,
+                  BgThrottle *queue,
+                  gsize       wanted,
+                  gint64     *delay_usec)
+{
+  gsize grant = wanted;
+  gint64 delay = 0;
+  gint64 now;
+  gboolean ready;
+
+  g_return_val_if_fail (delay_usec != NULL, 0);
+
+  *delay_usec = 0;
+  if (wanted == 0)
+    return 0;
+
+  g_mutex_lock (&throttle_mutex);
+
+  now = g_get_monotonic_time ();
+  /* Both are asked, so that the delay is the longer of the two waits. */
+  ready = bucket_ready (task, wanted, now, &grant, &delay);
+  ready = bucket_ready (queue, wanted, now, &grant, &delay) && ready;
+
+  if (ready)
+    {
+      if (task != NULL && task->rate > 0)
+        task->tokens -= grant;
+      if (queue != NULL && queue->rate > 0)
+        queue->tokens -= grant;
+    }
+
+  g_mutex_unlock (&throttle_mutex);
+
+  if (!ready)
+    {
+      *delay_usec = CLAMP (delay, MIN_DELAY_USEC, BG_THROTTLE_TICK_USEC);
+      return 0;
+    }
+
+  return grant;
+}
+
+static void
+bucket_refund (BgThrottle *self,
+               gsize       unused)
+{
+  if (self != NULL && self->rate > 0)
+    self->tokens = MIN (self->tokens + unused, capacity (self));
+}
+
+void
+bg_throttle_refund (BgThrottle *task,
+                    BgThrottle *queue,
+                    gsize       unused)
+{
+  if (unused == 0)
+    return;
+
+  g_mutex_lock (&throttle_mutex);
+  bucket_refund (task, unused);
+  bucket_refund (queue, unused);
+  g_mutex_unlock (&throttle_mutex);
+}
+
+gsize
+bg_throttle_take_sync (BgThrottle    *task,
+                       BgThrottle    *queue,
+                       gsize          wanted,
+                       GCancellable  *cancellable,
+                       GError       **error)
+{
+  GPollFD pollfd = { -1, G_IO_IN, 0 };
+  gboolean have_fd = FALSE;
+  gsize grant = 0;
+
+  g_return_val_if_fail (wanted > 0, 0);
+
+  while (!g_cancellable_set_error_if_cancelled (cancellable, error))
+    {
+      gint64 delay;
+
+      grant = bg_throttle_take (task, queue, wanted, &delay);
+      if (grant > 0)
+        break;
+
+      /* The cancellable's descriptor wakes the sleep; without one, the sleep is at most a tick
+       * and the cancellable is looked at again after it. */
+      if (!have_fd && cancellable != NULL)
+        have_fd = g_cancellable_make_pollfd (cancellable, &pollfd);
+      if (have_fd)
+        {
+          pollfd.revents = 0;
+          g_poll (&pollfd, 1, (int) ((delay + 999) / 1000));
+        }
+      else
+        {
+          g_usleep (delay);
+        }
+    }
+
+  if (have_fd)
+    g_cancellable_release_fd (cancellable);
+
+  return grant;
+}
+
+GSource *
+bg_throttle_source_new (gint64        delay_usec,
+                        GCancellable *cancellable)
+{
+  GSource *source = g_cancellable_source_new (cancellable);
+
+  g_source_set_ready_time (source, g_get_monotonic_time () + MAX (delay_usec, 0));
+  g_source_set_static_name (source, "[bg] bandwidth cap");
+
+  return source;
+}
