@@ -2128,8 +2128,10 @@ engine_new_record (BgEngine       *self,
   return record;
 }
 
-/* A new task: its record is committed before the call returns to the main loop, and it
- * queues. */
+/* A task this run does not have: a new one, whose record is committed before the call returns
+ * to the main loop, and which queues; or one that the database holds from an earlier run, which
+ * the call joins.  The record is inserted only where none exists, so that a new task, the
+ * common case, costs one statement and no lookup. */
 static void
 engine_submit_new (BgEngine      *self,
                    GTask         *task,
@@ -2142,6 +2144,7 @@ engine_submit_new (BgEngine      *self,
   g_autofree char *full_uri = NULL;
   g_autofree char *full_headers = NULL;
   g_autoptr(GError) error = NULL;
+  gboolean inserted = FALSE;
   BgJob *job;
 
   g_assert (G_IS_TASK (task));
@@ -2150,9 +2153,24 @@ engine_submit_new (BgEngine      *self,
   record = engine_new_record (self, identifier, request, options, &full_uri, &full_headers);
 
   if (!self->transfer->prepare_new (self, record, file, &error) ||
-      !bg_store_save (self->store, record, &error))
+      !bg_store_insert_new (self->store, record, &inserted, &error) ||
+      !inserted)
     {
-      g_task_return_error (task, g_steal_pointer (&error));
+      g_autoptr(GError) find_error = NULL;
+
+      /* A stored task is joined even where a new one would be refused (its file may be there
+       * already, published by an earlier run). */
+      job = engine_find_job (self, identifier, &find_error);
+      if (job != NULL)
+        job_join (job, task, request, file, options);
+      else if (find_error != NULL)
+        g_task_return_error (task, g_steal_pointer (&find_error));
+      else if (error != NULL)
+        g_task_return_error (task, g_steal_pointer (&error));
+      else
+        g_task_return_new_error (task, BG_ERROR, BG_ERROR_STORE,
+                                 _("The task “%s” is in the task database but could not be read"),
+                                 identifier);
       return;
     }
 
@@ -2191,13 +2209,7 @@ bg_engine_submit_async (BgEngine            *self,
       return;
     }
 
-  job = engine_find_job (self, identifier, &error);
-  if (job == NULL && error != NULL)
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-
+  job = g_hash_table_lookup (self->jobs, identifier);
   if (job != NULL)
     job_join (job, task, request, file, options);
   else

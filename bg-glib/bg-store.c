@@ -147,6 +147,7 @@ typedef enum {
   STMT_LOOKUP,
   STMT_LOAD_ALL,
   STMT_DELETE,
+  STMT_INSERT_NEW,
   N_STMTS
 } StmtId;
 
@@ -371,6 +372,25 @@ build_save_sql (void)
   return g_string_free (g_steal_pointer (&sql), FALSE);
 }
 
+/* The same insert, but a row that exists already is left alone (see bg_store_insert_new()). */
+static char *
+build_insert_new_sql (void)
+{
+  g_autoptr(GString) sql = g_string_new ("INSERT INTO tasks (");
+
+  append_column_list (sql);
+  g_string_append (sql, ") VALUES (");
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    {
+      if (i > 0)
+        g_string_append (sql, ", ");
+      append_parameter (sql, &columns[i]);
+    }
+  g_string_append (sql, ") ON CONFLICT (kind, identifier) DO NOTHING");
+
+  return g_string_free (g_steal_pointer (&sql), FALSE);
+}
+
 /* The columns bg_store_save_progress() writes, and nothing else. */
 static const char * const progress_columns[] = {
   "checkpoint",
@@ -414,6 +434,9 @@ build_sql (StmtId id)
 
     case STMT_LOAD_ALL:
       return build_select_sql ("WHERE kind = ##kind::gint64 ORDER BY created_at, rowid");
+
+    case STMT_INSERT_NEW:
+      return build_insert_new_sql ();
 
     case STMT_DELETE:
       return g_strdup ("DELETE FROM tasks "
@@ -2353,6 +2376,46 @@ bg_store_save_progress (BgStore              *self,
                         GError              **error)
 {
   return write_record (self, STMT_SAVE_PROGRESS, record, error);
+}
+
+/* Inserts @record unless the store has a record of the same kind and identifier already; then
+ * *@inserted is FALSE and nothing is written.  One statement, committed when it returns: a new
+ * task needs no lookup first. */
+gboolean
+bg_store_insert_new (BgStore              *self,
+                     const BgStoreRecord  *record,
+                     gboolean             *inserted,
+                     GError              **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  int rows;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (record != NULL, FALSE);
+  g_return_val_if_fail (record->identifier != NULL, FALSE);
+  g_return_val_if_fail (inserted != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!bind_record (self->params[STMT_INSERT_NEW], record, &local_error))
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  rows = gda_connection_statement_execute_non_select (self->cnc, self->stmts[STMT_INSERT_NEW],
+                                                      self->params[STMT_INSERT_NEW], NULL,
+                                                      &local_error);
+  if (rows == -1)
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  *inserted = rows > 0;
+  if (*inserted)
+    bg_store_maybe_checkpoint (self);
+
+  return TRUE;
 }
 
 BgStoreRecord *
