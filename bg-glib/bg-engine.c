@@ -99,6 +99,11 @@ struct _BgEngine
 
   BgEnginePrepareFunc    prepare_func;     /* see bg_engine_set_prepare_func() */
   gpointer               prepare_data;
+
+  /* See "Restoring": restores adopting their records, and the identifiers adopted from the
+   * database meanwhile, which the restores must then leave alone. */
+  guint                  n_restoring;
+  GHashTable            *restore_taken;
 };
 
 G_DEFINE_FINAL_TYPE (BgEngine, bg_engine, G_TYPE_OBJECT)
@@ -1236,6 +1241,11 @@ engine_pump_cb (gpointer data)
 
   g_clear_pointer (&self->pump_source, g_source_unref);
 
+  /* A restore starts nothing before all its tasks are queued, so that the first to start are
+   * the first in the queue's order; it pumps when it is done. */
+  if (self->n_restoring > 0)
+    return G_SOURCE_REMOVE;
+
   while (self->n_running < self->max_concurrent && !g_queue_is_empty (&self->queue))
     {
       g_autoptr(BgJob) job = bg_job_ref (g_queue_pop_head (&self->queue));
@@ -1577,6 +1587,7 @@ bg_engine_finalize (GObject *object)
 
   open_engines_remove (self);
   g_clear_pointer (&self->kept, g_hash_table_unref);
+  g_clear_pointer (&self->restore_taken, g_hash_table_unref);
   g_clear_object (&self->tasks);
   g_clear_object (&self->network_monitor);
   g_clear_object (&self->power_monitor);
@@ -1625,6 +1636,7 @@ bg_engine_init (BgEngine *self)
   self->keep_finished = TRUE;
   self->jobs = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, job_table_unref);
   g_queue_init (&self->queue);
+  self->restore_taken = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->context = g_main_context_ref_thread_default ();
   self->max_concurrent = 4;
   self->stall_timeout = 60;
@@ -1947,6 +1959,8 @@ engine_find_job (BgEngine    *self,
     return NULL;
 
   job = engine_adopt_record (self, record, NULL);
+  if (self->n_restoring > 0)
+    g_hash_table_add (self->restore_taken, g_strdup (identifier));
   job_carry_on (job);
 
   return job;
@@ -2114,8 +2128,10 @@ engine_new_record (BgEngine       *self,
   return record;
 }
 
-/* A new task: its record is committed before the call returns to the main loop, and it
- * queues. */
+/* A task this run does not have: a new one, whose record is committed before the call returns
+ * to the main loop, and which queues; or one that the database holds from an earlier run, which
+ * the call joins.  The record is inserted only where none exists, so that a new task, the
+ * common case, costs one statement and no lookup. */
 static void
 engine_submit_new (BgEngine      *self,
                    GTask         *task,
@@ -2128,6 +2144,7 @@ engine_submit_new (BgEngine      *self,
   g_autofree char *full_uri = NULL;
   g_autofree char *full_headers = NULL;
   g_autoptr(GError) error = NULL;
+  gboolean inserted = FALSE;
   BgJob *job;
 
   g_assert (G_IS_TASK (task));
@@ -2136,9 +2153,24 @@ engine_submit_new (BgEngine      *self,
   record = engine_new_record (self, identifier, request, options, &full_uri, &full_headers);
 
   if (!self->transfer->prepare_new (self, record, file, &error) ||
-      !bg_store_save (self->store, record, &error))
+      !bg_store_insert_new (self->store, record, &inserted, &error) ||
+      !inserted)
     {
-      g_task_return_error (task, g_steal_pointer (&error));
+      g_autoptr(GError) find_error = NULL;
+
+      /* A stored task is joined even where a new one would be refused (its file may be there
+       * already, published by an earlier run). */
+      job = engine_find_job (self, identifier, &find_error);
+      if (job != NULL)
+        job_join (job, task, request, file, options);
+      else if (find_error != NULL)
+        g_task_return_error (task, g_steal_pointer (&find_error));
+      else if (error != NULL)
+        g_task_return_error (task, g_steal_pointer (&error));
+      else
+        g_task_return_new_error (task, BG_ERROR, BG_ERROR_STORE,
+                                 _("The task “%s” is in the task database but could not be read"),
+                                 identifier);
       return;
     }
 
@@ -2177,13 +2209,7 @@ bg_engine_submit_async (BgEngine            *self,
       return;
     }
 
-  job = engine_find_job (self, identifier, &error);
-  if (job == NULL && error != NULL)
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-
+  job = g_hash_table_lookup (self->jobs, identifier);
   if (job != NULL)
     job_join (job, task, request, file, options);
   else
@@ -2294,17 +2320,119 @@ engine_collect (BgEngine    *self,
 
 /* --- Restoring ----------------------------------------------------------------------------- */
 
+/* Records are adopted this many at a time, one slice per main-loop turn, so that restoring
+ * 100,000 tasks never holds the main loop for long. */
+#define RESTORE_SLICE 1000
+
+typedef struct
+{
+  BgEngine  *engine;
+  GPtrArray *records;    /* BgStoreRecord, taken one by one (NULL once adopted) */
+  guint      next;
+  GPtrArray *finished;   /* BgJob: results that no run has collected yet */
+} Restore;
+
+static void
+restore_free (Restore *restore)
+{
+  g_clear_object (&restore->engine);
+  g_clear_pointer (&restore->records, g_ptr_array_unref);
+  g_clear_pointer (&restore->finished, g_ptr_array_unref);
+  g_free (restore);
+}
+
+static void
+engine_restore_end (BgEngine *self)
+{
+  g_assert (self->n_restoring > 0);
+
+  if (--self->n_restoring == 0)
+    {
+      g_hash_table_remove_all (self->restore_taken);
+      engine_schedule_pump (self);
+    }
+}
+
+/* Adopts the next slice of records: a task this run already has, or adopted from the database
+ * since the load (it was submitted, cancelled or forgotten meanwhile), is left as it is. */
+static gboolean
+restore_slice_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  Restore *restore = g_task_get_task_data (task);
+  BgEngine *self = restore->engine;
+  g_autoptr(GPtrArray) adopted = NULL;
+  g_autoptr(GPtrArray) listed = NULL;
+  guint end;
+
+  g_assert (BG_IS_ENGINE (self));
+
+  if (self->jobs == NULL)
+    {
+      engine_restore_end (self);
+      g_task_return_new_error (task, BG_ERROR, BG_ERROR_CLOSED, _("The task queue was closed"));
+      return G_SOURCE_REMOVE;
+    }
+
+  adopted = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+  listed = g_ptr_array_new_with_free_func (g_object_unref);
+  end = MIN (restore->records->len, restore->next + RESTORE_SLICE);
+
+  for (; restore->next < end; restore->next++)
+    {
+      BgStoreRecord *record = g_ptr_array_index (restore->records, restore->next);
+
+      if (g_hash_table_contains (self->jobs, record->identifier) ||
+          g_hash_table_contains (self->restore_taken, record->identifier))
+        continue;
+
+      /* The job takes the record; the array keeps a NULL, which its free function skips. */
+      g_ptr_array_add (adopted,
+                       bg_job_ref (engine_adopt_record (self,
+                                                        g_steal_pointer (&restore->records->pdata[restore->next]),
+                                                        listed)));
+    }
+
+  /* One items-changed for the slice, then its tasks carry on. */
+  bg_task_list_append_many (self->tasks, listed);
+  for (guint i = 0; i < adopted->len; i++)
+    {
+      BgJob *job = g_ptr_array_index (adopted, i);
+
+      if (job_carry_on (job))
+        g_ptr_array_add (restore->finished, bg_job_ref (job));
+    }
+
+  if (restore->next < restore->records->len)
+    return G_SOURCE_CONTINUE;
+
+  engine_restore_end (self);
+
+  /* Announce results that earlier runs never handed over. A handler may forget them. */
+  for (guint i = 0; i < restore->finished->len; i++)
+    {
+      BgJob *job = g_ptr_array_index (restore->finished, i);
+
+      if (!job->dropped)
+        g_signal_emit (self, signals[TASK_FINISHED], 0, job->task,
+                       bg_task_get_response (job->task));
+    }
+
+  g_task_return_boolean (task, TRUE);
+
+  return G_SOURCE_REMOVE;
+}
+
 static void
 restore_loaded_cb (GObject      *object,
                    GAsyncResult *result,
                    gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
-  BgEngine *self = g_task_get_task_data (task);
+  Restore *restore = g_task_get_task_data (task);
+  BgEngine *self = restore->engine;
   g_autoptr(GPtrArray) records = NULL;
-  g_autoptr(GPtrArray) finished = NULL;
-  g_autoptr(GPtrArray) adopted = NULL;
-  g_autoptr(GPtrArray) listed = NULL;
+  g_autoptr(GSource) source = NULL;
   g_autoptr(GError) error = NULL;
 
   g_assert (BG_IS_ENGINE (self));
@@ -2322,48 +2450,22 @@ restore_loaded_cb (GObject      *object,
       return;
     }
 
-  finished = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
-  adopted = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
-  listed = g_ptr_array_new_with_free_func (g_object_unref);
+  restore->records = g_steal_pointer (&records);
+  self->n_restoring++;
 
-  for (guint i = 0; i < records->len; i++)
-    {
-      BgStoreRecord *record = g_ptr_array_index (records, i);
+  /* The first slice now, the others on the following turns of the engine's context. */
+  if (restore_slice_cb (task) == G_SOURCE_REMOVE)
+    return;
 
-      if (g_hash_table_contains (self->jobs, record->identifier))
-        continue;
-
-      /* The job takes the record; the array keeps a NULL, which its free function skips. */
-      g_ptr_array_add (adopted,
-                       bg_job_ref (engine_adopt_record (self, g_steal_pointer (&records->pdata[i]),
-                                                        listed)));
-    }
-
-  /* One items-changed for the whole restore, then the tasks carry on. */
-  bg_task_list_append_many (self->tasks, listed);
-  for (guint i = 0; i < adopted->len; i++)
-    {
-      BgJob *job = g_ptr_array_index (adopted, i);
-
-      if (job_carry_on (job))
-        g_ptr_array_add (finished, bg_job_ref (job));
-    }
-
-  /* Announce results that earlier runs never handed over. A handler may forget them. */
-  for (guint i = 0; i < finished->len; i++)
-    {
-      BgJob *job = g_ptr_array_index (finished, i);
-
-      if (!job->dropped)
-        g_signal_emit (self, signals[TASK_FINISHED], 0, job->task,
-                       bg_task_get_response (job->task));
-    }
-
-  g_task_return_boolean (task, TRUE);
+  source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, restore_slice_cb, g_steal_pointer (&task), g_object_unref);
+  g_source_set_static_name (source, "[bg] restore");
+  g_source_attach (source, self->context);
 }
 
 /* Loads the records on a worker thread (see bg_store_load_all_async()), then adopts them here,
- * on the engine's context. */
+ * on the engine's context, a slice per main-loop turn. */
 void
 bg_engine_restore_async (BgEngine            *self,
                          gpointer             source_object,
@@ -2373,10 +2475,13 @@ bg_engine_restore_async (BgEngine            *self,
                          gpointer             user_data)
 {
   g_autoptr(GTask) task = NULL;
+  Restore *restore = g_new0 (Restore, 1);
 
   task = g_task_new (source_object, cancellable, callback, user_data);
   g_task_set_source_tag (task, source_tag);
-  g_task_set_task_data (task, g_object_ref (self), g_object_unref);
+  restore->engine = g_object_ref (self);
+  restore->finished = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
+  g_task_set_task_data (task, restore, (GDestroyNotify) restore_free);
 
   bg_store_load_all_async (self->store, self->kind, cancellable, restore_loaded_cb,
                            g_steal_pointer (&task));

@@ -99,6 +99,11 @@ const char     *bg_store_get_path      (BgStore              *self);
 gboolean        bg_store_save          (BgStore              *self,
                                         const BgStoreRecord  *record,
                                         GError              **error);
+/* Inserts the record unless one of its kind and identifier exists; then *inserted is FALSE. */
+gboolean        bg_store_insert_new    (BgStore              *self,
+                                        const BgStoreRecord  *record,
+                                        gboolean             *inserted,
+                                        GError              **error);
 /* Updates only the progress columns (checkpoint, total, etag, last_modified, updated_at, and
  * the upload resource: upload_url, upload_url_protocol, upload_expires). */
 gboolean        bg_store_save_progress (BgStore              *self,

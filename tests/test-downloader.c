@@ -885,6 +885,153 @@ test_416_complete (Fixture       *f,
   g_assert_true (bg_downloader_forget (f->downloader, "complete", &error));
 }
 
+/* Writes @count queued download records straight into the database, as an earlier run would
+ * have left them, created in the order of their numbers, with priorities -1, 0 and 1 in turn. */
+static void
+fill_queued_records (Fixture *f,
+                     guint    count)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgStore) store = NULL;
+  g_autofree char *url = bg_test_server_url (f->server, "/files/never.bin");
+  gint64 now = g_get_real_time ();
+
+  g_clear_object (&f->downloader);
+  store = bg_store_open (f->db, &error);
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < count; i++)
+    {
+      g_autoptr(BgStoreRecord) record = bg_store_record_new ();
+
+      record->identifier = g_strdup_printf ("many/%06u", i);
+      record->kind = BG_TASK_KIND_DOWNLOAD;
+      record->state = BG_TASK_STATE_QUEUED;
+      record->method = g_strdup ("GET");
+      record->uri = g_strdup (url);
+      record->file_path = g_strdup_printf ("%s/many-%06u.bin", f->tmp, i);
+      record->partial_path = g_strdup_printf ("%s/.bg-many-%06u.part", f->tmp, i);
+      record->total = -1;
+      record->source_size = -1;
+      record->priority = (int) (i % 3) - 1;
+      record->created_at = record->updated_at = now - count + i;
+      g_assert_true (bg_store_save (store, record, &error));
+      g_assert_no_error (error);
+    }
+}
+
+typedef struct
+{
+  Fixture *f;
+  guint    changes;
+  guint    added;
+  char    *cancel;   /* cancelled at the first change */
+} ManyChanges;
+
+static void
+many_changed_cb (GListModel  *model,
+                 guint        position,
+                 guint        removed,
+                 guint        added,
+                 ManyChanges *changes)
+{
+  changes->changes++;
+  changes->added += added;
+  if (changes->cancel != NULL && changes->changes == 1)
+    {
+      g_autoptr(GError) error = NULL;
+
+      g_assert_true (bg_downloader_cancel (changes->f->downloader, changes->cancel, &error));
+      g_assert_no_error (error);
+    }
+}
+
+/* A restore of thousands of tasks adopts them a slice per main-loop turn instead of holding the
+ * loop until all are in: more than one items-changed before its callback, every task listed
+ * once, in the order they were created, and none started while the queue is paused. */
+static void
+test_restore_many_in_slices (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  ManyChanges changes = { f, 0, 0, NULL };
+  GListModel *tasks;
+  const guint count = 3500;
+
+  bg_test_skip_in_service_mode ("it writes records into the database, which the service holds");
+
+  fill_queued_records (f, count);
+  f->downloader = open_downloader (f);
+  bg_task_queue_set_paused (BG_TASK_QUEUE (f->downloader), TRUE);
+  tasks = bg_downloader_get_tasks (f->downloader);
+  g_signal_connect (tasks, "items-changed", G_CALLBACK (many_changed_cb), &changes);
+
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 60);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+  g_signal_handlers_disconnect_by_data (tasks, &changes);
+
+  g_assert_cmpuint (changes.changes, >, 1);
+  g_assert_cmpuint (changes.added, ==, count);
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, count);
+  for (guint i = 0; i < count; i++)
+    {
+      g_autoptr(BgTask) task = g_list_model_get_item (tasks, i);
+      g_autofree char *expected = g_strdup_printf ("many/%06u", i);
+
+      g_assert_cmpstr (bg_task_get_identifier (task), ==, expected);
+      g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_WAITING);
+      g_assert_cmpint (bg_task_get_wait_reason (task), ==, BG_WAIT_REASON_PAUSED);
+    }
+}
+
+/* A task cancelled while a restore is still adopting (it was loaded, but not adopted yet) is not
+ * brought back by the restore, nor left in the database. */
+static void
+test_cancel_while_restoring (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) record = NULL;
+  ManyChanges changes = { f, 0, 0, (char *) "many/002400" };
+  GListModel *tasks;
+  const guint count = 2500;
+
+  bg_test_skip_in_service_mode ("it writes records into the database, which the service holds");
+
+  fill_queued_records (f, count);
+  f->downloader = open_downloader (f);
+  bg_task_queue_set_paused (BG_TASK_QUEUE (f->downloader), TRUE);
+  tasks = bg_downloader_get_tasks (f->downloader);
+  g_signal_connect (tasks, "items-changed", G_CALLBACK (many_changed_cb), &changes);
+
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 60);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+  g_signal_handlers_disconnect_by_data (tasks, &changes);
+
+  g_assert_null (bg_downloader_lookup_task (f->downloader, "many/002400"));
+  g_assert_nonnull (bg_downloader_lookup_task (f->downloader, "many/002399"));
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, count - 1);
+  for (guint i = 0; i < g_list_model_get_n_items (tasks); i++)
+    {
+      g_autoptr(BgTask) task = g_list_model_get_item (tasks, i);
+
+      g_assert_cmpstr (bg_task_get_identifier (task), !=, "many/002400");
+    }
+
+  store = bg_store_open (f->db, &error);
+  g_assert_no_error (error);
+  record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "many/002400", &error);
+  g_assert_no_error (error);
+  g_assert_null (record);
+}
+
 static void
 test_redirects (Fixture       *f,
                 gconstpointer  data)
@@ -2755,6 +2902,8 @@ main (int   argc,
   ADD ("kill-and-restore", test_kill_and_restore);
   ADD ("uncollected-result", test_uncollected_result);
   ADD ("restore-announces", test_restore_announces);
+  ADD ("restore-many-in-slices", test_restore_many_in_slices);
+  ADD ("cancel-while-restoring", test_cancel_while_restoring);
   ADD ("busy", test_busy);
   ADD ("resume/server-ignores-if-range", test_server_ignores_if_range);
   ADD ("resume/partial-with-other-length", test_partial_with_other_length);

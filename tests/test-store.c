@@ -495,6 +495,109 @@ test_delete (void)
   fixture_tear_down (&fixture);
 }
 
+/* An insert of a new task leaves a stored task of the same kind and identifier as it is, and
+ * says so; another kind, or another identifier, is inserted.  Every field round-trips. */
+static void
+test_insert_new (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) full = make_full_record ("taken");
+  g_autoptr(BgStoreRecord) other = make_record (BG_TASK_KIND_UPLOAD, "taken", 7);
+  g_autoptr(BgStoreRecord) fresh = make_full_record ("fresh");
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean inserted = FALSE;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+
+  g_assert_true (bg_store_insert_new (store, full, &inserted, &error));
+  g_assert_no_error (error);
+  g_assert_true (inserted);
+
+  /* Same kind and identifier: nothing is written. */
+  other->kind = full->kind;
+  g_assert_true (bg_store_insert_new (store, other, &inserted, &error));
+  g_assert_no_error (error);
+  g_assert_false (inserted);
+  loaded = bg_store_lookup (store, full->kind, "taken", &error);
+  g_assert_no_error (error);
+  assert_records_equal (full, loaded);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  g_assert_true (bg_store_insert_new (store, fresh, &inserted, &error));
+  g_assert_no_error (error);
+  g_assert_true (inserted);
+  loaded = bg_store_lookup (store, fresh->kind, "fresh", &error);
+  g_assert_no_error (error);
+  assert_records_equal (fresh, loaded);
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+static void
+store_result_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  GPtrArray **loaded = user_data;
+  g_autoptr(GError) error = NULL;
+
+  *loaded = bg_store_load_all_finish (BG_STORE (source), result, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (*loaded);
+}
+
+/* A restore reads 3,000 records of one kind, every field intact, in the order they were
+ * created, and none of the other kind. */
+static void
+test_load_all_many (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) full = make_full_record ("full");
+  g_autoptr(GPtrArray) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  const guint count = 3000;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+
+  for (guint i = 0; i < count; i++)
+    {
+      g_autofree char *identifier = g_strdup_printf ("many/%06u", i);
+      /* Saved in reverse order of creation. */
+      g_autoptr(BgStoreRecord) record = make_record (BG_TASK_KIND_DOWNLOAD, identifier,
+                                                     100000 - i);
+      g_autoptr(BgStoreRecord) upload = make_record (BG_TASK_KIND_UPLOAD, identifier, i);
+
+      save_or_die (store, record);
+      save_or_die (store, upload);
+    }
+  full->kind = BG_TASK_KIND_DOWNLOAD;
+  full->created_at = 1;
+  save_or_die (store, full);
+
+  bg_store_load_all_async (store, BG_TASK_KIND_DOWNLOAD, NULL, store_result_cb, &loaded);
+  while (loaded == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (loaded->len, ==, count + 1);
+  assert_records_equal (full, g_ptr_array_index (loaded, 0));
+  for (guint i = 1; i <= count; i++)
+    {
+      BgStoreRecord *record = g_ptr_array_index (loaded, i);
+      g_autofree char *expected = g_strdup_printf ("many/%06u", count - i);
+
+      g_assert_cmpstr (record->identifier, ==, expected);
+      g_assert_cmpint (record->kind, ==, BG_TASK_KIND_DOWNLOAD);
+    }
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
 static void
 test_load_all_order (void)
 {
@@ -2195,6 +2298,8 @@ main (int   argc,
   g_test_add_func ("/store/round-trip", test_round_trip);
   g_test_add_func ("/store/delete", test_delete);
   g_test_add_func ("/store/load-all/order", test_load_all_order);
+  g_test_add_func ("/store/load-all/many", test_load_all_many);
+  g_test_add_func ("/store/insert-new", test_insert_new);
   g_test_add_func ("/store/save-progress", test_save_progress);
   g_test_add_func ("/store/hostile-identifiers", test_hostile_identifiers);
   g_test_add_func ("/store/file-modes", test_file_modes);
