@@ -73,9 +73,11 @@ session_trusting (const char  *ca_path,
                   GError     **error)
 {
   g_autoptr(GTlsDatabase) db = NULL;
+  g_autofree char *absolute = g_canonicalize_filename (ca_path, NULL);
   SoupSession *session;
 
-  db = g_tls_file_database_new (ca_path, error);
+  /* GTlsFileDatabase wants an absolute path. */
+  db = g_tls_file_database_new (absolute, error);
   if (db == NULL)
     return NULL;
 
