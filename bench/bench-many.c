@@ -2,13 +2,14 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Usage: bench-many LIST FOLDER DATABASE [MAX-CONCURRENT]
+ * Usage: bench-many [--ca FILE] LIST FOLDER DATABASE [MAX-CONCURRENT]
  *
- * LIST holds one http:// URL per line.  Every URL is handed to one BgDownloader at once (with
+ * LIST holds one http:// or https:// URL per line.  With --ca, the downloader's SoupSession
+ * trusts the certificates in FILE (PEM) for https:// (bench/run's own CA, for case 12).  Every URL is handed to one BgDownloader at once (with
  * max-concurrent 8 unless told otherwise); each file lands in FOLDER under the last segment of its
  * URL.  The program exits when every task has finished: 0 when all of them succeeded, 1 when any
  * did not (each such task is named on stderr), 64 on a usage error.  On success it prints
- * "N files, BYTES bytes, SECONDS s" to stdout.  bench/run calls it for case 4.
+ * "N files, BYTES bytes, SECONDS s" to stdout.  bench/run calls it for cases 4 and 12.
  */
 
 #include <stdio.h>
@@ -65,11 +66,39 @@ download_done_cb (GObject      *source,
     g_main_loop_quit (state->loop);
 }
 
+/* A session like the one a BgDownloader makes for itself, whose TLS database holds only the
+ * certificates in @ca_path. */
+static SoupSession *
+session_trusting (const char  *ca_path,
+                  GError     **error)
+{
+  g_autoptr(GTlsDatabase) db = NULL;
+  g_autofree char *absolute = g_canonicalize_filename (ca_path, NULL);
+  SoupSession *session;
+
+  /* GTlsFileDatabase wants an absolute path. */
+  db = g_tls_file_database_new (absolute, error);
+  if (db == NULL)
+    return NULL;
+
+  session = soup_session_new_with_options ("user-agent", "bg-glib/" BG_VERSION_S " ",
+                                           "max-conns", 64,
+                                           "max-conns-per-host", 32,
+                                           "timeout", 0,
+                                           NULL);
+  soup_session_set_tls_database (session, db);
+
+  return session;
+}
+
 int
 main (int   argc,
       char *argv[])
 {
   g_autoptr(GError) error = NULL;
+  g_autoptr(GOptionContext) context = NULL;
+  g_autofree char *ca_path = NULL;
+  g_autoptr(SoupSession) session = NULL;
   g_autoptr(BgDownloader) downloader = NULL;
   g_autoptr(GMainLoop) loop = NULL;
   g_autofree char *contents = NULL;
@@ -79,9 +108,22 @@ main (int   argc,
   gint64 start;
   double seconds;
 
+  const GOptionEntry entries[] = {
+    { "ca", 0, 0, G_OPTION_ARG_FILENAME, &ca_path,
+      "Trust the CA certificates in FILE (PEM) for https:// URLs", "FILE" },
+    { NULL }
+  };
+
+  context = g_option_context_new ("LIST FOLDER DATABASE [MAX-CONCURRENT]");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("bench-many: %s\n", error->message);
+      return 64;
+    }
   if (argc < 4 || argc > 5)
     {
-      g_printerr ("Usage: %s LIST FOLDER DATABASE [MAX-CONCURRENT]\n", argv[0]);
+      g_printerr ("Usage: %s [--ca FILE] LIST FOLDER DATABASE [MAX-CONCURRENT]\n", argv[0]);
       return 64;
     }
   if (argc == 5)
@@ -94,10 +136,22 @@ main (int   argc,
     }
   lines = g_strsplit (contents, "\n", -1);
 
+  if (ca_path != NULL)
+    {
+      session = session_trusting (ca_path, &error);
+      if (session == NULL)
+        {
+          g_printerr ("bench-many: %s: %s\n", ca_path, error->message);
+          return 64;
+        }
+    }
+
+  /* Without --ca, soup-session is NULL and the downloader makes its own. */
   downloader = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
                                "session-id", "bench-many",
                                "database-path", argv[3],
                                "max-concurrent", max_concurrent,
+                               "soup-session", session,
                                NULL);
   if (downloader == NULL)
     {
