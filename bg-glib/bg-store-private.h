@@ -99,8 +99,8 @@ const char     *bg_store_get_path      (BgStore              *self);
 gboolean        bg_store_save          (BgStore              *self,
                                         const BgStoreRecord  *record,
                                         GError              **error);
-/* Updates only the progress columns (checkpoint, total, etag, last_modified, updated_at, and
- * the upload resource: upload_url, upload_url_protocol, upload_expires). */
+/* Updates only the progress columns (partial_path, checkpoint, total, etag, last_modified,
+ * updated_at, and the upload resource: upload_url, upload_url_protocol, upload_expires). */
 gboolean        bg_store_save_progress (BgStore              *self,
                                         const BgStoreRecord  *record,
                                         GError              **error);

@@ -373,6 +373,7 @@ build_save_sql (void)
 
 /* The columns bg_store_save_progress() writes, and nothing else. */
 static const char * const progress_columns[] = {
+  "partial_path",
   "checkpoint",
   "total",
   "etag",
