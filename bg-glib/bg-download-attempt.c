@@ -1127,6 +1127,20 @@ publish_thread (GTask        *task,
 
 static void publish_step (Download *self, int step);
 
+/* The record of step 0 is committed: the rename may go ahead. */
+static void
+publish_committed_cb (gpointer data)
+{
+  Download *self = data;
+
+  self->publishing = FALSE;
+
+  if (self->done)
+    download_end_when_idle (self);
+  else
+    publish_step (self, 1);
+}
+
 static void
 publish_done_cb (GObject      *object,
                  GAsyncResult *result,
@@ -1156,12 +1170,14 @@ publish_done_cb (GObject      *object,
     {
       BgStoreRecord *record = bg_job_get_record (self->job);
 
-      /* Recorded before the rename: a run that finds the partial file gone and a destination
-       * of exactly this size knows the rename happened. */
+      /* Recorded, and committed, before the rename: a run that finds the partial file gone and
+       * a destination of exactly this size knows the rename happened.  The write joins the
+       * store's group commit with the other transfers' of this main-loop turn. */
       record->checkpoint = self->written;
       record->total = self->written;
-      bg_job_save_progress (self->job);
-      publish_step (self, 1);
+      self->publishing = TRUE;
+      bg_job_save_progress_then (self->job, publish_committed_cb, download_ref (self),
+                                 (GDestroyNotify) download_unref);
     }
   else if (data->step == 1)
     {
@@ -1482,8 +1498,9 @@ receive_whole_content (Download           *self,
     self->total = soup_message_headers_get_content_length (headers);
   else
     self->total = -1;
+  /* Not saved yet: nothing is on disk to resume from, and the first checkpoint (or the
+   * publish) writes the validators and the length with the offset they go with. */
   bg_job_get_record (self->job)->total = self->total;
-  bg_job_save_progress (self->job);
   bg_job_progress (self->job, self->received, self->total);
   pump (self);
 }
