@@ -1000,8 +1000,8 @@ job_announce_committed (gpointer data)
       return;
     }
 
-  /* Cancelled or forgotten meanwhile, or its queue closed: the engine is not told, and may be
-   * gone.  A waiter still here joined before a forget, and gets the result. */
+  /* Cancelled meanwhile, or its queue closed: the engine is not told, and may be gone.  Both
+   * answered the waiters already; these lines are for safety. */
   while (job->waiters != NULL)
     {
       Waiter *waiter = job->waiters->data;
@@ -2582,7 +2582,8 @@ bg_engine_forget (BgEngine    *self,
   if (job == NULL)
     return FALSE;
 
-  if (job->record->state != BG_TASK_STATE_FINISHED)
+  /* One whose result waits for its commit has not finished for the app yet either. */
+  if (job->record->state != BG_TASK_STATE_FINISHED || job->announcing != NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
                    _("The task “%s” has not finished; cancel it to stop it"), identifier);
