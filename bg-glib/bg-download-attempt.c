@@ -66,6 +66,7 @@ typedef struct
   guint          writing : 1;
   guint          flushing : 1;
   guint          publishing : 1;
+  guint          opening : 1;    /* a fresh partial file is being made on a worker */
   guint          eof : 1;
   guint          done : 1;       /* the outcome is known; nothing new starts */
   guint          ended : 1;      /* every write has landed and the engine was told */
@@ -110,16 +111,17 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (Download, download_unref)
  * first name is stable, so that a run can find it again; a @salt gives a fresh one when that
  * name is taken by something that is not ours. */
 static char *
-partial_path_for (BgStoreRecord *record,
-                  const char    *salt)
+partial_path_for (const char *identifier,
+                  const char *file_path,
+                  const char *salt)
 {
-  g_autofree char *dir = g_path_get_dirname (record->file_path);
+  g_autofree char *dir = g_path_get_dirname (file_path);
   g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
   g_autofree char *name = NULL;
 
-  g_checksum_update (checksum, (const guchar *) record->identifier, -1);
+  g_checksum_update (checksum, (const guchar *) identifier, -1);
   g_checksum_update (checksum, (const guchar *) "\n", 1);
-  g_checksum_update (checksum, (const guchar *) record->file_path, -1);
+  g_checksum_update (checksum, (const guchar *) file_path, -1);
   if (salt != NULL)
     {
       g_checksum_update (checksum, (const guchar *) "\n", 1);
@@ -213,7 +215,7 @@ download_prepare_new (BgEngine       *engine,
   g_free (record->file_path);
   record->file_path = g_steal_pointer (&path);
   g_free (record->partial_path);
-  record->partial_path = partial_path_for (record, NULL);
+  record->partial_path = partial_path_for (record->identifier, record->file_path, NULL);
 
   return TRUE;
 }
@@ -285,23 +287,25 @@ open_partial_fd (const char *path,
   return fd;
 }
 
-/* Opens the partial file, cutting it back to the last checkpoint: bytes past it may never have
- * reached the disk, so they are not trusted.  A name that holds something other than our own
- * file (a link, a FIFO, another user's file, a file with a second name) is left alone, and the
- * download starts over under a fresh name. */
-static gboolean
-download_open_partial (Download  *self,
-                       GError   **error)
+/* Opens our partial file at *@partial_path.  A name that holds something other than our own
+ * file (a link, a FIFO, another user's file, a file with a second name) is left alone, and a
+ * fresh name (replacing *@partial_path) is tried instead.  Touches nothing but its arguments, so
+ * it may run on a worker thread.  Returns the descriptor, or -1 with @error set. */
+static int
+open_partial_named (const char  *identifier,
+                    const char  *file_path,
+                    char       **partial_path,
+                    gboolean    *created,
+                    GError     **error)
 {
-  BgStoreRecord *record = bg_job_get_record (self->job);
-  struct stat st;
-  gboolean created = FALSE;
   int fd = -1;
   guint tries;
 
+  g_assert (partial_path != NULL && *partial_path != NULL);
+
   for (tries = 0; tries < 8 && fd < 0; tries++)
     {
-      fd = open_partial_fd (record->partial_path, &created);
+      fd = open_partial_fd (*partial_path, created);
       if (fd < 0)
         {
           int saved_errno = errno;
@@ -309,24 +313,41 @@ download_open_partial (Download  *self,
 
           if (saved_errno != EPERM && saved_errno != EEXIST)
             {
-              set_partial_error (error, saved_errno, record->partial_path);
-              return FALSE;
+              set_partial_error (error, saved_errno, *partial_path);
+              return -1;
             }
 
           g_debug ("The partial file “%s” is not ours; starting over under a new name",
-                   record->partial_path);
+                   *partial_path);
           salt = g_uuid_string_random ();
-          g_free (record->partial_path);
-          record->partial_path = partial_path_for (record, salt);
+          g_free (*partial_path);
+          *partial_path = partial_path_for (identifier, file_path, salt);
         }
     }
 
   if (fd < 0)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
-                   _("No name for a partial file is free beside “%s”"), record->file_path);
-      return FALSE;
-    }
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                 _("No name for a partial file is free beside “%s”"), file_path);
+
+  return fd;
+}
+
+/* Opens the partial file, cutting it back to the last checkpoint: bytes past it may never have
+ * reached the disk, so they are not trusted.  Something at the name that is not ours is left
+ * alone, and the download starts over under a fresh name. */
+static gboolean
+download_open_partial (Download  *self,
+                       GError   **error)
+{
+  BgStoreRecord *record = bg_job_get_record (self->job);
+  struct stat st;
+  gboolean created = FALSE;
+  int fd;
+
+  fd = open_partial_named (record->identifier, record->file_path, &record->partial_path,
+                           &created, error);
+  if (fd < 0)
+    return FALSE;
 
   if (fstat (fd, &st) != 0)
     st.st_size = 0;
@@ -449,7 +470,10 @@ download_build (BgJob   *job,
   if (!bg_http_decode_headers (bg_job_get_request_headers (job), stored, error))
     return NULL;
 
-  if (!download_open_partial (self, error))
+  /* A download from byte 0 makes its partial file on a worker thread, before the request is
+   * sent (see download_start()): creating a file can cost the file system far more than the
+   * rest of an attempt, and the main loop should not wait for it. */
+  if (record->checkpoint > 0 && !download_open_partial (self, error))
     return NULL;
 
   /* Resuming needs a strong validator, so the bytes we have and the bytes we get are
@@ -514,7 +538,8 @@ download_end_when_idle (Download *self)
 {
   g_autoptr(Download) hold = download_ref (self);
 
-  if (!self->done || self->ended || self->writing || self->flushing || self->publishing)
+  if (!self->done || self->ended || self->opening || self->writing || self->flushing ||
+      self->publishing)
     return;
   self->ended = TRUE;
 
@@ -1102,6 +1127,20 @@ publish_thread (GTask        *task,
 
 static void publish_step (Download *self, int step);
 
+/* The record of step 0 is committed: the rename may go ahead. */
+static void
+publish_committed_cb (gpointer data)
+{
+  Download *self = data;
+
+  self->publishing = FALSE;
+
+  if (self->done)
+    download_end_when_idle (self);
+  else
+    publish_step (self, 1);
+}
+
 static void
 publish_done_cb (GObject      *object,
                  GAsyncResult *result,
@@ -1131,12 +1170,14 @@ publish_done_cb (GObject      *object,
     {
       BgStoreRecord *record = bg_job_get_record (self->job);
 
-      /* Recorded before the rename: a run that finds the partial file gone and a destination
-       * of exactly this size knows the rename happened. */
+      /* Recorded, and committed, before the rename: a run that finds the partial file gone and
+       * a destination of exactly this size knows the rename happened.  The write joins the
+       * store's group commit with the other transfers' of this main-loop turn. */
       record->checkpoint = self->written;
       record->total = self->written;
-      bg_job_save_progress (self->job);
-      publish_step (self, 1);
+      self->publishing = TRUE;
+      bg_job_save_progress_then (self->job, publish_committed_cb, download_ref (self),
+                                 (GDestroyNotify) download_unref);
     }
   else if (data->step == 1)
     {
@@ -1457,8 +1498,9 @@ receive_whole_content (Download           *self,
     self->total = soup_message_headers_get_content_length (headers);
   else
     self->total = -1;
+  /* Not saved yet: nothing is on disk to resume from, and the first checkpoint (or the
+   * publish) writes the validators and the length with the offset they go with. */
   bg_job_get_record (self->job)->total = self->total;
-  bg_job_save_progress (self->job);
   bg_job_progress (self->job, self->received, self->total);
   pump (self);
 }
@@ -1533,16 +1575,124 @@ download_send (Download *self)
                            sent_cb, download_ref (self));
 }
 
+typedef struct
+{
+  char *identifier;
+  char *file_path;
+  char *partial_path;
+  int   fd;
+} OpenData;
+
+static void
+open_data_free (OpenData *data)
+{
+  if (data->fd >= 0)
+    close (data->fd);
+  g_free (data->identifier);
+  g_free (data->file_path);
+  g_free (data->partial_path);
+  g_free (data);
+}
+
+/* Makes (or takes back and empties) the partial file of a download that starts from byte 0. */
+static void
+open_thread (GTask        *task,
+             gpointer      source_object,
+             gpointer      task_data,
+             GCancellable *cancellable)
+{
+  OpenData *data = task_data;
+  g_autoptr(GError) error = NULL;
+  gboolean created = FALSE;
+
+  data->fd = open_partial_named (data->identifier, data->file_path, &data->partial_path,
+                                 &created, &error);
+  if (data->fd >= 0 && ftruncate (data->fd, 0) != 0)
+    {
+      int saved_errno = errno;
+
+      set_partial_error (&error, saved_errno, data->partial_path);
+      close (data->fd);
+      data->fd = -1;
+    }
+
+  if (data->fd < 0)
+    g_task_return_error (task, g_steal_pointer (&error));
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+open_done_cb (GObject      *object,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(Download) self = user_data;
+  g_autoptr(GError) error = NULL;
+  OpenData *data = g_task_get_task_data (G_TASK (result));
+  BgStoreRecord *record = bg_job_get_record (self->job);
+
+  self->opening = FALSE;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      if (!self->done)
+        {
+          g_autoptr(BgResponse) response = bg_job_make_error_response (self->job, error);
+
+          download_finish (self, response);
+        }
+      download_end_when_idle (self);
+      return;
+    }
+
+  self->fd = data->fd;
+  data->fd = -1;
+
+  if (g_strcmp0 (record->partial_path, data->partial_path) != 0)
+    {
+      /* The stable name was taken by something not ours: the record names the new one. */
+      g_free (record->partial_path);
+      record->partial_path = g_steal_pointer (&data->partial_path);
+      bg_job_save_progress (self->job);
+    }
+
+  if (self->done)
+    download_end_when_idle (self);
+  else
+    download_send (self);
+}
+
 static void
 download_start (BgJob       *job,
                 SoupMessage *msg)
 {
   Download *self = bg_job_get_attempt_data (job);
+  BgStoreRecord *record = bg_job_get_record (job);
+  g_autoptr(GTask) task = NULL;
+  OpenData *data;
 
   g_assert (self != NULL);
 
   g_set_object (&self->msg, msg);
-  download_send (self);
+
+  if (self->fd >= 0)
+    {
+      download_send (self);
+      return;
+    }
+
+  data = g_new0 (OpenData, 1);
+  data->identifier = g_strdup (record->identifier);
+  data->file_path = g_strdup (record->file_path);
+  data->partial_path = g_strdup (record->partial_path);
+  data->fd = -1;
+
+  self->opening = TRUE;
+  task = g_task_new (NULL, NULL, open_done_cb, download_ref (self));
+  g_task_set_source_tag (task, download_start);
+  g_task_set_task_data (task, data, (GDestroyNotify) open_data_free);
+  g_task_run_in_thread (task, open_thread);
 }
 
 /* A run that died between the rename and recording the result left no partial file and a

@@ -201,6 +201,12 @@ void            bg_job_set_watched         (BgJob                *job,
                                             gboolean              watched);
 /* Persists the progress columns of the record. */
 void            bg_job_save_progress       (BgJob                *job);
+/* The same in the store's group commit: @func runs on the engine's context once the write is
+ * committed (also when the task was dropped meanwhile and nothing was written). */
+void            bg_job_save_progress_then  (BgJob                *job,
+                                            BgStoreCommittedFunc  func,
+                                            gpointer              data,
+                                            GDestroyNotify        destroy);
 void            bg_job_note_restart        (BgJob                *job);
 /* Builds a response for this job; @error may be NULL. */
 BgResponse     *bg_job_make_response       (BgJob                *job,

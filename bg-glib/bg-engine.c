@@ -59,6 +59,9 @@ struct _BgJob
   guint           unwatched : 1;      /* the attempt is busy with the disk, not the network */
   guint           pausing : 1;        /* the attempt was cancelled because the task paused */
   guint           dropped : 1;
+  /* Finished, with its record saved in the store's group commit: the response is announced
+   * once that commit is done (see job_finish_grouped()). */
+  BgResponse     *announcing;
 };
 
 struct _BgEngine
@@ -130,6 +133,7 @@ clear_source (GSource **source)
 
 static void engine_schedule_pump (BgEngine *self);
 static void job_finish (BgJob *job, BgResponse *response);
+static void job_finish_grouped (BgJob *job, BgResponse *response);
 static void job_enqueue (BgJob *job);
 static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, BgJob *job);
 static void engine_sweep_waits (BgEngine *self);
@@ -152,6 +156,7 @@ bg_job_unref (BgJob *job)
   g_assert (job->retry_source == NULL);
 
   g_clear_signal_handler (&job->options_handler, job->task);
+  g_clear_object (&job->announcing);
   g_clear_pointer (&job->throttle, bg_throttle_unref);
   if (job->attempt_data_destroy != NULL)
     g_clear_pointer (&job->attempt_data, job->attempt_data_destroy);
@@ -223,6 +228,18 @@ engine_save (BgEngine      *self,
 
   record->updated_at = now_wall ();
   if (!bg_store_save (self->store, record, &error))
+    g_warning ("Could not save task “%s”: %s", record->identifier, error->message);
+}
+
+/* Saves @record in the store's group commit: see bg_store_when_committed(). */
+static void
+engine_save_grouped (BgEngine      *self,
+                     BgStoreRecord *record)
+{
+  g_autoptr(GError) error = NULL;
+
+  record->updated_at = now_wall ();
+  if (!bg_store_save_grouped (self->store, record, &error))
     g_warning ("Could not save task “%s”: %s", record->identifier, error->message);
 }
 
@@ -527,6 +544,25 @@ bg_job_save_progress (BgJob *job)
   if (!bg_store_save_progress (job->engine->store, job->record, &error))
     g_warning ("Could not save progress of task “%s”: %s",
                job->record->identifier, error->message);
+}
+
+void
+bg_job_save_progress_then (BgJob                *job,
+                           BgStoreCommittedFunc  func,
+                           gpointer              data,
+                           GDestroyNotify        destroy)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!job->dropped)
+    {
+      job->record->updated_at = now_wall ();
+      if (!bg_store_save_progress_grouped (job->engine->store, job->record, &error))
+        g_warning ("Could not save progress of task “%s”: %s",
+                   job->record->identifier, error->message);
+    }
+
+  bg_store_when_committed (job->engine->store, func, data, destroy);
 }
 
 void
@@ -896,27 +932,33 @@ bg_job_attempt_finished (BgJob      *job,
     }
 
   if (!job_schedule_retry (job, outcome))
-    job_finish (job, outcome);
+    job_finish_grouped (job, outcome);
 }
 
+/* The record takes the final state and @response; the caller saves it. */
 static void
-job_finish (BgJob      *job,
-            BgResponse *response)
+job_record_finish (BgJob      *job,
+                   BgResponse *response)
 {
-  BgEngine *self = job->engine;
-  g_autoptr(BgJob) hold = bg_job_ref (job);
-
   g_assert (BG_IS_RESPONSE (response));
 
   if (bg_response_get_kind (response) != BG_RESPONSE_SUCCESS)
-    self->transfer->discard (job);
+    job->engine->transfer->discard (job);
 
   job->record->state = BG_TASK_STATE_FINISHED;
   job->record->next_attempt_at = 0;
   bg_store_record_set_response (job->record, response);
-  engine_save (self, job->record);
-
   clear_source (&job->retry_source);
+}
+
+/* Tells the task, the app's signal handlers and every waiter: only once the record that says
+ * so is committed. */
+static void
+job_announce_finish (BgJob      *job,
+                     BgResponse *response)
+{
+  g_assert (BG_IS_RESPONSE (response));
+
   bg_task_set_wait_reason (job->task, BG_WAIT_REASON_NONE);
   bg_task_set_next_attempt_at (job->task, 0);
   bg_task_set_progress (job->task,
@@ -926,7 +968,7 @@ job_finish (BgJob      *job,
   bg_task_set_response (job->task, response);
   bg_task_set_state (job->task, BG_TASK_STATE_FINISHED);
 
-  g_signal_emit (self, signals[TASK_FINISHED], 0, job->task, response);
+  g_signal_emit (job->engine, signals[TASK_FINISHED], 0, job->task, response);
 
   while (job->waiters != NULL)
     {
@@ -936,6 +978,65 @@ job_finish (BgJob      *job,
       waiter_return_response (waiter, response);
       waiter_free (waiter);
     }
+}
+
+static void
+job_finish (BgJob      *job,
+            BgResponse *response)
+{
+  g_autoptr(BgJob) hold = bg_job_ref (job);
+
+  job_record_finish (job, response);
+  engine_save (job->engine, job->record);
+  job_announce_finish (job, response);
+}
+
+static void
+job_announce_committed (gpointer data)
+{
+  BgJob *job = data;
+  g_autoptr(BgResponse) response = g_steal_pointer (&job->announcing);
+
+  g_assert (BG_IS_RESPONSE (response));
+
+  if (!job->dropped)
+    {
+      job_announce_finish (job, response);
+      return;
+    }
+
+  /* Cancelled meanwhile, or its queue closed: the engine is not told, and may be gone.  Both
+   * answered the waiters already; these lines are for safety. */
+  while (job->waiters != NULL)
+    {
+      Waiter *waiter = job->waiters->data;
+
+      job->waiters = g_list_delete_link (job->waiters, job->waiters);
+      waiter_return_response (waiter, response);
+      waiter_free (waiter);
+    }
+}
+
+/* job_finish() for an attempt's outcome: the record joins the store's group commit, so that the
+ * transfers finishing in one main-loop turn cost one commit, and the announcements wait for it. */
+static void
+job_finish_grouped (BgJob      *job,
+                    BgResponse *response)
+{
+  g_assert (job->announcing == NULL);
+
+  job_record_finish (job, response);
+  engine_save_grouped (job->engine, job->record);
+  job->announcing = g_object_ref (response);
+  bg_store_when_committed (job->engine->store, job_announce_committed, bg_job_ref (job),
+                           (GDestroyNotify) bg_job_unref);
+}
+
+/* The task's response: the one being announced, or the one it has. */
+static BgResponse *
+job_get_response (BgJob *job)
+{
+  return job->announcing != NULL ? job->announcing : bg_task_get_response (job->task);
 }
 
 /* --- Credentials --------------------------------------------------------------------------- */
@@ -1155,8 +1256,9 @@ job_start_attempt (BgJob *job)
   bg_task_set_wait_reason (job->task, BG_WAIT_REASON_NONE);
   bg_task_set_state (job->task, BG_TASK_STATE_RUNNING);
 
+  /* Nothing is told on the strength of this write: it may wait for the turn's commit. */
   msg = self->transfer->build (job, &error);
-  engine_save (self, job->record);
+  engine_save_grouped (self, job->record);
 
   if (msg == NULL)
     {
@@ -2072,6 +2174,13 @@ job_join (BgJob         *job,
       return;
     }
 
+  if (job->announcing != NULL)
+    {
+      /* Finished, but not told yet: this call hears it with the others. */
+      job_add_waiter (job, task);
+      return;
+    }
+
   if (job->record->state == BG_TASK_STATE_FINISHED)
     {
       BgResponse *response = bg_task_get_response (job->task);
@@ -2306,7 +2415,10 @@ engine_collect (BgEngine    *self,
     {
       g_autoptr(GError) local_error = NULL;
 
-      if (!bg_store_delete (self->store, self->kind, job->record->identifier, &local_error))
+      /* Grouped: until it is committed a kill only means the result is announced again in the
+       * next run, which delivery allows (at least once until collected). */
+      if (!bg_store_delete_grouped (self->store, self->kind, job->record->identifier,
+                                    &local_error))
         {
           g_propagate_error (error, g_steal_pointer (&local_error));
           return FALSE;
@@ -2544,7 +2656,7 @@ bg_engine_cancel (BgEngine    *self,
   if (job->cancellable != NULL)
     g_cancellable_cancel (job->cancellable);
   if (job->record->state != BG_TASK_STATE_FINISHED ||
-      bg_response_get_kind (bg_task_get_response (job->task)) != BG_RESPONSE_SUCCESS)
+      bg_response_get_kind (job_get_response (job)) != BG_RESPONSE_SUCCESS)
     self->transfer->discard (job);
 
   cancelled = g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
@@ -2575,7 +2687,8 @@ bg_engine_forget (BgEngine    *self,
   if (job == NULL)
     return FALSE;
 
-  if (job->record->state != BG_TASK_STATE_FINISHED)
+  /* One whose result waits for its commit has not finished for the app yet either. */
+  if (job->record->state != BG_TASK_STATE_FINISHED || job->announcing != NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
                    _("The task “%s” has not finished; cancel it to stop it"), identifier);

@@ -104,8 +104,8 @@ gboolean        bg_store_insert_new    (BgStore              *self,
                                         const BgStoreRecord  *record,
                                         gboolean             *inserted,
                                         GError              **error);
-/* Updates only the progress columns (checkpoint, total, etag, last_modified, updated_at, and
- * the upload resource: upload_url, upload_url_protocol, upload_expires). */
+/* Updates only the progress columns (partial_path, checkpoint, total, etag, last_modified,
+ * updated_at, and the upload resource: upload_url, upload_url_protocol, upload_expires). */
 gboolean        bg_store_save_progress (BgStore              *self,
                                         const BgStoreRecord  *record,
                                         GError              **error);
@@ -134,6 +134,33 @@ gboolean        bg_store_delete        (BgStore              *self,
                                         const char           *identifier,
                                         GError              **error);
 int             bg_store_get_schema_version (BgStore         *self);
+
+/* Group commit: writes that need not be committed when the call returns.  They join one
+ * transaction, committed by a source on the thread-default main context once the current
+ * dispatch is over (a plain write, or bg_store_commit_group(), commits it earlier).  What
+ * depends on them waits with bg_store_when_committed(). */
+typedef void (*BgStoreCommittedFunc) (gpointer data);
+
+gboolean        bg_store_save_grouped          (BgStore              *self,
+                                                const BgStoreRecord  *record,
+                                                GError              **error);
+gboolean        bg_store_save_progress_grouped (BgStore              *self,
+                                                const BgStoreRecord  *record,
+                                                GError              **error);
+gboolean        bg_store_delete_grouped        (BgStore              *self,
+                                                BgTaskKind            kind,
+                                                const char           *identifier,
+                                                GError              **error);
+/* Commits the grouped writes now; TRUE when there were none. */
+gboolean        bg_store_commit_group          (BgStore              *self,
+                                                GError              **error);
+/* Runs @func (then @destroy) from the commit's source, once every write grouped so far is
+ * committed (a failed commit is logged), and never from within this call.  A store closed
+ * first only calls @destroy. */
+void            bg_store_when_committed        (BgStore              *self,
+                                                BgStoreCommittedFunc  func,
+                                                gpointer              data,
+                                                GDestroyNotify        destroy);
 
 /* What an OPTIONS probe found out about an upload target (its origin and path): a
  * BgUploadProtocol, the tus extensions when it is tus, and when it was asked.  lookup returns

@@ -179,9 +179,22 @@ struct _BgStore
   GAsyncQueue   *checkpoint_queue;
   int            checkpoint_pending;  /* atomic */
   guint          writes_since_checkpoint;
+
+  /* See "Group commit" below. */
+  gboolean       group_open;      /* a transaction holds grouped writes */
+  GSource       *group_source;    /* commits the group, then runs group_waiters */
+  GQueue         group_waiters;   /* GroupWaiter */
 };
 
 G_DEFINE_FINAL_TYPE (BgStore, bg_store, G_TYPE_OBJECT)
+
+static void     bg_store_close_group (BgStore *self);
+static gboolean execute_write        (BgStore  *self,
+                                      StmtId    id,
+                                      GError  **error);
+static gboolean execute_statement_id (BgStore  *self,
+                                      StmtId    id,
+                                      GError  **error);
 
 /* The stores open in this process, by file (see file_key()).  An entry is a GWeakRef, so that a
  * store whose last reference is going away is no longer handed out; bg_store_open() then waits on
@@ -393,6 +406,7 @@ build_insert_new_sql (void)
 
 /* The columns bg_store_save_progress() writes, and nothing else. */
 static const char * const progress_columns[] = {
+  "partial_path",
   "checkpoint",
   "total",
   "etag",
@@ -2132,6 +2146,15 @@ bg_store_load_all_async (BgStore             *self,
 
   g_return_if_fail (BG_IS_STORE (self));
 
+  /* The reader has a connection of its own: it sees committed writes only. */
+  if (self->group_open)
+    {
+      g_autoptr(GError) error = NULL;
+
+      if (!bg_store_commit_group (self, &error))
+        g_warning ("%s", error->message);
+    }
+
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, bg_store_load_all_async);
   data = g_new0 (LoadData, 1);
@@ -2177,6 +2200,7 @@ bg_store_close_reader (BgStore *self)
 static void
 bg_store_close (BgStore *self)
 {
+  bg_store_close_group (self);
   bg_store_stop_checkpoints (self);
   bg_store_close_reader (self);
 
@@ -2239,6 +2263,163 @@ bg_store_init (BgStore *self)
 {
   self->fd = -1;
   g_mutex_init (&self->reader_mutex);
+  g_queue_init (&self->group_waiters);
+}
+
+/* Group commit
+ *
+ * Most of a small download's writes need not be committed before the call that makes them
+ * returns: what they protect is an announcement (task-finished, a _finish callback, a state
+ * notification) or a step (publishing) that comes later.  Those writes join one transaction,
+ * which a source on the thread-default main context commits after the current dispatch, and
+ * what was waiting for them runs once it is committed.  So the writes of one main-loop turn,
+ * for every transfer, cost one commit.  A plain write meanwhile commits the group with it. */
+
+typedef struct
+{
+  BgStoreCommittedFunc func;
+  gpointer             data;
+  GDestroyNotify       destroy;
+} GroupWaiter;
+
+static void
+group_waiter_free (GroupWaiter *waiter)
+{
+  if (waiter->destroy != NULL)
+    waiter->destroy (waiter->data);
+  g_free (waiter);
+}
+
+static gboolean
+group_source_cb (gpointer data)
+{
+  BgStore *self = data;
+  g_autoptr(BgStore) hold = g_object_ref (self);
+  g_autoptr(GError) error = NULL;
+  GQueue waiters = G_QUEUE_INIT;
+  GroupWaiter *waiter;
+
+  g_clear_pointer (&self->group_source, g_source_unref);
+
+  if (!bg_store_commit_group (self, &error))
+    g_warning ("%s", error->message);
+
+  /* Waiters queued by the ones that run now wait for the next commit. */
+  waiters = self->group_waiters;
+  g_queue_init (&self->group_waiters);
+
+  while ((waiter = g_queue_pop_head (&waiters)) != NULL)
+    {
+      waiter->func (waiter->data);
+      group_waiter_free (waiter);
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+bg_store_schedule_group (BgStore *self)
+{
+  g_autoptr(GMainContext) context = NULL;
+
+  if (self->group_source != NULL)
+    return;
+
+  /* High priority: it runs as soon as the dispatch that made the writes is over, before any
+   * other event is handled. */
+  context = g_main_context_ref_thread_default ();
+  self->group_source = g_idle_source_new ();
+  g_source_set_priority (self->group_source, G_PRIORITY_HIGH);
+  g_source_set_callback (self->group_source, group_source_cb, self, NULL);
+  g_source_set_static_name (self->group_source, "[bg] store group commit");
+  g_source_attach (self->group_source, context);
+}
+
+/* On close: whatever is grouped is committed, and the waiters are dropped without running. */
+static void
+bg_store_close_group (BgStore *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (self->group_open && !bg_store_commit_group (self, &error))
+    g_warning ("%s", error->message);
+
+  if (self->group_source != NULL)
+    {
+      g_source_destroy (self->group_source);
+      g_clear_pointer (&self->group_source, g_source_unref);
+    }
+  g_queue_clear_full (&self->group_waiters, (GDestroyNotify) group_waiter_free);
+}
+
+/* Runs statement @id (already bound) inside the group's transaction, opening it if needed.
+ * When no transaction can be opened the write is committed on its own. */
+static gboolean
+execute_write_grouped (BgStore  *self,
+                       StmtId    id,
+                       GError  **error)
+{
+  if (!self->group_open && self->cnc != NULL)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      if (gda_connection_begin_transaction (self->cnc, NULL, GDA_TRANSACTION_ISOLATION_UNKNOWN,
+                                            &local_error))
+        self->group_open = TRUE;
+      else
+        g_debug ("Task database “%s”: no transaction for grouped writes: %s", self->path,
+                 local_error != NULL ? local_error->message : "unknown error");
+    }
+
+  if (!self->group_open)
+    return execute_write (self, id, error);
+
+  bg_store_schedule_group (self);
+
+  return execute_statement_id (self, id, error);
+}
+
+gboolean
+bg_store_commit_group (BgStore  *self,
+                       GError  **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+
+  if (!self->group_open)
+    return TRUE;
+  self->group_open = FALSE;
+
+  if (!gda_connection_commit_transaction (self->cnc, NULL, &local_error))
+    {
+      /* Leave no transaction behind, so that later writes are not lost with this one. */
+      gda_connection_rollback_transaction (self->cnc, NULL, NULL);
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+void
+bg_store_when_committed (BgStore              *self,
+                         BgStoreCommittedFunc  func,
+                         gpointer              data,
+                         GDestroyNotify        destroy)
+{
+  GroupWaiter *waiter;
+
+  g_return_if_fail (BG_IS_STORE (self));
+  g_return_if_fail (func != NULL);
+
+  waiter = g_new0 (GroupWaiter, 1);
+  waiter->func = func;
+  waiter->data = data;
+  waiter->destroy = destroy;
+  g_queue_push_tail (&self->group_waiters, waiter);
+
+  bg_store_schedule_group (self);
 }
 
 /* Public (to the library) API */
@@ -2317,10 +2498,11 @@ bg_store_get_schema_version (BgStore *self)
   return self->schema_version;
 }
 
+/* Runs statement @id, already bound; committed at once unless a group is open. */
 static gboolean
-execute_write (BgStore  *self,
-               StmtId    id,
-               GError  **error)
+execute_statement_id (BgStore  *self,
+                      StmtId    id,
+                      GError  **error)
 {
   g_autoptr(GError) local_error = NULL;
 
@@ -2332,6 +2514,21 @@ execute_write (BgStore  *self,
     }
 
   bg_store_maybe_checkpoint (self);
+
+  return TRUE;
+}
+
+static gboolean
+execute_write (BgStore  *self,
+               StmtId    id,
+               GError  **error)
+{
+  if (!execute_statement_id (self, id, error))
+    return FALSE;
+
+  /* A plain write is committed when it returns, with the grouped writes before it. */
+  if (self->group_open)
+    return bg_store_commit_group (self, error);
 
   return TRUE;
 }
@@ -2482,6 +2679,67 @@ bg_store_delete (BgStore     *self,
     }
 
   return execute_write (self, STMT_DELETE, error);
+}
+
+gboolean
+bg_store_save_grouped (BgStore              *self,
+                       const BgStoreRecord  *record,
+                       GError              **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (record != NULL && record->identifier != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!bind_record (self->params[STMT_SAVE], record, &local_error))
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  return execute_write_grouped (self, STMT_SAVE, error);
+}
+
+gboolean
+bg_store_save_progress_grouped (BgStore              *self,
+                                const BgStoreRecord  *record,
+                                GError              **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (record != NULL && record->identifier != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!bind_record (self->params[STMT_SAVE_PROGRESS], record, &local_error))
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  return execute_write_grouped (self, STMT_SAVE_PROGRESS, error);
+}
+
+gboolean
+bg_store_delete_grouped (BgStore     *self,
+                         BgTaskKind   kind,
+                         const char  *identifier,
+                         GError     **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (identifier != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!bind_key (self->params[STMT_DELETE], kind, identifier, &local_error))
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  return execute_write_grouped (self, STMT_DELETE, error);
 }
 
 /* Upload probes */

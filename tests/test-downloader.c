@@ -1299,6 +1299,120 @@ test_restore_announces (Fixture       *f,
   g_assert_true (g_file_test (dest, G_FILE_TEST_EXISTS));
 }
 
+/* Small downloads that finish close together share their commits, and every announcement waits
+ * for the commit that holds its result.  The helper is killed right after the Kth task-finished:
+ * each task announced by then has its result in the database (or was collected), its file is
+ * published whole, and a restore finishes the others without starting any of them over. */
+static void
+test_kill_after_batch_announced (Fixture       *f,
+                                 gconstpointer  data)
+{
+  enum { N_FILES = 40, KILL_AFTER = 20 };
+  g_autofree char *prefix = bg_test_server_url (f->server, "/files/many");
+  g_autofree char *n_arg = g_strdup_printf ("%d", N_FILES);
+  g_autofree char *k_arg = g_strdup_printf ("%d", KILL_AFTER);
+  g_autoptr(GPtrArray) shas = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GHashTable) announced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                                           NULL);
+  g_autoptr(GSubprocess) helper = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  guint n_records;
+  char *line;
+
+  if (bg_test_mode () != BG_MODE_IN_PROCESS)
+    {
+      g_test_skip ("The helper's own engine is what gets killed");
+      return;
+    }
+
+  for (guint i = 0; i < N_FILES; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("many%u.bin", i);
+
+      g_ptr_array_add (shas, serve_file (f, name, 16 * 1024, 200 + i));
+    }
+
+  g_clear_object (&f->downloader);
+  helper = bg_test_spawn_helper (&out, &error, "many-and-die", f->db, prefix, f->tmp, n_arg,
+                                 k_arg, NULL);
+  g_assert_no_error (error);
+  while ((line = g_data_input_stream_read_line (out, NULL, NULL, NULL)) != NULL)
+    {
+      g_auto(GStrv) words = g_strsplit (line, " ", 4);
+
+      g_free (line);
+      g_assert_cmpstr (words[0], ==, "finished");
+      g_assert_cmpstr (words[2], ==, "success");
+      g_hash_table_add (announced, g_strdup (words[1]));
+    }
+  g_subprocess_wait (helper, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_signaled (helper));
+  g_assert_cmpint (g_subprocess_get_term_sig (helper), ==, SIGKILL);
+  g_assert_cmpuint (g_hash_table_size (announced), ==, KILL_AFTER);
+
+  {
+    g_autoptr(BgStore) store = bg_store_open (f->db, &error);
+    g_autoptr(GPtrArray) records = NULL;
+
+    g_assert_no_error (error);
+    for (guint i = 0; i < N_FILES; i++)
+      {
+        g_autofree char *identifier = g_strdup_printf ("many-%u", i);
+        g_autofree char *dest = g_strdup_printf ("%s/f%u.bin", f->tmp, i);
+        g_autoptr(BgStoreRecord) record = NULL;
+        g_autofree char *sha = NULL;
+
+        if (!g_hash_table_contains (announced, identifier))
+          continue;
+
+        record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, identifier, &error);
+        g_assert_no_error (error);
+        if (record != NULL)
+          {
+            g_assert_cmpint (record->state, ==, BG_TASK_STATE_FINISHED);
+            g_assert_true (record->has_response);
+            g_assert_cmpint (record->response_kind, ==, BG_RESPONSE_SUCCESS);
+          }
+        sha = bg_test_sha256_file (dest);
+        g_assert_cmpstr (sha, ==, g_ptr_array_index (shas, i));
+      }
+
+    records = bg_store_load_all (store, BG_TASK_KIND_DOWNLOAD, &error);
+    g_assert_no_error (error);
+    n_records = records->len;
+  }
+
+  /* Each record left is announced once more (a result not yet collected) or finishes now. */
+  f->downloader = open_downloader (f);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+  {
+    gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+
+    while (f->finished_count < n_records && g_get_monotonic_time () < deadline)
+      g_main_context_iteration (NULL, TRUE);
+  }
+  g_assert_cmpuint (f->finished_count, ==, n_records);
+
+  for (guint i = 0; i < N_FILES; i++)
+    {
+      g_autofree char *dest = g_strdup_printf ("%s/f%u.bin", f->tmp, i);
+      g_autofree char *identifier = g_strdup_printf ("many-%u", i);
+      g_autofree char *sha = bg_test_sha256_file (dest);
+      BgTask *task = bg_downloader_lookup_task (f->downloader, identifier);
+
+      g_assert_cmpstr (sha, ==, g_ptr_array_index (shas, i));
+      if (task != NULL)
+        g_assert_cmpint (bg_response_get_kind (bg_task_get_response (task)), ==,
+                         BG_RESPONSE_SUCCESS);
+    }
+}
+
 static void
 test_busy (Fixture       *f,
            gconstpointer  data)
@@ -2904,6 +3018,7 @@ main (int   argc,
   ADD ("restore-announces", test_restore_announces);
   ADD ("restore-many-in-slices", test_restore_many_in_slices);
   ADD ("cancel-while-restoring", test_cancel_while_restoring);
+  ADD ("kill-after-batch-announced", test_kill_after_batch_announced);
   ADD ("busy", test_busy);
   ADD ("resume/server-ignores-if-range", test_server_ignores_if_range);
   ADD ("resume/partial-with-other-length", test_partial_with_other_length);

@@ -9,6 +9,11 @@
  *                                                  submit a download with options (allow-metered,
  *                                                  priority 7, expected SHA256, keep-credentials),
  *                                                  then SIGKILL itself before the main loop runs
+ *   transfer-helper many-and-die DB URL-PREFIX DIR N K
+ *                                                  download URL-PREFIX0.bin ... (N files) into
+ *                                                  DIR at once, max-concurrent 8, identifiers
+ *                                                  many-0 ...; SIGKILL itself as soon as the Kth
+ *                                                  task-finished has been printed
  *   transfer-helper restore-and-pause DB           restore the downloads, pause each one as soon
  *                                                  as it moves a byte in this run, and wait to be
  *                                                  killed (or for none to be left unfinished)
@@ -37,6 +42,7 @@
 static GMainLoop *loop;
 static int exit_code;
 static gboolean hold_results;
+static guint die_after;   /* many-and-die: the announcement to be killed after */
 
 static const char *
 kind_name (BgResponseKind kind)
@@ -146,6 +152,23 @@ task_finished_cb (GObject    *source,
       /* Leave without collecting: the result stays in the database. */
       _exit (0);
     }
+
+  /* Killed right after the announcement, before the main loop runs again. */
+  if (die_after > 0 && --die_after == 0)
+    raise (SIGKILL);
+}
+
+static void
+many_done_cb (GObject      *object,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(BgResponse) response = NULL;
+
+  response = bg_downloader_download_finish (BG_DOWNLOADER (object), result, &error);
+  if (response == NULL)
+    say ("error %s", error->message);
 }
 
 /* Once the task waits because it is paused; said once. */
@@ -412,6 +435,36 @@ main (int   argc,
       g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
       bg_downloader_download_async (BG_DOWNLOADER (front), msg, dest, argv[5], NULL, NULL,
                                     download_done_cb, NULL);
+      g_main_loop_run (loop);
+      return exit_code;
+    }
+
+  if (g_str_equal (mode, "many-and-die") && argc == 7)
+    {
+      guint n = (guint) g_ascii_strtoull (argv[5], NULL, 10);
+
+      die_after = (guint) g_ascii_strtoull (argv[6], NULL, 10);
+      front = g_initable_new (BG_TYPE_DOWNLOADER, NULL, &error,
+                              "mode", helper_mode (), "app-id", helper_app_id (),
+                              "session-id", "helper", "database-path", argv[2],
+                              "max-attempts", max_attempts (), "max-concurrent", 8, NULL);
+      if (front == NULL)
+        {
+          say ("error %s", error->message);
+          return 1;
+        }
+      g_signal_connect (front, "task-finished", G_CALLBACK (task_finished_cb), NULL);
+      for (guint i = 0; i < n; i++)
+        {
+          g_autofree char *url = g_strdup_printf ("%s%u.bin", argv[3], i);
+          g_autofree char *name = g_strdup_printf ("f%u.bin", i);
+          g_autofree char *identifier = g_strdup_printf ("many-%u", i);
+          g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
+          g_autoptr(GFile) dest = g_file_new_build_filename (argv[4], name, NULL);
+
+          bg_downloader_download_async (BG_DOWNLOADER (front), msg, dest, identifier, NULL,
+                                        NULL, many_done_cb, NULL);
+        }
       g_main_loop_run (loop);
       return exit_code;
     }
