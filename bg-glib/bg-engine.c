@@ -2434,7 +2434,7 @@ engine_collect (BgEngine    *self,
 
 /* Records are adopted this many at a time, one slice per main-loop turn, so that restoring
  * 100,000 tasks never holds the main loop for long. */
-#define RESTORE_SLICE 1000
+#define RESTORE_SLICE 500
 
 typedef struct
 {
