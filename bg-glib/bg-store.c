@@ -2539,6 +2539,7 @@ static gboolean
 write_record (BgStore              *self,
               StmtId                id,
               const BgStoreRecord  *record,
+              gboolean              grouped,
               GError              **error)
 {
   g_autoptr(GError) local_error = NULL;
@@ -2554,7 +2555,7 @@ write_record (BgStore              *self,
       return FALSE;
     }
 
-  return execute_write (self, id, error);
+  return grouped ? execute_write_grouped (self, id, error) : execute_write (self, id, error);
 }
 
 gboolean
@@ -2562,7 +2563,7 @@ bg_store_save (BgStore              *self,
                const BgStoreRecord  *record,
                GError              **error)
 {
-  return write_record (self, STMT_SAVE, record, error);
+  return write_record (self, STMT_SAVE, record, FALSE, error);
 }
 
 /* Runs about once a second for every running transfer, so it rewrites only the progress columns
@@ -2572,7 +2573,7 @@ bg_store_save_progress (BgStore              *self,
                         const BgStoreRecord  *record,
                         GError              **error)
 {
-  return write_record (self, STMT_SAVE_PROGRESS, record, error);
+  return write_record (self, STMT_SAVE_PROGRESS, record, FALSE, error);
 }
 
 /* Inserts @record unless the store has a record of the same kind and identifier already; then
@@ -2660,11 +2661,12 @@ bg_store_load_all (BgStore     *self,
   return select_records (self, STMT_LOAD_ALL, error);
 }
 
-gboolean
-bg_store_delete (BgStore     *self,
-                 BgTaskKind   kind,
-                 const char  *identifier,
-                 GError     **error)
+static gboolean
+delete_record (BgStore     *self,
+               BgTaskKind   kind,
+               const char  *identifier,
+               gboolean     grouped,
+               GError     **error)
 {
   g_autoptr(GError) local_error = NULL;
 
@@ -2678,7 +2680,17 @@ bg_store_delete (BgStore     *self,
       return FALSE;
     }
 
-  return execute_write (self, STMT_DELETE, error);
+  return grouped ? execute_write_grouped (self, STMT_DELETE, error)
+                 : execute_write (self, STMT_DELETE, error);
+}
+
+gboolean
+bg_store_delete (BgStore     *self,
+                 BgTaskKind   kind,
+                 const char  *identifier,
+                 GError     **error)
+{
+  return delete_record (self, kind, identifier, FALSE, error);
 }
 
 gboolean
@@ -2686,19 +2698,7 @@ bg_store_save_grouped (BgStore              *self,
                        const BgStoreRecord  *record,
                        GError              **error)
 {
-  g_autoptr(GError) local_error = NULL;
-
-  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
-  g_return_val_if_fail (record != NULL && record->identifier != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  if (!bind_record (self->params[STMT_SAVE], record, &local_error))
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
-
-  return execute_write_grouped (self, STMT_SAVE, error);
+  return write_record (self, STMT_SAVE, record, TRUE, error);
 }
 
 gboolean
@@ -2706,19 +2706,7 @@ bg_store_save_progress_grouped (BgStore              *self,
                                 const BgStoreRecord  *record,
                                 GError              **error)
 {
-  g_autoptr(GError) local_error = NULL;
-
-  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
-  g_return_val_if_fail (record != NULL && record->identifier != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  if (!bind_record (self->params[STMT_SAVE_PROGRESS], record, &local_error))
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
-
-  return execute_write_grouped (self, STMT_SAVE_PROGRESS, error);
+  return write_record (self, STMT_SAVE_PROGRESS, record, TRUE, error);
 }
 
 gboolean
@@ -2727,19 +2715,7 @@ bg_store_delete_grouped (BgStore     *self,
                          const char  *identifier,
                          GError     **error)
 {
-  g_autoptr(GError) local_error = NULL;
-
-  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
-  g_return_val_if_fail (identifier != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  if (!bind_key (self->params[STMT_DELETE], kind, identifier, &local_error))
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
-
-  return execute_write_grouped (self, STMT_DELETE, error);
+  return delete_record (self, kind, identifier, TRUE, error);
 }
 
 /* Upload probes */
