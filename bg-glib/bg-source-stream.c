@@ -144,11 +144,12 @@ bg_source_stream_read (GInputStream  *stream,
   if (self->offset >= self->size || count == 0)
     return 0;
 
-  /* libsoup asks for a few KiB at a time: the caps are asked for more, so that a capped
-   * send wakes once a tick and serves the reads that follow from what is left. */
+  /* libsoup asks for a few KiB at a time.  The caps give each read what it asks while they
+   * hold that much; once they are short, the read sleeps until half a tick has come in, so a
+   * capped send wakes about twenty times a second, not once a block. */
   count = remaining (self, count);
-  allowed = bg_throttle_take_sync (self->task_throttle, self->queue_throttle,
-                                   remaining (self, MAX (count, READ_AHEAD)), cancellable, error);
+  allowed = bg_throttle_take_sync (self->task_throttle, self->queue_throttle, count,
+                                   cancellable, error);
   if (allowed == 0)
     return -1;
 
@@ -241,8 +242,7 @@ bg_source_stream_read_nonblocking (GPollableInputStream  *stream,
     return 0;
 
   count = remaining (self, count);
-  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle,
-                              remaining (self, MAX (count, READ_AHEAD)), &delay);
+  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle, count, &delay);
   if (allowed == 0)
     {
       g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,

@@ -126,13 +126,19 @@ bucket_ready (BgThrottle *self,
               gsize      *grant,
               gint64     *delay_usec)
 {
+  double half;
   double need;
 
   if (self == NULL || self->rate == 0)
     return TRUE;
 
+  /* Ready once the bucket holds what is wanted or half a tick, whichever is less.  A transfer
+   * that must wait sleeps until half a tick has come in: a small read (libsoup sends a body
+   * 8 KiB at a time) then does not wake up for every block, and a late wakeup loses nothing,
+   * since the bucket holds a whole tick. */
   fill (self, now);
-  need = (double) MIN (wanted, (gsize) capacity (self));
+  half = MAX (1.0, capacity (self) / 2);
+  need = MIN ((double) wanted, half);
   if (self->tokens >= need)
     {
       *grant = MIN (*grant, (gsize) self->tokens);
@@ -140,7 +146,7 @@ bucket_ready (BgThrottle *self,
     }
 
   *delay_usec = MAX (*delay_usec,
-                     (gint64) ((need - self->tokens) * G_USEC_PER_SEC / self->rate) + 1);
+                     (gint64) ((half - self->tokens) * G_USEC_PER_SEC / self->rate) + 1);
   return FALSE;
 }
 
