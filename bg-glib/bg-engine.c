@@ -44,8 +44,9 @@ struct _BgJob
   GDestroyNotify  attempt_data_destroy;
   gint64          last_activity;
   GSource        *retry_source;
-  gulong          options_handler;
-  BgThrottle     *throttle;           /* the task's bandwidth cap, shared with its attempts */
+  /* The task's bandwidth cap, shared with its attempts; made when the first attempt asks for
+   * it, so that a task waiting in the queue has none. */
+  BgThrottle     *throttle;
   /* The newest request's URI and headers (encoded) as the app gave them, credentials included,
    * while the record leaves the credentials out; in memory only, NULL when the record holds the
    * whole request. */
@@ -135,7 +136,7 @@ static void engine_schedule_pump (BgEngine *self);
 static void job_finish (BgJob *job, BgResponse *response);
 static void job_finish_grouped (BgJob *job, BgResponse *response);
 static void job_enqueue (BgJob *job);
-static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, BgJob *job);
+static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, gpointer data);
 static void engine_sweep_waits (BgEngine *self);
 static void open_engines_remove (BgEngine *self);
 
@@ -155,7 +156,7 @@ bg_job_unref (BgJob *job)
   g_assert (job->waiters == NULL);
   g_assert (job->retry_source == NULL);
 
-  g_clear_signal_handler (&job->options_handler, job->task);
+  bg_task_set_notify_func (job->task, NULL, NULL);
   g_clear_object (&job->announcing);
   g_clear_pointer (&job->throttle, bg_throttle_unref);
   if (job->attempt_data_destroy != NULL)
@@ -197,9 +198,7 @@ bg_job_new (BgEngine      *engine,
                                             ? record->upload_url_protocol
                                             : record->upload_protocol);
   bg_task_init_max_bandwidth (job->task, record->max_bandwidth);
-  job->throttle = bg_throttle_new (MAX (record->max_bandwidth, 0));
-  job->options_handler = g_signal_connect (job->task, "notify",
-                                           G_CALLBACK (job_options_changed_cb), job);
+  bg_task_set_notify_func (job->task, job_options_changed_cb, job);
 
   return job;
 }
@@ -477,6 +476,9 @@ bg_job_get_cancellable (BgJob *job)
 BgThrottle *
 bg_job_get_throttle (BgJob *job)
 {
+  if (job->throttle == NULL)
+    job->throttle = bg_throttle_new (bg_task_get_max_bandwidth (job->task));
+
   return job->throttle;
 }
 
@@ -1477,8 +1479,9 @@ job_apply_pause (BgJob *job)
 static void
 job_options_changed_cb (BgTask     *task,
                         GParamSpec *pspec,
-                        BgJob      *job)
+                        gpointer    data)
 {
+  BgJob *job = data;
   BgStoreRecord *record = job->record;
   g_autoptr(GDateTime) earliest = NULL;
 
@@ -1504,9 +1507,10 @@ job_options_changed_cb (BgTask     *task,
   record->paused = bg_task_get_paused (task);
 
   /* A running attempt reads through the job's bucket: it follows the new cap at its next
-   * read, within a tick. */
+   * read, within a tick.  A task that has not run has no bucket yet. */
   record->max_bandwidth = (gint64) bg_task_get_max_bandwidth (task);
-  bg_throttle_set_rate (job->throttle, bg_task_get_max_bandwidth (task));
+  if (job->throttle != NULL)
+    bg_throttle_set_rate (job->throttle, bg_task_get_max_bandwidth (task));
 
   record->keep_credentials = bg_task_get_keep_credentials (task);
   if (!record->keep_credentials)
@@ -2079,6 +2083,8 @@ record_set_request (BgStoreRecord *record,
   record->method = g_strdup (soup_message_get_method (request));
   g_free (record->uri);
   record->uri = g_uri_to_string (soup_message_get_uri (request));
+  /* Kept with the task: without the spare room the string was built with. */
+  record->uri = g_realloc (record->uri, strlen (record->uri) + 1);
   g_free (record->request_headers);
   record->request_headers = bg_http_encode_headers (soup_message_get_request_headers (request));
   g_clear_pointer (&record->withheld_headers, g_free);
