@@ -118,6 +118,7 @@ partial_path_for (const char *identifier,
   g_autofree char *dir = g_path_get_dirname (file_path);
   g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
   g_autofree char *name = NULL;
+  char *path;
 
   g_checksum_update (checksum, (const guchar *) identifier, -1);
   g_checksum_update (checksum, (const guchar *) "\n", 1);
@@ -128,8 +129,10 @@ partial_path_for (const char *identifier,
       g_checksum_update (checksum, (const guchar *) salt, -1);
     }
   name = g_strdup_printf (".bg-%.32s.part", g_checksum_get_string (checksum));
+  path = g_build_filename (dir, name, NULL);
 
-  return g_build_filename (dir, name, NULL);
+  /* Kept in every task's record: without the spare room g_build_filename() leaves. */
+  return g_realloc (path, strlen (path) + 1);
 }
 
 /* Only a file this process could have made is ever written, published or removed: a regular

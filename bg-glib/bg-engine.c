@@ -22,12 +22,18 @@
 /* How often running attempts are checked for a stall. */
 #define STALL_CHECK_INTERVAL_MS 250
 
+/* A pending submit.  Its GTask (with its reply, some 250 bytes) is made only when the call is
+ * answered (see waiter_task_new()), so that a call waiting on a queued task costs only this. */
 typedef struct
 {
-  GTask        *task;
-  GCancellable *cancellable;
-  gulong        cancelled_id;
-  BgJob        *job;
+  GWeakRef             source;
+  gpointer             source_tag;
+  GMainContext        *context;      /* the caller's thread-default context */
+  GAsyncReadyCallback  callback;
+  gpointer             user_data;
+  GCancellable        *cancellable;
+  gulong               cancelled_id;
+  BgJob               *job;
 } Waiter;
 
 struct _BgJob
@@ -44,8 +50,9 @@ struct _BgJob
   GDestroyNotify  attempt_data_destroy;
   gint64          last_activity;
   GSource        *retry_source;
-  gulong          options_handler;
-  BgThrottle     *throttle;           /* the task's bandwidth cap, shared with its attempts */
+  /* The task's bandwidth cap, shared with its attempts; made when the first attempt asks for
+   * it, so that a task waiting in the queue has none. */
+  BgThrottle     *throttle;
   /* The newest request's URI and headers (encoded) as the app gave them, credentials included,
    * while the record leaves the credentials out; in memory only, NULL when the record holds the
    * whole request. */
@@ -135,7 +142,7 @@ static void engine_schedule_pump (BgEngine *self);
 static void job_finish (BgJob *job, BgResponse *response);
 static void job_finish_grouped (BgJob *job, BgResponse *response);
 static void job_enqueue (BgJob *job);
-static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, BgJob *job);
+static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, gpointer data);
 static void engine_sweep_waits (BgEngine *self);
 static void open_engines_remove (BgEngine *self);
 
@@ -155,7 +162,7 @@ bg_job_unref (BgJob *job)
   g_assert (job->waiters == NULL);
   g_assert (job->retry_source == NULL);
 
-  g_clear_signal_handler (&job->options_handler, job->task);
+  bg_task_set_notify_func (job->task, NULL, NULL);
   g_clear_object (&job->announcing);
   g_clear_pointer (&job->throttle, bg_throttle_unref);
   if (job->attempt_data_destroy != NULL)
@@ -197,21 +204,74 @@ bg_job_new (BgEngine      *engine,
                                             ? record->upload_url_protocol
                                             : record->upload_protocol);
   bg_task_init_max_bandwidth (job->task, record->max_bandwidth);
-  job->throttle = bg_throttle_new (MAX (record->max_bandwidth, 0));
-  job->options_handler = g_signal_connect (job->task, "notify",
-                                           G_CALLBACK (job_options_changed_cb), job);
+  bg_task_set_notify_func (job->task, job_options_changed_cb, job);
 
   return job;
+}
+
+static Waiter *
+waiter_new (gpointer             source_object,
+            gpointer             source_tag,
+            GCancellable        *cancellable,
+            GAsyncReadyCallback  callback,
+            gpointer             user_data)
+{
+  Waiter *waiter = g_new0 (Waiter, 1);
+
+  g_weak_ref_init (&waiter->source, source_object);
+  waiter->source_tag = source_tag;
+  waiter->context = g_main_context_ref_thread_default ();
+  waiter->callback = callback;
+  waiter->user_data = user_data;
+  waiter->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+
+  return waiter;
 }
 
 static void
 waiter_free (Waiter *waiter)
 {
-  if (waiter->cancellable != NULL)
+  if (waiter->cancelled_id != 0)
     g_cancellable_disconnect (waiter->cancellable, waiter->cancelled_id);
   g_clear_object (&waiter->cancellable);
-  g_clear_object (&waiter->task);
+  g_weak_ref_clear (&waiter->source);
+  g_main_context_unref (waiter->context);
   g_free (waiter);
+}
+
+/* The call's GTask, made now as it would have been made by the call: on the caller's context,
+ * which is the current one unless an answer comes from another thread. */
+static GTask *
+waiter_task_new (Waiter *waiter)
+{
+  g_autoptr(GObject) source = g_weak_ref_get (&waiter->source);
+  g_autoptr(GMainContext) current = g_main_context_ref_thread_default ();
+  gboolean push = current != waiter->context && g_main_context_acquire (waiter->context);
+  GTask *task;
+
+  if (push)
+    g_main_context_push_thread_default (waiter->context);
+  task = bg_reply_task_new (source, waiter->source_tag, waiter->cancellable, waiter->callback,
+                            waiter->user_data);
+  g_task_set_check_cancellable (task, FALSE);
+  if (push)
+    {
+      g_main_context_pop_thread_default (waiter->context);
+      g_main_context_release (waiter->context);
+    }
+
+  return task;
+}
+
+/* Answers the call with @error and frees @waiter. */
+static void
+waiter_return_error (Waiter *waiter,
+                     GError *error)
+{
+  g_autoptr(GTask) task = waiter_task_new (waiter);
+
+  g_task_return_error (task, error);
+  waiter_free (waiter);
 }
 
 static gint64
@@ -304,11 +364,14 @@ engine_remove_job (BgEngine *self,
   bg_job_unref (job);
 }
 
+/* Answers the call with @response; @waiter is left to the caller to free. */
 static void
 waiter_return_response (Waiter     *waiter,
                         BgResponse *response)
 {
-  g_task_return_pointer (waiter->task, g_object_ref (response), g_object_unref);
+  g_autoptr(GTask) task = waiter_task_new (waiter);
+
+  g_task_return_pointer (task, g_object_ref (response), g_object_unref);
 }
 
 typedef struct
@@ -329,9 +392,9 @@ waiter_cancel_idle (gpointer data)
       Waiter *waiter = wc->waiter;
 
       job->waiters = g_list_remove (job->waiters, waiter);
-      g_task_return_new_error (waiter->task, G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                               _("The wait was cancelled; the transfer goes on"));
-      waiter_free (waiter);
+      waiter_return_error (waiter, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                                        _("The wait was cancelled; the "
+                                                          "transfer goes on")));
     }
 
   bg_job_unref (job);
@@ -360,27 +423,21 @@ waiter_cancelled_notify (GCancellable *cancellable,
   g_source_unref (source);
 }
 
+/* The job takes @waiter. */
 static void
-job_add_waiter (BgJob *job,
-                GTask *task)
+job_add_waiter (BgJob  *job,
+                Waiter *waiter)
 {
-  GCancellable *cancellable = g_task_get_cancellable (task);
-  Waiter *waiter = g_new0 (Waiter, 1);
-
   g_assert (job != NULL);
-  g_assert (G_IS_TASK (task));
+  g_assert (waiter != NULL);
 
-  waiter->task = g_object_ref (task);
   waiter->job = job;
   job->waiters = g_list_append (job->waiters, waiter);
 
-  if (cancellable != NULL)
-    {
-      waiter->cancellable = g_object_ref (cancellable);
-      waiter->cancelled_id = g_cancellable_connect (cancellable,
-                                                    G_CALLBACK (waiter_cancelled_notify),
-                                                    waiter, NULL);
-    }
+  if (waiter->cancellable != NULL)
+    waiter->cancelled_id = g_cancellable_connect (waiter->cancellable,
+                                                  G_CALLBACK (waiter_cancelled_notify),
+                                                  waiter, NULL);
 }
 
 static void
@@ -395,8 +452,7 @@ job_fail_waiters (BgJob        *job,
       Waiter *waiter = job->waiters->data;
 
       job->waiters = g_list_delete_link (job->waiters, job->waiters);
-      g_task_return_error (waiter->task, g_error_copy (error));
-      waiter_free (waiter);
+      waiter_return_error (waiter, g_error_copy (error));
     }
 }
 
@@ -477,6 +533,9 @@ bg_job_get_cancellable (BgJob *job)
 BgThrottle *
 bg_job_get_throttle (BgJob *job)
 {
+  if (job->throttle == NULL)
+    job->throttle = bg_throttle_new (bg_task_get_max_bandwidth (job->task));
+
   return job->throttle;
 }
 
@@ -1477,8 +1536,9 @@ job_apply_pause (BgJob *job)
 static void
 job_options_changed_cb (BgTask     *task,
                         GParamSpec *pspec,
-                        BgJob      *job)
+                        gpointer    data)
 {
+  BgJob *job = data;
   BgStoreRecord *record = job->record;
   g_autoptr(GDateTime) earliest = NULL;
 
@@ -1504,9 +1564,10 @@ job_options_changed_cb (BgTask     *task,
   record->paused = bg_task_get_paused (task);
 
   /* A running attempt reads through the job's bucket: it follows the new cap at its next
-   * read, within a tick. */
+   * read, within a tick.  A task that has not run has no bucket yet. */
   record->max_bandwidth = (gint64) bg_task_get_max_bandwidth (task);
-  bg_throttle_set_rate (job->throttle, bg_task_get_max_bandwidth (task));
+  if (job->throttle != NULL)
+    bg_throttle_set_rate (job->throttle, bg_task_get_max_bandwidth (task));
 
   record->keep_credentials = bg_task_get_keep_credentials (task);
   if (!record->keep_credentials)
@@ -2079,6 +2140,8 @@ record_set_request (BgStoreRecord *record,
   record->method = g_strdup (soup_message_get_method (request));
   g_free (record->uri);
   record->uri = g_uri_to_string (soup_message_get_uri (request));
+  /* Kept with the task: without the spare room the string was built with. */
+  record->uri = g_realloc (record->uri, strlen (record->uri) + 1);
   g_free (record->request_headers);
   record->request_headers = bg_http_encode_headers (soup_message_get_request_headers (request));
   g_clear_pointer (&record->withheld_headers, g_free);
@@ -2153,13 +2216,13 @@ record_set_options (BgStoreRecord *record,
  * file is a conflict. */
 static void
 job_join (BgJob         *job,
-          GTask         *task,
+          Waiter        *waiter,
           SoupMessage   *request,
           GFile         *file,
           BgTaskOptions *options)
 {
   g_assert (job != NULL);
-  g_assert (G_IS_TASK (task));
+  g_assert (waiter != NULL);
   g_assert (SOUP_IS_MESSAGE (request));
   g_assert (G_IS_FILE (file));
 
@@ -2167,25 +2230,25 @@ job_join (BgJob         *job,
     {
       g_autofree char *path = g_file_get_parse_name (file);
 
-      g_task_return_new_error (task, BG_ERROR, BG_ERROR_CONFLICT,
-                               _("The identifier “%s” is already used by a task for “%s”, "
-                                 "not “%s”"),
-                               job->record->identifier, job->record->file_path, path);
+      waiter_return_error (waiter,
+                           g_error_new (BG_ERROR, BG_ERROR_CONFLICT,
+                                        _("The identifier “%s” is already used by a task for "
+                                          "“%s”, not “%s”"),
+                                        job->record->identifier, job->record->file_path, path));
       return;
     }
 
   if (job->announcing != NULL)
     {
       /* Finished, but not told yet: this call hears it with the others. */
-      job_add_waiter (job, task);
+      job_add_waiter (job, waiter);
       return;
     }
 
   if (job->record->state == BG_TASK_STATE_FINISHED)
     {
-      BgResponse *response = bg_task_get_response (job->task);
-
-      g_task_return_pointer (task, g_object_ref (response), g_object_unref);
+      waiter_return_response (waiter, bg_task_get_response (job->task));
+      waiter_free (waiter);
       return;
     }
 
@@ -2197,7 +2260,7 @@ job_join (BgJob         *job,
   engine_save (job->engine, job->record);
   if (options != NULL)
     bg_task_apply_options (job->task, options);
-  job_add_waiter (job, task);
+  job_add_waiter (job, waiter);
 
   /* The request may carry the credentials the task waits for: look now. */
   if (job->record->state == BG_TASK_STATE_WAITING &&
@@ -2243,7 +2306,7 @@ engine_new_record (BgEngine       *self,
  * common case, costs one statement and no lookup. */
 static void
 engine_submit_new (BgEngine      *self,
-                   GTask         *task,
+                   Waiter        *waiter,
                    SoupMessage   *request,
                    GFile         *file,
                    const char    *identifier,
@@ -2256,7 +2319,7 @@ engine_submit_new (BgEngine      *self,
   gboolean inserted = FALSE;
   BgJob *job;
 
-  g_assert (G_IS_TASK (task));
+  g_assert (waiter != NULL);
   g_assert (G_IS_FILE (file));
 
   record = engine_new_record (self, identifier, request, options, &full_uri, &full_headers);
@@ -2271,15 +2334,17 @@ engine_submit_new (BgEngine      *self,
        * already, published by an earlier run). */
       job = engine_find_job (self, identifier, &find_error);
       if (job != NULL)
-        job_join (job, task, request, file, options);
+        job_join (job, waiter, request, file, options);
       else if (find_error != NULL)
-        g_task_return_error (task, g_steal_pointer (&find_error));
+        waiter_return_error (waiter, g_steal_pointer (&find_error));
       else if (error != NULL)
-        g_task_return_error (task, g_steal_pointer (&error));
+        waiter_return_error (waiter, g_steal_pointer (&error));
       else
-        g_task_return_new_error (task, BG_ERROR, BG_ERROR_STORE,
-                                 _("The task “%s” is in the task database but could not be read"),
-                                 identifier);
+        waiter_return_error (waiter,
+                             g_error_new (BG_ERROR, BG_ERROR_STORE,
+                                          _("The task “%s” is in the task database but could "
+                                            "not be read"),
+                                          identifier));
       return;
     }
 
@@ -2287,7 +2352,7 @@ engine_submit_new (BgEngine      *self,
   job->request_uri = g_steal_pointer (&full_uri);
   job->request_headers = g_steal_pointer (&full_headers);
   engine_add_job (self, job, NULL);
-  job_add_waiter (job, task);
+  job_add_waiter (job, waiter);
   job_enqueue (job);
 }
 
@@ -2303,26 +2368,25 @@ bg_engine_submit_async (BgEngine            *self,
                         GAsyncReadyCallback  callback,
                         gpointer             user_data)
 {
-  g_autoptr(GTask) task = NULL;
+  Waiter *waiter;
   g_autoptr(GError) error = NULL;
   BgJob *job;
 
-  task = bg_reply_task_new (source_object, source_tag, cancellable, callback, user_data);
-  g_task_set_check_cancellable (task, FALSE);
+  waiter = waiter_new (source_object, source_tag, cancellable, callback, user_data);
 
   if (!validate_identifier (identifier, &error) ||
       !bg_http_uri_is_acceptable (soup_message_get_uri (request), &error) ||
       !validate_options (self, options, &error))
     {
-      g_task_return_error (task, g_steal_pointer (&error));
+      waiter_return_error (waiter, g_steal_pointer (&error));
       return;
     }
 
   job = g_hash_table_lookup (self->jobs, identifier);
   if (job != NULL)
-    job_join (job, task, request, file, options);
+    job_join (job, waiter, request, file, options);
   else
-    engine_submit_new (self, task, request, file, identifier, options);
+    engine_submit_new (self, waiter, request, file, identifier, options);
 }
 
 static gboolean engine_collect (BgEngine    *self,

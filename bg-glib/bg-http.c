@@ -179,6 +179,7 @@ bg_http_encode_headers (SoupMessageHeaders *headers)
   SoupMessageHeadersIter iter;
   const char *name;
   const char *value;
+  gsize len;
 
   if (headers == NULL)
     return NULL;
@@ -191,7 +192,10 @@ bg_http_encode_headers (SoupMessageHeaders *headers)
       g_string_append_printf (out, "%s: %s\n", name, value);
     }
 
-  return g_string_free (g_steal_pointer (&out), FALSE);
+  /* Kept with every task: without the string's spare room (128 bytes at least). */
+  len = out->len;
+
+  return g_realloc (g_string_free (g_steal_pointer (&out), FALSE), len + 1);
 }
 
 static gboolean

@@ -52,4 +52,14 @@ gint64  bg_task_get_earliest_start_usec (BgTask    *self);
 void    bg_task_apply_options         (BgTask        *self,
                                        BgTaskOptions *options);
 
+/* Called for every property notification of the task, before the handlers connected to
+ * "notify": what owns the task hears of its changes without a signal handler of its own. */
+typedef void (*BgTaskNotifyFunc) (BgTask     *task,
+                                  GParamSpec *pspec,
+                                  gpointer    user_data);
+
+void    bg_task_set_notify_func       (BgTask           *self,
+                                       BgTaskNotifyFunc  func,
+                                       gpointer          user_data);
+
 G_END_DECLS

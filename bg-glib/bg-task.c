@@ -87,6 +87,9 @@ struct _BgTask
   gboolean     keep_credentials;
   gboolean     paused;
   guint64      max_bandwidth;
+
+  BgTaskNotifyFunc notify_func;    /* see bg_task_set_notify_func() */
+  gpointer     notify_data;
 };
 
 G_DEFINE_FINAL_TYPE (BgTask, bg_task, G_TYPE_OBJECT)
@@ -148,6 +151,16 @@ bg_task_finalize (GObject *object)
   g_clear_pointer (&self->expected_sha256, g_free);
 
   G_OBJECT_CLASS (bg_task_parent_class)->finalize (object);
+}
+
+static void
+bg_task_notify (GObject    *object,
+                GParamSpec *pspec)
+{
+  BgTask *self = (BgTask *)object;
+
+  if (self->notify_func != NULL)
+    self->notify_func (self, pspec, self->notify_data);
 }
 
 static void
@@ -284,6 +297,7 @@ bg_task_class_init (BgTaskClass *klass)
   object_class->finalize = bg_task_finalize;
   object_class->get_property = bg_task_get_property;
   object_class->set_property = bg_task_set_property;
+  object_class->notify = bg_task_notify;
 
   /**
    * BgTask:identifier:
@@ -571,6 +585,17 @@ bg_task_new (BgTaskKind  kind,
   self->file = file ? g_object_ref (file) : NULL;
 
   return self;
+}
+
+void
+bg_task_set_notify_func (BgTask           *self,
+                         BgTaskNotifyFunc  func,
+                         gpointer          user_data)
+{
+  g_return_if_fail (BG_IS_TASK (self));
+
+  self->notify_func = func;
+  self->notify_data = user_data;
 }
 
 void

@@ -2877,6 +2877,42 @@ test_bandwidth_pause_while_throttled (Fixture       *f,
   g_assert_cmpstr (got, ==, sha);
 }
 
+/* A task that waits in the queue has no bucket of its own yet: the cap set while it waits is
+ * the one its first attempt runs by.  2 MiB at 1 MiB/s take at least about two seconds. */
+static void
+test_bandwidth_set_while_queued (Fixture       *f,
+                                 gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "waited.bin", 2 * MiB, 77);
+  g_autofree char *dest = dest_path (f, "waited.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(BgTask) task = NULL;
+  g_autofree char *got = NULL;
+  gint64 started;
+  double elapsed;
+
+  bg_task_queue_set_paused (BG_TASK_QUEUE (f->downloader), TRUE);
+  start_capped_download (f, "/files/waited.bin", dest, "waited", 0, &result);
+  task = g_object_ref (bg_downloader_lookup_task (f->downloader, "waited"));
+  wait_for_task (task, task_waits_paused, NULL, 10);
+
+  bg_task_set_max_bandwidth (task, MiB);
+  if (bg_test_mode () == BG_MODE_IN_PROCESS)
+    g_assert_cmpint (stored_max_bandwidth (f, "waited"), ==, MiB);
+
+  started = g_get_monotonic_time ();
+  bg_task_queue_set_paused (BG_TASK_QUEUE (f->downloader), FALSE);
+  response = finish_download (f, &result);
+  elapsed = (g_get_monotonic_time () - started) / (double) G_USEC_PER_SEC;
+  g_test_message ("2 MiB under a cap set while queued took %.2f s", elapsed);
+  g_assert_cmpfloat (elapsed, >=, 1.5);
+
+  got = bg_test_sha256_file (dest);
+  g_assert_cmpstr (got, ==, sha);
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "file_bytes_sent"), ==, 2 * MiB);
+}
+
 /* The cap is stored with the task: a later run has the newest value, and runs by it. */
 static void
 test_bandwidth_restored (Fixture       *f,
@@ -3040,6 +3076,7 @@ main (int   argc,
   ADD ("bandwidth/capped", test_bandwidth_capped);
   ADD ("bandwidth/set-while-running", test_bandwidth_set_while_running);
   ADD ("bandwidth/pause-while-throttled", test_bandwidth_pause_while_throttled);
+  ADD ("bandwidth/set-while-queued", test_bandwidth_set_while_queued);
   ADD ("bandwidth/restored", test_bandwidth_restored);
   ADD ("bandwidth/queue-cap", test_bandwidth_queue_cap);
   ADD ("bandwidth/bad-values", test_bandwidth_bad_values);
