@@ -930,9 +930,8 @@ download_read (Download *self)
 /* --- Publishing ---------------------------------------------------------------------------- */
 
 static int
-fsync_dir (const char *path)
+fsync_dir (const char *dir)
 {
-  g_autofree char *dir = g_path_get_dirname (path);
   int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   int ret;
 
@@ -942,6 +941,72 @@ fsync_dir (const char *path)
   close (fd);
 
   return ret;
+}
+
+/* One folder fsync covers every rename into that folder done before it started.  So the
+ * publishing threads share them: each rename takes a number, and waits until an fsync that
+ * began after its rename has succeeded, running one itself when none is under way.  Renames
+ * that finish while an fsync runs are all covered by the next one. */
+typedef struct
+{
+  guint64  renamed;   /* renames done, numbered from 1 */
+  guint64  synced;    /* every rename up to this one is covered by a finished fsync */
+  gboolean syncing;
+  guint    users;
+} FolderSync;
+
+static GMutex      folder_sync_mutex;
+static GCond       folder_sync_cond;
+static GHashTable *folder_syncs;  /* folder path → FolderSync */
+
+/* Makes the rename into @path, just done, durable: 0, or the errno of the failed fsync. */
+static int
+sync_folder_after_rename (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&folder_sync_mutex);
+  FolderSync *folder;
+  guint64 mine;
+  int saved_errno = 0;
+
+  if (folder_syncs == NULL)
+    folder_syncs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+
+  folder = g_hash_table_lookup (folder_syncs, dir);
+  if (folder == NULL)
+    {
+      folder = g_new0 (FolderSync, 1);
+      g_hash_table_insert (folder_syncs, g_strdup (dir), folder);
+    }
+  folder->users++;
+  mine = ++folder->renamed;
+
+  while (folder->synced < mine && saved_errno == 0)
+    {
+      guint64 covered;
+
+      if (folder->syncing)
+        {
+          g_cond_wait (&folder_sync_cond, &folder_sync_mutex);
+          continue;
+        }
+
+      folder->syncing = TRUE;
+      covered = folder->renamed;
+      g_mutex_unlock (&folder_sync_mutex);
+      if (fsync_dir (dir) != 0)
+        saved_errno = errno;
+      g_mutex_lock (&folder_sync_mutex);
+      folder->syncing = FALSE;
+      if (saved_errno == 0)
+        folder->synced = MAX (folder->synced, covered);
+      g_cond_broadcast (&folder_sync_cond);
+    }
+
+  if (--folder->users == 0)
+    g_hash_table_remove (folder_syncs, dir);
+
+  return saved_errno;
 }
 
 /* The process's umask, read without changing it: umask(2) can only be read by setting it, which
@@ -1095,9 +1160,9 @@ publish_rename (PublishData  *data,
       return FALSE;
     }
 
-  if (fsync_dir (data->destination) != 0)
+  saved_errno = sync_folder_after_rename (data->destination);
+  if (saved_errno != 0)
     {
-      saved_errno = errno;
 
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                    _("Cannot flush the folder of “%s”: %s"), data->destination,

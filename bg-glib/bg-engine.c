@@ -291,15 +291,20 @@ engine_save (BgEngine      *self,
     g_warning ("Could not save task “%s”: %s", record->identifier, error->message);
 }
 
-/* Saves @record in the store's group commit: see bg_store_when_committed(). */
+/* Saves what an attempt changes in @record (and its @result) in the store's group commit: see
+ * bg_store_when_committed().  Every other column was saved with engine_save() when it changed. */
 static void
 engine_save_grouped (BgEngine      *self,
-                     BgStoreRecord *record)
+                     BgStoreRecord *record,
+                     gboolean       result)
 {
   g_autoptr(GError) error = NULL;
+  gboolean ok;
 
   record->updated_at = now_wall ();
-  if (!bg_store_save_grouped (self->store, record, &error))
+  ok = result ? bg_store_save_result_grouped (self->store, record, &error)
+              : bg_store_save_attempt_grouped (self->store, record, &error);
+  if (!ok)
     g_warning ("Could not save task “%s”: %s", record->identifier, error->message);
 }
 
@@ -1085,7 +1090,7 @@ job_finish_grouped (BgJob      *job,
   g_assert (job->announcing == NULL);
 
   job_record_finish (job, response);
-  engine_save_grouped (job->engine, job->record);
+  engine_save_grouped (job->engine, job->record, TRUE);
   job->announcing = g_object_ref (response);
   bg_store_when_committed (job->engine->store, job_announce_committed, bg_job_ref (job),
                            (GDestroyNotify) bg_job_unref);
@@ -1317,7 +1322,7 @@ job_start_attempt (BgJob *job)
 
   /* Nothing is told on the strength of this write: it may wait for the turn's commit. */
   msg = self->transfer->build (job, &error);
-  engine_save_grouped (self, job->record);
+  engine_save_grouped (self, job->record, FALSE);
 
   if (msg == NULL)
     {

@@ -147,6 +147,15 @@ gboolean        bg_store_save_grouped          (BgStore              *self,
 gboolean        bg_store_save_progress_grouped (BgStore              *self,
                                                 const BgStoreRecord  *record,
                                                 GError              **error);
+/* Update only what the start of an attempt and the attempt change (state, attempts, restarts,
+ * next_attempt_at, updated_at, the files, the progress and upload resource columns), and for
+ * the result also the response and error columns.  A record that is gone is written whole. */
+gboolean        bg_store_save_attempt_grouped  (BgStore              *self,
+                                                const BgStoreRecord  *record,
+                                                GError              **error);
+gboolean        bg_store_save_result_grouped   (BgStore              *self,
+                                                const BgStoreRecord  *record,
+                                                GError              **error);
 gboolean        bg_store_delete_grouped        (BgStore              *self,
                                                 BgTaskKind            kind,
                                                 const char           *identifier,

@@ -144,6 +144,8 @@ G_STATIC_ASSERT (sizeof (gboolean) == sizeof (int));
 typedef enum {
   STMT_SAVE,
   STMT_SAVE_PROGRESS,
+  STMT_SAVE_ATTEMPT,
+  STMT_SAVE_RESULT,
   STMT_LOOKUP,
   STMT_LOAD_ALL,
   STMT_DELETE,
@@ -191,9 +193,11 @@ G_DEFINE_FINAL_TYPE (BgStore, bg_store, G_TYPE_OBJECT)
 static void     bg_store_close_group (BgStore *self);
 static gboolean execute_write        (BgStore  *self,
                                       StmtId    id,
+                                      int      *rows,
                                       GError  **error);
 static gboolean execute_statement_id (BgStore  *self,
                                       StmtId    id,
+                                      int      *rows,
                                       GError  **error);
 
 /* The stores open in this process, by file (see file_key()).  An entry is a GWeakRef, so that a
@@ -417,16 +421,69 @@ static const char * const progress_columns[] = {
   "upload_expires",
 };
 
+/* The columns that the start of an attempt, and the attempt itself, may change: its count and
+ * state, the files (a download's partial file, an upload's source and key), and the progress
+ * columns.  The request and the task's options change only through bg_store_save(). */
+static const char * const attempt_columns[] = {
+  "state",
+  "attempts",
+  "restarts",
+  "next_attempt_at",
+  "updated_at",
+  "file_path",
+  "partial_path",
+  "checkpoint",
+  "total",
+  "etag",
+  "last_modified",
+  "source_size",
+  "source_mtime",
+  "idempotency_key",
+  "upload_url",
+  "upload_url_protocol",
+  "upload_expires",
+};
+
+/* What an attempt's outcome adds to them. */
+static const char * const result_columns[] = {
+  "has_response",
+  "response_kind",
+  "response_status",
+  "response_reason",
+  "response_headers",
+  "response_body",
+  "error_domain",
+  "error_code",
+  "error_message",
+};
+
+/* Appends "name = <parameter>" for each of @names, after *@n_done assignments. */
+static void
+append_assignments (GString            *sql,
+                    const char * const *names,
+                    gsize               n_names,
+                    guint              *n_done)
+{
+  for (gsize i = 0; i < n_names; i++)
+    {
+      g_string_append_printf (sql, "%s%s = ", (*n_done)++ > 0 ? ", " : "", names[i]);
+      append_parameter (sql, find_column (names[i]));
+    }
+}
+
+/* An UPDATE of the row keyed by (kind, identifier) that writes the columns of @names, and of
+ * @more_names when it is not NULL. */
 static char *
-build_progress_sql (void)
+build_update_sql (const char * const *names,
+                  gsize               n_names,
+                  const char * const *more_names,
+                  gsize               n_more_names)
 {
   g_autoptr(GString) sql = g_string_new ("UPDATE tasks SET ");
+  guint n_done = 0;
 
-  for (guint i = 0; i < G_N_ELEMENTS (progress_columns); i++)
-    {
-      g_string_append_printf (sql, "%s%s = ", i > 0 ? ", " : "", progress_columns[i]);
-      append_parameter (sql, find_column (progress_columns[i]));
-    }
+  append_assignments (sql, names, n_names, &n_done);
+  append_assignments (sql, more_names, n_more_names, &n_done);
   g_string_append (sql, " WHERE kind = ##kind::gint64 AND identifier = ##identifier::string");
 
   return g_string_free (g_steal_pointer (&sql), FALSE);
@@ -441,7 +498,14 @@ build_sql (StmtId id)
       return build_save_sql ();
 
     case STMT_SAVE_PROGRESS:
-      return build_progress_sql ();
+      return build_update_sql (progress_columns, G_N_ELEMENTS (progress_columns), NULL, 0);
+
+    case STMT_SAVE_ATTEMPT:
+      return build_update_sql (attempt_columns, G_N_ELEMENTS (attempt_columns), NULL, 0);
+
+    case STMT_SAVE_RESULT:
+      return build_update_sql (attempt_columns, G_N_ELEMENTS (attempt_columns),
+                               result_columns, G_N_ELEMENTS (result_columns));
 
     case STMT_LOOKUP:
       return build_select_sql ("WHERE kind = ##kind::gint64 AND identifier = ##identifier::string");
@@ -2353,10 +2417,12 @@ bg_store_close_group (BgStore *self)
 }
 
 /* Runs statement @id (already bound) inside the group's transaction, opening it if needed.
- * When no transaction can be opened the write is committed on its own. */
+ * When no transaction can be opened the write is committed on its own.  *@rows, when @rows is
+ * not NULL, is the number of rows it changed. */
 static gboolean
 execute_write_grouped (BgStore  *self,
                        StmtId    id,
+                       int      *rows,
                        GError  **error)
 {
   if (!self->group_open && self->cnc != NULL)
@@ -2372,11 +2438,11 @@ execute_write_grouped (BgStore  *self,
     }
 
   if (!self->group_open)
-    return execute_write (self, id, error);
+    return execute_write (self, id, rows, error);
 
   bg_store_schedule_group (self);
 
-  return execute_statement_id (self, id, error);
+  return execute_statement_id (self, id, rows, error);
 }
 
 gboolean
@@ -2502,16 +2568,21 @@ bg_store_get_schema_version (BgStore *self)
 static gboolean
 execute_statement_id (BgStore  *self,
                       StmtId    id,
+                      int      *rows,
                       GError  **error)
 {
   g_autoptr(GError) local_error = NULL;
+  int changed;
 
-  if (gda_connection_statement_execute_non_select (self->cnc, self->stmts[id], self->params[id],
-                                                   NULL, &local_error) == -1)
+  changed = gda_connection_statement_execute_non_select (self->cnc, self->stmts[id],
+                                                         self->params[id], NULL, &local_error);
+  if (changed == -1)
     {
       set_write_error (error, self, local_error);
       return FALSE;
     }
+  if (rows != NULL)
+    *rows = changed;
 
   bg_store_maybe_checkpoint (self);
 
@@ -2521,9 +2592,10 @@ execute_statement_id (BgStore  *self,
 static gboolean
 execute_write (BgStore  *self,
                StmtId    id,
+               int      *rows,
                GError  **error)
 {
-  if (!execute_statement_id (self, id, error))
+  if (!execute_statement_id (self, id, rows, error))
     return FALSE;
 
   /* A plain write is committed when it returns, with the grouped writes before it. */
@@ -2555,7 +2627,8 @@ write_record (BgStore              *self,
       return FALSE;
     }
 
-  return grouped ? execute_write_grouped (self, id, error) : execute_write (self, id, error);
+  return grouped ? execute_write_grouped (self, id, NULL, error)
+                 : execute_write (self, id, NULL, error);
 }
 
 gboolean
@@ -2680,8 +2753,8 @@ delete_record (BgStore     *self,
       return FALSE;
     }
 
-  return grouped ? execute_write_grouped (self, STMT_DELETE, error)
-                 : execute_write (self, STMT_DELETE, error);
+  return grouped ? execute_write_grouped (self, STMT_DELETE, NULL, error)
+                 : execute_write (self, STMT_DELETE, NULL, error);
 }
 
 gboolean
@@ -2707,6 +2780,50 @@ bg_store_save_progress_grouped (BgStore              *self,
                                 GError              **error)
 {
   return write_record (self, STMT_SAVE_PROGRESS, record, TRUE, error);
+}
+
+/* Writes the columns of statement @id, an UPDATE, in the group; a record that is gone is
+ * written whole, as bg_store_save_grouped() would. */
+static gboolean
+update_record_grouped (BgStore              *self,
+                       StmtId                id,
+                       const BgStoreRecord  *record,
+                       GError              **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  int rows = 0;
+
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (record != NULL, FALSE);
+  g_return_val_if_fail (record->identifier != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!bind_record (self->params[id], record, &local_error))
+    {
+      set_write_error (error, self, local_error);
+      return FALSE;
+    }
+
+  if (!execute_write_grouped (self, id, &rows, error))
+    return FALSE;
+
+  return rows > 0 || write_record (self, STMT_SAVE, record, TRUE, error);
+}
+
+gboolean
+bg_store_save_attempt_grouped (BgStore              *self,
+                               const BgStoreRecord  *record,
+                               GError              **error)
+{
+  return update_record_grouped (self, STMT_SAVE_ATTEMPT, record, error);
+}
+
+gboolean
+bg_store_save_result_grouped (BgStore              *self,
+                              const BgStoreRecord  *record,
+                              GError              **error)
+{
+  return update_record_grouped (self, STMT_SAVE_RESULT, record, error);
 }
 
 gboolean

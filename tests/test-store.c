@@ -733,6 +733,139 @@ test_save_progress (void)
 }
 
 static void
+set_string (char       **field,
+            const char  *value)
+{
+  g_free (*field);
+  *field = g_strdup (value);
+}
+
+/* Sets in @to the columns that bg_store_save_attempt_grouped() writes, from @from. */
+static void
+copy_attempt_columns (BgStoreRecord       *to,
+                      const BgStoreRecord *from)
+{
+  to->state = from->state;
+  to->attempts = from->attempts;
+  to->restarts = from->restarts;
+  to->next_attempt_at = from->next_attempt_at;
+  to->updated_at = from->updated_at;
+  set_string (&to->file_path, from->file_path);
+  set_string (&to->partial_path, from->partial_path);
+  to->checkpoint = from->checkpoint;
+  to->total = from->total;
+  set_string (&to->etag, from->etag);
+  set_string (&to->last_modified, from->last_modified);
+  to->source_size = from->source_size;
+  to->source_mtime = from->source_mtime;
+  set_string (&to->idempotency_key, from->idempotency_key);
+  set_string (&to->upload_url, from->upload_url);
+  to->upload_url_protocol = from->upload_url_protocol;
+  to->upload_expires = from->upload_expires;
+}
+
+/* And the ones that bg_store_save_result_grouped() adds. */
+static void
+copy_result_columns (BgStoreRecord       *to,
+                     const BgStoreRecord *from)
+{
+  copy_attempt_columns (to, from);
+  to->has_response = from->has_response;
+  to->response_kind = from->response_kind;
+  to->response_status = from->response_status;
+  set_string (&to->response_reason, from->response_reason);
+  set_string (&to->response_headers, from->response_headers);
+  g_clear_pointer (&to->response_body, g_bytes_unref);
+  if (from->response_body != NULL)
+    to->response_body = g_bytes_ref (from->response_body);
+  set_string (&to->error_domain, from->error_domain);
+  to->error_code = from->error_code;
+  set_string (&to->error_message, from->error_message);
+}
+
+static BgStoreRecord *
+lookup_committed (BgStore    *store,
+                  BgTaskKind  kind,
+                  const char *identifier)
+{
+  g_autoptr(GError) error = NULL;
+  BgStoreRecord *record;
+
+  g_assert_true (bg_store_commit_group (store, &error));
+  g_assert_no_error (error);
+  record = bg_store_lookup (store, kind, identifier, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (record);
+
+  return record;
+}
+
+/* The start of an attempt and its result write only their columns, and read back equal to the
+ * record that a full save would have written from the same fields. */
+static void
+test_save_attempt_and_result (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) stored = NULL;
+  g_autoptr(BgStoreRecord) other = NULL;
+  g_autoptr(BgStoreRecord) expected = NULL;
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(BgStoreRecord) gone = NULL;
+  g_autoptr(GError) error = NULL;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+
+  stored = make_full_record ("narrow");
+  save_or_die (store, stored);
+
+  /* Every column differs in @other, NULLs included; only the attempt's may be written. */
+  other = make_record (BG_TASK_KIND_UPLOAD, "narrow", 1);
+  other->state = BG_TASK_STATE_RUNNING;
+  other->total = -1;
+  other->source_size = -1;
+  g_assert_true (bg_store_save_attempt_grouped (store, other, &error));
+  g_assert_no_error (error);
+  loaded = lookup_committed (store, BG_TASK_KIND_UPLOAD, "narrow");
+  expected = bg_store_record_copy (stored);
+  copy_attempt_columns (expected, other);
+  assert_records_equal (expected, loaded);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  g_assert_true (bg_store_save_result_grouped (store, other, &error));
+  g_assert_no_error (error);
+  loaded = lookup_committed (store, BG_TASK_KIND_UPLOAD, "narrow");
+  copy_result_columns (expected, other);
+  assert_records_equal (expected, loaded);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  /* Back to every value set, binary body and all: the record is the full one again. */
+  g_assert_true (bg_store_save_result_grouped (store, stored, &error));
+  g_assert_no_error (error);
+  loaded = lookup_committed (store, BG_TASK_KIND_UPLOAD, "narrow");
+  assert_records_equal (stored, loaded);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  /* A record that is gone is written whole, as bg_store_save_grouped() does. */
+  gone = make_full_record ("gone");
+  g_assert_true (bg_store_save_attempt_grouped (store, gone, &error));
+  g_assert_no_error (error);
+  loaded = lookup_committed (store, BG_TASK_KIND_UPLOAD, "gone");
+  assert_records_equal (gone, loaded);
+  g_clear_pointer (&loaded, bg_store_record_free);
+  g_assert_true (bg_store_delete (store, BG_TASK_KIND_UPLOAD, "gone", &error));
+  g_assert_no_error (error);
+  g_assert_true (bg_store_save_result_grouped (store, gone, &error));
+  g_assert_no_error (error);
+  loaded = lookup_committed (store, BG_TASK_KIND_UPLOAD, "gone");
+  assert_records_equal (gone, loaded);
+
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+static void
 test_hostile_identifiers (void)
 {
   Fixture fixture;
@@ -2301,6 +2434,7 @@ main (int   argc,
   g_test_add_func ("/store/load-all/many", test_load_all_many);
   g_test_add_func ("/store/insert-new", test_insert_new);
   g_test_add_func ("/store/save-progress", test_save_progress);
+  g_test_add_func ("/store/save-attempt-and-result", test_save_attempt_and_result);
   g_test_add_func ("/store/hostile-identifiers", test_hostile_identifiers);
   g_test_add_func ("/store/file-modes", test_file_modes);
   g_test_add_func ("/store/migration/v1", test_migration);
