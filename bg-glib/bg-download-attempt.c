@@ -1163,7 +1163,6 @@ publish_rename (PublishData  *data,
   saved_errno = sync_folder_after_rename (data->destination);
   if (saved_errno != 0)
     {
-
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                    _("Cannot flush the folder of “%s”: %s"), data->destination,
                    g_strerror (saved_errno));
