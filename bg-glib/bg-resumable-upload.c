@@ -93,7 +93,7 @@ typedef struct
   char                *probe_extensions;
 
   /* The thread's from then on. */
-  struct stat          st;           /* the source when the thread began */
+  BgSourceId           source;       /* the source when the thread began */
   gint64               size;
   BgUploadProtocol     protocol;
   char                *extensions;   /* tus: Tus-Extension */
@@ -715,16 +715,14 @@ static gboolean
 source_unchanged (Resumable *self)
 {
   struct stat st;
+  BgSourceId now;
 
+  /* The path must still name the file the thread began with. */
   if (fstat (self->fd, &st) != 0 || stat (self->path, &st) != 0)
     return FALSE;
 
-  return st.st_dev == self->st.st_dev && st.st_ino == self->st.st_ino &&
-         st.st_size == self->st.st_size &&
-         st.st_mtim.tv_sec == self->st.st_mtim.tv_sec &&
-         st.st_mtim.tv_nsec == self->st.st_mtim.tv_nsec &&
-         st.st_ctim.tv_sec == self->st.st_ctim.tv_sec &&
-         st.st_ctim.tv_nsec == self->st.st_ctim.tv_nsec;
+  bg_source_id_from_stat (&st, &now);
+  return bg_source_id_equal (&now, &self->source);
 }
 
 /* A body of @length bytes of the source from @start on. */
@@ -1247,11 +1245,12 @@ static void
 run (Resumable *self)
 {
   g_autoptr(GError) error = NULL;
+  struct stat st;
   guint restarts = 0;
   guint drops = 0;
   gint64 offset_at_drop = -1;
 
-  if (fstat (self->fd, &self->st) != 0)
+  if (fstat (self->fd, &st) != 0)
     {
       int errsv = errno;
       g_autofree char *name = g_filename_display_name (self->path);
@@ -1262,7 +1261,8 @@ run (Resumable *self)
                               g_strerror (errsv)));
       return;
     }
-  self->size = self->st.st_size;
+  bg_source_id_from_stat (&st, &self->source);
+  self->size = self->source.size;
 
   if (!decide_protocol (self, &error))
     {

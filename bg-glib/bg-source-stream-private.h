@@ -6,10 +6,28 @@
 #pragma once
 
 #include <gio/gio.h>
+#include <sys/stat.h>
 
 #include "bg-throttle-private.h"
 
 G_BEGIN_DECLS
+
+/* What says that an upload's source is still the file an attempt started with.  The ctime
+ * catches a rewrite whose mtime was put back; device and inode catch a file renamed over the
+ * path. */
+typedef struct
+{
+  dev_t  dev;
+  ino_t  ino;
+  gint64 size;
+  gint64 mtime_nsec;
+  gint64 ctime_nsec;
+} BgSourceId;
+
+void          bg_source_id_from_stat      (const struct stat      *st,
+                                           BgSourceId             *id);
+gboolean      bg_source_id_equal          (const BgSourceId       *a,
+                                           const BgSourceId       *b);
 
 #define BG_TYPE_SOURCE_STREAM (bg_source_stream_get_type ())
 

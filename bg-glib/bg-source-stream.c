@@ -54,6 +54,25 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (BgSourceStream, bg_source_stream, G_TYPE_INPUT_ST
                                G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
                                                       bg_source_stream_pollable_iface_init))
 
+void
+bg_source_id_from_stat (const struct stat *st,
+                        BgSourceId        *id)
+{
+  id->dev = st->st_dev;
+  id->ino = st->st_ino;
+  id->size = st->st_size;
+  id->mtime_nsec = (gint64) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+  id->ctime_nsec = (gint64) st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+gboolean
+bg_source_id_equal (const BgSourceId *a,
+                    const BgSourceId *b)
+{
+  return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+         a->mtime_nsec == b->mtime_nsec && a->ctime_nsec == b->ctime_nsec;
+}
+
 /* Refills the buffer with up to READ_AHEAD bytes, never past the declared size. */
 static gboolean
 refill (BgSourceStream  *self,

@@ -47,17 +47,6 @@
   G_FILE_ATTRIBUTE_TIME_MODIFIED_USEC "," \
   G_FILE_ATTRIBUTE_ACCESS_CAN_READ
 
-/* What says that the source is still the file an attempt started with.  The ctime catches a
- * rewrite whose mtime was put back; device and inode catch a file renamed over the path. */
-typedef struct
-{
-  dev_t  dev;
-  ino_t  ino;
-  gint64 size;
-  gint64 mtime_nsec;
-  gint64 ctime_nsec;
-} SourceId;
-
 typedef struct
 {
   grefcount     ref_count;
@@ -71,7 +60,7 @@ typedef struct
   char         *stale_url;      /* the upload resource of an earlier version of the source */
   int           stale_protocol;
   int           fd;             /* the source, opened once per attempt; every body reads it */
-  SourceId      id;             /* the source when it was opened */
+  BgSourceId    id;             /* the source when it was opened */
   gint64        sent;           /* written by the sending thread, read atomically */
   gint64        received;       /* likewise, bytes of the answer */
   gint64        seen;           /* sent + received at the last progress update */
@@ -255,25 +244,6 @@ renew_idempotency_key (BgStoreRecord  *record,
 }
 
 static void
-source_id_from_stat (const struct stat *st,
-                     SourceId          *id)
-{
-  id->dev = st->st_dev;
-  id->ino = st->st_ino;
-  id->size = st->st_size;
-  id->mtime_nsec = (gint64) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-  id->ctime_nsec = (gint64) st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
-}
-
-static gboolean
-source_id_equal (const SourceId *a,
-                 const SourceId *b)
-{
-  return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-         a->mtime_nsec == b->mtime_nsec && a->ctime_nsec == b->ctime_nsec;
-}
-
-static void
 set_source_error (GError     **error,
                   int          errsv,
                   const char  *path)
@@ -306,7 +276,7 @@ set_not_regular_error (GError     **error,
  * followed: the path is the app's to name, and the source is only read. */
 static int
 open_source (const char  *path,
-             SourceId    *id,
+             BgSourceId  *id,
              GError     **error)
 {
   struct stat st;
@@ -336,7 +306,7 @@ open_source (const char  *path,
       return -1;
     }
 
-  source_id_from_stat (&st, id);
+  bg_source_id_from_stat (&st, id);
 
   return fd;
 }
@@ -651,7 +621,7 @@ typedef struct
   /* The source, looked at after the send. */
   const char     *path;
   int             fd;
-  const SourceId *id;
+  const BgSourceId *id;
   gboolean        verify;
   gboolean        source_changed;
   GError         *source_error;
@@ -710,7 +680,7 @@ check_source (SendData *data)
   g_autofree char *sent_digest = NULL;
   g_autofree char *file_digest = NULL;
   struct stat st;
-  SourceId now;
+  BgSourceId now;
 
   if (stat (data->path, &st) != 0)
     {
@@ -722,8 +692,8 @@ check_source (SendData *data)
       set_not_regular_error (&data->source_error, data->path);
       return;
     }
-  source_id_from_stat (&st, &now);
-  if (!source_id_equal (&now, data->id))
+  bg_source_id_from_stat (&st, &now);
+  if (!bg_source_id_equal (&now, data->id))
     {
       data->source_changed = TRUE;
       return;
@@ -734,8 +704,8 @@ check_source (SendData *data)
       data->source_changed = TRUE;
       return;
     }
-  source_id_from_stat (&st, &now);
-  if (!source_id_equal (&now, data->id))
+  bg_source_id_from_stat (&st, &now);
+  if (!bg_source_id_equal (&now, data->id))
     {
       data->source_changed = TRUE;
       return;
