@@ -141,9 +141,6 @@ int             bg_store_get_schema_version (BgStore         *self);
  * depends on them waits with bg_store_when_committed(). */
 typedef void (*BgStoreCommittedFunc) (gpointer data);
 
-gboolean        bg_store_save_grouped          (BgStore              *self,
-                                                const BgStoreRecord  *record,
-                                                GError              **error);
 gboolean        bg_store_save_progress_grouped (BgStore              *self,
                                                 const BgStoreRecord  *record,
                                                 GError              **error);

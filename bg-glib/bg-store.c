@@ -2767,14 +2767,6 @@ bg_store_delete (BgStore     *self,
 }
 
 gboolean
-bg_store_save_grouped (BgStore              *self,
-                       const BgStoreRecord  *record,
-                       GError              **error)
-{
-  return write_record (self, STMT_SAVE, record, TRUE, error);
-}
-
-gboolean
 bg_store_save_progress_grouped (BgStore              *self,
                                 const BgStoreRecord  *record,
                                 GError              **error)
@@ -2783,7 +2775,7 @@ bg_store_save_progress_grouped (BgStore              *self,
 }
 
 /* Writes the columns of statement @id, an UPDATE, in the group; a record that is gone is
- * written whole, as bg_store_save_grouped() would. */
+ * written whole (the full upsert, in the group). */
 static gboolean
 update_record_grouped (BgStore              *self,
                        StmtId                id,

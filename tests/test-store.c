@@ -847,7 +847,7 @@ test_save_attempt_and_result (void)
   assert_records_equal (stored, loaded);
   g_clear_pointer (&loaded, bg_store_record_free);
 
-  /* A record that is gone is written whole, as bg_store_save_grouped() does. */
+  /* A record that is gone is written whole, with the full upsert. */
   gone = make_full_record ("gone");
   g_assert_true (bg_store_save_attempt_grouped (store, gone, &error));
   g_assert_no_error (error);
