@@ -619,6 +619,7 @@ typedef struct
 {
   int    fd;
   gint64 offset;
+  gint64 drop_from;  /* the part of [drop_from, offset) that may leave the page cache */
 } FlushData;
 
 static void
@@ -637,6 +638,15 @@ fdatasync_thread (GTask        *task,
                                _("Cannot flush the partial file: %s"), g_strerror (saved_errno));
       return;
     }
+
+#ifdef POSIX_FADV_DONTNEED
+  /* A background download should not push the user's working set out of the page cache: the
+   * bytes just flushed are clean now, so they leave it, and the pages come back for the next
+   * writes. A failure only means the pages stay. */
+  if (data->offset > data->drop_from)
+    (void) posix_fadvise (data->fd, data->drop_from, data->offset - data->drop_from,
+                          POSIX_FADV_DONTNEED);
+#endif
 
   g_task_return_boolean (task, TRUE);
 }
@@ -693,6 +703,7 @@ download_checkpoint (Download *self)
   data = g_new0 (FlushData, 1);
   data->fd = self->fd;
   data->offset = self->written;
+  data->drop_from = bg_job_get_record (self->job)->checkpoint;
 
   task = g_task_new (NULL, NULL, checkpoint_done_cb, download_ref (self));
   g_task_set_source_tag (task, download_checkpoint);

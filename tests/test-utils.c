@@ -6,6 +6,10 @@
 #include "config.h"
 
 #include <glib/gstdio.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #include "test-utils.h"
 
@@ -536,6 +540,51 @@ bg_test_sha256_file (const char *path)
   fclose (fp);
 
   return g_strdup (g_checksum_get_string (checksum));
+}
+
+#define TMPFS_MAGIC_NUMBER 0x01021994
+
+double
+bg_test_cached_fraction (const char *path,
+                         gsize       length)
+{
+  long page = sysconf (_SC_PAGESIZE);
+  struct statfs fs;
+  struct stat st;
+  g_autofree unsigned char *vec = NULL;
+  gsize pages, cached = 0;
+  void *map;
+  int fd;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  if (fstatfs (fd, &fs) != 0 || fs.f_type == TMPFS_MAGIC_NUMBER ||
+      fstat (fd, &st) != 0 || st.st_size == 0)
+    {
+      close (fd);
+      return -1;
+    }
+  length = MIN (length, (gsize) st.st_size);
+
+  /* Mapping touches no page; mincore() only reads what is resident. */
+  map = mmap (NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+  close (fd);
+  if (map == MAP_FAILED)
+    return -1;
+  pages = (length + page - 1) / page;
+  vec = g_malloc (pages);
+  if (mincore (map, length, vec) != 0)
+    {
+      munmap (map, length);
+      return -1;
+    }
+  munmap (map, length);
+
+  for (gsize i = 0; i < pages; i++)
+    cached += vec[i] & 1;
+
+  return (double) cached / pages;
 }
 
 static gboolean

@@ -102,6 +102,10 @@ char         *bg_test_write_random_file   (const char   *path,
                                            gsize         size,
                                            guint32       seed);
 char         *bg_test_sha256_file         (const char   *path);
+/* The share of the pages of @path's first @length bytes that are in the page cache, from 0 to
+ * 1, or -1 when the file system keeps files in memory anyway (tmpfs) or cannot tell. */
+double        bg_test_cached_fraction     (const char   *path,
+                                           gsize         length);
 /* Spins the thread-default main context until *flag is TRUE, failing the test after
  * @timeout_seconds. */
 /* Spins the thread-default main context for @ms milliseconds.  Only for a test whose point is
