@@ -613,6 +613,51 @@ download_fail_literal (Download   *self,
   download_finish (self, response);
 }
 
+/* --- The folder thread ---------------------------------------------------------------------- */
+
+/* Creating, renaming and removing names in one folder are serialized by the kernel's lock on
+ * the folder: eight threads creating partial files at once wait on each other, and on ext4 they
+ * spin while they wait, which doubled the CPU time of 2,000 small downloads (bench case 4).
+ * These steps therefore run one at a time on a thread of their own; writes and fsyncs, which do
+ * run in parallel, stay on GLib's pool. */
+
+typedef struct
+{
+  GTask           *task;
+  GTaskThreadFunc  func;
+} FolderWork;
+
+static void
+folder_thread_run (gpointer data,
+                   gpointer user_data)
+{
+  FolderWork *work = data;
+
+  work->func (work->task,
+              g_task_get_source_object (work->task),
+              g_task_get_task_data (work->task),
+              g_task_get_cancellable (work->task));
+  g_object_unref (work->task);
+  g_free (work);
+}
+
+static void
+run_in_folder_thread (GTask           *task,
+                      GTaskThreadFunc  func)
+{
+  static GThreadPool *pool;
+  FolderWork *work;
+
+  if (g_once_init_enter (&pool))
+    g_once_init_leave (&pool, g_thread_pool_new (folder_thread_run, NULL, 1, FALSE,
+                                                         NULL));
+
+  work = g_new0 (FolderWork, 1);
+  work->task = g_object_ref (task);
+  work->func = func;
+  g_thread_pool_push (pool, work, NULL);
+}
+
 /* --- Checkpoints ------------------------------------------------------------------------- */
 
 typedef struct
@@ -1301,7 +1346,10 @@ publish_step (Download *self,
   task = g_task_new (NULL, NULL, publish_done_cb, download_ref (self));
   g_task_set_source_tag (task, publish_step);
   g_task_set_task_data (task, data, (GDestroyNotify) publish_data_free);
-  g_task_run_in_thread (task, publish_thread);
+  if (step == 0)
+    g_task_run_in_thread (task, publish_thread);
+  else
+    run_in_folder_thread (task, publish_thread);
 }
 
 static void
@@ -1770,7 +1818,7 @@ download_start (BgJob       *job,
   task = g_task_new (NULL, NULL, open_done_cb, download_ref (self));
   g_task_set_source_tag (task, download_start);
   g_task_set_task_data (task, data, (GDestroyNotify) open_data_free);
-  g_task_run_in_thread (task, open_thread);
+  run_in_folder_thread (task, open_thread);
 }
 
 /* A run that died between the rename and recording the result left no partial file and a
