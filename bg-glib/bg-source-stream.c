@@ -165,7 +165,7 @@ bg_source_stream_read (GInputStream  *stream,
 
   /* libsoup asks for a few KiB at a time.  The caps give each read what it asks while they
    * hold that much; once they are short, the read sleeps until half a tick has come in, so a
-   * capped send wakes about twenty times a second, not once a block. */
+   * capped send wakes about four times a second, not once a block. */
   count = remaining (self, count);
   allowed = bg_throttle_take_sync (self->task_throttle, self->queue_throttle, count,
                                    cancellable, error);

@@ -270,7 +270,7 @@ bg_task_options_class_init (BgTaskOptionsClass *klass)
   /**
    * BgTaskOptions:max-bandwidth:
    *
-   * The most bytes per second the task may move, averaged over a tenth of a second; 0 for no
+   * The most bytes per second the task may move, averaged over half a second; 0 for no
    * cap, and at most %G_MAXINT64. The task's queue may have a cap of its own
    * ([property@Bg.TaskQueue:max-bandwidth]); the lower of the two applies. See [property@Bg.Task:max-bandwidth].
    */

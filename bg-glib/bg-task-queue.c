@@ -974,10 +974,10 @@ bg_task_queue_class_init (BgTaskQueueClass *klass)
   /**
    * BgTaskQueue:max-bandwidth:
    *
-   * The most bytes per second the queue's running tasks may move together, averaged over a
-   * tenth of a second; 0 for no cap. The tasks share it, each taking its bytes from it as it
+   * The most bytes per second the queue's running tasks may move together, averaged over half a
+   * second; 0 for no cap. The tasks share it, each taking its bytes from it as it
    * reads or sends, and each task's own cap ([property@Bg.Task:max-bandwidth]) applies too.
-   * Running tasks follow a change within a tenth of a second. Like
+   * Running tasks follow a change within half a second. Like
    * [property@Bg.TaskQueue:max-concurrent] it is not stored; queues sharing a database share it.
    */
   properties[PROP_MAX_BANDWIDTH] =

@@ -551,8 +551,8 @@ bg_task_class_init (BgTaskClass *klass)
   /**
    * BgTask:max-bandwidth:
    *
-   * The most bytes per second the task may move, averaged over a tenth of a second; 0 for no
-   * cap. A running task follows a change within a tenth of a second. The queue's own cap
+   * The most bytes per second the task may move, averaged over half a second; 0 for no
+   * cap. A running task follows a change within half a second. The queue's own cap
    * ([property@Bg.TaskQueue:max-bandwidth]) applies too. The option is stored with the task.
    */
   properties[PROP_MAX_BANDWIDTH] =
@@ -1534,8 +1534,8 @@ bg_task_get_max_bandwidth (BgTask *self)
  * @self: a #BgTask
  * @bytes_per_second: the cap in bytes per second, or 0 for none
  *
- * Caps the bytes per second the task moves, or lifts the cap; a running task follows within a
- * tenth of a second. See [property@Bg.Task:max-bandwidth]. A cap above %G_MAXINT64, or a task
+ * Caps the bytes per second the task moves, or lifts the cap; a running task follows within half
+ * a second. See [property@Bg.Task:max-bandwidth]. A cap above %G_MAXINT64, or a task
  * that has finished, is a programming error, ignored with a critical warning.
  */
 void

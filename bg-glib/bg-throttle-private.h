@@ -11,10 +11,10 @@ G_BEGIN_DECLS
 
 /* The longest a throttled transfer sleeps before it looks again: a changed cap, a pause or a
  * cancel is seen within this. */
-#define BG_THROTTLE_TICK_USEC (100 * 1000)
+#define BG_THROTTLE_TICK_USEC (500 * 1000)
 
 /* A token bucket filled at a rate in bytes per second (0: no cap) and holding at most a tick's
- * worth of it, so a transfer that was held back never bursts more than 1/10 s of its rate.
+ * worth of it, so a transfer that was held back never bursts more than 1/2 s of its rate.
  * Reference counted and safe to use from any thread. */
 typedef struct _BgThrottle BgThrottle;
 
