@@ -19,8 +19,9 @@
 /* Identifiers are kept whole in the database and in memory; beyond this they are refused. */
 #define MAX_IDENTIFIER_LENGTH 4096
 
-/* How often running attempts are checked for a stall. */
-#define STALL_CHECK_INTERVAL_MS 250
+/* How often running attempts are checked for a stall: a stall is seen at most a second late,
+ * and a capped or idle transfer is not woken four times a second for it. */
+#define STALL_CHECK_INTERVAL_MS 1000
 
 /* A pending submit.  Its GTask (with its reply, some 250 bytes) is made only when the call is
  * answered (see waiter_task_new()), so that a call waiting on a queued task costs only this. */
