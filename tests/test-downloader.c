@@ -1788,6 +1788,87 @@ test_slow_publish_not_a_stall (Fixture       *f,
   assert_published_regular (dest, sha);
 }
 
+/* A folder whose renames hang (a network mount gone away) holds up the downloads into it, and
+ * only those: a download into another folder starts and publishes meanwhile. */
+static struct
+{
+  gint held;      /* the first rename is being held */
+  gint release;   /* let it go */
+} hung_folder;
+
+static void
+hung_folder_hook (const char *step,
+                  gint64      offset,
+                  gsize       length)
+{
+  gint64 until;
+
+  if (!g_str_equal (step, "rename") || !g_atomic_int_compare_and_exchange (&hung_folder.held, 0, 1))
+    return;
+
+  /* Held until the test lets it go, or for thirty seconds. */
+  until = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  while (!g_atomic_int_get (&hung_folder.release) && g_get_monotonic_time () < until)
+    g_usleep (10000);
+}
+
+/* The hook runs on a worker: the main loop looks at it every 10 ms. */
+static gboolean
+hung_folder_check_cb (gpointer data)
+{
+  gboolean *held = data;
+
+  *held = g_atomic_int_get (&hung_folder.held) != 0;
+
+  return !*held;
+}
+
+static void
+test_hung_folder_holds_up_only_its_own (Fixture       *f,
+                                        gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "h.bin", 100000, 47);
+  g_autofree char *folder_a = dest_path (f, "a");
+  g_autofree char *folder_b = dest_path (f, "b");
+  g_autofree char *dest_a = g_build_filename (folder_a, "h.bin", NULL);
+  g_autofree char *dest_b = g_build_filename (folder_b, "h.bin", NULL);
+  g_autoptr(GAsyncResult) result_a = NULL;
+  g_autoptr(GAsyncResult) result_b = NULL;
+  g_autoptr(BgResponse) response_a = NULL;
+  g_autoptr(BgResponse) response_b = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean held = FALSE;
+
+  bg_test_skip_in_service_mode ("the disk hook is in this process");
+
+  g_assert_cmpint (g_mkdir (folder_a, 0700), ==, 0);
+  g_assert_cmpint (g_mkdir (folder_b, 0700), ==, 0);
+  memset (&hung_folder, 0, sizeof hung_folder);
+  bg_download_test_disk_hook = hung_folder_hook;
+
+  start_download (f, "/files/h.bin", dest_a, "into-a", NULL, &result_a);
+  g_timeout_add (10, hung_folder_check_cb, &held);
+  bg_test_wait_for (&held, 30);
+
+  /* The rename into a/ hangs; b/ is another folder. */
+  start_download (f, "/files/h.bin", dest_b, "into-b", NULL, &result_b);
+  bg_test_wait_for_result (&result_b, 20);
+  response_b = bg_downloader_download_finish (f->downloader, result_b, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response_b), ==, BG_RESPONSE_SUCCESS);
+  assert_published_regular (dest_b, sha);
+  g_assert_null (result_a);
+  g_assert_false (g_file_test (dest_a, G_FILE_TEST_EXISTS));
+
+  g_atomic_int_set (&hung_folder.release, 1);
+  bg_test_wait_for_result (&result_a, 30);
+  bg_download_test_disk_hook = NULL;
+  response_a = bg_downloader_download_finish (f->downloader, result_a, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response_a), ==, BG_RESPONSE_SUCCESS);
+  assert_published_regular (dest_a, sha);
+}
+
 /* --- What the published file and a failure leave behind ---------------------------------- */
 
 static void
@@ -3072,6 +3153,7 @@ main (int   argc,
   ADD ("hostile/swapped-partial-after-kill", test_swapped_partial_after_kill);
   ADD ("slow-disk/late-write-after-retry", test_late_write_after_retry);
   ADD ("slow-disk/slow-publish-not-a-stall", test_slow_publish_not_a_stall);
+  ADD ("slow-disk/hung-folder-holds-up-only-its-own", test_hung_folder_holds_up_only_its_own);
   ADD ("published-mode-follows-umask", test_published_mode_follows_umask);
   ADD ("folder-renamed-leaves-nothing", test_folder_renamed_leaves_nothing);
   ADD ("name-too-long", test_name_too_long);
