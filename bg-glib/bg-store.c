@@ -61,9 +61,9 @@ static const char * const migrations[] = {
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
 
 /* See "Checkpoints" below. */
-#define CHECKPOINT_INTERVAL 256
+#define CHECKPOINT_INTERVAL 64
 #define WAL_AUTOCHECKPOINT  4096
-#define JOURNAL_SIZE_LIMIT  (4 * 1024 * 1024)
+#define JOURNAL_SIZE_LIMIT  (32 * 1024 * 1024)
 
 /* The columns of the tasks table, one per field of BgStoreRecord.  Records are written, read and
  * checked through this table, so a new field needs one line here and a migration. */
@@ -1863,7 +1863,17 @@ bg_store_prepare (BgStore  *self,
  * Under writes so constant that no checkpoint ever catches up, the WAL would only grow; so the
  * store's connection keeps SQLite's own checkpoint as a safety valve, at WAL_AUTOCHECKPOINT pages
  * instead of 1000, and journal_size_limit gives the disk space back once the WAL restarts.
- * Closing the store's connection, the last one, checkpoints what is left and removes the WAL. */
+ * Closing the store's connection, the last one, checkpoints what is left and removes the WAL.
+ *
+ * A stream of submits is such a load (a commit every few tens of microseconds: a passive
+ * checkpoint, which cannot pass frames written while it runs, never finds the WAL caught up), so
+ * there the valve does run, on the main loop, about every 1,300 new records.  Two choices keep
+ * it short.  The interval is small, so that the valve finds little of the WAL left to copy and
+ * sync.  And journal_size_limit is twice the WAL's size at the valve (WAL_AUTOCHECKPOINT pages
+ * of 4 KiB and their frame headers; the valve waits while the thread's checkpoint runs, and the
+ * WAL grows meanwhile), so that a restart after the valve reuses the file: truncating 12 MiB of
+ * it took longer than the checkpoint itself, and the writes that followed had to grow the file
+ * again.  The WAL may therefore keep up to that much disk space until the store is closed. */
 
 enum {
   CHECKPOINT_QUIT = 1,

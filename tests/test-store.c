@@ -755,6 +755,51 @@ test_insert_new_write_error (void)
   fixture_tear_down (&fixture);
 }
 
+/* A stream of inserts with no pause for a checkpoint to catch up: SQLite's own checkpoint, the
+ * safety valve, keeps the WAL bounded, and the restart after it reuses the file instead of
+ * truncating it on the main loop (which took longer than the checkpoint). */
+static void
+test_insert_stream_wal_reused (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *wal = NULL;
+  goffset largest = 0;
+  guint shrank = 0;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+  wal = g_strconcat (fixture.path, "-wal", NULL);
+
+  for (guint i = 0; i < 6000; i++)
+    {
+      g_autofree char *identifier = g_strdup_printf ("stream/%05u", i);
+      g_autoptr(BgStoreRecord) record = make_record (BG_TASK_KIND_DOWNLOAD, identifier, i);
+      gboolean inserted = FALSE;
+      GStatBuf st;
+
+      g_assert_true (bg_store_insert_new (store, record, &inserted, &error));
+      g_assert_no_error (error);
+      g_assert_true (inserted);
+
+      /* Beyond journal_size_limit (32 MiB) a restart does truncate it. */
+      g_assert_cmpint (g_stat (wal, &st), ==, 0);
+      if (st.st_size < largest && largest <= 32 * 1024 * 1024)
+        shrank++;
+      largest = MAX (largest, st.st_size);
+    }
+
+  /* Three pages a record: some 72 MiB of WAL without the valve. */
+  g_test_message ("largest WAL %" G_GOFFSET_FORMAT " bytes", largest);
+  g_assert_cmpint (largest, <, 48 * 1024 * 1024);
+  g_assert_cmpuint (shrank, ==, 0);
+
+  g_clear_object (&store);
+  g_assert_false (g_file_test (wal, G_FILE_TEST_EXISTS));
+  fixture_tear_down (&fixture);
+}
+
 static void
 store_result_cb (GObject      *source,
                  GAsyncResult *result,
@@ -2655,6 +2700,7 @@ main (int   argc,
   g_test_add_func ("/store/insert-new/committed-with-group-open",
                    test_insert_new_committed_with_group_open);
   g_test_add_func ("/store/insert-new/write-error", test_insert_new_write_error);
+  g_test_add_func ("/store/insert-new/stream-wal-reused", test_insert_stream_wal_reused);
   g_test_add_func ("/store/save-progress", test_save_progress);
   g_test_add_func ("/store/save-attempt-and-result", test_save_attempt_and_result);
   g_test_add_func ("/store/hostile-identifiers", test_hostile_identifiers);
