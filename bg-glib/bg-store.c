@@ -2,7 +2,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Every task lives in one SQLite table, reached through libgda.  The schema is SQL in
+ * Every task lives in one SQLite table, reached through libgda, except where its per-statement
+ * cost matters: new records are inserted, and all records loaded, through SQLite's own API on
+ * connections of the store's own (see "Inserting new records").  The schema is SQL in
  * data/schema/, compiled in as a GResource, and versioned by PRAGMA user_version: opening a
  * database first checks it without writing a byte, then upgrades it in place, one migration per
  * transaction.  Each store holds an exclusive lock on the database file for its whole life so
@@ -59,9 +61,9 @@ static const char * const migrations[] = {
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == BG_STORE_SCHEMA_VERSION);
 
 /* See "Checkpoints" below. */
-#define CHECKPOINT_INTERVAL 256
+#define CHECKPOINT_INTERVAL 64
 #define WAL_AUTOCHECKPOINT  4096
-#define JOURNAL_SIZE_LIMIT  (4 * 1024 * 1024)
+#define JOURNAL_SIZE_LIMIT  (32 * 1024 * 1024)
 
 /* The columns of the tasks table, one per field of BgStoreRecord.  Records are written, read and
  * checked through this table, so a new field needs one line here and a migration. */
@@ -149,7 +151,6 @@ typedef enum {
   STMT_LOOKUP,
   STMT_LOAD_ALL,
   STMT_DELETE,
-  STMT_INSERT_NEW,
   N_STMTS
 } StmtId;
 
@@ -167,6 +168,10 @@ struct _BgStore
   GdaStatement  *stmts[N_STMTS];
   GdaSet        *params[N_STMTS];
   GType         *col_types;       /* for every SELECT of a whole record */
+
+  /* See "Inserting new records" below. */
+  sqlite3       *writer;
+  sqlite3_stmt  *insert_stmt;
 
   /* See "Loading off the main thread" below. */
   GMutex         reader_mutex;
@@ -389,7 +394,8 @@ build_save_sql (void)
   return g_string_free (g_steal_pointer (&sql), FALSE);
 }
 
-/* The same insert, but a row that exists already is left alone (see bg_store_insert_new()). */
+/* The insert of a new record, for SQLite's own API (see "Inserting new records"): parameter
+ * i + 1 is columns[i], and a row that exists already is left alone. */
 static char *
 build_insert_new_sql (void)
 {
@@ -398,11 +404,7 @@ build_insert_new_sql (void)
   append_column_list (sql);
   g_string_append (sql, ") VALUES (");
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
-    {
-      if (i > 0)
-        g_string_append (sql, ", ");
-      append_parameter (sql, &columns[i]);
-    }
+    g_string_append_printf (sql, "%s?%u", i > 0 ? ", " : "", i + 1);
   g_string_append (sql, ") ON CONFLICT (kind, identifier) DO NOTHING");
 
   return g_string_free (g_steal_pointer (&sql), FALSE);
@@ -512,9 +514,6 @@ build_sql (StmtId id)
 
     case STMT_LOAD_ALL:
       return build_select_sql ("WHERE kind = ##kind::gint64 ORDER BY created_at, rowid");
-
-    case STMT_INSERT_NEW:
-      return build_insert_new_sql ();
 
     case STMT_DELETE:
       return g_strdup ("DELETE FROM tasks "
@@ -1864,7 +1863,17 @@ bg_store_prepare (BgStore  *self,
  * Under writes so constant that no checkpoint ever catches up, the WAL would only grow; so the
  * store's connection keeps SQLite's own checkpoint as a safety valve, at WAL_AUTOCHECKPOINT pages
  * instead of 1000, and journal_size_limit gives the disk space back once the WAL restarts.
- * Closing the store's connection, the last one, checkpoints what is left and removes the WAL. */
+ * Closing the store's connection, the last one, checkpoints what is left and removes the WAL.
+ *
+ * A stream of submits is such a load (a commit every few tens of microseconds: a passive
+ * checkpoint, which cannot pass frames written while it runs, never finds the WAL caught up), so
+ * there the valve does run, on the main loop, about every 1,300 new records.  Two choices keep
+ * it short.  The interval is small, so that the valve finds little of the WAL left to copy and
+ * sync.  And journal_size_limit is twice the WAL's size at the valve (WAL_AUTOCHECKPOINT pages
+ * of 4 KiB and their frame headers; the valve waits while the thread's checkpoint runs, and the
+ * WAL grows meanwhile), so that a restart after the valve reuses the file: truncating 12 MiB of
+ * it took longer than the checkpoint itself, and the writes that followed had to grow the file
+ * again.  The WAL may therefore keep up to that much disk space until the store is closed. */
 
 enum {
   CHECKPOINT_QUIT = 1,
@@ -1955,6 +1964,162 @@ bg_store_maybe_checkpoint (BgStore *self)
   g_async_queue_push (self->checkpoint_queue, GINT_TO_POINTER (CHECKPOINT_RUN));
 }
 
+/* Inserting new records
+ *
+ * A new task's record is inserted through SQLite's own API, on a connection that the store opens
+ * for it, rather than through libgda: there, binding a record sets some fifty GdaHolders (a GValue
+ * copy and a few signal emissions each) and every run goes through a copy of the statement,
+ * which together cost more than the insert and its commit; an app that imports a long list
+ * submits thousands in a row.  The connection is set up as the libgda one is (WAL,
+ * synchronous=NORMAL, the same busy timeout, journal size limit and checkpoint threshold).  The
+ * record is bound column by column from the table of columns, as record_from_sqlite_row() reads
+ * it back, and stored exactly as libgda's statements store it.  Each insert is one statement in
+ * autocommit mode, committed when it returns.  The two connections do not wait for each other:
+ * both are used on the store's thread, and grouped writes, which hold the write lock of the
+ * libgda connection until they are committed, are committed before an insert. */
+
+/* Binds every field of @record to @stmt, parameter i + 1 for columns[i]: a NULL string or body
+ * as NULL, an empty body as an empty blob, every number as an integer.  Nothing is copied, so
+ * @record has to outlive the statement's next step. */
+static int
+bind_record_sqlite (sqlite3_stmt        *stmt,
+                    const BgStoreRecord *record)
+{
+  int rc = SQLITE_OK;
+
+  g_assert (stmt != NULL);
+  g_assert (record != NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (columns) && rc == SQLITE_OK; i++)
+    {
+      const Column *column = &columns[i];
+      gconstpointer field = G_STRUCT_MEMBER_P (record, column->offset);
+      int n = (int) i + 1;
+
+      switch (column->type)
+        {
+        case COLUMN_STRING:
+          {
+            const char *value = *(char * const *) field;
+
+            g_assert (value != NULL || !column->key);
+            rc = value != NULL ? sqlite3_bind_text (stmt, n, value, -1, SQLITE_STATIC)
+                               : sqlite3_bind_null (stmt, n);
+          }
+          break;
+
+        case COLUMN_INT64:
+          rc = sqlite3_bind_int64 (stmt, n, *(const gint64 *) field);
+          break;
+
+        case COLUMN_INT:
+          rc = sqlite3_bind_int64 (stmt, n, *(const int *) field);
+          break;
+
+        case COLUMN_UINT:
+          rc = sqlite3_bind_int64 (stmt, n, *(const guint *) field);
+          break;
+
+        case COLUMN_BYTES:
+          {
+            GBytes *bytes = *(GBytes * const *) field;
+            gconstpointer data = NULL;
+            gsize size = 0;
+
+            if (bytes != NULL)
+              data = g_bytes_get_data (bytes, &size);
+
+            if (bytes == NULL)
+              rc = sqlite3_bind_null (stmt, n);
+            else if (size == 0)
+              rc = sqlite3_bind_zeroblob (stmt, n, 0);
+            else
+              rc = sqlite3_bind_blob64 (stmt, n, data, size, SQLITE_STATIC);
+          }
+          break;
+
+        default:
+          g_assert_not_reached ();
+        }
+    }
+
+  return rc;
+}
+
+static gboolean
+bg_store_open_writer (BgStore  *self,
+                      GError  **error)
+{
+  g_autofree char *escaped = g_uri_escape_string (self->path, "/", FALSE);
+  g_autofree char *uri = g_strdup_printf ("file:%s", escaped);
+  g_autofree char *pragmas = NULL;
+  g_autofree char *sql = build_insert_new_sql ();
+  g_autofree char *key = NULL;
+  g_autoptr(sqlite3) db = NULL;
+  g_autoptr(GPtrArray) mode = NULL;
+  g_autoptr(GError) local_error = NULL;
+  gint64 synchronous = -1;
+
+  g_assert (self->writer == NULL);
+
+  if (sqlite3_open_v2 (uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI | SQLITE_OPEN_NOFOLLOW,
+                       NULL) != SQLITE_OK)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” cannot be opened: %s"),
+                   self->path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
+      return FALSE;
+    }
+
+  /* SQLite opened the file by its name: it has to be the one that is locked. */
+  if (!identify_file (self->path, &key, NULL) || g_strcmp0 (key, self->key) != 0)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Task database “%s” was replaced while it was being opened"), self->path);
+      return FALSE;
+    }
+
+  /* As the libgda connection is (see bg_store_configure() and "Checkpoints"). */
+  sqlite3_busy_timeout (db, 500);
+  pragmas = g_strdup_printf ("PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d;%s",
+                             JOURNAL_SIZE_LIMIT,
+                             self->checkpoint_thread != NULL
+                               ? " PRAGMA wal_autocheckpoint = " G_STRINGIFY (WAL_AUTOCHECKPOINT)
+                               : "");
+  if (sqlite3_exec (db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
+    local_error = g_error_new_literal (BG_ERROR, BG_ERROR_STORE, sqlite3_errmsg (db));
+  else if ((mode = read_only_query (db, "PRAGMA journal_mode", &local_error)) == NULL ||
+           !read_only_query_int64 (db, "PRAGMA synchronous", &synchronous, &local_error))
+    ;
+  else if (mode->len == 0 || g_strcmp0 (g_ptr_array_index (mode, 0), "wal") != 0 ||
+           synchronous != 1)
+    local_error = g_error_new_literal (BG_ERROR, BG_ERROR_STORE,
+                                       _("write-ahead logging or synchronous=NORMAL is off"));
+  else if (sqlite3_prepare_v3 (db, sql, -1, SQLITE_PREPARE_PERSISTENT, &self->insert_stmt,
+                               NULL) != SQLITE_OK)
+    local_error = g_error_new_literal (BG_ERROR, BG_ERROR_STORE, sqlite3_errmsg (db));
+
+  if (local_error != NULL)
+    {
+      g_clear_pointer (&self->insert_stmt, sqlite3_finalize);
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("Could not configure task database “%s”: %s"),
+                   self->path, local_error->message);
+      return FALSE;
+    }
+
+  self->writer = g_steal_pointer (&db);
+
+  return TRUE;
+}
+
+static void
+bg_store_close_writer (BgStore *self)
+{
+  g_clear_pointer (&self->insert_stmt, sqlite3_finalize);
+  g_clear_pointer (&self->writer, sqlite3_close);
+}
+
 /* Open (or create) and lock the file, check it read-only, and then and only then connect
  * through libgda and write: WAL, a first commit, migrations. */
 static gboolean
@@ -1981,7 +2146,7 @@ bg_store_setup (BgStore     *self,
 
   bg_store_start_checkpoints (self);
 
-  return TRUE;
+  return bg_store_open_writer (self, error);
 }
 
 /* Loading off the main thread
@@ -2265,6 +2430,7 @@ static void
 bg_store_close (BgStore *self)
 {
   bg_store_close_group (self);
+  bg_store_close_writer (self);
   bg_store_stop_checkpoints (self);
   bg_store_close_reader (self);
 
@@ -2650,39 +2816,49 @@ bg_store_save_progress (BgStore              *self,
 }
 
 /* Inserts @record unless the store has a record of the same kind and identifier already; then
- * *@inserted is FALSE and nothing is written.  One statement, committed when it returns: a new
- * task needs no lookup first. */
+ * *@inserted is FALSE and nothing is written.  One statement, committed when it returns, with
+ * the grouped writes before it: a new task needs no lookup first (see "Inserting new
+ * records"). */
 gboolean
 bg_store_insert_new (BgStore              *self,
                      const BgStoreRecord  *record,
                      gboolean             *inserted,
                      GError              **error)
 {
-  g_autoptr(GError) local_error = NULL;
-  int rows;
+  int rc;
 
   g_return_val_if_fail (BG_IS_STORE (self), FALSE);
   g_return_val_if_fail (record != NULL, FALSE);
   g_return_val_if_fail (record->identifier != NULL, FALSE);
   g_return_val_if_fail (inserted != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail (self->insert_stmt != NULL, FALSE);
 
-  if (!bind_record (self->params[STMT_INSERT_NEW], record, &local_error))
+  if (!bg_store_commit_group (self, error))
+    return FALSE;
+
+  rc = bind_record_sqlite (self->insert_stmt, record);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step (self->insert_stmt);
+
+  if (rc == SQLITE_DONE)
     {
-      set_write_error (error, self, local_error);
-      return FALSE;
+      *inserted = sqlite3_changes (self->writer) > 0;
+    }
+  else
+    {
+      g_autoptr(GError) cause = g_error_new_literal (BG_ERROR, BG_ERROR_STORE,
+                                                     sqlite3_errmsg (self->writer));
+
+      set_write_error (error, self, cause);
     }
 
-  rows = gda_connection_statement_execute_non_select (self->cnc, self->stmts[STMT_INSERT_NEW],
-                                                      self->params[STMT_INSERT_NEW], NULL,
-                                                      &local_error);
-  if (rows == -1)
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
+  sqlite3_reset (self->insert_stmt);
+  sqlite3_clear_bindings (self->insert_stmt);
 
-  *inserted = rows > 0;
+  if (rc != SQLITE_DONE)
+    return FALSE;
+
   if (*inserted)
     bg_store_maybe_checkpoint (self);
 

@@ -15,6 +15,7 @@
 
 #include <glib/gstdio.h>
 #include <libgda/libgda.h>
+#include <sqlite3.h>
 
 #include "bg-downloader.h"
 #include "bg-error.h"
@@ -534,6 +535,268 @@ test_insert_new (void)
   assert_records_equal (fresh, loaded);
 
   g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+/* A connection of the test's own to the database, as another process would have. */
+static sqlite3 *
+open_other_connection (const char *path)
+{
+  sqlite3 *db = NULL;
+
+  g_assert_cmpint (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL), ==, SQLITE_OK);
+  sqlite3_busy_timeout (db, 5000);
+
+  return db;
+}
+
+static gint64
+other_count (sqlite3    *db,
+             const char *identifier)
+{
+  sqlite3_stmt *stmt = NULL;
+  gint64 count;
+
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "SELECT count(*) FROM tasks WHERE identifier = ?1",
+                                       -1, &stmt, NULL), ==, SQLITE_OK);
+  sqlite3_bind_text (stmt, 1, identifier, -1, SQLITE_TRANSIENT);
+  g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+  count = sqlite3_column_int64 (stmt, 0);
+  sqlite3_finalize (stmt);
+
+  return count;
+}
+
+/* Every column of the row, as SQLite's quote() spells it with its storage class. */
+static char *
+other_row_dump (sqlite3    *db,
+                const char *identifier)
+{
+  g_autoptr(GString) sql = g_string_new ("SELECT ");
+  g_autoptr(GString) dump = g_string_new (NULL);
+  sqlite3_stmt *stmt = NULL;
+  sqlite3_stmt *names = NULL;
+  guint n = 0;
+
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "SELECT name FROM pragma_table_info ('tasks') "
+                                       "WHERE name <> 'identifier' ORDER BY cid",
+                                       -1, &names, NULL), ==, SQLITE_OK);
+  while (sqlite3_step (names) == SQLITE_ROW)
+    {
+      const char *name = (const char *) sqlite3_column_text (names, 0);
+
+      g_string_append_printf (sql, "%s'%s=' || typeof (%s) || ':' || quote (%s)",
+                              n++ > 0 ? " || ' ' || " : "", name, name, name);
+    }
+  sqlite3_finalize (names);
+  g_assert_cmpuint (n, >, 40);
+  g_string_append (sql, " FROM tasks WHERE identifier = ?1");
+
+  g_assert_cmpint (sqlite3_prepare_v2 (db, sql->str, -1, &stmt, NULL), ==, SQLITE_OK);
+  sqlite3_bind_text (stmt, 1, identifier, -1, SQLITE_TRANSIENT);
+  g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+  g_string_append (dump, (const char *) sqlite3_column_text (stmt, 0));
+  sqlite3_finalize (stmt);
+
+  return g_string_free (g_steal_pointer (&dump), FALSE);
+}
+
+/* A new record is stored exactly as a save stores it: the same storage class and value in every
+ * column, NULL strings and an empty body included. */
+static void
+test_insert_new_same_encoding (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  sqlite3 *other;
+  gboolean inserted = FALSE;
+  const char *variants[] = { "full", "empty", "sparse" };
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+  other = open_other_connection (fixture.path);
+
+  for (guint i = 0; i < G_N_ELEMENTS (variants); i++)
+    {
+      g_autofree char *saved_id = g_strdup_printf ("saved-%s", variants[i]);
+      g_autofree char *inserted_id = g_strdup_printf ("inserted-%s", variants[i]);
+      g_autoptr(BgStoreRecord) saved = NULL;
+      g_autoptr(BgStoreRecord) fresh = NULL;
+      g_autoptr(BgStoreRecord) loaded = NULL;
+      g_autofree char *saved_dump = NULL;
+      g_autofree char *inserted_dump = NULL;
+
+      if (i == 2)
+        saved = make_record (BG_TASK_KIND_DOWNLOAD, saved_id, 42);
+      else
+        saved = make_full_record (saved_id);
+      if (i == 1)
+        {
+          g_clear_pointer (&saved->response_body, g_bytes_unref);
+          saved->response_body = g_bytes_new (NULL, 0);
+          g_free (saved->etag);
+          saved->etag = g_strdup ("");
+        }
+      save_or_die (store, saved);
+
+      fresh = bg_store_record_copy (saved);
+      g_free (fresh->identifier);
+      fresh->identifier = g_strdup (inserted_id);
+      g_assert_true (bg_store_insert_new (store, fresh, &inserted, &error));
+      g_assert_no_error (error);
+      g_assert_true (inserted);
+
+      saved_dump = other_row_dump (other, saved_id);
+      inserted_dump = other_row_dump (other, inserted_id);
+      g_test_message ("%s", inserted_dump);
+      g_assert_cmpstr (inserted_dump, ==, saved_dump);
+
+      loaded = bg_store_lookup (store, fresh->kind, inserted_id, &error);
+      g_assert_no_error (error);
+      assert_records_equal (fresh, loaded);
+    }
+
+  sqlite3_close (other);
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+/* A new record is committed when the insert returns, even while grouped writes wait for their
+ * commit: another connection sees it (and the grouped write before it) at once. */
+static void
+test_insert_new_committed_with_group_open (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) running = make_record (BG_TASK_KIND_DOWNLOAD, "running", 1);
+  g_autoptr(BgStoreRecord) fresh = make_record (BG_TASK_KIND_DOWNLOAD, "fresh", 2);
+  g_autoptr(GError) error = NULL;
+  sqlite3 *other;
+  gboolean inserted = FALSE;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+  other = open_other_connection (fixture.path);
+  save_or_die (store, running);
+
+  running->checkpoint = 4096;
+  g_assert_true (bg_store_save_progress_grouped (store, running, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (bg_store_insert_new (store, fresh, &inserted, &error));
+  g_assert_no_error (error);
+  g_assert_true (inserted);
+
+  g_assert_cmpint (other_count (other, "fresh"), ==, 1);
+
+  /* The store goes on working, grouped writes included. */
+  running->checkpoint = 8192;
+  g_assert_true (bg_store_save_progress_grouped (store, running, &error));
+  g_assert_no_error (error);
+  g_assert_true (bg_store_commit_group (store, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr(BgStoreRecord) loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "running",
+                                                       &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpint (loaded->checkpoint, ==, 8192);
+  }
+
+  sqlite3_close (other);
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+/* An insert that SQLite refuses (here a trigger another program added; in life a full disk or a
+ * damaged page) gives BG_ERROR_STORE naming the database and SQLite's reason, writes nothing,
+ * and leaves the store working. */
+static void
+test_insert_new_write_error (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) first = make_record (BG_TASK_KIND_DOWNLOAD, "first", 1);
+  g_autoptr(BgStoreRecord) refused = make_record (BG_TASK_KIND_DOWNLOAD, "refused", 2);
+  g_autoptr(GError) error = NULL;
+  sqlite3 *other;
+  gboolean inserted = FALSE;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+  other = open_other_connection (fixture.path);
+
+  /* A statement prepared before the schema changed is prepared again. */
+  g_assert_true (bg_store_insert_new (store, first, &inserted, &error));
+  g_assert_no_error (error);
+
+  g_assert_cmpint (sqlite3_exec (other, "CREATE TRIGGER refuse BEFORE INSERT ON tasks "
+                                 "BEGIN SELECT RAISE (ABORT, 'database or disk is full'); END",
+                                 NULL, NULL, NULL), ==, SQLITE_OK);
+
+  inserted = TRUE;
+  g_assert_false (bg_store_insert_new (store, refused, &inserted, &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_test_message ("refused: %s", error->message);
+  g_assert_nonnull (strstr (error->message, fixture.path));
+  g_assert_nonnull (strstr (error->message, "database or disk is full"));
+  g_clear_error (&error);
+  g_assert_cmpint (other_count (other, "refused"), ==, 0);
+
+  g_assert_cmpint (sqlite3_exec (other, "DROP TRIGGER refuse", NULL, NULL, NULL), ==, SQLITE_OK);
+  g_assert_true (bg_store_insert_new (store, refused, &inserted, &error));
+  g_assert_no_error (error);
+  g_assert_true (inserted);
+  g_assert_cmpint (other_count (other, "refused"), ==, 1);
+
+  sqlite3_close (other);
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
+/* A stream of inserts with no pause for a checkpoint to catch up: SQLite's own checkpoint, the
+ * safety valve, keeps the WAL bounded, and the restart after it reuses the file instead of
+ * truncating it on the main loop (which took longer than the checkpoint). */
+static void
+test_insert_stream_wal_reused (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *wal = NULL;
+  goffset largest = 0;
+  guint shrank = 0;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+  wal = g_strconcat (fixture.path, "-wal", NULL);
+
+  for (guint i = 0; i < 6000; i++)
+    {
+      g_autofree char *identifier = g_strdup_printf ("stream/%05u", i);
+      g_autoptr(BgStoreRecord) record = make_record (BG_TASK_KIND_DOWNLOAD, identifier, i);
+      gboolean inserted = FALSE;
+      GStatBuf st;
+
+      g_assert_true (bg_store_insert_new (store, record, &inserted, &error));
+      g_assert_no_error (error);
+      g_assert_true (inserted);
+
+      /* Beyond journal_size_limit (32 MiB) a restart does truncate it. */
+      g_assert_cmpint (g_stat (wal, &st), ==, 0);
+      if (st.st_size < largest && largest <= 32 * 1024 * 1024)
+        shrank++;
+      largest = MAX (largest, st.st_size);
+    }
+
+  /* Three pages a record: some 72 MiB of WAL without the valve. */
+  g_test_message ("largest WAL %" G_GOFFSET_FORMAT " bytes", largest);
+  g_assert_cmpint (largest, <, 48 * 1024 * 1024);
+  g_assert_cmpuint (shrank, ==, 0);
+
+  g_clear_object (&store);
+  g_assert_false (g_file_test (wal, G_FILE_TEST_EXISTS));
   fixture_tear_down (&fixture);
 }
 
@@ -2433,6 +2696,11 @@ main (int   argc,
   g_test_add_func ("/store/load-all/order", test_load_all_order);
   g_test_add_func ("/store/load-all/many", test_load_all_many);
   g_test_add_func ("/store/insert-new", test_insert_new);
+  g_test_add_func ("/store/insert-new/same-encoding", test_insert_new_same_encoding);
+  g_test_add_func ("/store/insert-new/committed-with-group-open",
+                   test_insert_new_committed_with_group_open);
+  g_test_add_func ("/store/insert-new/write-error", test_insert_new_write_error);
+  g_test_add_func ("/store/insert-new/stream-wal-reused", test_insert_stream_wal_reused);
   g_test_add_func ("/store/save-progress", test_save_progress);
   g_test_add_func ("/store/save-attempt-and-result", test_save_attempt_and_result);
   g_test_add_func ("/store/hostile-identifiers", test_hostile_identifiers);
