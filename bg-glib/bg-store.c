@@ -2,9 +2,10 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Every task lives in one SQLite table, reached through libgda, except where its per-statement
- * cost matters: new records are inserted, and all records loaded, through SQLite's own API on
- * connections of the store's own (see "Inserting new records").  The schema is SQL in
+ * Every task lives in one SQLite table.  The database is opened, checked and upgraded, and read,
+ * through libgda; records are written, and all records loaded, through SQLite's own API on
+ * connections of the store's own, where libgda's per-statement cost matters (see "Writing
+ * records").  The schema is SQL in
  * data/schema/, compiled in as a GResource, and versioned by PRAGMA user_version: opening a
  * database first checks it without writing a byte, then upgrades it in place, one migration per
  * transaction.  Each store holds an exclusive lock on the database file for its whole life so
@@ -142,17 +143,24 @@ G_STATIC_ASSERT (sizeof (BgTaskKind) == sizeof (int));
 G_STATIC_ASSERT (sizeof (BgTaskState) == sizeof (int));
 G_STATIC_ASSERT (sizeof (gboolean) == sizeof (int));
 
-/* The statements each store parses once, when it opens, and then reuses. */
+/* The reads each store parses once through libgda, when it opens, and then reuses. */
 typedef enum {
-  STMT_SAVE,
-  STMT_SAVE_PROGRESS,
-  STMT_SAVE_ATTEMPT,
-  STMT_SAVE_RESULT,
   STMT_LOOKUP,
   STMT_LOAD_ALL,
-  STMT_DELETE,
   N_STMTS
 } StmtId;
+
+/* The writes, prepared once with SQLite's own API on the store's writer connection (see
+ * "Writing records"). */
+typedef enum {
+  WRITE_INSERT_NEW,
+  WRITE_SAVE,
+  WRITE_PROGRESS,
+  WRITE_ATTEMPT,
+  WRITE_RESULT,
+  WRITE_DELETE,
+  N_WRITES
+} WriteId;
 
 struct _BgStore
 {
@@ -169,9 +177,9 @@ struct _BgStore
   GdaSet        *params[N_STMTS];
   GType         *col_types;       /* for every SELECT of a whole record */
 
-  /* See "Inserting new records" below. */
+  /* See "Writing records" below. */
   sqlite3       *writer;
-  sqlite3_stmt  *insert_stmt;
+  sqlite3_stmt  *writes[N_WRITES];
 
   /* See "Loading off the main thread" below. */
   GMutex         reader_mutex;
@@ -196,14 +204,6 @@ struct _BgStore
 G_DEFINE_FINAL_TYPE (BgStore, bg_store, G_TYPE_OBJECT)
 
 static void     bg_store_close_group (BgStore *self);
-static gboolean execute_write        (BgStore  *self,
-                                      StmtId    id,
-                                      int      *rows,
-                                      GError  **error);
-static gboolean execute_statement_id (BgStore  *self,
-                                      StmtId    id,
-                                      int      *rows,
-                                      GError  **error);
 
 /* The stores open in this process, by file (see file_key()).  An entry is a GWeakRef, so that a
  * store whose last reference is going away is no longer handed out; bg_store_open() then waits on
@@ -294,16 +294,9 @@ bg_store_record_free (BgStoreRecord *record)
 
 /* SQL text
  *
- * No parameter is ever bound to NULL.  libgda 5 answers a NULL parameter by copying and
- * rewriting the whole statement on every execution (to turn "= NULL" into "IS NULL"), which
- * costs a millisecond per write for the 29 columns of a save and prepares the statement
- * anew each time.  A nullable column is therefore written as
- *
- *   CASE WHEN ##<name>_set::gint64 THEN ##<name>::<type> END
- *
- * where <name>_set is 0 for NULL (and <name> then holds a placeholder that is never stored).
- * The same spelling lets an empty GBytes be stored as an empty blob: libgda binds an empty
- * GdaBinary as NULL, so coalesce() puts X'' in its place. */
+ * Records are written through SQLite's own API (see "Writing records"), where parameter
+ * ?<i + 1> always stands for columns[i], so that one binding of a record serves every write.
+ * The reads go through libgda, with its named parameters. */
 
 static const Column *
 find_column (const char *name)
@@ -315,36 +308,11 @@ find_column (const char *name)
   g_assert_not_reached ();
 }
 
-static void
-append_parameter (GString      *sql,
-                  const Column *column)
+/* The SQLite parameter number of column @name. */
+static guint
+column_parameter (const char *name)
 {
-  switch (column->type)
-    {
-    case COLUMN_STRING:
-      if (column->key)
-        g_string_append_printf (sql, "##%s::string", column->name);
-      else
-        g_string_append_printf (sql, "CASE WHEN ##%s_set::gint64 THEN ##%s::string END",
-                                column->name, column->name);
-      break;
-
-    case COLUMN_INT64:
-    case COLUMN_INT:
-    case COLUMN_UINT:
-      g_string_append_printf (sql, "##%s::gint64", column->name);
-      break;
-
-    case COLUMN_BYTES:
-      g_string_append_printf (sql,
-                              "CASE WHEN ##%s_set::gint64 "
-                              "THEN coalesce (##%s::GdaBinary, X'') END",
-                              column->name, column->name);
-      break;
-
-    default:
-      g_assert_not_reached ();
-    }
+  return (guint) (find_column (name) - columns) + 1;
 }
 
 static void
@@ -365,23 +333,25 @@ build_select_sql (const char *tail)
   return g_string_free (g_steal_pointer (&sql), FALSE);
 }
 
-/* One statement that inserts the record, or rewrites every column of the existing row.  An
- * upsert, unlike INSERT OR REPLACE, keeps the row's rowid, which bg_store_load_all() orders by
- * after created_at.  (libgda's parser does not know ON CONFLICT and passes the statement to
- * SQLite as it is, parameters included.) */
+/* An insert of the whole record.  A row that exists already is left alone by the insert of a
+ * new record, and has every column rewritten by a save: an upsert, unlike INSERT OR REPLACE,
+ * keeps the row's rowid, which bg_store_load_all() orders by after created_at. */
 static char *
-build_save_sql (void)
+build_insert_sql (gboolean upsert)
 {
   g_autoptr(GString) sql = g_string_new ("INSERT INTO tasks (");
 
   append_column_list (sql);
   g_string_append (sql, ") VALUES (");
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    g_string_append_printf (sql, "%s?%u", i > 0 ? ", " : "", i + 1);
+
+  if (!upsert)
     {
-      if (i > 0)
-        g_string_append (sql, ", ");
-      append_parameter (sql, &columns[i]);
+      g_string_append (sql, ") ON CONFLICT (kind, identifier) DO NOTHING");
+      return g_string_free (g_steal_pointer (&sql), FALSE);
     }
+
   g_string_append (sql, ") ON CONFLICT (kind, identifier) DO UPDATE SET ");
   for (guint i = 0, n = 0; i < G_N_ELEMENTS (columns); i++)
     {
@@ -390,22 +360,6 @@ build_save_sql (void)
       g_string_append_printf (sql, "%s%s = excluded.%s",
                               n++ > 0 ? ", " : "", columns[i].name, columns[i].name);
     }
-
-  return g_string_free (g_steal_pointer (&sql), FALSE);
-}
-
-/* The insert of a new record, for SQLite's own API (see "Inserting new records"): parameter
- * i + 1 is columns[i], and a row that exists already is left alone. */
-static char *
-build_insert_new_sql (void)
-{
-  g_autoptr(GString) sql = g_string_new ("INSERT INTO tasks (");
-
-  append_column_list (sql);
-  g_string_append (sql, ") VALUES (");
-  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
-    g_string_append_printf (sql, "%s?%u", i > 0 ? ", " : "", i + 1);
-  g_string_append (sql, ") ON CONFLICT (kind, identifier) DO NOTHING");
 
   return g_string_free (g_steal_pointer (&sql), FALSE);
 }
@@ -459,7 +413,7 @@ static const char * const result_columns[] = {
   "error_message",
 };
 
-/* Appends "name = <parameter>" for each of @names, after *@n_done assignments. */
+/* Appends "name = ?<n>" for each of @names, after *@n_done assignments. */
 static void
 append_assignments (GString            *sql,
                     const char * const *names,
@@ -467,10 +421,15 @@ append_assignments (GString            *sql,
                     guint              *n_done)
 {
   for (gsize i = 0; i < n_names; i++)
-    {
-      g_string_append_printf (sql, "%s%s = ", (*n_done)++ > 0 ? ", " : "", names[i]);
-      append_parameter (sql, find_column (names[i]));
-    }
+    g_string_append_printf (sql, "%s%s = ?%u", (*n_done)++ > 0 ? ", " : "", names[i],
+                            column_parameter (names[i]));
+}
+
+static void
+append_key_condition (GString *sql)
+{
+  g_string_append_printf (sql, " WHERE kind = ?%u AND identifier = ?%u",
+                          column_parameter ("kind"), column_parameter ("identifier"));
 }
 
 /* An UPDATE of the row keyed by (kind, identifier) that writes the columns of @names, and of
@@ -486,9 +445,44 @@ build_update_sql (const char * const *names,
 
   append_assignments (sql, names, n_names, &n_done);
   append_assignments (sql, more_names, n_more_names, &n_done);
-  g_string_append (sql, " WHERE kind = ##kind::gint64 AND identifier = ##identifier::string");
+  append_key_condition (sql);
 
   return g_string_free (g_steal_pointer (&sql), FALSE);
+}
+
+static char *
+build_write_sql (WriteId id)
+{
+  switch (id)
+    {
+    case WRITE_INSERT_NEW:
+      return build_insert_sql (FALSE);
+
+    case WRITE_SAVE:
+      return build_insert_sql (TRUE);
+
+    case WRITE_PROGRESS:
+      return build_update_sql (progress_columns, G_N_ELEMENTS (progress_columns), NULL, 0);
+
+    case WRITE_ATTEMPT:
+      return build_update_sql (attempt_columns, G_N_ELEMENTS (attempt_columns), NULL, 0);
+
+    case WRITE_RESULT:
+      return build_update_sql (attempt_columns, G_N_ELEMENTS (attempt_columns),
+                               result_columns, G_N_ELEMENTS (result_columns));
+
+    case WRITE_DELETE:
+      {
+        g_autoptr(GString) sql = g_string_new ("DELETE FROM tasks");
+
+        append_key_condition (sql);
+        return g_string_free (g_steal_pointer (&sql), FALSE);
+      }
+
+    case N_WRITES:
+    default:
+      g_assert_not_reached ();
+    }
 }
 
 static char *
@@ -496,28 +490,11 @@ build_sql (StmtId id)
 {
   switch (id)
     {
-    case STMT_SAVE:
-      return build_save_sql ();
-
-    case STMT_SAVE_PROGRESS:
-      return build_update_sql (progress_columns, G_N_ELEMENTS (progress_columns), NULL, 0);
-
-    case STMT_SAVE_ATTEMPT:
-      return build_update_sql (attempt_columns, G_N_ELEMENTS (attempt_columns), NULL, 0);
-
-    case STMT_SAVE_RESULT:
-      return build_update_sql (attempt_columns, G_N_ELEMENTS (attempt_columns),
-                               result_columns, G_N_ELEMENTS (result_columns));
-
     case STMT_LOOKUP:
       return build_select_sql ("WHERE kind = ##kind::gint64 AND identifier = ##identifier::string");
 
     case STMT_LOAD_ALL:
       return build_select_sql ("WHERE kind = ##kind::gint64 ORDER BY created_at, rowid");
-
-    case STMT_DELETE:
-      return g_strdup ("DELETE FROM tasks "
-                       "WHERE kind = ##kind::gint64 AND identifier = ##identifier::string");
 
     case N_STMTS:
     default:
@@ -567,111 +544,23 @@ bind_int64 (GdaSet      *params,
   return gda_holder_set_value (holder, &gvalue, error);
 }
 
+/* Binds @value, or NULL (which makes libgda rewrite the statement: see the probes only). */
 static gboolean
-bind_string (GdaSet        *params,
-             const Column  *column,
-             const char    *value,
-             GError       **error)
+bind_string (GdaSet      *params,
+             const char  *name,
+             const char  *value,
+             GError     **error)
 {
-  GdaHolder *holder = gda_set_get_holder (params, column->name);
+  GdaHolder *holder = gda_set_get_holder (params, name);
   g_auto(GValue) gvalue = G_VALUE_INIT;
 
   g_assert (holder != NULL);
 
-  if (!column->key)
-    {
-      g_autofree char *set_name = g_strconcat (column->name, "_set", NULL);
-
-      if (!bind_int64 (params, set_name, value != NULL, error))
-        return FALSE;
-    }
-  else
-    {
-      g_assert (value != NULL);
-    }
-
+  if (value == NULL)
+    return gda_holder_set_value (holder, NULL, error);
   g_value_init (&gvalue, G_TYPE_STRING);
-  g_value_set_static_string (&gvalue, value != NULL ? value : "");
+  g_value_set_string (&gvalue, value);
   return gda_holder_set_value (holder, &gvalue, error);
-}
-
-static gboolean
-bind_bytes (GdaSet        *params,
-            const Column  *column,
-            GBytes        *bytes,
-            GError       **error)
-{
-  g_autofree char *set_name = g_strconcat (column->name, "_set", NULL);
-  GdaHolder *holder = gda_set_get_holder (params, column->name);
-  gconstpointer data = NULL;
-  gsize size = 0;
-
-  g_assert (holder != NULL);
-
-  if (!bind_int64 (params, set_name, bytes != NULL, error))
-    return FALSE;
-
-  if (bytes != NULL)
-    data = g_bytes_get_data (bytes, &size);
-
-  if (size > G_MAXINT)
-    {
-      g_set_error_literal (error, BG_ERROR, BG_ERROR_STORE, _("The response body is too large"));
-      return FALSE;
-    }
-
-  return gda_holder_take_value (holder, gda_value_new_binary (data, (glong) size), error);
-}
-
-/* Binds every field of @record that the statement of @params has a parameter for. */
-static gboolean
-bind_record (GdaSet               *params,
-             const BgStoreRecord  *record,
-             GError              **error)
-{
-  g_assert (GDA_IS_SET (params));
-  g_assert (record != NULL);
-
-  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
-    {
-      const Column *column = &columns[i];
-      gconstpointer field = G_STRUCT_MEMBER_P (record, column->offset);
-      gboolean ok = FALSE;
-
-      if (gda_set_get_holder (params, column->name) == NULL)
-        continue;
-
-      switch (column->type)
-        {
-        case COLUMN_STRING:
-          ok = bind_string (params, column, *(char * const *) field, error);
-          break;
-
-        case COLUMN_INT64:
-          ok = bind_int64 (params, column->name, *(const gint64 *) field, error);
-          break;
-
-        case COLUMN_INT:
-          ok = bind_int64 (params, column->name, *(const int *) field, error);
-          break;
-
-        case COLUMN_UINT:
-          ok = bind_int64 (params, column->name, *(const guint *) field, error);
-          break;
-
-        case COLUMN_BYTES:
-          ok = bind_bytes (params, column, *(GBytes * const *) field, error);
-          break;
-
-        default:
-          g_assert_not_reached ();
-        }
-
-      if (!ok)
-        return FALSE;
-    }
-
-  return TRUE;
 }
 
 static gboolean
@@ -686,7 +575,7 @@ bind_key (GdaSet      *params,
     return FALSE;
 
   return identifier == NULL ||
-         bind_string (params, find_column ("identifier"), identifier, error);
+         bind_string (params, "identifier", identifier, error);
 }
 
 /* Reading */
@@ -869,6 +758,10 @@ select_records (BgStore  *self,
                 StmtId    id,
                 GError  **error)
 {
+  /* The libgda connection sees only what is committed (see "Writing records"). */
+  if (!bg_store_commit_group (self, error))
+    return NULL;
+
   return select_records_on (self, self->cnc, self->stmts[id], self->params[id], error);
 }
 
@@ -1964,33 +1857,35 @@ bg_store_maybe_checkpoint (BgStore *self)
   g_async_queue_push (self->checkpoint_queue, GINT_TO_POINTER (CHECKPOINT_RUN));
 }
 
-/* Inserting new records
+/* Writing records
  *
- * A new task's record is inserted through SQLite's own API, on a connection that the store opens
- * for it, rather than through libgda: there, binding a record sets some fifty GdaHolders (a GValue
- * copy and a few signal emissions each) and every run goes through a copy of the statement,
- * which together cost more than the insert and its commit; an app that imports a long list
- * submits thousands in a row.  The connection is set up as the libgda one is (WAL,
- * synchronous=NORMAL, the same busy timeout, journal size limit and checkpoint threshold).  The
- * record is bound column by column from the table of columns, as record_from_sqlite_row() reads
- * it back, and stored exactly as libgda's statements store it.  Each insert is one statement in
- * autocommit mode, committed when it returns.  The two connections do not wait for each other:
- * both are used on the store's thread, and grouped writes, which hold the write lock of the
- * libgda connection until they are committed, are committed before an insert. */
+ * Records are written through SQLite's own API, on a connection that the store opens for it,
+ * rather than through libgda: there, binding a record sets some fifty GdaHolders (a GValue copy
+ * and a few signal emissions each) and every run goes through a copy of the statement, which
+ * together cost more than the write and its commit.  An app that imports a long list submits
+ * thousands in a row, and every small file a transfer publishes costs three writes (bench cases
+ * 4 and 11).  The connection is set up as the libgda one is (WAL, synchronous=NORMAL, the same
+ * busy timeout, journal size limit and checkpoint threshold).  A record is bound column by
+ * column from the table of columns, as record_from_sqlite_row() reads it back.  A plain write
+ * is committed when it returns; grouped writes share a transaction on this connection (see
+ * "Group commit").  The libgda connection only reads once the database is open, and commits
+ * the group first, since it would neither see the group's rows nor get the write lock while
+ * the group holds it. */
 
-/* Binds every field of @record to @stmt, parameter i + 1 for columns[i]: a NULL string or body
- * as NULL, an empty body as an empty blob, every number as an integer.  Nothing is copied, so
- * @record has to outlive the statement's next step. */
+/* Binds every field of @record that @stmt has a parameter for, parameter i + 1 for columns[i]:
+ * a NULL string or body as NULL, an empty body as an empty blob, every number as an integer.
+ * Nothing is copied, so @record has to outlive the statement's next step. */
 static int
 bind_record_sqlite (sqlite3_stmt        *stmt,
                     const BgStoreRecord *record)
 {
+  guint n_parameters = (guint) sqlite3_bind_parameter_count (stmt);
   int rc = SQLITE_OK;
 
   g_assert (stmt != NULL);
   g_assert (record != NULL);
 
-  for (guint i = 0; i < G_N_ELEMENTS (columns) && rc == SQLITE_OK; i++)
+  for (guint i = 0; i < MIN (G_N_ELEMENTS (columns), n_parameters) && rc == SQLITE_OK; i++)
     {
       const Column *column = &columns[i];
       gconstpointer field = G_STRUCT_MEMBER_P (record, column->offset);
@@ -2053,7 +1948,6 @@ bg_store_open_writer (BgStore  *self,
   g_autofree char *escaped = g_uri_escape_string (self->path, "/", FALSE);
   g_autofree char *uri = g_strdup_printf ("file:%s", escaped);
   g_autofree char *pragmas = NULL;
-  g_autofree char *sql = build_insert_new_sql ();
   g_autofree char *key = NULL;
   g_autoptr(sqlite3) db = NULL;
   g_autoptr(GPtrArray) mode = NULL;
@@ -2095,13 +1989,22 @@ bg_store_open_writer (BgStore  *self,
            synchronous != 1)
     local_error = g_error_new_literal (BG_ERROR, BG_ERROR_STORE,
                                        _("write-ahead logging or synchronous=NORMAL is off"));
-  else if (sqlite3_prepare_v3 (db, sql, -1, SQLITE_PREPARE_PERSISTENT, &self->insert_stmt,
-                               NULL) != SQLITE_OK)
-    local_error = g_error_new_literal (BG_ERROR, BG_ERROR_STORE, sqlite3_errmsg (db));
+  else
+    {
+      for (guint id = 0; id < N_WRITES && local_error == NULL; id++)
+        {
+          g_autofree char *sql = build_write_sql (id);
+
+          if (sqlite3_prepare_v3 (db, sql, -1, SQLITE_PREPARE_PERSISTENT, &self->writes[id],
+                                  NULL) != SQLITE_OK)
+            local_error = g_error_new_literal (BG_ERROR, BG_ERROR_STORE, sqlite3_errmsg (db));
+        }
+    }
 
   if (local_error != NULL)
     {
-      g_clear_pointer (&self->insert_stmt, sqlite3_finalize);
+      for (guint id = 0; id < N_WRITES; id++)
+        g_clear_pointer (&self->writes[id], sqlite3_finalize);
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: %s"),
                    self->path, local_error->message);
@@ -2116,7 +2019,8 @@ bg_store_open_writer (BgStore  *self,
 static void
 bg_store_close_writer (BgStore *self)
 {
-  g_clear_pointer (&self->insert_stmt, sqlite3_finalize);
+  for (guint id = 0; id < N_WRITES; id++)
+    g_clear_pointer (&self->writes[id], sqlite3_finalize);
   g_clear_pointer (&self->writer, sqlite3_close);
 }
 
@@ -2582,52 +2486,45 @@ bg_store_close_group (BgStore *self)
   g_queue_clear_full (&self->group_waiters, (GDestroyNotify) group_waiter_free);
 }
 
-/* Runs statement @id (already bound) inside the group's transaction, opening it if needed.
- * When no transaction can be opened the write is committed on its own.  *@rows, when @rows is
- * not NULL, is the number of rows it changed. */
-static gboolean
-execute_write_grouped (BgStore  *self,
-                       StmtId    id,
-                       int      *rows,
-                       GError  **error)
+/* Opens the group's transaction on the writer connection if it is not open yet.  When it cannot
+ * be opened, the writes are committed one by one. */
+static void
+open_group (BgStore *self)
 {
-  if (!self->group_open && self->cnc != NULL)
+  if (self->group_open || self->writer == NULL)
+    return;
+
+  if (sqlite3_exec (self->writer, "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
     {
-      g_autoptr(GError) local_error = NULL;
-
-      if (gda_connection_begin_transaction (self->cnc, NULL, GDA_TRANSACTION_ISOLATION_UNKNOWN,
-                                            &local_error))
-        self->group_open = TRUE;
-      else
-        g_debug ("Task database “%s”: no transaction for grouped writes: %s", self->path,
-                 local_error != NULL ? local_error->message : "unknown error");
+      self->group_open = TRUE;
+      bg_store_schedule_group (self);
     }
-
-  if (!self->group_open)
-    return execute_write (self, id, rows, error);
-
-  bg_store_schedule_group (self);
-
-  return execute_statement_id (self, id, rows, error);
+  else
+    {
+      g_debug ("Task database “%s”: no transaction for grouped writes: %s", self->path,
+               sqlite3_errmsg (self->writer));
+    }
 }
 
 gboolean
 bg_store_commit_group (BgStore  *self,
                        GError  **error)
 {
-  g_autoptr(GError) local_error = NULL;
-
   g_return_val_if_fail (BG_IS_STORE (self), FALSE);
 
   if (!self->group_open)
     return TRUE;
   self->group_open = FALSE;
 
-  if (!gda_connection_commit_transaction (self->cnc, NULL, &local_error))
+  if (sqlite3_exec (self->writer, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
     {
+      g_autoptr(GError) cause = g_error_new_literal (BG_ERROR, BG_ERROR_STORE,
+                                                     sqlite3_errmsg (self->writer));
+
       /* Leave no transaction behind, so that later writes are not lost with this one. */
-      gda_connection_rollback_transaction (self->cnc, NULL, NULL);
-      set_write_error (error, self, local_error);
+      if (!sqlite3_get_autocommit (self->writer))
+        sqlite3_exec (self->writer, "ROLLBACK", NULL, NULL, NULL);
+      set_write_error (error, self, cause);
       return FALSE;
     }
 
@@ -2730,120 +2627,29 @@ bg_store_get_schema_version (BgStore *self)
   return self->schema_version;
 }
 
-/* Runs statement @id, already bound; committed at once unless a group is open. */
+/* Runs the write @id, already bound (or failing to bind with @rc), and resets it.  In the group
+ * when @grouped and a group can be had, otherwise committed when it returns, with the grouped
+ * writes before it.  *@rows, when @rows is not NULL, is the number of rows it changed. */
 static gboolean
-execute_statement_id (BgStore  *self,
-                      StmtId    id,
-                      int      *rows,
-                      GError  **error)
+run_write (BgStore   *self,
+           WriteId    id,
+           int        rc,
+           gboolean   grouped,
+           int       *rows,
+           GError   **error)
 {
-  g_autoptr(GError) local_error = NULL;
-  int changed;
+  sqlite3_stmt *stmt = self->writes[id];
 
-  changed = gda_connection_statement_execute_non_select (self->cnc, self->stmts[id],
-                                                         self->params[id], NULL, &local_error);
-  if (changed == -1)
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
-  if (rows != NULL)
-    *rows = changed;
+  if (grouped && rc == SQLITE_OK)
+    open_group (self);
 
-  bg_store_maybe_checkpoint (self);
-
-  return TRUE;
-}
-
-static gboolean
-execute_write (BgStore  *self,
-               StmtId    id,
-               int      *rows,
-               GError  **error)
-{
-  if (!execute_statement_id (self, id, rows, error))
-    return FALSE;
-
-  /* A plain write is committed when it returns, with the grouped writes before it. */
-  if (self->group_open)
-    return bg_store_commit_group (self, error);
-
-  return TRUE;
-}
-
-/* Binds @record to the statement @id and runs it; one statement in autocommit mode, so it is
- * committed when it returns. */
-static gboolean
-write_record (BgStore              *self,
-              StmtId                id,
-              const BgStoreRecord  *record,
-              gboolean              grouped,
-              GError              **error)
-{
-  g_autoptr(GError) local_error = NULL;
-
-  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
-  g_return_val_if_fail (record != NULL, FALSE);
-  g_return_val_if_fail (record->identifier != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  if (!bind_record (self->params[id], record, &local_error))
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
-
-  return grouped ? execute_write_grouped (self, id, NULL, error)
-                 : execute_write (self, id, NULL, error);
-}
-
-gboolean
-bg_store_save (BgStore              *self,
-               const BgStoreRecord  *record,
-               GError              **error)
-{
-  return write_record (self, STMT_SAVE, record, FALSE, error);
-}
-
-/* Runs about once a second for every running transfer, so it rewrites only the progress columns
- * of one row.  A record that is gone (cancelled meanwhile) is not an error. */
-gboolean
-bg_store_save_progress (BgStore              *self,
-                        const BgStoreRecord  *record,
-                        GError              **error)
-{
-  return write_record (self, STMT_SAVE_PROGRESS, record, FALSE, error);
-}
-
-/* Inserts @record unless the store has a record of the same kind and identifier already; then
- * *@inserted is FALSE and nothing is written.  One statement, committed when it returns, with
- * the grouped writes before it: a new task needs no lookup first (see "Inserting new
- * records"). */
-gboolean
-bg_store_insert_new (BgStore              *self,
-                     const BgStoreRecord  *record,
-                     gboolean             *inserted,
-                     GError              **error)
-{
-  int rc;
-
-  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
-  g_return_val_if_fail (record != NULL, FALSE);
-  g_return_val_if_fail (record->identifier != NULL, FALSE);
-  g_return_val_if_fail (inserted != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  g_return_val_if_fail (self->insert_stmt != NULL, FALSE);
-
-  if (!bg_store_commit_group (self, error))
-    return FALSE;
-
-  rc = bind_record_sqlite (self->insert_stmt, record);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step (self->insert_stmt);
+    rc = sqlite3_step (stmt);
 
   if (rc == SQLITE_DONE)
     {
-      *inserted = sqlite3_changes (self->writer) > 0;
+      if (rows != NULL)
+        *rows = sqlite3_changes (self->writer);
     }
   else
     {
@@ -2853,14 +2659,75 @@ bg_store_insert_new (BgStore              *self,
       set_write_error (error, self, cause);
     }
 
-  sqlite3_reset (self->insert_stmt);
-  sqlite3_clear_bindings (self->insert_stmt);
+  sqlite3_reset (stmt);
+  sqlite3_clear_bindings (stmt);
 
   if (rc != SQLITE_DONE)
     return FALSE;
 
-  if (*inserted)
-    bg_store_maybe_checkpoint (self);
+  bg_store_maybe_checkpoint (self);
+
+  /* A plain write is committed when it returns, with the grouped writes before it. */
+  if (!grouped)
+    return bg_store_commit_group (self, error);
+
+  return TRUE;
+}
+
+/* Binds @record to the write @id and runs it (see run_write()). */
+static gboolean
+write_record (BgStore              *self,
+              WriteId               id,
+              const BgStoreRecord  *record,
+              gboolean              grouped,
+              int                  *rows,
+              GError              **error)
+{
+  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
+  g_return_val_if_fail (record != NULL, FALSE);
+  g_return_val_if_fail (record->identifier != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail (self->writer != NULL, FALSE);
+
+  return run_write (self, id, bind_record_sqlite (self->writes[id], record), grouped, rows,
+                    error);
+}
+
+gboolean
+bg_store_save (BgStore              *self,
+               const BgStoreRecord  *record,
+               GError              **error)
+{
+  return write_record (self, WRITE_SAVE, record, FALSE, NULL, error);
+}
+
+/* Runs about once a second for every running transfer, so it rewrites only the progress columns
+ * of one row.  A record that is gone (cancelled meanwhile) is not an error. */
+gboolean
+bg_store_save_progress (BgStore              *self,
+                        const BgStoreRecord  *record,
+                        GError              **error)
+{
+  return write_record (self, WRITE_PROGRESS, record, FALSE, NULL, error);
+}
+
+/* Inserts @record unless the store has a record of the same kind and identifier already; then
+ * *@inserted is FALSE and nothing is written.  One statement, committed when it returns, with
+ * the grouped writes before it: a new task needs no lookup first. */
+gboolean
+bg_store_insert_new (BgStore              *self,
+                     const BgStoreRecord  *record,
+                     gboolean             *inserted,
+                     GError              **error)
+{
+  int rows = 0;
+
+  g_return_val_if_fail (inserted != NULL, FALSE);
+
+  if (!write_record (self, WRITE_INSERT_NEW, record, FALSE, &rows, error))
+    return FALSE;
+
+  *inserted = rows > 0;
 
   return TRUE;
 }
@@ -2917,20 +2784,21 @@ delete_record (BgStore     *self,
                gboolean     grouped,
                GError     **error)
 {
-  g_autoptr(GError) local_error = NULL;
+  sqlite3_stmt *stmt;
+  int rc;
 
   g_return_val_if_fail (BG_IS_STORE (self), FALSE);
   g_return_val_if_fail (identifier != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail (self->writer != NULL, FALSE);
 
-  if (!bind_key (self->params[STMT_DELETE], kind, identifier, &local_error))
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
+  stmt = self->writes[WRITE_DELETE];
+  rc = sqlite3_bind_int64 (stmt, (int) column_parameter ("kind"), kind);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_text (stmt, (int) column_parameter ("identifier"), identifier, -1,
+                            SQLITE_STATIC);
 
-  return grouped ? execute_write_grouped (self, STMT_DELETE, NULL, error)
-                 : execute_write (self, STMT_DELETE, NULL, error);
+  return run_write (self, WRITE_DELETE, rc, grouped, NULL, error);
 }
 
 gboolean
@@ -2947,35 +2815,23 @@ bg_store_save_progress_grouped (BgStore              *self,
                                 const BgStoreRecord  *record,
                                 GError              **error)
 {
-  return write_record (self, STMT_SAVE_PROGRESS, record, TRUE, error);
+  return write_record (self, WRITE_PROGRESS, record, TRUE, NULL, error);
 }
 
-/* Writes the columns of statement @id, an UPDATE, in the group; a record that is gone is
- * written whole (the full upsert, in the group). */
+/* Writes the columns of the UPDATE @id in the group; a record that is gone is written whole
+ * (the full upsert, in the group). */
 static gboolean
 update_record_grouped (BgStore              *self,
-                       StmtId                id,
+                       WriteId               id,
                        const BgStoreRecord  *record,
                        GError              **error)
 {
-  g_autoptr(GError) local_error = NULL;
   int rows = 0;
 
-  g_return_val_if_fail (BG_IS_STORE (self), FALSE);
-  g_return_val_if_fail (record != NULL, FALSE);
-  g_return_val_if_fail (record->identifier != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  if (!bind_record (self->params[id], record, &local_error))
-    {
-      set_write_error (error, self, local_error);
-      return FALSE;
-    }
-
-  if (!execute_write_grouped (self, id, &rows, error))
+  if (!write_record (self, id, record, TRUE, &rows, error))
     return FALSE;
 
-  return rows > 0 || write_record (self, STMT_SAVE, record, TRUE, error);
+  return rows > 0 || write_record (self, WRITE_SAVE, record, TRUE, NULL, error);
 }
 
 gboolean
@@ -2983,7 +2839,7 @@ bg_store_save_attempt_grouped (BgStore              *self,
                                const BgStoreRecord  *record,
                                GError              **error)
 {
-  return update_record_grouped (self, STMT_SAVE_ATTEMPT, record, error);
+  return update_record_grouped (self, WRITE_ATTEMPT, record, error);
 }
 
 gboolean
@@ -2991,7 +2847,7 @@ bg_store_save_result_grouped (BgStore              *self,
                               const BgStoreRecord  *record,
                               GError              **error)
 {
-  return update_record_grouped (self, STMT_SAVE_RESULT, record, error);
+  return update_record_grouped (self, WRITE_RESULT, record, error);
 }
 
 gboolean
@@ -3004,24 +2860,6 @@ bg_store_delete_grouped (BgStore     *self,
 }
 
 /* Upload probes */
-
-static gboolean
-bind_probe_string (GdaSet      *params,
-                   const char  *name,
-                   const char  *value,
-                   GError     **error)
-{
-  GdaHolder *holder = gda_set_get_holder (params, name);
-  g_auto(GValue) gvalue = G_VALUE_INIT;
-
-  g_assert (holder != NULL);
-
-  if (value == NULL)
-    return gda_holder_set_value (holder, NULL, error);
-  g_value_init (&gvalue, G_TYPE_STRING);
-  g_value_set_string (&gvalue, value);
-  return gda_holder_set_value (holder, &gvalue, error);
-}
 
 gboolean
 bg_store_lookup_probe (BgStore     *self,
@@ -3050,7 +2888,7 @@ bg_store_lookup_probe (BgStore     *self,
                                           "FROM upload_probes "
                                           "WHERE target = ##target::string",
                                           &params, &local_error);
-  if (stmt == NULL || !bind_probe_string (params, "target", target, &local_error))
+  if (stmt == NULL || !bind_string (params, "target", target, &local_error))
     {
       g_clear_object (&params);
       set_read_error (error, self, local_error);
@@ -3103,6 +2941,10 @@ bg_store_save_probe (BgStore     *self,
   g_return_val_if_fail (BG_IS_STORE (self), FALSE);
   g_return_val_if_fail (target != NULL, FALSE);
 
+  /* The group holds the write lock (see "Writing records"). */
+  if (!bg_store_commit_group (self, error))
+    return FALSE;
+
   stmt = gda_connection_parse_sql_string (self->cnc,
                                           "INSERT OR REPLACE INTO upload_probes "
                                           "(target, protocol, extensions, checked_at) VALUES "
@@ -3110,9 +2952,9 @@ bg_store_save_probe (BgStore     *self,
                                           "##extensions::string::null, ##checked_at::gint64)",
                                           &params, &local_error);
   ok = stmt != NULL &&
-       bind_probe_string (params, "target", target, &local_error) &&
+       bind_string (params, "target", target, &local_error) &&
        bind_int64 (params, "protocol", protocol, &local_error) &&
-       bind_probe_string (params, "extensions", extensions, &local_error) &&
+       bind_string (params, "extensions", extensions, &local_error) &&
        bind_int64 (params, "checked_at", checked_at, &local_error) &&
        gda_connection_statement_execute_non_select (self->cnc, stmt, params, NULL,
                                                     &local_error) != -1;
