@@ -510,7 +510,7 @@ set_write_error (GError     **error,
                  GError      *cause)
 {
   g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-               /* Translators: the first %s is a file path, the second libgda's explanation. */
+               /* Translators: the first %s is a file path, the second SQLite's explanation. */
                _("Could not write to task database “%s”: %s"),
                self->path, cause != NULL ? cause->message : _("unknown error"));
 }
