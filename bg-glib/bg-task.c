@@ -40,17 +40,11 @@
  * the downloader or uploader was made on, so a list view can bind to them directly. Progress
  * notifications are throttled to about ten a second.
  */
-struct _BgTask
+/* What only a task that has moved bytes needs: the rate and the throttle of its progress
+ * notifications.  A task waiting in a queue of thousands has none; it is made at the first
+ * progress or the first attempt, and kept. */
+typedef struct
 {
-  GObject      parent_instance;
-
-  char        *identifier;
-  char        *uri;
-  GFile       *file;
-  BgResponse  *response;
-  gint64       bytes_transferred;
-  gint64       bytes_total;
-  gint64       next_attempt_at;
   gint64       last_progress_notify;
   GSource     *progress_notify_source;
 
@@ -71,6 +65,20 @@ struct _BgTask
     double     rate;
     gint64     eta;
   } notified;
+} TaskProgress;
+
+struct _BgTask
+{
+  GObject      parent_instance;
+
+  char        *identifier;
+  char        *uri;
+  GFile       *file;
+  BgResponse  *response;
+  gint64       bytes_transferred;
+  gint64       bytes_total;
+  gint64       next_attempt_at;
+  TaskProgress *progress;       /* NULL until needed */
   BgTaskKind   kind;
   BgTaskState  state;
   BgWaitReason wait_reason;
@@ -137,13 +145,34 @@ clear_source (GSource **source)
     }
 }
 
+/* The progress state, made with the values a task starts with: nothing notified yet. */
+static TaskProgress *
+ensure_progress (BgTask *self)
+{
+  g_assert (BG_IS_TASK (self));
+
+  if (self->progress == NULL)
+    {
+      self->progress = g_new0 (TaskProgress, 1);
+      self->progress->notified.total = -1;
+      self->progress->notified.fraction = -1.0;
+      self->progress->notified.eta = -1;
+    }
+
+  return self->progress;
+}
+
 static void
 bg_task_finalize (GObject *object)
 {
   BgTask *self = (BgTask *)object;
 
-  clear_source (&self->progress_notify_source);
-  clear_source (&self->rate_source);
+  if (self->progress != NULL)
+    {
+      clear_source (&self->progress->progress_notify_source);
+      clear_source (&self->progress->rate_source);
+      g_clear_pointer (&self->progress, g_free);
+    }
   g_clear_pointer (&self->identifier, g_free);
   g_clear_pointer (&self->uri, g_free);
   g_clear_object (&self->file);
@@ -566,9 +595,6 @@ static void
 bg_task_init (BgTask *self)
 {
   self->bytes_total = -1;
-  self->notified.total = -1;
-  self->notified.fraction = -1.0;
-  self->notified.eta = -1;
 }
 
 BgTask *
@@ -620,38 +646,37 @@ static void
 notify_progress (BgTask *self)
 {
   GObject *object = G_OBJECT (self);
+  TaskProgress *progress = ensure_progress (self);
   double fraction = bg_task_get_fraction (self);
   gint64 eta = bg_task_get_eta (self);
 
-  g_assert (BG_IS_TASK (self));
-
-  self->last_progress_notify = g_get_monotonic_time ();
-  clear_source (&self->progress_notify_source);
+  progress->last_progress_notify = g_get_monotonic_time ();
+  clear_source (&progress->progress_notify_source);
 
   g_object_freeze_notify (object);
-  if (self->notified.transferred != self->bytes_transferred)
+  if (progress->notified.transferred != self->bytes_transferred)
     {
-      self->notified.transferred = self->bytes_transferred;
+      progress->notified.transferred = self->bytes_transferred;
       g_object_notify_by_pspec (object, properties[PROP_BYTES_TRANSFERRED]);
     }
-  if (self->notified.total != self->bytes_total)
+  if (progress->notified.total != self->bytes_total)
     {
-      self->notified.total = self->bytes_total;
+      progress->notified.total = self->bytes_total;
       g_object_notify_by_pspec (object, properties[PROP_BYTES_TOTAL]);
     }
-  if (self->notified.fraction != fraction)
+  if (progress->notified.fraction != fraction)
     {
-      self->notified.fraction = fraction;
+      progress->notified.fraction = fraction;
       g_object_notify_by_pspec (object, properties[PROP_FRACTION]);
     }
-  if (self->notified.rate != self->bytes_per_second)
+  if (progress->notified.rate != progress->bytes_per_second)
     {
-      self->notified.rate = self->bytes_per_second;
+      progress->notified.rate = progress->bytes_per_second;
       g_object_notify_by_pspec (object, properties[PROP_BYTES_PER_SECOND]);
     }
-  if (self->notified.eta != eta)
+  if (progress->notified.eta != eta)
     {
-      self->notified.eta = eta;
+      progress->notified.eta = eta;
       g_object_notify_by_pspec (object, properties[PROP_ETA]);
     }
   g_object_thaw_notify (object);
@@ -662,7 +687,7 @@ deferred_progress_cb (gpointer data)
 {
   BgTask *self = data;
 
-  g_clear_pointer (&self->progress_notify_source, g_source_unref);
+  g_clear_pointer (&self->progress->progress_notify_source, g_source_unref);
   notify_progress (self);
 
   return G_SOURCE_REMOVE;
@@ -674,41 +699,40 @@ static void
 queue_notify_progress (BgTask   *self,
                        gboolean  now_please)
 {
+  TaskProgress *progress = ensure_progress (self);
   gint64 now = g_get_monotonic_time ();
   gint64 wait;
   GSource *source;
 
-  g_assert (BG_IS_TASK (self));
-
-  if (now_please || now - self->last_progress_notify >= PROGRESS_NOTIFY_INTERVAL_USEC)
+  if (now_please || now - progress->last_progress_notify >= PROGRESS_NOTIFY_INTERVAL_USEC)
     {
       notify_progress (self);
       return;
     }
 
   /* Not now, but soon: the last value is never left unannounced. */
-  if (self->progress_notify_source != NULL)
+  if (progress->progress_notify_source != NULL)
     return;
 
-  wait = PROGRESS_NOTIFY_INTERVAL_USEC - (now - self->last_progress_notify);
+  wait = PROGRESS_NOTIFY_INTERVAL_USEC - (now - progress->last_progress_notify);
   source = g_timeout_source_new ((guint) (wait / 1000) + 1);
   /* On the context of the caller: the engine's, not necessarily the global default. */
   g_source_set_callback (source, deferred_progress_cb, self, NULL);
   g_source_set_static_name (source, "[bg] progress notify");
   g_source_attach (source, g_main_context_get_thread_default ());
-  self->progress_notify_source = source;
+  progress->progress_notify_source = source;
 }
 
 static void
-rate_reset (BgTask *self)
+rate_reset (TaskProgress *progress)
 {
-  g_assert (BG_IS_TASK (self));
+  g_assert (progress != NULL);
 
-  self->rate_time = 0;
-  self->rate_bytes = 0;
-  self->rate_average = 0.0;
-  self->rate_weight = 0.0;
-  self->bytes_per_second = 0.0;
+  progress->rate_time = 0;
+  progress->rate_bytes = 0;
+  progress->rate_average = 0.0;
+  progress->rate_weight = 0.0;
+  progress->bytes_per_second = 0.0;
 }
 
 /* Folds the bytes moved since the last sample into the moving average.  The samples come at
@@ -719,42 +743,42 @@ static void
 rate_sample (BgTask *self,
              gint64  now)
 {
+  TaskProgress *progress = ensure_progress (self);
   double dt, instant, keep;
 
-  g_assert (BG_IS_TASK (self));
-
-  if (self->rate_time == 0)
+  if (progress->rate_time == 0)
     return;
 
-  if (now - self->last_move >= RATE_STALL_USEC)
+  if (now - progress->last_move >= RATE_STALL_USEC)
     {
-      rate_reset (self);
+      rate_reset (progress);
       return;
     }
 
-  if (now <= self->rate_time ||
-      (self->rate_weight == 0.0 && now - self->rate_time < RATE_FIRST_SAMPLE_USEC))
+  if (now <= progress->rate_time ||
+      (progress->rate_weight == 0.0 && now - progress->rate_time < RATE_FIRST_SAMPLE_USEC))
     return;
 
-  dt = (double) (now - self->rate_time) / G_USEC_PER_SEC;
-  instant = (double) (self->bytes_transferred - self->rate_bytes) / dt;
-  keep = (double) RATE_TIME_CONSTANT_USEC / (RATE_TIME_CONSTANT_USEC + (now - self->rate_time));
+  dt = (double) (now - progress->rate_time) / G_USEC_PER_SEC;
+  instant = (double) (self->bytes_transferred - progress->rate_bytes) / dt;
+  keep = (double) RATE_TIME_CONSTANT_USEC /
+         (RATE_TIME_CONSTANT_USEC + (now - progress->rate_time));
 
-  self->rate_average = keep * self->rate_average + (1.0 - keep) * instant;
-  self->rate_weight = keep * self->rate_weight + (1.0 - keep);
-  self->bytes_per_second = self->rate_average / self->rate_weight;
-  self->rate_time = now;
-  self->rate_bytes = self->bytes_transferred;
+  progress->rate_average = keep * progress->rate_average + (1.0 - keep) * instant;
+  progress->rate_weight = keep * progress->rate_weight + (1.0 - keep);
+  progress->bytes_per_second = progress->rate_average / progress->rate_weight;
+  progress->rate_time = now;
+  progress->rate_bytes = self->bytes_transferred;
 }
 
 static gboolean
 rate_tick_cb (gpointer data)
 {
   BgTask *self = data;
-  double before = self->bytes_per_second;
+  double before = self->progress->bytes_per_second;
 
   rate_sample (self, g_get_monotonic_time ());
-  if (self->bytes_per_second != before)
+  if (self->progress->bytes_per_second != before)
     queue_notify_progress (self, FALSE);
 
   return G_SOURCE_CONTINUE;
@@ -767,25 +791,25 @@ rate_bytes_moved (BgTask *self,
                   gint64  transferred,
                   gint64  now)
 {
-  g_assert (BG_IS_TASK (self));
+  TaskProgress *progress = ensure_progress (self);
 
   if (transferred > self->bytes_transferred)
-    self->last_move = now;
+    progress->last_move = now;
 
-  if (self->rate_time == 0)
+  if (progress->rate_time == 0)
     {
       if (transferred > self->bytes_transferred)
         {
-          self->rate_time = now;
-          self->rate_bytes = self->bytes_transferred;
+          progress->rate_time = now;
+          progress->rate_bytes = self->bytes_transferred;
         }
     }
-  else if (transferred < self->rate_bytes)
+  else if (transferred < progress->rate_bytes)
     {
       /* The transfer started over from an earlier byte: what was moved is still a measure of
        * the speed, but the next sample counts from here. */
-      self->rate_time = now;
-      self->rate_bytes = transferred;
+      progress->rate_time = now;
+      progress->rate_bytes = transferred;
     }
 }
 
@@ -806,7 +830,8 @@ bg_task_set_progress (BgTask   *self,
     {
       /* A forced call announces now what was only going to be announced soon: the last
        * values are told before the task's next state. */
-      if (force_notify && self->progress_notify_source != NULL)
+      if (force_notify && self->progress != NULL &&
+          self->progress->progress_notify_source != NULL)
         notify_progress (self);
       return;
     }
@@ -832,21 +857,21 @@ bg_task_set_state (BgTask      *self,
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
 
   /* The rate is measured while an attempt runs; outside one it is 0. */
-  if (state == BG_TASK_STATE_RUNNING && self->rate_source == NULL)
+  if (state == BG_TASK_STATE_RUNNING && ensure_progress (self)->rate_source == NULL)
     {
       GSource *source = g_timeout_source_new (RATE_SAMPLE_INTERVAL_MSEC);
 
-      rate_reset (self);
+      rate_reset (self->progress);
       g_source_set_callback (source, rate_tick_cb, self, NULL);
       g_source_set_static_name (source, "[bg] transfer rate");
       g_source_attach (source, g_main_context_get_thread_default ());
-      self->rate_source = source;
+      self->progress->rate_source = source;
     }
-  else if (state != BG_TASK_STATE_RUNNING)
+  else if (state != BG_TASK_STATE_RUNNING && self->progress != NULL)
     {
-      clear_source (&self->rate_source);
-      rate_reset (self);
-      if (self->notified.rate != self->bytes_per_second)
+      clear_source (&self->progress->rate_source);
+      rate_reset (self->progress);
+      if (self->progress->notified.rate != self->progress->bytes_per_second)
         notify_progress (self);
     }
   g_object_thaw_notify (G_OBJECT (self));
@@ -1124,7 +1149,8 @@ double
 bg_task_get_bytes_per_second (BgTask *self)
 {
   g_return_val_if_fail (BG_IS_TASK (self), 0.0);
-  return self->bytes_per_second;
+
+  return self->progress != NULL ? self->progress->bytes_per_second : 0.0;
 }
 
 /**
@@ -1147,10 +1173,11 @@ bg_task_get_eta (BgTask *self)
     return -1;
   if (self->bytes_transferred >= self->bytes_total)
     return 0;
-  if (self->bytes_per_second <= 0.0)
+  if (self->progress == NULL || self->progress->bytes_per_second <= 0.0)
     return -1;
 
-  seconds = (double) (self->bytes_total - self->bytes_transferred) / self->bytes_per_second;
+  seconds = (double) (self->bytes_total - self->bytes_transferred) /
+            self->progress->bytes_per_second;
   if (seconds >= (double) G_MAXINT32)
     return G_MAXINT32;
 

@@ -414,6 +414,44 @@ test_forced_notify_flushes (void)
   g_assert_cmpuint (fraction_notifies, ==, 2);
 }
 
+/* A task that never runs (queued, waiting, cancelled) tells no rate and no time left, and its
+ * restored bytes once, as one that ran does. */
+static void
+test_never_ran (void)
+{
+  g_autoptr(GFile) file = g_file_new_for_path ("/nonexistent");
+  g_autoptr(BgTask) task = bg_task_new (BG_TASK_KIND_DOWNLOAD, "t", "http://127.0.0.1/", file);
+  guint bytes_notifies = 0, rate_notifies = 0, eta_notifies = 0;
+
+  g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (count_notify),
+                    &bytes_notifies);
+  g_signal_connect (task, "notify::bytes-per-second", G_CALLBACK (count_notify),
+                    &rate_notifies);
+  g_signal_connect (task, "notify::eta", G_CALLBACK (count_notify), &eta_notifies);
+
+  g_assert_cmpfloat (bg_task_get_bytes_per_second (task), ==, 0.0);
+  g_assert_cmpint (bg_task_get_eta (task), ==, -1);
+  g_assert_cmpfloat (bg_task_get_fraction (task), ==, -1.0);
+
+  bg_task_set_state (task, BG_TASK_STATE_QUEUED);
+  bg_task_set_state (task, BG_TASK_STATE_WAITING);
+  g_assert_cmpuint (rate_notifies + eta_notifies + bytes_notifies, ==, 0);
+
+  /* What a restored task had: told at once. */
+  bg_task_set_progress (task, 400, 1000, TRUE);
+  g_assert_cmpuint (bytes_notifies, ==, 1);
+  g_assert_cmpfloat (bg_task_get_fraction (task), ==, 0.4);
+  g_assert_cmpint (bg_task_get_eta (task), ==, -1);
+  g_assert_cmpfloat (bg_task_get_bytes_per_second (task), ==, 0.0);
+
+  bg_task_set_state (task, BG_TASK_STATE_CANCELLED);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_cmpuint (bytes_notifies, ==, 1);
+  g_assert_cmpuint (rate_notifies, ==, 0);
+  g_assert_cmpuint (eta_notifies, ==, 0);
+}
+
 /* --- A server that sends no Content-Length -------------------------------------------------- */
 
 #define CHUNK_SIZE 10000
@@ -543,6 +581,7 @@ main (int   argc,
   ADD ("/progress/next-attempt-at", test_next_attempt_at);
   ADD ("/progress/unknown-length", test_unknown_length);
   g_test_add_func ("/progress/forced-notify-flushes", test_forced_notify_flushes);
+  g_test_add_func ("/progress/never-ran", test_never_ran);
 
 #undef ADD
 
