@@ -31,6 +31,8 @@
  *   max_ms, p99_ms, over_10ms, ticks   the worst tick and the lateness percentiles
  *   rss_mib, hwm_mib   VmRSS and VmHWM once all are queued
  *   tasks        the number of tasks in the queue's list
+ * With --cancel it then cancels every task, the last submitted first, and prints cancel_ms, the
+ * time those calls took.
  *
  * "restore" makes a BgDownloader on DATABASE (held as --hold says; with "queued" and --port it
  * listens on that port again the same way, so that the first task hangs and the rest stay
@@ -71,6 +73,7 @@ typedef struct
   guint         batch;
   guint         next;
   gboolean      priorities;
+  gboolean      cancel;
   BgTaskOptions *options[4];
   guint16       port;
   gint64        submit_us;
@@ -333,6 +336,20 @@ submit (const char *database,
            state->count, state->batch);
   fflush (stdout);
 
+  if (state->cancel)
+    {
+      gint64 cancel_start = g_get_monotonic_time ();
+
+      /* Last first: each one is then as far from the head of the queue as it can be. */
+      for (guint i = state->count; i-- > 0;)
+        {
+          g_autofree char *identifier = g_strdup_printf ("bench/hundred-k/%08u", i);
+
+          bg_downloader_cancel (downloader, identifier, NULL);
+        }
+      g_print ("cancel_ms=%.1f\n", (g_get_monotonic_time () - cancel_start) / 1000.0);
+    }
+
   for (int i = 0; i < 4; i++)
     g_clear_object (&state->options[i]);
   g_array_unref (state->lateness);
@@ -431,6 +448,7 @@ main (int   argc,
   int batch = 200;
   int port = 0;
   gboolean priorities = FALSE;
+  gboolean cancel = FALSE;
   State state = { 0 };
   const GOptionEntry entries[] = {
     { "count", 0, 0, G_OPTION_ARG_INT, &count, "submit this many downloads (100000)", "N" },
@@ -441,6 +459,8 @@ main (int   argc,
       "queued (the default), paused or scheduled", "HOW" },
     { "priorities", 0, 0, G_OPTION_ARG_NONE, &priorities,
       "priorities -1, 0, 1, 2 in turn instead of all 0", NULL },
+    { "cancel", 0, 0, G_OPTION_ARG_NONE, &cancel,
+      "then cancel every task, last submitted first, and time it", NULL },
     G_OPTION_ENTRY_NULL
   };
 
@@ -466,6 +486,7 @@ main (int   argc,
   state.count = (guint) MAX (count, 1);
   state.batch = (guint) MAX (batch, 1);
   state.priorities = priorities;
+  state.cancel = cancel;
   state.port = (guint16) CLAMP (port, 0, 65535);
 
   if (argc == 4 && g_str_equal (argv[1], "submit"))

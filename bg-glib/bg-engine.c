@@ -23,11 +23,77 @@
  * and a capped or idle transfer is not woken four times a second for it. */
 #define STALL_CHECK_INTERVAL_MS 1000
 
+/* A weak reference to a call's source object (the task queue), shared by every pending call and
+ * reply of that source.  GLib keeps an object's weak references in a list, and clearing one
+ * walks that list: with a weak reference of its own per pending call, cancelling a hundred
+ * thousand queued tasks took time that grew with the square of their number. */
+typedef struct
+{
+  gatomicrefcount ref_count;
+  GWeakRef        object;
+} SharedSource;
+
+static SharedSource *
+shared_source_ref (SharedSource *shared)
+{
+  g_atomic_ref_count_inc (&shared->ref_count);
+  return shared;
+}
+
+static void
+shared_source_unref (SharedSource *shared)
+{
+  if (shared != NULL && g_atomic_ref_count_dec (&shared->ref_count))
+    {
+      g_weak_ref_clear (&shared->object);
+      g_free (shared);
+    }
+}
+
+/* A shared reference to @object (which may be NULL): the last one made, while it still points
+ * at @object, or a new one, which is then the last. */
+static SharedSource *
+shared_source_for (gpointer object)
+{
+  G_LOCK_DEFINE_STATIC (last_source);
+  static SharedSource *last;
+  SharedSource *shared = NULL;
+
+  G_LOCK (last_source);
+  if (last != NULL && object != NULL)
+    {
+      g_autoptr(GObject) current = g_weak_ref_get (&last->object);
+
+      if (current == object)
+        shared = shared_source_ref (last);
+    }
+  if (shared == NULL)
+    {
+      shared = g_new0 (SharedSource, 1);
+      g_atomic_ref_count_init (&shared->ref_count);
+      g_weak_ref_init (&shared->object, object);
+      if (object != NULL)
+        {
+          shared_source_unref (last);
+          last = shared_source_ref (shared);
+        }
+    }
+  G_UNLOCK (last_source);
+
+  return shared;
+}
+
+static GTask *reply_task_new (SharedSource        *source,
+                              gpointer             source_tag,
+                              GCancellable        *cancellable,
+                              GAsyncReadyCallback  callback,
+                              gpointer             user_data);
+
 /* A pending submit.  Its GTask (with its reply, some 250 bytes) is made only when the call is
  * answered (see waiter_task_new()), so that a call waiting on a queued task costs only this. */
 typedef struct
 {
-  GWeakRef             source;
+  SharedSource        *source;
   gpointer             source_tag;
   GMainContext        *context;      /* the caller's thread-default context */
   GAsyncReadyCallback  callback;
@@ -59,10 +125,12 @@ struct _BgJob
    * whole request. */
   char           *request_uri;
   char           *request_headers;
+  /* Its place in the engine's queue, so that taking it out does not walk the queue (a hundred
+   * thousand queued tasks cancelled one by one); NULL while it is not queued. */
+  GList          *queue_link;
   guint           running : 1;
   guint           reachable : 1;      /* can_reach said yes while the monitor said offline */
   guint           reach_pending : 1;
-  guint           queued : 1;
   guint           stalled : 1;
   guint           unwatched : 1;      /* the attempt is busy with the disk, not the network */
   guint           pausing : 1;        /* the attempt was cancelled because the task paused */
@@ -145,6 +213,8 @@ static void job_finish_grouped (BgJob *job, BgResponse *response);
 static void job_enqueue (BgJob *job);
 static void job_options_changed_cb (BgTask *task, GParamSpec *pspec, gpointer data);
 static void engine_sweep_waits (BgEngine *self);
+static void engine_queue_unlink (BgEngine *self,
+                                 BgJob    *job);
 static void open_engines_remove (BgEngine *self);
 
 BgJob *
@@ -219,7 +289,7 @@ waiter_new (gpointer             source_object,
 {
   Waiter *waiter = g_new0 (Waiter, 1);
 
-  g_weak_ref_init (&waiter->source, source_object);
+  waiter->source = shared_source_for (source_object);
   waiter->source_tag = source_tag;
   waiter->context = g_main_context_ref_thread_default ();
   waiter->callback = callback;
@@ -235,7 +305,7 @@ waiter_free (Waiter *waiter)
   if (waiter->cancelled_id != 0)
     g_cancellable_disconnect (waiter->cancellable, waiter->cancelled_id);
   g_clear_object (&waiter->cancellable);
-  g_weak_ref_clear (&waiter->source);
+  shared_source_unref (waiter->source);
   g_main_context_unref (waiter->context);
   g_free (waiter);
 }
@@ -245,15 +315,14 @@ waiter_free (Waiter *waiter)
 static GTask *
 waiter_task_new (Waiter *waiter)
 {
-  g_autoptr(GObject) source = g_weak_ref_get (&waiter->source);
   g_autoptr(GMainContext) current = g_main_context_ref_thread_default ();
   gboolean push = current != waiter->context && g_main_context_acquire (waiter->context);
   GTask *task;
 
   if (push)
     g_main_context_push_thread_default (waiter->context);
-  task = bg_reply_task_new (source, waiter->source_tag, waiter->cancellable, waiter->callback,
-                            waiter->user_data);
+  task = reply_task_new (waiter->source, waiter->source_tag, waiter->cancellable,
+                         waiter->callback, waiter->user_data);
   g_task_set_check_cancellable (task, FALSE);
   if (push)
     {
@@ -353,11 +422,7 @@ engine_remove_job (BgEngine *self,
 
   if (job->retry_source != NULL)
     clear_source (&job->retry_source);
-  if (job->queued)
-    {
-      g_queue_remove (&self->queue, job);
-      job->queued = FALSE;
-    }
+  engine_queue_unlink (self, job);
 
   if (keep_listed && self->keep_finished)
     g_hash_table_insert (self->kept, g_strdup (job->record->identifier),
@@ -470,7 +535,7 @@ job_fail_waiters (BgJob        *job,
  * their waiters, and a waiter's GTask would hold the queue. */
 typedef struct
 {
-  GWeakRef             source;
+  SharedSource        *source;
   GAsyncReadyCallback  callback;
   gpointer             user_data;
 } Reply;
@@ -481,17 +546,17 @@ reply_cb (GObject      *no_source,
           gpointer      data)
 {
   Reply *reply = data;
-  g_autoptr(GObject) source = g_weak_ref_get (&reply->source);
+  g_autoptr(GObject) source = g_weak_ref_get (&reply->source->object);
 
   if (reply->callback != NULL)
     reply->callback (source, result, reply->user_data);
 
-  g_weak_ref_clear (&reply->source);
+  shared_source_unref (reply->source);
   g_free (reply);
 }
 
-GTask *
-bg_reply_task_new (gpointer             source_object,
+static GTask *
+reply_task_new (SharedSource        *source,
                 gpointer             source_tag,
                 GCancellable        *cancellable,
                 GAsyncReadyCallback  callback,
@@ -500,12 +565,27 @@ bg_reply_task_new (gpointer             source_object,
   Reply *reply = g_new0 (Reply, 1);
   GTask *task;
 
-  g_weak_ref_init (&reply->source, source_object);
+  reply->source = shared_source_ref (source);
   reply->callback = callback;
   reply->user_data = user_data;
 
   task = g_task_new (NULL, cancellable, reply_cb, reply);
   g_task_set_source_tag (task, source_tag);
+
+  return task;
+}
+
+GTask *
+bg_reply_task_new (gpointer             source_object,
+                   gpointer             source_tag,
+                   GCancellable        *cancellable,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data)
+{
+  SharedSource *source = shared_source_for (source_object);
+  GTask *task = reply_task_new (source, source_tag, cancellable, callback, user_data);
+
+  shared_source_unref (source);
 
   return task;
 }
@@ -845,17 +925,34 @@ engine_queue_insert (BgEngine *self,
                      BgJob    *job)
 {
   int priority = job->record->priority;
+  GList *link = g_list_alloc ();
   GList *l;
+
+  g_assert (job->queue_link == NULL);
 
   /* Higher priority first; among equals, first come first served. */
   for (l = self->queue.tail; l != NULL; l = l->prev)
     if (((BgJob *) l->data)->record->priority >= priority)
       break;
 
+  link->data = job;
   if (l == NULL)
-    g_queue_push_head (&self->queue, job);
+    g_queue_push_head_link (&self->queue, link);
   else
-    g_queue_insert_after (&self->queue, l, job);
+    g_queue_insert_after_link (&self->queue, l, link);
+  job->queue_link = link;
+}
+
+/* Takes @job out of the queue, if it is there. */
+static void
+engine_queue_unlink (BgEngine *self,
+                     BgJob    *job)
+{
+  if (job->queue_link != NULL)
+    {
+      g_queue_delete_link (&self->queue, job->queue_link);
+      job->queue_link = NULL;
+    }
 }
 
 /* The attempt that has just ended, or was about to start, does not count: the record and the
@@ -1415,11 +1512,11 @@ engine_pump_cb (gpointer data)
 
   while (self->n_running < self->max_concurrent && !g_queue_is_empty (&self->queue))
     {
-      g_autoptr(BgJob) job = bg_job_ref (g_queue_pop_head (&self->queue));
+      g_autoptr(BgJob) job = bg_job_ref (self->queue.head->data);
       BgWaitReason reason;
       gint64 until;
 
-      job->queued = FALSE;
+      engine_queue_unlink (self, job);
 
       /* The conditions may have changed while it was queued. */
       reason = job_blocked_by (job, &until);
@@ -1486,7 +1583,7 @@ job_enqueue (BgJob *job)
   BgWaitReason reason;
   gint64 until;
 
-  if (job->queued || job->running || job->dropped ||
+  if (job->queue_link != NULL || job->running || job->dropped ||
       job->record->state == BG_TASK_STATE_FINISHED)
     return;
 
@@ -1502,7 +1599,6 @@ job_enqueue (BgJob *job)
   job->record->state = BG_TASK_STATE_QUEUED;
   bg_task_set_wait_reason (job->task, BG_WAIT_REASON_NONE);
   bg_task_set_state (job->task, BG_TASK_STATE_QUEUED);
-  job->queued = TRUE;
   engine_queue_insert (self, job);
   engine_schedule_pump (self);
 }
@@ -1530,11 +1626,7 @@ job_apply_pause (BgJob *job)
       return;
     }
 
-  if (job->queued)
-    {
-      g_queue_remove (&job->engine->queue, job);
-      job->queued = FALSE;
-    }
+  engine_queue_unlink (job->engine, job);
   job_enqueue (job);
 }
 
@@ -1606,11 +1698,7 @@ job_options_changed_cb (BgTask     *task,
   if (g_str_equal (pspec->name, "max-bandwidth"))
     return;
 
-  if (job->queued)
-    {
-      g_queue_remove (&job->engine->queue, job);
-      job->queued = FALSE;
-    }
+  engine_queue_unlink (job->engine, job);
   if (!job->running && bg_task_get_wait_reason (task) != BG_WAIT_REASON_RETRY)
     job_enqueue (job);
 }
@@ -1726,6 +1814,7 @@ bg_engine_shutdown (BgEngine *self)
           BgJob *job = value;
 
           job->dropped = TRUE;
+          job->queue_link = NULL;
           clear_source (&job->retry_source);
           job_fail_waiters (job, error);
           if (job->cancellable != NULL)
