@@ -527,6 +527,24 @@ job_fail_waiters (BgJob        *job,
     }
 }
 
+/* Answers every pending call of @job with @response. */
+static void
+job_answer_waiters (BgJob      *job,
+                    BgResponse *response)
+{
+  g_assert (job != NULL);
+  g_assert (BG_IS_RESPONSE (response));
+
+  while (job->waiters != NULL)
+    {
+      Waiter *waiter = job->waiters->data;
+
+      job->waiters = g_list_delete_link (job->waiters, job->waiters);
+      waiter_return_response (waiter, response);
+      waiter_free (waiter);
+    }
+}
+
 /* --- Replies ------------------------------------------------------------------------------- */
 
 /* A pending call does not keep its task queue alive: its GTask has no source object, and the
@@ -1132,14 +1150,7 @@ job_announce_finish (BgJob      *job,
 
   g_signal_emit (job->engine, signals[TASK_FINISHED], 0, job->task, response);
 
-  while (job->waiters != NULL)
-    {
-      Waiter *waiter = job->waiters->data;
-
-      job->waiters = g_list_delete_link (job->waiters, job->waiters);
-      waiter_return_response (waiter, response);
-      waiter_free (waiter);
-    }
+  job_answer_waiters (job, response);
 }
 
 static void
@@ -1169,14 +1180,7 @@ job_announce_committed (gpointer data)
 
   /* Cancelled meanwhile, or its queue closed: the engine is not told, and may be gone.  Both
    * answered the waiters already; these lines are for safety. */
-  while (job->waiters != NULL)
-    {
-      Waiter *waiter = job->waiters->data;
-
-      job->waiters = g_list_delete_link (job->waiters, job->waiters);
-      waiter_return_response (waiter, response);
-      waiter_free (waiter);
-    }
+  job_answer_waiters (job, response);
 }
 
 /* job_finish() for an attempt's outcome: the record joins the store's group commit, so that the
