@@ -544,7 +544,8 @@ bind_int64 (GdaSet      *params,
   return gda_holder_set_value (holder, &gvalue, error);
 }
 
-/* Binds @value, or NULL (which makes libgda rewrite the statement: see the probes only). */
+/* Binds @value, or NULL: libgda then rewrites the statement, which only the upload probes' rare
+ * writes and the key of a lookup (never NULL) go through. */
 static gboolean
 bind_string (GdaSet      *params,
              const char  *name,
