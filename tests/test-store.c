@@ -755,6 +755,68 @@ test_insert_new_write_error (void)
   fixture_tear_down (&fixture);
 }
 
+/* A grouped write that SQLite refuses gives BG_ERROR_STORE naming the database and SQLite's
+ * reason; the writes grouped before it are still committed with the group, and the store goes on
+ * working. */
+static void
+test_grouped_write_error (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) kept = make_record (BG_TASK_KIND_DOWNLOAD, "kept", 1);
+  g_autoptr(BgStoreRecord) refused = make_record (BG_TASK_KIND_DOWNLOAD, "refused", 2);
+  g_autoptr(BgStoreRecord) loaded = NULL;
+  g_autoptr(GError) error = NULL;
+  sqlite3 *other;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+  other = open_other_connection (fixture.path);
+  save_or_die (store, kept);
+  save_or_die (store, refused);
+
+  g_assert_cmpint (sqlite3_exec (other, "CREATE TRIGGER refuse BEFORE UPDATE ON tasks "
+                                 "WHEN NEW.identifier = 'refused' "
+                                 "BEGIN SELECT RAISE (ABORT, 'database or disk is full'); END",
+                                 NULL, NULL, NULL), ==, SQLITE_OK);
+
+  kept->checkpoint = 4096;
+  g_assert_true (bg_store_save_progress_grouped (store, kept, &error));
+  g_assert_no_error (error);
+
+  refused->checkpoint = 4096;
+  g_assert_false (bg_store_save_progress_grouped (store, refused, &error));
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_test_message ("refused: %s", error->message);
+  g_assert_nonnull (strstr (error->message, fixture.path));
+  g_assert_nonnull (strstr (error->message, "database or disk is full"));
+  g_clear_error (&error);
+
+  g_assert_true (bg_store_commit_group (store, &error));
+  g_assert_no_error (error);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "kept", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (loaded->checkpoint, ==, 4096);
+  g_clear_pointer (&loaded, bg_store_record_free);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "refused", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (loaded->checkpoint, ==, 0);
+  g_clear_pointer (&loaded, bg_store_record_free);
+
+  g_assert_cmpint (sqlite3_exec (other, "DROP TRIGGER refuse", NULL, NULL, NULL), ==, SQLITE_OK);
+  g_assert_true (bg_store_save_progress_grouped (store, refused, &error));
+  g_assert_no_error (error);
+  g_assert_true (bg_store_commit_group (store, &error));
+  g_assert_no_error (error);
+  loaded = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "refused", &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (loaded->checkpoint, ==, 4096);
+
+  sqlite3_close (other);
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
 /* A stream of inserts with no pause for a checkpoint to catch up: SQLite's own checkpoint, the
  * safety valve, keeps the WAL bounded, and the restart after it reuses the file instead of
  * truncating it on the main loop (which took longer than the checkpoint). */
@@ -2700,6 +2762,7 @@ main (int   argc,
   g_test_add_func ("/store/insert-new/committed-with-group-open",
                    test_insert_new_committed_with_group_open);
   g_test_add_func ("/store/insert-new/write-error", test_insert_new_write_error);
+  g_test_add_func ("/store/grouped/write-error", test_grouped_write_error);
   g_test_add_func ("/store/insert-new/stream-wal-reused", test_insert_stream_wal_reused);
   g_test_add_func ("/store/save-progress", test_save_progress);
   g_test_add_func ("/store/save-attempt-and-result", test_save_attempt_and_result);
