@@ -114,6 +114,12 @@ BgStoreRecord  *bg_store_lookup        (BgStore              *self,
                                         BgTaskKind            kind,
                                         const char           *identifier,
                                         GError              **error);
+/* The record as this process has written it, grouped writes included, read without a commit;
+ * a record that is not there is an error (BG_ERROR_STORE). */
+BgStoreRecord  *bg_store_read_record   (BgStore              *self,
+                                        BgTaskKind            kind,
+                                        const char           *identifier,
+                                        GError              **error);
 /* Every record of @kind, oldest first: a GPtrArray of BgStoreRecord, owning them. */
 GPtrArray      *bg_store_load_all      (BgStore              *self,
                                         BgTaskKind            kind,

@@ -180,6 +180,7 @@ struct _BgStore
   /* See "Writing records" below. */
   sqlite3       *writer;
   sqlite3_stmt  *writes[N_WRITES];
+  sqlite3_stmt  *read_one;        /* see bg_store_read_record() */
 
   /* See "Loading off the main thread" below. */
   GMutex         reader_mutex;
@@ -2000,12 +2001,24 @@ bg_store_open_writer (BgStore  *self,
                                   NULL) != SQLITE_OK)
             local_error = g_error_new_literal (BG_ERROR, BG_ERROR_STORE, sqlite3_errmsg (db));
         }
+      if (local_error == NULL)
+        {
+          g_autoptr(GString) sql = g_string_new ("SELECT ");
+
+          append_column_list (sql);
+          g_string_append (sql, " FROM tasks");
+          append_key_condition (sql);
+          if (sqlite3_prepare_v3 (db, sql->str, -1, SQLITE_PREPARE_PERSISTENT, &self->read_one,
+                                  NULL) != SQLITE_OK)
+            local_error = g_error_new_literal (BG_ERROR, BG_ERROR_STORE, sqlite3_errmsg (db));
+        }
     }
 
   if (local_error != NULL)
     {
       for (guint id = 0; id < N_WRITES; id++)
         g_clear_pointer (&self->writes[id], sqlite3_finalize);
+      g_clear_pointer (&self->read_one, sqlite3_finalize);
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: %s"),
                    self->path, local_error->message);
@@ -2022,6 +2035,7 @@ bg_store_close_writer (BgStore *self)
 {
   for (guint id = 0; id < N_WRITES; id++)
     g_clear_pointer (&self->writes[id], sqlite3_finalize);
+  g_clear_pointer (&self->read_one, sqlite3_finalize);
   g_clear_pointer (&self->writer, sqlite3_close);
 }
 
@@ -2757,6 +2771,62 @@ bg_store_lookup (BgStore     *self,
     return NULL;
 
   return g_ptr_array_steal_index (records, 0);
+}
+
+/* Reads the record of @kind and @identifier on the writer connection, which sees the grouped
+ * writes before they are committed: no commit first, unlike bg_store_lookup(), and no libgda.
+ * A record that is not there is an error too. */
+BgStoreRecord *
+bg_store_read_record (BgStore     *self,
+                      BgTaskKind   kind,
+                      const char  *identifier,
+                      GError     **error)
+{
+  sqlite3_stmt *stmt;
+  BgStoreRecord *record = NULL;
+  int rc;
+
+  g_return_val_if_fail (BG_IS_STORE (self), NULL);
+  g_return_val_if_fail (identifier != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (self->writer == NULL)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_CLOSED,
+                   _("Task database “%s” is closed"), self->path);
+      return NULL;
+    }
+
+  stmt = self->read_one;
+  rc = sqlite3_bind_int64 (stmt, (int) column_parameter ("kind"), kind);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_text (stmt, (int) column_parameter ("identifier"), identifier, -1,
+                            SQLITE_STATIC);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step (stmt);
+
+  if (rc == SQLITE_ROW)
+    {
+      record = record_from_sqlite_row (stmt);
+    }
+  else if (rc == SQLITE_DONE)
+    {
+      g_set_error (error, BG_ERROR, BG_ERROR_STORE,
+                   _("The task “%s” is missing from task database “%s”"), identifier,
+                   self->path);
+    }
+  else
+    {
+      g_autoptr(GError) cause = g_error_new_literal (BG_ERROR, BG_ERROR_STORE,
+                                                     sqlite3_errmsg (self->writer));
+
+      set_read_error (error, self, cause);
+    }
+
+  sqlite3_reset (stmt);
+  sqlite3_clear_bindings (stmt);
+
+  return record;
 }
 
 GPtrArray *

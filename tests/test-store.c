@@ -817,6 +817,71 @@ test_grouped_write_error (void)
   fixture_tear_down (&fixture);
 }
 
+/* bg_store_read_record() reads a record back as this process wrote it: every field, grouped
+ * writes included before their commit, nothing of another kind; one that is not there, or
+ * deleted by another connection to the file, is an error naming the task and the database. */
+static void
+test_read_record (void)
+{
+  Fixture fixture;
+  g_autoptr(BgStore) store = NULL;
+  g_autoptr(BgStoreRecord) full = make_full_record ("it's \"full\"/1");
+  g_autoptr(BgStoreRecord) grouped = make_record (BG_TASK_KIND_DOWNLOAD, "grouped", 1);
+  g_autoptr(BgStoreRecord) read = NULL;
+  g_autoptr(GError) error = NULL;
+  sqlite3 *other;
+
+  fixture_set_up (&fixture);
+  store = open_store (fixture.path);
+  other = open_other_connection (fixture.path);
+
+  save_or_die (store, full);
+  read = bg_store_read_record (store, BG_TASK_KIND_UPLOAD, "it's \"full\"/1", &error);
+  g_assert_no_error (error);
+  assert_records_equal (read, full);
+  g_clear_pointer (&read, bg_store_record_free);
+
+  /* The same identifier of the other kind is another task. */
+  read = bg_store_read_record (store, BG_TASK_KIND_DOWNLOAD, "it's \"full\"/1", &error);
+  g_assert_null (read);
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_assert_nonnull (strstr (error->message, "it's \"full\"/1"));
+  g_assert_nonnull (strstr (error->message, fixture.path));
+  g_clear_error (&error);
+
+  /* A grouped write is read back before its commit. */
+  save_or_die (store, grouped);
+  grouped->checkpoint = 8192;
+  grouped->etag = g_strdup ("\"v2\"");
+  g_assert_true (bg_store_save_progress_grouped (store, grouped, &error));
+  g_assert_no_error (error);
+  read = bg_store_read_record (store, BG_TASK_KIND_DOWNLOAD, "grouped", &error);
+  g_assert_no_error (error);
+  assert_records_equal (read, grouped);
+  g_clear_pointer (&read, bg_store_record_free);
+  g_assert_true (bg_store_commit_group (store, &error));
+  g_assert_no_error (error);
+
+  /* Deleted by another connection: the next read says so. */
+  g_assert_cmpint (sqlite3_exec (other, "DELETE FROM tasks WHERE identifier = 'grouped'",
+                                 NULL, NULL, NULL), ==, SQLITE_OK);
+  read = bg_store_read_record (store, BG_TASK_KIND_DOWNLOAD, "grouped", &error);
+  g_assert_null (read);
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_test_message ("missing: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "grouped"));
+  g_clear_error (&error);
+
+  /* The statement was reset: the store goes on reading. */
+  read = bg_store_read_record (store, BG_TASK_KIND_UPLOAD, "it's \"full\"/1", &error);
+  g_assert_no_error (error);
+  assert_records_equal (read, full);
+
+  sqlite3_close (other);
+  g_clear_object (&store);
+  fixture_tear_down (&fixture);
+}
+
 /* A stream of inserts with no pause for a checkpoint to catch up: SQLite's own checkpoint, the
  * safety valve, keeps the WAL bounded, and the restart after it reuses the file instead of
  * truncating it on the main loop (which took longer than the checkpoint). */
@@ -2763,6 +2828,7 @@ main (int   argc,
                    test_insert_new_committed_with_group_open);
   g_test_add_func ("/store/insert-new/write-error", test_insert_new_write_error);
   g_test_add_func ("/store/grouped/write-error", test_grouped_write_error);
+  g_test_add_func ("/store/read-record", test_read_record);
   g_test_add_func ("/store/insert-new/stream-wal-reused", test_insert_stream_wal_reused);
   g_test_add_func ("/store/save-progress", test_save_progress);
   g_test_add_func ("/store/save-attempt-and-result", test_save_attempt_and_result);
