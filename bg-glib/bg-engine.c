@@ -109,6 +109,7 @@ struct _BgJob
   grefcount       ref_count;
   BgEngine       *engine;
   BgTask         *task;
+  /* NULL while the job is parked: see job_park(). */
   BgStoreRecord  *record;
   GFile          *file;
   GList          *waiters;
@@ -280,6 +281,53 @@ bg_job_new (BgEngine      *engine,
   return job;
 }
 
+/* --- Parking -------------------------------------------------------------------------------
+
+ * A job waiting in the queue keeps no record in memory: a hundred thousand queued tasks held
+ * some 600 bytes each in their records and strings.  A job is parked only where its record in
+ * memory is the one in the store, just inserted by a submit or just read by a restore, and only
+ * while it is queued: the record's state is not written on queueing, so a parked job is QUEUED
+ * whatever the stored state says.  Meanwhile what the engine needs of it (identifier, priority,
+ * options, state) comes from its BgTask.  job_unpark() reads the record back before the job
+ * starts, changes, is joined by a call, paused or cancelled; whatever takes a job out of the
+ * queue to do more than drop it unparks it first. */
+
+static void
+job_park (BgJob *job)
+{
+  if (job->record == NULL || job->queue_link == NULL || job->running)
+    return;
+
+  g_clear_pointer (&job->record, bg_store_record_free);
+}
+
+static gboolean
+job_unpark (BgJob   *job,
+            GError **error)
+{
+  BgStoreRecord *record;
+
+  if (job->record != NULL)
+    return TRUE;
+
+  record = bg_store_read_record (job->engine->store, job->engine->kind,
+                                 bg_task_get_identifier (job->task), error);
+  if (record == NULL)
+    return FALSE;
+
+  record->state = BG_TASK_STATE_QUEUED;
+  job->record = record;
+
+  return TRUE;
+}
+
+/* The record's state, without reading back the record of a parked job: that one is queued. */
+static BgTaskState
+job_state (BgJob *job)
+{
+  return job->record != NULL ? job->record->state : BG_TASK_STATE_QUEUED;
+}
+
 static Waiter *
 waiter_new (gpointer             source_object,
             gpointer             source_tag,
@@ -401,8 +449,8 @@ engine_add_job (BgEngine  *self,
 {
   g_assert (job != NULL);
 
-  engine_unkeep (self, job->record->identifier);
-  g_hash_table_insert (self->jobs, job->record->identifier, job);
+  engine_unkeep (self, bg_task_get_identifier (job->task));
+  g_hash_table_insert (self->jobs, (gpointer) bg_task_get_identifier (job->task), job);
   if (listed != NULL)
     g_ptr_array_add (listed, g_object_ref (job->task));
   else
@@ -425,13 +473,13 @@ engine_remove_job (BgEngine *self,
   engine_queue_unlink (self, job);
 
   if (keep_listed && self->keep_finished)
-    g_hash_table_insert (self->kept, g_strdup (job->record->identifier),
+    g_hash_table_insert (self->kept, g_strdup (bg_task_get_identifier (job->task)),
                          g_object_ref (job->task));
   else
     bg_task_list_remove (self->tasks, job->task);
 
-  /* Steal first: the key belongs to the record. */
-  g_hash_table_steal (self->jobs, job->record->identifier);
+  /* Steal first: the key belongs to the task. */
+  g_hash_table_steal (self->jobs, bg_task_get_identifier (job->task));
   bg_job_unref (job);
 }
 
@@ -622,9 +670,13 @@ bg_job_get_task (BgJob *job)
   return job->task;
 }
 
+/* Only a job that is not parked has its record: attempts, recover() and discard() (cancel
+ * reads it back first). */
 BgStoreRecord *
 bg_job_get_record (BgJob *job)
 {
+  g_assert (job->record != NULL);
+
   return job->record;
 }
 
@@ -756,7 +808,7 @@ bg_job_make_response (BgJob          *job,
       headers = soup_message_get_response_headers (msg);
     }
 
-  return bg_response_new (kind, job->record->identifier, status, reason, headers,
+  return bg_response_new (kind, bg_task_get_identifier (job->task), status, reason, headers,
                           job->file, body, error);
 }
 
@@ -820,6 +872,7 @@ job_blocked_by (BgJob  *job,
   gint64 now = now_wall ();
 
   g_assert (until != NULL);
+  g_assert (record != NULL);
 
   *until = 0;
 
@@ -942,15 +995,16 @@ static void
 engine_queue_insert (BgEngine *self,
                      BgJob    *job)
 {
-  int priority = job->record->priority;
+  int priority = bg_task_get_priority (job->task);
   GList *link = g_list_alloc ();
   GList *l;
 
   g_assert (job->queue_link == NULL);
 
-  /* Higher priority first; among equals, first come first served. */
+  /* Higher priority first; among equals, first come first served.  The task's priority is the
+   * record's, and a parked job has no record. */
   for (l = self->queue.tail; l != NULL; l = l->prev)
-    if (((BgJob *) l->data)->record->priority >= priority)
+    if (bg_task_get_priority (((BgJob *) l->data)->task) >= priority)
       break;
 
   link->data = job;
@@ -1517,10 +1571,22 @@ engine_pump_cb (gpointer data)
   while (self->n_running < self->max_concurrent && !g_queue_is_empty (&self->queue))
     {
       g_autoptr(BgJob) job = bg_job_ref (self->queue.head->data);
+      g_autoptr(GError) error = NULL;
       BgWaitReason reason;
       gint64 until;
 
       engine_queue_unlink (self, job);
+
+      /* A record that cannot be read back: the task cannot go on in this run.  Its calls hear
+       * why, as on close, and the store keeps whatever it still has of it. */
+      if (!job_unpark (job, &error))
+        {
+          g_warning ("Could not start task “%s”: %s", bg_task_get_identifier (job->task),
+                     error->message);
+          job_fail_waiters (job, error);
+          engine_remove_job (self, job, FALSE);
+          continue;
+        }
 
       /* The conditions may have changed while it was queued. */
       reason = job_blocked_by (job, &until);
@@ -1613,9 +1679,21 @@ job_enqueue (BgJob *job)
 static void
 job_apply_pause (BgJob *job)
 {
+  g_autoptr(GError) error = NULL;
+
   g_assert (job != NULL);
 
-  if (job->dropped || job->record->state == BG_TASK_STATE_FINISHED)
+  if (job->dropped)
+    return;
+
+  if (!job_unpark (job, &error))
+    {
+      g_warning ("Could not pause or resume task “%s”: %s",
+                 bg_task_get_identifier (job->task), error->message);
+      return;
+    }
+
+  if (job->record->state == BG_TASK_STATE_FINISHED)
     return;
 
   if (job->running)
@@ -1641,8 +1719,8 @@ job_options_changed_cb (BgTask     *task,
                         gpointer    data)
 {
   BgJob *job = data;
-  BgStoreRecord *record = job->record;
-  g_autoptr(GDateTime) earliest = NULL;
+  BgStoreRecord *record;
+  g_autoptr(GError) error = NULL;
 
   g_assert (job->task == task);
 
@@ -1655,6 +1733,14 @@ job_options_changed_cb (BgTask     *task,
       !g_str_equal (pspec->name, "paused") &&
       !g_str_equal (pspec->name, "max-bandwidth"))
     return;
+
+  if (!job_unpark (job, &error))
+    {
+      g_warning ("Could not store the options of task “%s”: %s",
+                 bg_task_get_identifier (task), error->message);
+      return;
+    }
+  record = job->record;
 
   record->allow_metered = bg_task_get_allow_metered (task);
   record->discretionary = bg_task_get_discretionary (task);
@@ -1725,7 +1811,7 @@ engine_conditions_changed (BgEngine *self)
       BgWaitReason reason = bg_task_get_wait_reason (job->task);
 
       job->reachable = FALSE;
-      if (job->record->state == BG_TASK_STATE_WAITING &&
+      if (job_state (job) == BG_TASK_STATE_WAITING &&
           (reason == BG_WAIT_REASON_NETWORK || reason == BG_WAIT_REASON_METERED ||
            reason == BG_WAIT_REASON_POWER_SAVER))
         g_ptr_array_add (waiting, bg_job_ref (job));
@@ -1771,7 +1857,7 @@ engine_sweep_waits (BgEngine *self)
           job->record->next_attempt_at <= now &&
           job->record->earliest_start <= now)
         g_ptr_array_add (due, bg_job_ref (job));
-      else if (job->record->state == BG_TASK_STATE_WAITING &&
+      else if (job_state (job) == BG_TASK_STATE_WAITING &&
                bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
         g_ptr_array_add (again, bg_job_ref (job));
     }
@@ -2072,7 +2158,7 @@ bg_engine_set_paused (BgEngine *self,
       BgJob *job = value;
 
       /* Unpausing wakes only the tasks the pause held: the others wait for something else. */
-      if (paused || (job->record->state == BG_TASK_STATE_WAITING &&
+      if (paused || (job_state (job) == BG_TASK_STATE_WAITING &&
                      bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_PAUSED))
         g_ptr_array_add (jobs, bg_job_ref (job));
     }
@@ -2320,10 +2406,18 @@ job_join (BgJob         *job,
           GFile         *file,
           BgTaskOptions *options)
 {
+  g_autoptr(GError) error = NULL;
+
   g_assert (job != NULL);
   g_assert (waiter != NULL);
   g_assert (SOUP_IS_MESSAGE (request));
   g_assert (G_IS_FILE (file));
+
+  if (!job_unpark (job, &error))
+    {
+      waiter_return_error (waiter, g_steal_pointer (&error));
+      return;
+    }
 
   if (!same_file (job->record->file_path, file))
     {
@@ -2453,6 +2547,7 @@ engine_submit_new (BgEngine      *self,
   engine_add_job (self, job, NULL);
   job_add_waiter (job, waiter);
   job_enqueue (job);
+  job_park (job);
 }
 
 void
@@ -2553,7 +2648,7 @@ bg_engine_wake_credentials (BgEngine *self)
     {
       BgJob *job = value;
 
-      if (job->record->state == BG_TASK_STATE_WAITING &&
+      if (job_state (job) == BG_TASK_STATE_WAITING &&
           bg_task_get_wait_reason (job->task) == BG_WAIT_REASON_CREDENTIALS)
         g_ptr_array_add (again, bg_job_ref (job));
     }
@@ -2580,7 +2675,7 @@ engine_collect (BgEngine    *self,
 
       /* Grouped: until it is committed a kill only means the result is announced again in the
        * next run, which delivery allows (at least once until collected). */
-      if (!bg_store_delete_grouped (self->store, self->kind, job->record->identifier,
+      if (!bg_store_delete_grouped (self->store, self->kind, bg_task_get_identifier (job->task),
                                     &local_error))
         {
           g_propagate_error (error, g_steal_pointer (&local_error));
@@ -2676,6 +2771,8 @@ restore_slice_cb (gpointer user_data)
 
       if (job_carry_on (job))
         g_ptr_array_add (restore->finished, bg_job_ref (job));
+      else
+        job_park (job);
     }
 
   if (restore->next < restore->records->len)
@@ -2803,6 +2900,7 @@ bg_engine_cancel (BgEngine    *self,
                   GError     **error)
 {
   g_autoptr(GError) cancelled = NULL;
+  g_autoptr(GError) read_error = NULL;
   g_autoptr(BgJob) hold = NULL;
   BgJob *job;
 
@@ -2812,14 +2910,21 @@ bg_engine_cancel (BgEngine    *self,
 
   hold = bg_job_ref (job);
 
+  /* discard() needs the record (the partial file's name), which cannot be read back after the
+   * delete.  A task whose record cannot be read is cancelled all the same, and what it may have
+   * left on disk stays there. */
+  if (!job_unpark (job, &read_error))
+    g_warning ("Cancelling task “%s” without its record: %s", identifier, read_error->message);
+
   if (!bg_store_delete (self->store, self->kind, identifier, error))
     return FALSE;
 
   job->dropped = TRUE;
   if (job->cancellable != NULL)
     g_cancellable_cancel (job->cancellable);
-  if (job->record->state != BG_TASK_STATE_FINISHED ||
-      bg_response_get_kind (job_get_response (job)) != BG_RESPONSE_SUCCESS)
+  if (job->record != NULL &&
+      (job->record->state != BG_TASK_STATE_FINISHED ||
+       bg_response_get_kind (job_get_response (job)) != BG_RESPONSE_SUCCESS))
     self->transfer->discard (job);
 
   cancelled = g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
@@ -2851,7 +2956,7 @@ bg_engine_forget (BgEngine    *self,
     return FALSE;
 
   /* One whose result waits for its commit has not finished for the app yet either. */
-  if (job->record->state != BG_TASK_STATE_FINISHED || job->announcing != NULL)
+  if (job_state (job) != BG_TASK_STATE_FINISHED || job->announcing != NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
                    _("The task “%s” has not finished; cancel it to stop it"), identifier);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+#include <sqlite3.h>
 
 #include "bg-downloader-private.h"
 #include "bg-http-private.h"
@@ -1039,6 +1040,155 @@ test_cancel_while_restoring (Fixture       *f,
   record = bg_store_lookup (store, BG_TASK_KIND_DOWNLOAD, "many/002400", &error);
   g_assert_no_error (error);
   g_assert_null (record);
+}
+
+/* A queued task keeps its record in the database only, and reads it back when it starts or is
+ * cancelled.  Cancelling a restored task that waits in the queue behind another still removes
+ * the partial file that its earlier run left: the record names it. */
+static void
+test_queued_cancel_restored (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "cut.bin");
+  g_autofree char *blocker_dest = dest_path (f, "blocker.bin");
+  g_autoptr(GAsyncResult) cut_result = NULL;
+  g_autoptr(GAsyncResult) blocker_result = NULL;
+  g_autoptr(GAsyncResult) restored = NULL;
+  g_autoptr(GError) error = NULL;
+  BgTask *task;
+
+  bg_test_skip_in_service_mode ("the service carries the task on when this client closes");
+
+  g_free (serve_file (f, "cut.bin", 16 * MiB, 21));
+  start_download (f, "/files/cut.bin?rate=2000000", dest, "cut", NULL, &cut_result);
+  wait_for_bytes (f->downloader, "cut", 256 * 1024);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 1);
+
+  /* Closed mid-download: the record and the partial file stay for the next run. */
+  bg_test_assert_finalized ((gpointer *) &f->downloader);
+  bg_test_wait_for_result (&cut_result, 30);
+  g_clear_object (&cut_result);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 1);
+
+  /* The next run: one slow download holds the only slot, and the restored one queues. */
+  f->downloader = open_downloader (f);
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 1);
+  start_download (f, "/files/cut.bin?rate=500000", blocker_dest, "blocker", NULL,
+                  &blocker_result);
+  wait_for_bytes (f->downloader, "blocker", 1);
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
+  bg_test_wait_for_result (&restored, 60);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, restored, &error));
+  g_assert_no_error (error);
+
+  task = bg_downloader_lookup_task (f->downloader, "cut");
+  g_assert_nonnull (task);
+  g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_QUEUED);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 2);
+
+  g_assert_true (bg_downloader_cancel (f->downloader, "cut", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 1);
+  g_assert_null (bg_downloader_lookup_task (f->downloader, "cut"));
+
+  g_assert_true (bg_downloader_cancel (f->downloader, "blocker", &error));
+  g_assert_no_error (error);
+  bg_test_wait_for_result (&blocker_result, 30);
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
+}
+
+/* A warning that a test expects: counted and kept out of the log, where it would abort the
+ * test.  GLib's g_test_expect_message() does not see structured log messages. */
+static const char *expected_warning;
+static guint expected_warnings_seen;
+
+static GLogWriterOutput
+expect_warning_writer (GLogLevelFlags   log_level,
+                       const GLogField *fields,
+                       gsize            n_fields,
+                       gpointer         user_data)
+{
+  if (expected_warning != NULL && (log_level & G_LOG_LEVEL_WARNING))
+    {
+      for (gsize i = 0; i < n_fields; i++)
+        if (g_str_equal (fields[i].key, "MESSAGE") && fields[i].length < 0 &&
+            g_pattern_match_simple (expected_warning, fields[i].value))
+          {
+            expected_warnings_seen++;
+            return G_LOG_WRITER_HANDLED;
+          }
+    }
+
+  return g_log_writer_default (log_level, fields, n_fields, user_data);
+}
+
+/* A queued task's record, deleted behind the queue's back by another connection to the
+ * database, cannot be read back when the task's turn comes: its call fails with an error that
+ * names the task and the database, and the queue goes on with the next one. */
+static void
+test_queued_record_deleted (Fixture       *f,
+                            gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "q.bin", 100000, 22);
+  g_autofree char *blocker_dest = dest_path (f, "blocker.bin");
+  g_autofree char *gone_dest = dest_path (f, "gone.bin");
+  g_autofree char *next_dest = dest_path (f, "next.bin");
+  g_autoptr(GAsyncResult) blocker_result = NULL;
+  g_autoptr(GAsyncResult) gone_result = NULL;
+  g_autoptr(GAsyncResult) next_result = NULL;
+  g_autoptr(BgResponse) blocker = NULL;
+  g_autoptr(BgResponse) gone = NULL;
+  g_autoptr(BgResponse) next = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *got = NULL;
+  sqlite3 *db = NULL;
+
+  bg_test_skip_in_service_mode ("it writes into the database, which the service holds");
+
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 1);
+  start_download (f, "/files/q.bin?rate=100000", blocker_dest, "blocker", NULL,
+                  &blocker_result);
+  start_download (f, "/files/q.bin", gone_dest, "it's \"gone\"/1", NULL, &gone_result);
+  start_download (f, "/files/q.bin", next_dest, "next", NULL, &next_result);
+  wait_for_bytes (f->downloader, "blocker", 1);
+  g_assert_cmpint (bg_task_get_state (bg_downloader_lookup_task (f->downloader,
+                                                                 "it's \"gone\"/1")),
+                   ==, BG_TASK_STATE_QUEUED);
+
+  g_assert_cmpint (sqlite3_open_v2 (f->db, &db, SQLITE_OPEN_READWRITE, NULL), ==, SQLITE_OK);
+  sqlite3_busy_timeout (db, 5000);
+  g_assert_cmpint (sqlite3_exec (db, "DELETE FROM tasks WHERE identifier = 'it''s \"gone\"/1'",
+                                 NULL, NULL, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_changes (db), ==, 1);
+  sqlite3_close (db);
+
+  /* The task cannot start, which the library tells the log too. */
+  expected_warning = "Could not start task “it's \"gone\"/1”: *missing*";
+  expected_warnings_seen = 0;
+
+  bg_test_wait_for_result (&blocker_result, 60);
+  blocker = bg_downloader_download_finish (f->downloader, blocker_result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (blocker), ==, BG_RESPONSE_SUCCESS);
+
+  bg_test_wait_for_result (&gone_result, 60);
+  gone = bg_downloader_download_finish (f->downloader, gone_result, &error);
+  g_assert_null (gone);
+  g_assert_error (error, BG_ERROR, BG_ERROR_STORE);
+  g_assert_nonnull (strstr (error->message, "it's \"gone\"/1"));
+  g_assert_nonnull (strstr (error->message, f->db));
+  g_clear_error (&error);
+  g_assert_cmpuint (expected_warnings_seen, ==, 1);
+  expected_warning = NULL;
+  g_assert_null (bg_downloader_lookup_task (f->downloader, "it's \"gone\"/1"));
+  g_assert_false (g_file_test (gone_dest, G_FILE_TEST_EXISTS));
+
+  bg_test_wait_for_result (&next_result, 60);
+  next = bg_downloader_download_finish (f->downloader, next_result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (next), ==, BG_RESPONSE_SUCCESS);
+  got = bg_test_sha256_file (next_dest);
+  g_assert_cmpstr (got, ==, sha);
 }
 
 static void
@@ -3118,6 +3268,7 @@ main (int   argc,
       char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
+  g_log_set_writer_func (expect_warning_writer, NULL, NULL);
 
 #define ADD(path, func) \
   g_test_add ("/downloader/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
@@ -3144,6 +3295,8 @@ main (int   argc,
   ADD ("restore-announces", test_restore_announces);
   ADD ("restore-many-in-slices", test_restore_many_in_slices);
   ADD ("cancel-while-restoring", test_cancel_while_restoring);
+  ADD ("queued/cancel-restored", test_queued_cancel_restored);
+  ADD ("queued/record-deleted", test_queued_record_deleted);
   ADD ("kill-after-batch-announced", test_kill_after_batch_announced);
   ADD ("busy", test_busy);
   ADD ("resume/server-ignores-if-range", test_server_ignores_if_range);
