@@ -23,6 +23,13 @@
  * and a capped or idle transfer is not woken four times a second for it. */
 #define STALL_CHECK_INTERVAL_MS 1000
 
+/* The last job of one priority in the engine's queue. */
+typedef struct
+{
+  int    priority;
+  GList *link;
+} QueueTail;
+
 /* A weak reference to a call's source object (the task queue), shared by every pending call and
  * reply of that source.  GLib keeps an object's weak references in a list, and clearing one
  * walks that list: with a weak reference of its own per pending call, cancelling a hundred
@@ -129,6 +136,7 @@ struct _BgJob
   /* Its place in the engine's queue, so that taking it out does not walk the queue (a hundred
    * thousand queued tasks cancelled one by one); NULL while it is not queued. */
   GList          *queue_link;
+  int             queued_priority;    /* the priority it was queued with */
   guint           running : 1;
   guint           reachable : 1;      /* can_reach said yes while the monitor said offline */
   guint           reach_pending : 1;
@@ -156,6 +164,7 @@ struct _BgEngine
   GHashTable            *kept;      /* identifier → BgTask: collected, still listed */
   gboolean               keep_finished;
   GQueue                 queue;     /* BgJob, not owned */
+  GArray                *queue_tails; /* QueueTail, one per priority in the queue, highest first */
   guint                  n_running;
   GSource               *pump_source;
   GSource               *stall_source;
@@ -991,28 +1000,51 @@ job_wait (BgJob        *job,
     job_check_reach (job);
 }
 
+/* Higher priority first; among equals, first come first served.  The engine keeps the last
+ * queued job of each priority, so that a job goes in after the last one of its priority or
+ * above without walking the queue: a hundred thousand tasks of a few priorities queued in turn
+ * took time that grew with the square of their number. */
 static void
 engine_queue_insert (BgEngine *self,
                      BgJob    *job)
 {
   int priority = bg_task_get_priority (job->task);
   GList *link = g_list_alloc ();
-  GList *l;
+  GList *after = NULL;
+  QueueTail *same = NULL;
+  guint i;
 
   g_assert (job->queue_link == NULL);
 
-  /* Higher priority first; among equals, first come first served.  The task's priority is the
-   * record's, and a parked job has no record. */
-  for (l = self->queue.tail; l != NULL; l = l->prev)
-    if (bg_task_get_priority (((BgJob *) l->data)->task) >= priority)
-      break;
+  for (i = 0; i < self->queue_tails->len; i++)
+    {
+      QueueTail *tail = &g_array_index (self->queue_tails, QueueTail, i);
+
+      if (tail->priority < priority)
+        break;
+      after = tail->link;
+      if (tail->priority == priority)
+        same = tail;
+    }
 
   link->data = job;
-  if (l == NULL)
+  if (after == NULL)
     g_queue_push_head_link (&self->queue, link);
   else
-    g_queue_insert_after_link (&self->queue, l, link);
+    g_queue_insert_after_link (&self->queue, after, link);
   job->queue_link = link;
+  job->queued_priority = priority;
+
+  if (same != NULL)
+    {
+      same->link = link;
+    }
+  else
+    {
+      QueueTail tail = { priority, link };
+
+      g_array_insert_val (self->queue_tails, i, tail);
+    }
 }
 
 /* Takes @job out of the queue, if it is there. */
@@ -1020,11 +1052,31 @@ static void
 engine_queue_unlink (BgEngine *self,
                      BgJob    *job)
 {
-  if (job->queue_link != NULL)
+  GList *link = job->queue_link;
+
+  if (link == NULL)
+    return;
+
+  for (guint i = 0; i < self->queue_tails->len; i++)
     {
-      g_queue_delete_link (&self->queue, job->queue_link);
-      job->queue_link = NULL;
+      QueueTail *tail = &g_array_index (self->queue_tails, QueueTail, i);
+
+      if (tail->priority != job->queued_priority)
+        continue;
+
+      if (tail->link == link)
+        {
+          if (link->prev != NULL &&
+              ((BgJob *) link->prev->data)->queued_priority == job->queued_priority)
+            tail->link = link->prev;
+          else
+            g_array_remove_index (self->queue_tails, i);
+        }
+      break;
     }
+
+  g_queue_delete_link (&self->queue, link);
+  job->queue_link = NULL;
 }
 
 /* The attempt that has just ended, or was about to start, does not count: the record and the
@@ -1911,6 +1963,7 @@ bg_engine_shutdown (BgEngine *self)
             g_cancellable_cancel (job->cancellable);
         }
       g_queue_clear (&self->queue);
+      g_array_set_size (self->queue_tails, 0);
       g_clear_pointer (&self->jobs, g_hash_table_unref);
     }
 
@@ -1943,6 +1996,7 @@ bg_engine_finalize (GObject *object)
   g_clear_object (&self->session);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_clear_pointer (&self->throttle, bg_throttle_unref);
+  g_clear_pointer (&self->queue_tails, g_array_unref);
 
   G_OBJECT_CLASS (bg_engine_parent_class)->finalize (object);
 }
@@ -1984,6 +2038,7 @@ bg_engine_init (BgEngine *self)
   self->keep_finished = TRUE;
   self->jobs = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, job_table_unref);
   g_queue_init (&self->queue);
+  self->queue_tails = g_array_new (FALSE, FALSE, sizeof (QueueTail));
   self->restore_taken = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->context = g_main_context_ref_thread_default ();
   self->max_concurrent = 4;

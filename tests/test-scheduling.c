@@ -689,6 +689,99 @@ test_priority (Fixture       *f,
                                                            "query"), "n=low-3"));
 }
 
+static void
+record_start_cb (BgTask     *task,
+                 GParamSpec *pspec,
+                 GString    *order)
+{
+  if (bg_task_get_state (task) == BG_TASK_STATE_RUNNING)
+    g_string_append_printf (order, "%s ", bg_task_get_identifier (task));
+}
+
+/* Many priorities queued in turn, priorities changed and tasks cancelled while queued, the last
+ * of a priority among them: the queue still starts the highest priority first, and among equals
+ * the first queued (a task whose priority changes queues again, behind its new equals). */
+static void
+test_priority_mixed (Fixture       *f,
+                     gconstpointer  data)
+{
+  const struct { const char *name; int priority; } queued[] = {
+    { "a", 0 }, { "b", 2 }, { "c", 1 }, { "d", 2 }, { "e", 0 }, { "f", 1 }, { "g", -1 },
+    { "h", 1 }, { "i", -1 },
+  };
+  const struct { const char *name; int priority; } later[] = { { "j", 1 }, { "k", 2 } };
+  GAsyncResult *results[G_N_ELEMENTS (queued)] = { NULL, };
+  GAsyncResult *later_results[G_N_ELEMENTS (later)] = { NULL, };
+  g_autoptr(GAsyncResult) blocker = NULL;
+  g_autoptr(GString) order = g_string_new (NULL);
+  g_autoptr(GError) error = NULL;
+  BgTask *task;
+
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 1);
+  start (f, "/files/s.bin?delay=300&n=blocker", "blocker", &blocker);
+  task = bg_downloader_lookup_task (f->downloader, "blocker");
+  while (bg_task_get_state (task) != BG_TASK_STATE_RUNNING)
+    g_main_context_iteration (NULL, TRUE);
+
+  for (guint i = 0; i < G_N_ELEMENTS (queued); i++)
+    {
+      g_autofree char *query = g_strdup_printf ("/files/s.bin?n=%s", queued[i].name);
+
+      start (f, query, queued[i].name, &results[i]);
+      task = bg_downloader_lookup_task (f->downloader, queued[i].name);
+      bg_task_set_priority (task, queued[i].priority);
+      g_signal_connect (task, "notify::state", G_CALLBACK (record_start_cb), order);
+    }
+
+  /* d and h are the last of their priorities; e moves up behind b and d, i down behind g. */
+  g_assert_true (bg_downloader_cancel (f->downloader, "d", &error));
+  g_assert_no_error (error);
+  g_assert_true (bg_downloader_cancel (f->downloader, "h", &error));
+  g_assert_no_error (error);
+  bg_task_set_priority (bg_downloader_lookup_task (f->downloader, "e"), 2);
+  bg_task_set_priority (bg_downloader_lookup_task (f->downloader, "i"), -2);
+  for (guint i = 0; i < G_N_ELEMENTS (queued); i++)
+    {
+      task = bg_downloader_lookup_task (f->downloader, queued[i].name);
+      if (i == 3 || i == 7)
+        g_assert_null (task);
+      else
+        g_assert_cmpint (bg_task_get_state (task), ==, BG_TASK_STATE_QUEUED);
+    }
+
+  /* Queued after the changes: at a priority the queue has, and at one that it had. */
+  for (guint i = 0; i < G_N_ELEMENTS (later); i++)
+    {
+      g_autofree char *query = g_strdup_printf ("/files/s.bin?n=%s", later[i].name);
+
+      start (f, query, later[i].name, &later_results[i]);
+      task = bg_downloader_lookup_task (f->downloader, later[i].name);
+      bg_task_set_priority (task, later[i].priority);
+      g_signal_connect (task, "notify::state", G_CALLBACK (record_start_cb), order);
+    }
+
+  g_object_unref (finish (f, &blocker));
+  for (guint i = 0; i < G_N_ELEMENTS (queued); i++)
+    {
+      if (i == 3 || i == 7)
+        {
+          bg_test_wait_for_result (&results[i], 30);
+          g_assert_null (bg_downloader_download_finish (f->downloader, results[i], &error));
+          g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+          g_clear_error (&error);
+          g_clear_object (&results[i]);
+        }
+      else
+        {
+          g_object_unref (finish (f, &results[i]));
+        }
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (later); i++)
+    g_object_unref (finish (f, &later_results[i]));
+
+  g_assert_cmpstr (order->str, ==, "b e k c f j a g i ");
+}
+
 /* Everything happens on the context that was thread-default when the downloader was made,
  * retry timers included; the global default context is never iterated here. */
 static void
@@ -1215,6 +1308,7 @@ main (int   argc,
   ADD ("retries-exhausted", SERVER_FAULTS, test_retries_exhausted);
   ADD ("retry-deadline", SERVER_FAULTS, test_retry_deadline);
   ADD ("priority", SERVER_FAULTS, test_priority);
+  ADD ("priority/mixed", SERVER_FAULTS, test_priority_mixed);
   ADD ("own-context", SERVER_FAULTS, test_own_context);
   ADD ("pause/running", SERVER_FAULTS, test_pause_running);
   ADD ("pause/queued-and-waiting", SERVER_FAULTS, test_pause_queued_and_waiting);
