@@ -487,6 +487,11 @@ engine_remove_job (BgEngine *self,
   else
     bg_task_list_remove (self->tasks, job->task);
 
+  /* A restore under way may still read its record, committed before the delete: it must not
+   * bring the task back. */
+  if (self->n_restoring > 0)
+    g_hash_table_add (self->restore_taken, g_strdup (bg_task_get_identifier (job->task)));
+
   /* Steal first: the key belongs to the task. */
   g_hash_table_steal (self->jobs, bg_task_get_identifier (job->task));
   bg_job_unref (job);
@@ -2745,15 +2750,9 @@ engine_collect (BgEngine    *self,
 
 /* --- Restoring ----------------------------------------------------------------------------- */
 
-/* Records are adopted this many at a time, one slice per main-loop turn, so that restoring
- * 100,000 tasks never holds the main loop for long. */
-#define RESTORE_SLICE 500
-
 typedef struct
 {
   BgEngine  *engine;
-  GPtrArray *records;    /* BgStoreRecord, taken one by one (NULL once adopted) */
-  guint      next;
   GPtrArray *finished;   /* BgJob: results that no run has collected yet */
 } Restore;
 
@@ -2761,7 +2760,6 @@ static void
 restore_free (Restore *restore)
 {
   g_clear_object (&restore->engine);
-  g_clear_pointer (&restore->records, g_ptr_array_unref);
   g_clear_pointer (&restore->finished, g_ptr_array_unref);
   g_free (restore);
 }
@@ -2778,34 +2776,31 @@ engine_restore_end (BgEngine *self)
     }
 }
 
-/* Adopts the next slice of records: a task this run already has, or adopted from the database
- * since the load (it was submitted, cancelled or forgotten meanwhile), is left as it is. */
+/* Adopts a batch of the records that the store reads (a main-loop turn each, so that restoring
+ * 100,000 tasks never holds the main loop for long).  A task this run already has, or had since
+ * the restore began (it was submitted, cancelled, forgotten or collected meanwhile), is left as
+ * it is. */
 static gboolean
-restore_slice_cb (gpointer user_data)
+restore_batch_cb (GPtrArray *records,
+                  gpointer   user_data)
 {
   GTask *task = user_data;
   Restore *restore = g_task_get_task_data (task);
   BgEngine *self = restore->engine;
   g_autoptr(GPtrArray) adopted = NULL;
   g_autoptr(GPtrArray) listed = NULL;
-  guint end;
 
   g_assert (BG_IS_ENGINE (self));
 
   if (self->jobs == NULL)
-    {
-      engine_restore_end (self);
-      g_task_return_new_error (task, BG_ERROR, BG_ERROR_CLOSED, _("The task queue was closed"));
-      return G_SOURCE_REMOVE;
-    }
+    return FALSE;
 
   adopted = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
   listed = g_ptr_array_new_with_free_func (g_object_unref);
-  end = MIN (restore->records->len, restore->next + RESTORE_SLICE);
 
-  for (; restore->next < end; restore->next++)
+  for (guint i = 0; i < records->len; i++)
     {
-      BgStoreRecord *record = g_ptr_array_index (restore->records, restore->next);
+      BgStoreRecord *record = g_ptr_array_index (records, i);
 
       if (g_hash_table_contains (self->jobs, record->identifier) ||
           g_hash_table_contains (self->restore_taken, record->identifier))
@@ -2814,11 +2809,11 @@ restore_slice_cb (gpointer user_data)
       /* The job takes the record; the array keeps a NULL, which its free function skips. */
       g_ptr_array_add (adopted,
                        bg_job_ref (engine_adopt_record (self,
-                                                        g_steal_pointer (&restore->records->pdata[restore->next]),
+                                                        g_steal_pointer (&records->pdata[i]),
                                                         listed)));
     }
 
-  /* One items-changed for the slice, then its tasks carry on. */
+  /* One items-changed for the batch, then its tasks carry on. */
   bg_task_list_append_many (self->tasks, listed);
   for (guint i = 0; i < adopted->len; i++)
     {
@@ -2830,10 +2825,34 @@ restore_slice_cb (gpointer user_data)
         job_park (job);
     }
 
-  if (restore->next < restore->records->len)
-    return G_SOURCE_CONTINUE;
+  return TRUE;
+}
+
+static void
+restore_loaded_cb (GObject      *object,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Restore *restore = g_task_get_task_data (task);
+  BgEngine *self = restore->engine;
+  g_autoptr(GError) error = NULL;
+
+  g_assert (BG_IS_ENGINE (self));
 
   engine_restore_end (self);
+
+  if (!bg_store_load_all_finish (BG_STORE (object), result, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  if (self->jobs == NULL)
+    {
+      g_task_return_new_error (task, BG_ERROR, BG_ERROR_CLOSED, _("The task queue was closed"));
+      return;
+    }
 
   /* Announce results that earlier runs never handed over. A handler may forget them. */
   for (guint i = 0; i < restore->finished->len; i++)
@@ -2846,53 +2865,11 @@ restore_slice_cb (gpointer user_data)
     }
 
   g_task_return_boolean (task, TRUE);
-
-  return G_SOURCE_REMOVE;
 }
 
-static void
-restore_loaded_cb (GObject      *object,
-                   GAsyncResult *result,
-                   gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  Restore *restore = g_task_get_task_data (task);
-  BgEngine *self = restore->engine;
-  g_autoptr(GPtrArray) records = NULL;
-  g_autoptr(GSource) source = NULL;
-  g_autoptr(GError) error = NULL;
-
-  g_assert (BG_IS_ENGINE (self));
-
-  records = bg_store_load_all_finish (BG_STORE (object), result, &error);
-  if (records == NULL)
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-
-  if (self->jobs == NULL)
-    {
-      g_task_return_new_error (task, BG_ERROR, BG_ERROR_CLOSED, _("The task queue was closed"));
-      return;
-    }
-
-  restore->records = g_steal_pointer (&records);
-  self->n_restoring++;
-
-  /* The first slice now, the others on the following turns of the engine's context. */
-  if (restore_slice_cb (task) == G_SOURCE_REMOVE)
-    return;
-
-  source = g_idle_source_new ();
-  g_source_set_priority (source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (source, restore_slice_cb, g_steal_pointer (&task), g_object_unref);
-  g_source_set_static_name (source, "[bg] restore");
-  g_source_attach (source, self->context);
-}
-
-/* Loads the records on a worker thread (see bg_store_load_all_async()), then adopts them here,
- * on the engine's context, a slice per main-loop turn. */
+/* Loads the records on a worker thread (see bg_store_load_all_async()) and adopts them here, on
+ * the engine's context, a batch per main-loop turn.  Nothing starts until the restore is over,
+ * so that the first to start are the first in the queue's order. */
 void
 bg_engine_restore_async (BgEngine            *self,
                          gpointer             source_object,
@@ -2910,8 +2887,9 @@ bg_engine_restore_async (BgEngine            *self,
   restore->finished = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_job_unref);
   g_task_set_task_data (task, restore, (GDestroyNotify) restore_free);
 
-  bg_store_load_all_async (self->store, self->kind, cancellable, restore_loaded_cb,
-                           g_steal_pointer (&task));
+  self->n_restoring++;
+  bg_store_load_all_async (self->store, self->kind, restore_batch_cb, task, cancellable,
+                           restore_loaded_cb, g_object_ref (task));
 }
 
 gboolean

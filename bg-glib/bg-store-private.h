@@ -124,14 +124,21 @@ BgStoreRecord  *bg_store_read_record   (BgStore              *self,
 GPtrArray      *bg_store_load_all      (BgStore              *self,
                                         BgTaskKind            kind,
                                         GError              **error);
+/* Takes a batch of records of bg_store_load_all_async(), which it may steal from the array;
+ * returns FALSE to stop the load. */
+typedef gboolean (*BgStoreBatchFunc) (GPtrArray *records,
+                                      gpointer   user_data);
 /* The same, read on a worker thread through a connection of its own, so that the main loop's
- * writes go on meanwhile. */
+ * writes go on meanwhile, and handed to @func in batches, a main-loop turn each, before
+ * @callback. */
 void            bg_store_load_all_async  (BgStore              *self,
                                           BgTaskKind            kind,
+                                          BgStoreBatchFunc      func,
+                                          gpointer              func_data,
                                           GCancellable         *cancellable,
                                           GAsyncReadyCallback   callback,
                                           gpointer              user_data);
-GPtrArray      *bg_store_load_all_finish (BgStore              *self,
+gboolean        bg_store_load_all_finish (BgStore              *self,
                                           GAsyncResult         *result,
                                           GError              **error);
 /* Deleting a missing record is not an error. */

@@ -2076,10 +2076,129 @@ bg_store_setup (BgStore     *self,
  * worker reads through a connection of its own instead, opened on first use and kept.  In WAL
  * mode a reader and the writer do not wait for each other. */
 
+/* The records are handed over in batches, on the caller's context, while the worker reads on: it
+ * waits as long as LOAD_AHEAD batches have not been taken.  So only a few batches are in memory
+ * at a time, and the memory of the records that the caller drops is reused by the worker for the
+ * next ones: made all at once, a hundred thousand records left 60 MiB resident in the C library's
+ * heap for the worker's thread after the caller had freed them. */
+#define LOAD_BATCH 500
+#define LOAD_AHEAD 2
+
 typedef struct
 {
-  BgTaskKind kind;
-} LoadData;
+  gatomicrefcount   ref_count;
+  BgTaskKind        kind;
+  GMainContext     *context;
+  BgStoreBatchFunc  func;
+  gpointer          func_data;
+
+  GMutex            mutex;
+  GCond             cond;
+  GQueue            batches;     /* GPtrArray of BgStoreRecord, oldest first */
+  GSource          *deliver;     /* hands the next batch over, while there is one */
+  gboolean          stopped;     /* the caller wants no more */
+} LoadStream;
+
+static LoadStream *
+load_stream_ref (LoadStream *stream)
+{
+  g_atomic_ref_count_inc (&stream->ref_count);
+  return stream;
+}
+
+static void
+load_stream_unref (LoadStream *stream)
+{
+  if (!g_atomic_ref_count_dec (&stream->ref_count))
+    return;
+
+  g_assert (stream->deliver == NULL);
+  g_queue_clear_full (&stream->batches, (GDestroyNotify) g_ptr_array_unref);
+  g_main_context_unref (stream->context);
+  g_mutex_clear (&stream->mutex);
+  g_cond_clear (&stream->cond);
+  g_free (stream);
+}
+
+/* Hands the oldest batch over to the caller's function; on the caller's context. */
+static gboolean
+load_stream_deliver_one (LoadStream *stream)
+{
+  g_autoptr(GPtrArray) batch = NULL;
+  gboolean more;
+  gboolean stopped;
+
+  g_mutex_lock (&stream->mutex);
+  batch = g_queue_pop_head (&stream->batches);
+  more = !g_queue_is_empty (&stream->batches);
+  stopped = stream->stopped;
+  g_cond_signal (&stream->cond);
+  g_mutex_unlock (&stream->mutex);
+
+  if (batch != NULL && !stopped && !stream->func (batch, stream->func_data))
+    {
+      g_mutex_lock (&stream->mutex);
+      stream->stopped = TRUE;
+      g_cond_signal (&stream->cond);
+      g_mutex_unlock (&stream->mutex);
+    }
+
+  return more;
+}
+
+/* One batch per dispatch, so that the caller's work on each one is a main-loop turn of its own. */
+static gboolean
+load_stream_deliver_cb (gpointer data)
+{
+  LoadStream *stream = data;
+
+  if (load_stream_deliver_one (stream))
+    return G_SOURCE_CONTINUE;
+
+  g_mutex_lock (&stream->mutex);
+  /* A batch pushed meanwhile found the source still there: it is delivered next time. */
+  if (!g_queue_is_empty (&stream->batches))
+    {
+      g_mutex_unlock (&stream->mutex);
+      return G_SOURCE_CONTINUE;
+    }
+  g_clear_pointer (&stream->deliver, g_source_unref);
+  g_mutex_unlock (&stream->mutex);
+
+  return G_SOURCE_REMOVE;
+}
+
+/* On the worker: queues @batch (taken) for delivery, once fewer than LOAD_AHEAD wait.  FALSE when
+ * the caller wants no more. */
+static gboolean
+load_stream_push (LoadStream *stream,
+                  GPtrArray  *batch)
+{
+  g_mutex_lock (&stream->mutex);
+  while (!stream->stopped && stream->batches.length >= LOAD_AHEAD)
+    g_cond_wait (&stream->cond, &stream->mutex);
+
+  if (stream->stopped)
+    {
+      g_mutex_unlock (&stream->mutex);
+      g_ptr_array_unref (batch);
+      return FALSE;
+    }
+
+  g_queue_push_tail (&stream->batches, batch);
+  if (stream->deliver == NULL)
+    {
+      stream->deliver = g_idle_source_new ();
+      g_source_set_priority (stream->deliver, G_PRIORITY_DEFAULT);
+      g_source_set_callback (stream->deliver, load_stream_deliver_cb, load_stream_ref (stream),
+                             (GDestroyNotify) load_stream_unref);
+      g_source_set_static_name (stream->deliver, "[bg] task database load");
+      g_source_attach (stream->deliver, stream->context);
+    }
+  g_mutex_unlock (&stream->mutex);
+
+  return TRUE;
+}
 
 /* Runs with reader_mutex held.  Returns FALSE when there is no reader connection to be had. */
 static gboolean
@@ -2159,9 +2278,12 @@ record_from_sqlite_row (sqlite3_stmt *stmt)
   return record;
 }
 
-static GPtrArray *
+/* Reads the records of the stream's kind and pushes them in batches.  Returns FALSE with @error
+ * set on a read error, and FALSE without it when there is no connection to read with (the caller
+ * then reads through libgda). */
+static gboolean
 load_all_sqlite (BgStore     *self,
-                 BgTaskKind   kind,
+                 LoadStream  *stream,
                  GError     **error)
 {
   g_autofree char *escaped = g_uri_escape_string (self->path, "/", FALSE);
@@ -2169,7 +2291,7 @@ load_all_sqlite (BgStore     *self,
   g_autoptr(GString) sql = g_string_new ("SELECT ");
   g_autoptr(sqlite3) db = NULL;
   g_autoptr(sqlite3_stmt) stmt = NULL;
-  g_autoptr(GPtrArray) records = NULL;
+  g_autoptr(GPtrArray) batch = NULL;
   int rc;
 
   if (sqlite3_open_v2 (uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOFOLLOW,
@@ -2177,7 +2299,7 @@ load_all_sqlite (BgStore     *self,
     {
       g_debug ("Task database “%s”: no connection to load with: %s", self->path,
                db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
-      return NULL;
+      return FALSE;
     }
   /* As libgda does; the store's own connection may hold the write lock for a moment. */
   sqlite3_busy_timeout (db, 500);
@@ -2187,12 +2309,19 @@ load_all_sqlite (BgStore     *self,
 
   rc = sqlite3_prepare_v2 (db, sql->str, -1, &stmt, NULL);
   if (rc == SQLITE_OK)
-    rc = sqlite3_bind_int64 (stmt, 1, kind);
-  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_int64 (stmt, 1, stream->kind);
+  while (rc == SQLITE_OK || rc == SQLITE_ROW)
     {
-      records = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_store_record_free);
-      while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
-        g_ptr_array_add (records, record_from_sqlite_row (stmt));
+      rc = sqlite3_step (stmt);
+      if (rc == SQLITE_ROW)
+        {
+          if (batch == NULL)
+            batch = g_ptr_array_new_full (LOAD_BATCH, (GDestroyNotify) bg_store_record_free);
+          g_ptr_array_add (batch, record_from_sqlite_row (stmt));
+        }
+      if (batch != NULL && (batch->len == LOAD_BATCH || rc == SQLITE_DONE) &&
+          !load_stream_push (stream, g_steal_pointer (&batch)))
+        return TRUE;
     }
 
   if (rc != SQLITE_DONE)
@@ -2201,10 +2330,10 @@ load_all_sqlite (BgStore     *self,
                                                      sqlite3_errmsg (db));
 
       set_read_error (error, self, cause);
-      return NULL;
+      return FALSE;
     }
 
-  return g_steal_pointer (&records);
+  return TRUE;
 }
 
 static void
@@ -2214,15 +2343,14 @@ load_all_thread (GTask        *task,
                  GCancellable *cancellable)
 {
   BgStore *self = source_object;
-  LoadData *data = task_data;
+  LoadStream *stream = task_data;
   g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&self->reader_mutex);
   g_autoptr(GError) error = NULL;
   GPtrArray *records;
 
-  records = load_all_sqlite (self, data->kind, &error);
-  if (records != NULL)
+  if (load_all_sqlite (self, stream, &error))
     {
-      g_task_return_pointer (task, records, (GDestroyNotify) g_ptr_array_unref);
+      g_task_return_boolean (task, TRUE);
       return;
     }
   if (error != NULL)
@@ -2239,7 +2367,7 @@ load_all_thread (GTask        *task,
       return;
     }
 
-  if (!bind_key (self->reader_params, data->kind, NULL, &error))
+  if (!bind_key (self->reader_params, stream->kind, NULL, &error))
     {
       g_autoptr(GError) read_error = NULL;
 
@@ -2248,12 +2376,16 @@ load_all_thread (GTask        *task,
       return;
     }
 
+  /* libgda reads them all at once: one batch. */
   records = select_records_on (self, self->reader_cnc, self->reader_stmt, self->reader_params,
                                &error);
   if (records == NULL)
-    g_task_return_error (task, g_steal_pointer (&error));
-  else
-    g_task_return_pointer (task, records, (GDestroyNotify) g_ptr_array_unref);
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  load_stream_push (stream, records);
+  g_task_return_boolean (task, TRUE);
 }
 
 static void
@@ -2263,36 +2395,50 @@ load_all_done_cb (GObject      *object,
 {
   g_autoptr(GTask) task = user_data;
   BgStore *self = BG_STORE (object);
-  LoadData *data = g_task_get_task_data (task);
+  LoadStream *stream = g_task_get_task_data (task);
   g_autoptr(GError) error = NULL;
-  GPtrArray *records;
 
-  records = g_task_propagate_pointer (G_TASK (result), &error);
-  if (records == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
+  /* What the worker read before it ended is handed over first, in order. */
+  while (load_stream_deliver_one (stream))
+    ;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error) &&
+      g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
     {
+      g_autoptr(GPtrArray) records = NULL;
+
       /* No second connection: read on the store's own, here. */
       g_clear_error (&error);
-      records = bg_store_load_all (self, data->kind, &error);
+      records = bg_store_load_all (self, stream->kind, &error);
+      if (records != NULL && !stream->stopped)
+        stream->func (records, stream->func_data);
     }
 
-  if (records == NULL)
+  if (error != NULL)
     g_task_return_error (task, g_steal_pointer (&error));
   else
-    g_task_return_pointer (task, records, (GDestroyNotify) g_ptr_array_unref);
+    g_task_return_boolean (task, TRUE);
 }
 
+/* Reads every record of @kind, oldest first, on a worker thread through a connection of its own,
+ * so that the main loop's writes go on meanwhile.  @func gets them in batches on the caller's
+ * thread-default context, a batch per main-loop turn, all before @callback; it may steal the
+ * records from the array, and returns FALSE to stop the load. */
 void
 bg_store_load_all_async (BgStore             *self,
                          BgTaskKind           kind,
+                         BgStoreBatchFunc     func,
+                         gpointer             func_data,
                          GCancellable        *cancellable,
                          GAsyncReadyCallback  callback,
                          gpointer             user_data)
 {
   g_autoptr(GTask) task = NULL;
   g_autoptr(GTask) worker = NULL;
-  LoadData *data;
+  LoadStream *stream;
 
   g_return_if_fail (BG_IS_STORE (self));
+  g_return_if_fail (func != NULL);
 
   /* The reader has a connection of its own: it sees committed writes only. */
   if (self->group_open)
@@ -2303,26 +2449,34 @@ bg_store_load_all_async (BgStore             *self,
         g_warning ("%s", error->message);
     }
 
+  stream = g_new0 (LoadStream, 1);
+  g_atomic_ref_count_init (&stream->ref_count);
+  stream->kind = kind;
+  stream->context = g_main_context_ref_thread_default ();
+  stream->func = func;
+  stream->func_data = func_data;
+  g_mutex_init (&stream->mutex);
+  g_cond_init (&stream->cond);
+  g_queue_init (&stream->batches);
+
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, bg_store_load_all_async);
-  data = g_new0 (LoadData, 1);
-  data->kind = kind;
-  g_task_set_task_data (task, data, g_free);
+  g_task_set_task_data (task, stream, (GDestroyNotify) load_stream_unref);
 
   worker = g_task_new (self, cancellable, load_all_done_cb, g_object_ref (task));
   g_task_set_source_tag (worker, load_all_thread);
-  g_task_set_task_data (worker, g_memdup2 (data, sizeof *data), g_free);
+  g_task_set_task_data (worker, load_stream_ref (stream), (GDestroyNotify) load_stream_unref);
   g_task_run_in_thread (worker, load_all_thread);
 }
 
-GPtrArray *
+gboolean
 bg_store_load_all_finish (BgStore       *self,
                           GAsyncResult  *result,
                           GError       **error)
 {
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
 
-  return g_task_propagate_pointer (G_TASK (result), error);
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 static void

@@ -927,17 +927,53 @@ test_insert_stream_wal_reused (void)
   fixture_tear_down (&fixture);
 }
 
+typedef struct
+{
+  GPtrArray *records;   /* every record handed over, in order */
+  guint      batches;
+  guint      largest;
+  guint      stop_after; /* batches; 0 for all */
+  gboolean   done;
+} Loaded;
+
+static gboolean
+store_batch_cb (GPtrArray *records,
+                gpointer   user_data)
+{
+  Loaded *loaded = user_data;
+
+  g_assert_false (loaded->done);
+  loaded->batches++;
+  loaded->largest = MAX (loaded->largest, records->len);
+  /* Taken from the array, as the engine does. */
+  for (guint i = 0; i < records->len; i++)
+    g_ptr_array_add (loaded->records, g_steal_pointer (&records->pdata[i]));
+
+  return loaded->stop_after == 0 || loaded->batches < loaded->stop_after;
+}
+
 static void
 store_result_cb (GObject      *source,
                  GAsyncResult *result,
                  gpointer      user_data)
 {
-  GPtrArray **loaded = user_data;
+  Loaded *loaded = user_data;
   g_autoptr(GError) error = NULL;
 
-  *loaded = bg_store_load_all_finish (BG_STORE (source), result, &error);
+  g_assert_true (bg_store_load_all_finish (BG_STORE (source), result, &error));
   g_assert_no_error (error);
-  g_assert_nonnull (*loaded);
+  loaded->done = TRUE;
+}
+
+static void
+load_all_async (BgStore    *store,
+                BgTaskKind  kind,
+                Loaded     *loaded)
+{
+  loaded->records = g_ptr_array_new_with_free_func ((GDestroyNotify) bg_store_record_free);
+  bg_store_load_all_async (store, kind, store_batch_cb, loaded, NULL, store_result_cb, loaded);
+  while (!loaded->done)
+    g_main_context_iteration (NULL, TRUE);
 }
 
 /* A restore reads 3,000 records of one kind, every field intact, in the order they were
@@ -948,7 +984,8 @@ test_load_all_many (void)
   Fixture fixture;
   g_autoptr(BgStore) store = NULL;
   g_autoptr(BgStoreRecord) full = make_full_record ("full");
-  g_autoptr(GPtrArray) loaded = NULL;
+  Loaded loaded = { NULL, };
+  Loaded stopped = { .stop_after = 2 };
   g_autoptr(GError) error = NULL;
   const guint count = 3000;
 
@@ -970,19 +1007,30 @@ test_load_all_many (void)
   full->created_at = 1;
   save_or_die (store, full);
 
-  bg_store_load_all_async (store, BG_TASK_KIND_DOWNLOAD, NULL, store_result_cb, &loaded);
-  while (loaded == NULL)
-    g_main_context_iteration (NULL, TRUE);
-  g_assert_cmpuint (loaded->len, ==, count + 1);
-  assert_records_equal (full, g_ptr_array_index (loaded, 0));
+  load_all_async (store, BG_TASK_KIND_DOWNLOAD, &loaded);
+  g_assert_cmpuint (loaded.records->len, ==, count + 1);
+  assert_records_equal (full, g_ptr_array_index (loaded.records, 0));
   for (guint i = 1; i <= count; i++)
     {
-      BgStoreRecord *record = g_ptr_array_index (loaded, i);
+      BgStoreRecord *record = g_ptr_array_index (loaded.records, i);
       g_autofree char *expected = g_strdup_printf ("many/%06u", count - i);
 
       g_assert_cmpstr (record->identifier, ==, expected);
       g_assert_cmpint (record->kind, ==, BG_TASK_KIND_DOWNLOAD);
     }
+  /* Handed over a few hundred at a time, not all at once. */
+  g_assert_cmpuint (loaded.batches, >, 1);
+  g_assert_cmpuint (loaded.largest, <, count);
+  g_clear_pointer (&loaded.records, g_ptr_array_unref);
+
+  /* A caller that wants no more stops the load: nothing after the batch that said so, and the
+   * load still ends. */
+  load_all_async (store, BG_TASK_KIND_DOWNLOAD, &stopped);
+  g_assert_cmpuint (stopped.batches, ==, 2);
+  g_assert_cmpuint (stopped.records->len, ==, 2 * stopped.largest);
+  g_assert_cmpstr (((BgStoreRecord *) g_ptr_array_index (stopped.records, 0))->identifier, ==,
+                   "full");
+  g_clear_pointer (&stopped.records, g_ptr_array_unref);
 
   g_clear_object (&store);
   fixture_tear_down (&fixture);
