@@ -198,17 +198,17 @@ remote_mark_collected (BgTask *task)
 }
 
 static BgTask *
-remote_add_task (BgRemote   *self,
-                 const char *identifier,
-                 GVariant   *snapshot,
-                 GPtrArray  *batch)
+remote_add_task (BgRemote     *self,
+                 const char   *identifier,
+                 GVariantDict *snapshot,
+                 GPtrArray    *batch)
 {
   BgTask *task;
 
   self->applying = TRUE;
-  task = bg_bus_task_new_from_variant (self->kind, identifier, snapshot);
+  task = bg_bus_task_new_from_dict (self->kind, identifier, snapshot);
   self->applying = FALSE;
-  if (bg_bus_snapshot_flag (snapshot, "collected"))
+  if (bg_bus_snapshot_dict_flag (snapshot, "collected"))
     remote_mark_collected (task);
 
   g_signal_connect_object (task, "notify", G_CALLBACK (task_notify_cb), self, 0);
@@ -237,17 +237,17 @@ remote_remove_task (BgRemote   *self,
 
 /* Brings the listed task up to date, or lists it; returns the response it newly reached. */
 static BgResponse *
-remote_apply (BgRemote   *self,
-              const char *identifier,
-              GVariant   *snapshot,
-              GPtrArray  *batch)
+remote_apply (BgRemote     *self,
+              const char   *identifier,
+              GVariantDict *snapshot,
+              GPtrArray    *batch)
 {
   BgTask *task = g_hash_table_lookup (self->by_id, identifier);
   BgResponse *response = NULL;
 
   /* A collected task listed as history gives way to a new task of the same identifier. */
   if (task != NULL && g_object_get_qdata (G_OBJECT (task), collected_quark) != NULL &&
-      !bg_bus_snapshot_flag (snapshot, "collected"))
+      !bg_bus_snapshot_dict_flag (snapshot, "collected"))
     {
       remote_remove_task (self, identifier);
       task = NULL;
@@ -257,16 +257,16 @@ remote_apply (BgRemote   *self,
     {
       task = remote_add_task (self, identifier, snapshot, batch);
       response = bg_task_get_response (task);
-      return response != NULL && !bg_bus_snapshot_flag (snapshot, "collected")
+      return response != NULL && !bg_bus_snapshot_dict_flag (snapshot, "collected")
         ? g_object_ref (response) : NULL;
     }
 
   self->applying = TRUE;
-  bg_bus_task_update (task, snapshot, &response);
+  bg_bus_task_update_dict (task, snapshot, &response);
   self->applying = FALSE;
   g_object_set_qdata (G_OBJECT (task), placeholder_quark, NULL);
 
-  if (bg_bus_snapshot_flag (snapshot, "collected"))
+  if (bg_bus_snapshot_dict_flag (snapshot, "collected"))
     remote_mark_collected (task);
 
   return response;
@@ -296,20 +296,24 @@ changed_cb (GDBusConnection *connection,
     {
       if (g_str_equal (queue, self->queue_path))
         {
-          if (bg_bus_snapshot_flag (snapshot, "removed"))
+          GVariantDict dict;
+
+          g_variant_dict_init (&dict, snapshot);
+          if (bg_bus_snapshot_dict_flag (&dict, "removed"))
             remote_remove_task (self, identifier);
           /* Another client's history, as in remote_take_listing(); and, as in process, the
            * tasks of earlier runs (or of other processes) are listed once restored. */
           else if (!g_hash_table_contains (self->by_id, identifier) &&
-                   (bg_bus_snapshot_flag (snapshot, "collected") || !self->restored))
+                   (bg_bus_snapshot_dict_flag (&dict, "collected") || !self->restored))
             ;
           else
             {
-              BgResponse *response = remote_apply (self, identifier, snapshot, NULL);
+              BgResponse *response = remote_apply (self, identifier, &dict, NULL);
 
               if (response != NULL)
                 g_ptr_array_add (finished, response);
             }
+          g_variant_dict_clear (&dict);
         }
       g_variant_unref (snapshot);
     }
@@ -341,24 +345,28 @@ remote_take_listing (BgRemote *self,
   while (g_variant_iter_next (&iter, "(&s@a{sv})", &identifier, &snapshot))
     {
       g_autoptr(BgResponse) response = NULL;
+      GVariantDict dict;
       BgTask *task;
+
+      g_variant_dict_init (&dict, snapshot);
+      g_variant_unref (snapshot);
 
       /* History belongs to the run that collected the result, as in process: another client's
        * collected tasks are not listed here. */
-      if (bg_bus_snapshot_flag (snapshot, "collected") &&
+      if (bg_bus_snapshot_dict_flag (&dict, "collected") &&
           !g_hash_table_contains (self->by_id, identifier))
         {
-          g_variant_unref (snapshot);
+          g_variant_dict_clear (&dict);
           continue;
         }
 
-      response = remote_apply (self, identifier, snapshot, batch);
+      response = remote_apply (self, identifier, &dict, batch);
       task = g_hash_table_lookup (self->by_id, identifier);
 
       if (task != NULL && bg_task_get_response (task) != NULL &&
-          !bg_bus_snapshot_flag (snapshot, "collected"))
+          !bg_bus_snapshot_dict_flag (&dict, "collected"))
         g_ptr_array_add (finished, g_object_ref (task));
-      g_variant_unref (snapshot);
+      g_variant_dict_clear (&dict);
     }
   bg_task_list_append_many (self->tasks, batch);
 
@@ -865,7 +873,13 @@ submit_reply_cb (GObject      *object,
   task_v = g_variant_lookup_value (response_v, "task", G_VARIANT_TYPE_VARDICT);
   task = g_hash_table_lookup (self->by_id, pending->identifier);
   if (task_v != NULL && task != NULL)
-    applied = remote_apply (self, pending->identifier, task_v, NULL);
+    {
+      GVariantDict dict;
+
+      g_variant_dict_init (&dict, task_v);
+      applied = remote_apply (self, pending->identifier, &dict, NULL);
+      g_variant_dict_clear (&dict);
+    }
 
   /* The listed task and the _finish share one response, as in process. */
   task = g_hash_table_lookup (self->by_id, pending->identifier);
@@ -994,13 +1008,15 @@ bg_remote_submit_async (BgRemote            *self,
    * collected task of the same identifier stays until the service accepted the new one. */
   if (!g_hash_table_contains (self->by_id, identifier))
     {
-      g_autoptr(GVariant) snapshot = NULL;
+      GVariantDict snapshot;
       BgTask *task;
 
-      snapshot = g_variant_ref_sink (
-        g_variant_new_parsed ("{'uri': <%s>, 'file': <%s>, 'state': <%u>}",
-                              uri, path, (guint32) BG_TASK_STATE_QUEUED));
-      task = remote_add_task (self, identifier, snapshot, NULL);
+      g_variant_dict_init (&snapshot, NULL);
+      g_variant_dict_insert (&snapshot, "uri", "s", uri);
+      g_variant_dict_insert (&snapshot, "file", "s", path);
+      g_variant_dict_insert (&snapshot, "state", "u", (guint32) BG_TASK_STATE_QUEUED);
+      task = remote_add_task (self, identifier, &snapshot, NULL);
+      g_variant_dict_clear (&snapshot);
       self->applying = TRUE;
       if (options != NULL)
         bg_task_apply_options (task, options);
