@@ -68,4 +68,16 @@ void           bg_bus_task_update          (BgTask             *task,
 gboolean       bg_bus_snapshot_flag        (GVariant           *snapshot,
                                             const char         *key);
 
+/* The same, for a snapshot read into a GVariantDict.  A key looked up in the serialised a{sv} of
+ * a D-Bus message is found by walking the entries, and a snapshot has some twenty of them, each
+ * looked up: a client reads a snapshot once, with g_variant_dict_init(), and uses these. */
+BgTask        *bg_bus_task_new_from_dict   (BgTaskKind         kind,
+                                            const char        *identifier,
+                                            GVariantDict      *snapshot);
+void           bg_bus_task_update_dict     (BgTask             *task,
+                                            GVariantDict       *snapshot,
+                                            BgResponse        **response_out);
+gboolean       bg_bus_snapshot_dict_flag   (GVariantDict       *snapshot,
+                                            const char         *key);
+
 G_END_DECLS

@@ -412,10 +412,20 @@ bg_bus_snapshot_flag (GVariant   *snapshot,
   return flag;
 }
 
+gboolean
+bg_bus_snapshot_dict_flag (GVariantDict *snapshot,
+                           const char   *key)
+{
+  gboolean flag = FALSE;
+
+  g_variant_dict_lookup (snapshot, key, "b", &flag);
+  return flag;
+}
+
 BgTask *
-bg_bus_task_new_from_variant (BgTaskKind  kind,
-                              const char *identifier,
-                              GVariant   *snapshot)
+bg_bus_task_new_from_dict (BgTaskKind    kind,
+                           const char   *identifier,
+                           GVariantDict *snapshot)
 {
   g_autoptr(GFile) file = NULL;
   const char *uri = NULL, *path = NULL, *sha256 = NULL;
@@ -426,33 +436,47 @@ bg_bus_task_new_from_variant (BgTaskKind  kind,
   guint64 max_bandwidth = 0;
   BgTask *task;
 
-  g_variant_lookup (snapshot, "uri", "&s", &uri);
-  if (g_variant_lookup (snapshot, "file", "&s", &path))
+  g_variant_dict_lookup (snapshot, "uri", "&s", &uri);
+  if (g_variant_dict_lookup (snapshot, "file", "&s", &path))
     file = g_file_new_for_path (path);
 
   task = bg_task_new (kind, identifier, uri, file);
 
-  g_variant_lookup (snapshot, "allow-metered", "b", &allow_metered);
-  g_variant_lookup (snapshot, "discretionary", "b", &discretionary);
-  g_variant_lookup (snapshot, "priority", "i", &priority);
-  g_variant_lookup (snapshot, "earliest-start", "x", &earliest_start);
-  g_variant_lookup (snapshot, "expected-sha256", "&s", &sha256);
-  g_variant_lookup (snapshot, "keep-credentials", "b", &keep_credentials);
-  g_variant_lookup (snapshot, "paused", "b", &paused);
+  g_variant_dict_lookup (snapshot, "allow-metered", "b", &allow_metered);
+  g_variant_dict_lookup (snapshot, "discretionary", "b", &discretionary);
+  g_variant_dict_lookup (snapshot, "priority", "i", &priority);
+  g_variant_dict_lookup (snapshot, "earliest-start", "x", &earliest_start);
+  g_variant_dict_lookup (snapshot, "expected-sha256", "&s", &sha256);
+  g_variant_dict_lookup (snapshot, "keep-credentials", "b", &keep_credentials);
+  g_variant_dict_lookup (snapshot, "paused", "b", &paused);
   bg_task_init_options (task, allow_metered, discretionary, priority, earliest_start, sha256,
                         keep_credentials);
   bg_task_init_paused (task, paused);
-  g_variant_lookup (snapshot, "max-bandwidth", "t", &max_bandwidth);
+  g_variant_dict_lookup (snapshot, "max-bandwidth", "t", &max_bandwidth);
   bg_task_init_max_bandwidth (task, max_bandwidth);
 
-  bg_bus_task_update (task, snapshot, NULL);
+  bg_bus_task_update_dict (task, snapshot, NULL);
+  return task;
+}
+
+BgTask *
+bg_bus_task_new_from_variant (BgTaskKind  kind,
+                              const char *identifier,
+                              GVariant   *snapshot)
+{
+  GVariantDict dict;
+  BgTask *task;
+
+  g_variant_dict_init (&dict, snapshot);
+  task = bg_bus_task_new_from_dict (kind, identifier, &dict);
+  g_variant_dict_clear (&dict);
   return task;
 }
 
 void
-bg_bus_task_update (BgTask      *task,
-                    GVariant    *snapshot,
-                    BgResponse **response_out)
+bg_bus_task_update_dict (BgTask       *task,
+                         GVariantDict *snapshot,
+                         BgResponse  **response_out)
 {
   g_autoptr(GVariant) response_v = NULL;
   const char *uri = NULL, *sha256 = NULL;
@@ -467,29 +491,29 @@ bg_bus_task_update (BgTask      *task,
 
   g_object_freeze_notify (G_OBJECT (task));
 
-  if (g_variant_lookup (snapshot, "uri", "&s", &uri) && uri[0] != '\0')
+  if (g_variant_dict_lookup (snapshot, "uri", "&s", &uri) && uri[0] != '\0')
     bg_task_set_uri (task, uri);
-  if (g_variant_lookup (snapshot, "upload-protocol", "u", &state) &&
+  if (g_variant_dict_lookup (snapshot, "upload-protocol", "u", &state) &&
       state <= BG_UPLOAD_PROTOCOL_IETF)
     bg_task_set_upload_protocol (task, state);
 
   /* Options first: a finished task takes none. */
   if (bg_task_get_state (task) != BG_TASK_STATE_FINISHED)
     {
-      if (g_variant_lookup (snapshot, "allow-metered", "b", &flag))
+      if (g_variant_dict_lookup (snapshot, "allow-metered", "b", &flag))
         bg_task_set_allow_metered (task, flag);
-      if (g_variant_lookup (snapshot, "discretionary", "b", &flag))
+      if (g_variant_dict_lookup (snapshot, "discretionary", "b", &flag))
         bg_task_set_discretionary (task, flag);
-      if (g_variant_lookup (snapshot, "keep-credentials", "b", &flag))
+      if (g_variant_dict_lookup (snapshot, "keep-credentials", "b", &flag))
         bg_task_set_keep_credentials (task, flag);
-      if (g_variant_lookup (snapshot, "paused", "b", &flag))
+      if (g_variant_dict_lookup (snapshot, "paused", "b", &flag))
         bg_task_set_paused (task, flag);
-      if (g_variant_lookup (snapshot, "priority", "i", &priority))
+      if (g_variant_dict_lookup (snapshot, "priority", "i", &priority))
         bg_task_set_priority (task, priority);
-      if (g_variant_lookup (snapshot, "max-bandwidth", "t", &max_bandwidth) &&
+      if (g_variant_dict_lookup (snapshot, "max-bandwidth", "t", &max_bandwidth) &&
           max_bandwidth <= G_MAXINT64)
         bg_task_set_max_bandwidth (task, max_bandwidth);
-      if (g_variant_lookup (snapshot, "earliest-start", "x", &earliest_start) &&
+      if (g_variant_dict_lookup (snapshot, "earliest-start", "x", &earliest_start) &&
           earliest_start != bg_task_get_earliest_start_usec (task))
         {
           g_autoptr(GDateTime) when = earliest_start != 0
@@ -500,26 +524,26 @@ bg_bus_task_update (BgTask      *task,
       if (bg_task_get_kind (task) == BG_TASK_KIND_DOWNLOAD)
         {
           sha256 = NULL;
-          g_variant_lookup (snapshot, "expected-sha256", "&s", &sha256);
+          g_variant_dict_lookup (snapshot, "expected-sha256", "&s", &sha256);
           if (g_strcmp0 (sha256, bg_task_get_expected_sha256 (task)) != 0)
             bg_task_set_expected_sha256 (task, sha256);
         }
     }
 
-  if (g_variant_lookup (snapshot, "bytes-transferred", "x", &transferred) &&
-      g_variant_lookup (snapshot, "bytes-total", "x", &total))
+  if (g_variant_dict_lookup (snapshot, "bytes-transferred", "x", &transferred) &&
+      g_variant_dict_lookup (snapshot, "bytes-total", "x", &total))
     bg_task_set_progress (task, transferred, total, FALSE);
-  if (g_variant_lookup (snapshot, "attempts", "u", &attempts))
+  if (g_variant_dict_lookup (snapshot, "attempts", "u", &attempts))
     bg_task_set_attempts (task, attempts);
-  if (g_variant_lookup (snapshot, "restarts", "u", &restarts))
+  if (g_variant_dict_lookup (snapshot, "restarts", "u", &restarts))
     bg_task_set_restarts (task, restarts);
-  if (g_variant_lookup (snapshot, "next-attempt-at", "x", &next_attempt_at))
+  if (g_variant_dict_lookup (snapshot, "next-attempt-at", "x", &next_attempt_at))
     bg_task_set_next_attempt_at (task, next_attempt_at);
-  if (g_variant_lookup (snapshot, "wait-reason", "u", &wait_reason) &&
+  if (g_variant_dict_lookup (snapshot, "wait-reason", "u", &wait_reason) &&
       wait_reason <= BG_WAIT_REASON_PAUSED)
     bg_task_set_wait_reason (task, wait_reason);
 
-  response_v = g_variant_lookup_value (snapshot, "response", G_VARIANT_TYPE_VARDICT);
+  response_v = g_variant_dict_lookup_value (snapshot, "response", G_VARIANT_TYPE_VARDICT);
   if (response_v != NULL && bg_task_get_response (task) == NULL)
     {
       g_autoptr(BgResponse) response =
@@ -533,9 +557,22 @@ bg_bus_task_update (BgTask      *task,
         *response_out = g_object_ref (response);
     }
 
-  if (g_variant_lookup (snapshot, "state", "u", &state) && state <= BG_TASK_STATE_FINISHED &&
+  if (g_variant_dict_lookup (snapshot, "state", "u", &state) &&
+      state <= BG_TASK_STATE_FINISHED &&
       (state == BG_TASK_STATE_FINISHED) == (bg_task_get_response (task) != NULL))
     bg_task_set_state (task, state);
 
   g_object_thaw_notify (G_OBJECT (task));
+}
+
+void
+bg_bus_task_update (BgTask      *task,
+                    GVariant    *snapshot,
+                    BgResponse **response_out)
+{
+  GVariantDict dict;
+
+  g_variant_dict_init (&dict, snapshot);
+  bg_bus_task_update_dict (task, &dict, response_out);
+  g_variant_dict_clear (&dict);
 }

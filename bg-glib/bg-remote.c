@@ -27,11 +27,26 @@
 
 /* How many times in a row the service may vanish under a pending call before the call fails. */
 #define MAX_REOPENS 3
+/* How long the client's main loop spends on the service's messages in one turn, at most (it
+ * always takes one snapshot or one call): a client that submits a hundred tasks at once gets a
+ * Changed and a PrepareRequest for each as they start, and a Changed may list hundreds. */
+#define INCOMING_TURN_USEC 2000
 /* A service that is stopping refuses to open queues until it is gone: how long to wait. */
 #define STOPPING_WAIT_MSEC 100
 #define MAX_STOPPING_WAITS 100
 
 typedef struct _Pending Pending;
+
+/* A message from the service, taken in over one or more turns of the main loop, in the order it
+ * came. */
+typedef struct
+{
+  GVariant              *changed;     /* Changed's (a(osa{sv})), then its list, or NULL */
+  GVariantIter           snapshots;   /* the snapshots not applied yet, once started */
+  gboolean               started;
+  GPtrArray             *finished;    /* the responses it brought so far */
+  GDBusMethodInvocation *prepare;     /* a PrepareRequest, or NULL */
+} Incoming;
 
 struct _BgRemote
 {
@@ -50,6 +65,8 @@ struct _BgRemote
   BgTaskList      *tasks;
   GHashTable      *by_id;           /* identifier → BgTask, as listed */
   GList           *pending;         /* Pending */
+  GQueue           incoming;        /* Incoming: the service's messages not taken in yet */
+  GSource         *incoming_source;
 
   guint            changed_id;
   guint            client_id;
@@ -60,6 +77,7 @@ struct _BgRemote
   gboolean         reopening;
   gboolean         restored;        /* the app restored: a new service restores too */
   gboolean         applying;        /* updating tasks from the service: do not echo */
+  gboolean         taking_in;       /* in remote_take_in() */
   gboolean         closed;
 };
 
@@ -82,6 +100,7 @@ static GQuark placeholder_quark;
 static GQuark collected_quark;
 
 static void remote_reopen (BgRemote *self);
+static void remote_catch_up (BgRemote *self);
 static gboolean reopen_again_cb (gpointer data);
 static void rerestore_reply_cb (GObject      *object,
                                 GAsyncResult *result,
@@ -198,17 +217,17 @@ remote_mark_collected (BgTask *task)
 }
 
 static BgTask *
-remote_add_task (BgRemote   *self,
-                 const char *identifier,
-                 GVariant   *snapshot,
-                 GPtrArray  *batch)
+remote_add_task (BgRemote     *self,
+                 const char   *identifier,
+                 GVariantDict *snapshot,
+                 GPtrArray    *batch)
 {
   BgTask *task;
 
   self->applying = TRUE;
-  task = bg_bus_task_new_from_variant (self->kind, identifier, snapshot);
+  task = bg_bus_task_new_from_dict (self->kind, identifier, snapshot);
   self->applying = FALSE;
-  if (bg_bus_snapshot_flag (snapshot, "collected"))
+  if (bg_bus_snapshot_dict_flag (snapshot, "collected"))
     remote_mark_collected (task);
 
   g_signal_connect_object (task, "notify", G_CALLBACK (task_notify_cb), self, 0);
@@ -237,17 +256,17 @@ remote_remove_task (BgRemote   *self,
 
 /* Brings the listed task up to date, or lists it; returns the response it newly reached. */
 static BgResponse *
-remote_apply (BgRemote   *self,
-              const char *identifier,
-              GVariant   *snapshot,
-              GPtrArray  *batch)
+remote_apply (BgRemote     *self,
+              const char   *identifier,
+              GVariantDict *snapshot,
+              GPtrArray    *batch)
 {
   BgTask *task = g_hash_table_lookup (self->by_id, identifier);
   BgResponse *response = NULL;
 
   /* A collected task listed as history gives way to a new task of the same identifier. */
   if (task != NULL && g_object_get_qdata (G_OBJECT (task), collected_quark) != NULL &&
-      !bg_bus_snapshot_flag (snapshot, "collected"))
+      !bg_bus_snapshot_dict_flag (snapshot, "collected"))
     {
       remote_remove_task (self, identifier);
       task = NULL;
@@ -257,64 +276,57 @@ remote_apply (BgRemote   *self,
     {
       task = remote_add_task (self, identifier, snapshot, batch);
       response = bg_task_get_response (task);
-      return response != NULL && !bg_bus_snapshot_flag (snapshot, "collected")
+      return response != NULL && !bg_bus_snapshot_dict_flag (snapshot, "collected")
         ? g_object_ref (response) : NULL;
     }
 
   self->applying = TRUE;
-  bg_bus_task_update (task, snapshot, &response);
+  bg_bus_task_update_dict (task, snapshot, &response);
   self->applying = FALSE;
   g_object_set_qdata (G_OBJECT (task), placeholder_quark, NULL);
 
-  if (bg_bus_snapshot_flag (snapshot, "collected"))
+  if (bg_bus_snapshot_dict_flag (snapshot, "collected"))
     remote_mark_collected (task);
 
   return response;
 }
 
+/* One snapshot of a Changed. */
 static void
-changed_cb (GDBusConnection *connection,
-            const char      *sender,
-            const char      *object_path,
-            const char      *interface,
-            const char      *signal,
-            GVariant        *parameters,
-            gpointer         user_data)
+changed_apply (BgRemote   *self,
+               const char *queue,
+               const char *identifier,
+               GVariant   *snapshot,
+               GPtrArray  *finished)
 {
-  BgRemote *self = user_data;
-  g_autoptr(GVariantIter) iter = NULL;
-  g_autoptr(GPtrArray) finished = NULL;
-  const char *queue, *identifier;
-  GVariant *snapshot;
+  GVariantDict dict;
 
-  if (self->queue_path == NULL || !g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(a(osa{sv}))")))
+  if (!g_str_equal (queue, self->queue_path))
     return;
 
-  finished = g_ptr_array_new_with_free_func (g_object_unref);
-  g_variant_get (parameters, "(a(osa{sv}))", &iter);
-  while (g_variant_iter_next (iter, "(&o&s@a{sv})", &queue, &identifier, &snapshot))
+  g_variant_dict_init (&dict, snapshot);
+  if (bg_bus_snapshot_dict_flag (&dict, "removed"))
+    remote_remove_task (self, identifier);
+  /* Another client's history, as in remote_take_listing(); and, as in process, the tasks of
+   * earlier runs (or of other processes) are listed once restored. */
+  else if (!g_hash_table_contains (self->by_id, identifier) &&
+           (bg_bus_snapshot_dict_flag (&dict, "collected") || !self->restored))
+    ;
+  else
     {
-      if (g_str_equal (queue, self->queue_path))
-        {
-          if (bg_bus_snapshot_flag (snapshot, "removed"))
-            remote_remove_task (self, identifier);
-          /* Another client's history, as in remote_take_listing(); and, as in process, the
-           * tasks of earlier runs (or of other processes) are listed once restored. */
-          else if (!g_hash_table_contains (self->by_id, identifier) &&
-                   (bg_bus_snapshot_flag (snapshot, "collected") || !self->restored))
-            ;
-          else
-            {
-              BgResponse *response = remote_apply (self, identifier, snapshot, NULL);
+      BgResponse *response = remote_apply (self, identifier, &dict, NULL);
 
-              if (response != NULL)
-                g_ptr_array_add (finished, response);
-            }
-        }
-      g_variant_unref (snapshot);
+      if (response != NULL)
+        g_ptr_array_add (finished, response);
     }
+  g_variant_dict_clear (&dict);
+}
 
-  /* Announced once the whole batch is in, so that a handler sees the list as it is. */
+/* Announced once the whole Changed is in, so that a handler sees the list as it is. */
+static void
+changed_announce (BgRemote  *self,
+                  GPtrArray *finished)
+{
   for (guint i = 0; i < finished->len; i++)
     {
       BgResponse *response = g_ptr_array_index (finished, i);
@@ -341,24 +353,28 @@ remote_take_listing (BgRemote *self,
   while (g_variant_iter_next (&iter, "(&s@a{sv})", &identifier, &snapshot))
     {
       g_autoptr(BgResponse) response = NULL;
+      GVariantDict dict;
       BgTask *task;
+
+      g_variant_dict_init (&dict, snapshot);
+      g_variant_unref (snapshot);
 
       /* History belongs to the run that collected the result, as in process: another client's
        * collected tasks are not listed here. */
-      if (bg_bus_snapshot_flag (snapshot, "collected") &&
+      if (bg_bus_snapshot_dict_flag (&dict, "collected") &&
           !g_hash_table_contains (self->by_id, identifier))
         {
-          g_variant_unref (snapshot);
+          g_variant_dict_clear (&dict);
           continue;
         }
 
-      response = remote_apply (self, identifier, snapshot, batch);
+      response = remote_apply (self, identifier, &dict, batch);
       task = g_hash_table_lookup (self->by_id, identifier);
 
       if (task != NULL && bg_task_get_response (task) != NULL &&
-          !bg_bus_snapshot_flag (snapshot, "collected"))
+          !bg_bus_snapshot_dict_flag (&dict, "collected"))
         g_ptr_array_add (finished, g_object_ref (task));
-      g_variant_unref (snapshot);
+      g_variant_dict_clear (&dict);
     }
   bg_task_list_append_many (self->tasks, batch);
 
@@ -393,17 +409,12 @@ message_differs (SoupMessage *msg,
   return g_strcmp0 (now_uri, uri) != 0 || !g_variant_equal (now_headers, headers);
 }
 
+/* Answers a PrepareRequest: the service's snapshot of the task came before it. */
 static void
-client_method_call (GDBusConnection       *connection,
-                    const char            *sender,
-                    const char            *object_path,
-                    const char            *interface_name,
-                    const char            *method_name,
-                    GVariant              *parameters,
-                    GDBusMethodInvocation *invocation,
-                    gpointer               user_data)
+prepare_answer (BgRemote              *self,
+                GDBusMethodInvocation *invocation)
 {
-  BgRemote *self = user_data;
+  GVariant *parameters = g_dbus_method_invocation_get_parameters (invocation);
   g_autoptr(SoupMessage) msg = NULL;
   g_autoptr(GVariant) headers = NULL;
   g_autoptr(BgTask) scratch = NULL;
@@ -411,15 +422,6 @@ client_method_call (GDBusConnection       *connection,
   const char *queue, *identifier, *method, *uri;
   gboolean handled;
   BgTask *task;
-
-  if (!g_str_equal (method_name, "PrepareRequest") ||
-      g_strcmp0 (sender, g_dbus_connection_get_unique_name (connection)) == 0)
-    {
-      g_dbus_method_invocation_return_error (invocation, G_DBUS_ERROR,
-                                             G_DBUS_ERROR_UNKNOWN_METHOD,
-                                             "No method %s", method_name);
-      return;
-    }
 
   g_variant_get (parameters, "(&o&s&s&s@a(ss))", &queue, &identifier, &method, &uri, &headers);
 
@@ -444,6 +446,196 @@ client_method_call (GDBusConnection       *connection,
     invocation,
     g_variant_new ("(bs@a(ss))", handled, new_uri,
                    bg_bus_headers_to_variant (soup_message_get_request_headers (msg))));
+}
+
+/* --- Taking in the service's messages ------------------------------------------------------- */
+
+static void
+incoming_free (Incoming *incoming)
+{
+  g_clear_pointer (&incoming->changed, g_variant_unref);
+  g_clear_pointer (&incoming->finished, g_ptr_array_unref);
+  /* A call is answered (which takes the invocation) before. */
+  g_assert (incoming->prepare == NULL);
+  g_free (incoming);
+}
+
+/* Answers the calls still queued with "not handled", and drops the rest: the remote is closed. */
+static void
+incoming_clear (BgRemote *self)
+{
+  while (!g_queue_is_empty (&self->incoming))
+    {
+      Incoming *incoming = g_queue_pop_head (&self->incoming);
+
+      if (incoming->prepare != NULL)
+        prepare_answer (self, g_steal_pointer (&incoming->prepare));
+      incoming_free (incoming);
+    }
+}
+
+/* Takes in the service's messages in the order they came, until @deadline (monotonic time, or
+ * -1 for all of them); returns whether some are left.  A Changed that lists many tasks may be
+ * taken in over several turns: its snapshots are applied in order, and the results it brought
+ * are announced once it is all in. */
+static gboolean
+remote_take_in (BgRemote *self,
+                gint64    deadline)
+{
+  /* A handler called from here that calls the remote sees what is in so far, as it would in
+   * the middle of one Changed. */
+  if (self->taking_in)
+    return !g_queue_is_empty (&self->incoming);
+
+  self->taking_in = TRUE;
+  while (!g_queue_is_empty (&self->incoming))
+    {
+      Incoming *incoming = g_queue_peek_head (&self->incoming);
+      const char *queue, *identifier;
+      GVariant *snapshot;
+
+      if (incoming->prepare != NULL)
+        {
+          g_queue_pop_head (&self->incoming);
+          prepare_answer (self, g_steal_pointer (&incoming->prepare));
+          incoming_free (incoming);
+        }
+      else
+        {
+          if (!incoming->started)
+            {
+              /* The iterator needs the list for as long as it runs. */
+              GVariant *list = g_variant_get_child_value (incoming->changed, 0);
+
+              g_variant_unref (incoming->changed);
+              incoming->changed = list;
+              g_variant_iter_init (&incoming->snapshots, list);
+              incoming->finished = g_ptr_array_new_with_free_func (g_object_unref);
+              incoming->started = TRUE;
+            }
+          if (g_variant_iter_next (&incoming->snapshots, "(&o&s@a{sv})", &queue, &identifier,
+                                   &snapshot))
+            {
+              /* The queue was closed at a service that went away since: its snapshots are
+               * old news. */
+              if (self->queue_path != NULL)
+                changed_apply (self, queue, identifier, snapshot, incoming->finished);
+              g_variant_unref (snapshot);
+            }
+          else
+            {
+              g_queue_pop_head (&self->incoming);
+              changed_announce (self, incoming->finished);
+              incoming_free (incoming);
+            }
+        }
+
+      /* A handler closed the remote. */
+      if (self->closed)
+        break;
+      if (deadline >= 0 && g_get_monotonic_time () >= deadline)
+        break;
+    }
+  self->taking_in = FALSE;
+
+  if (self->closed)
+    incoming_clear (self);
+
+  return !g_queue_is_empty (&self->incoming);
+}
+
+static gboolean
+incoming_cb (gpointer user_data)
+{
+  /* A handler may drop the app's last reference. */
+  g_autoptr(BgRemote) self = g_object_ref (user_data);
+
+  if (remote_take_in (self, g_get_monotonic_time () + INCOMING_TURN_USEC))
+    return G_SOURCE_CONTINUE;
+
+  g_clear_pointer (&self->incoming_source, g_source_unref);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+remote_push_incoming (BgRemote *self,
+                      Incoming *incoming)
+{
+  g_queue_push_tail (&self->incoming, incoming);
+  if (self->incoming_source != NULL)
+    return;
+
+  self->incoming_source = g_idle_source_new ();
+  g_source_set_priority (self->incoming_source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (self->incoming_source, incoming_cb, self, NULL);
+  g_source_set_static_name (self->incoming_source, "[bg] remote changes");
+  g_source_attach (self->incoming_source, self->context);
+}
+
+/* Brings the tasks up to date with everything the service sent so far: anything else from the
+ * service (a reply) came after it, and a call from the app sees the tasks as they are. */
+static void
+remote_catch_up (BgRemote *self)
+{
+  remote_take_in (self, -1);
+}
+
+/* Changed, and the PrepareRequest calls, which follow a task's snapshot, are queued in the order
+ * they came and taken in a little at a time, so that a burst of them (a client that submits a
+ * hundred tasks gets both for each as they start) does not hold the app's main loop. */
+static void
+changed_cb (GDBusConnection *connection,
+            const char      *sender,
+            const char      *object_path,
+            const char      *interface,
+            const char      *signal,
+            GVariant        *parameters,
+            gpointer         user_data)
+{
+  BgRemote *self = user_data;
+  Incoming *incoming;
+
+  if (self->queue_path == NULL || self->closed ||
+      !g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(a(osa{sv}))")))
+    return;
+
+  incoming = g_new0 (Incoming, 1);
+  incoming->changed = g_variant_ref (parameters);
+  remote_push_incoming (self, incoming);
+}
+
+static void
+client_method_call (GDBusConnection       *connection,
+                    const char            *sender,
+                    const char            *object_path,
+                    const char            *interface_name,
+                    const char            *method_name,
+                    GVariant              *parameters,
+                    GDBusMethodInvocation *invocation,
+                    gpointer               user_data)
+{
+  BgRemote *self = user_data;
+  Incoming *incoming;
+
+  if (!g_str_equal (method_name, "PrepareRequest") ||
+      g_strcmp0 (sender, g_dbus_connection_get_unique_name (connection)) == 0)
+    {
+      g_dbus_method_invocation_return_error (invocation, G_DBUS_ERROR,
+                                             G_DBUS_ERROR_UNKNOWN_METHOD,
+                                             "No method %s", method_name);
+      return;
+    }
+
+  if (self->closed)
+    {
+      prepare_answer (self, invocation);
+      return;
+    }
+
+  /* Answered after the snapshots that came before it. */
+  incoming = g_new0 (Incoming, 1);
+  incoming->prepare = invocation;
+  remote_push_incoming (self, incoming);
 }
 
 static const char client_xml[] =
@@ -485,6 +677,8 @@ service_vanished_cb (GDBusConnection *connection,
   /* Opening again already (a pending call saw the service go first). */
   if (self->reopening || self->closed)
     return;
+
+  remote_catch_up (self);
 
   /* The queue object died with the service. */
   g_clear_pointer (&self->queue_path, g_free);
@@ -835,6 +1029,9 @@ submit_reply_cb (GObject      *object,
       return;
     }
 
+  /* The service's snapshots of the task came before its answer. */
+  remote_catch_up (self);
+
   if (reply == NULL)
     {
       if (error_is_service_gone (error) && self->reopens < MAX_REOPENS)
@@ -865,7 +1062,13 @@ submit_reply_cb (GObject      *object,
   task_v = g_variant_lookup_value (response_v, "task", G_VARIANT_TYPE_VARDICT);
   task = g_hash_table_lookup (self->by_id, pending->identifier);
   if (task_v != NULL && task != NULL)
-    applied = remote_apply (self, pending->identifier, task_v, NULL);
+    {
+      GVariantDict dict;
+
+      g_variant_dict_init (&dict, task_v);
+      applied = remote_apply (self, pending->identifier, &dict, NULL);
+      g_variant_dict_clear (&dict);
+    }
 
   /* The listed task and the _finish share one response, as in process. */
   task = g_hash_table_lookup (self->by_id, pending->identifier);
@@ -980,6 +1183,7 @@ bg_remote_submit_async (BgRemote            *self,
       return;
     }
 
+  remote_catch_up (self);
   uri = g_uri_to_string (soup_message_get_uri (request));
   pending->remote = self;
   pending->identifier = g_strdup (identifier);
@@ -994,13 +1198,15 @@ bg_remote_submit_async (BgRemote            *self,
    * collected task of the same identifier stays until the service accepted the new one. */
   if (!g_hash_table_contains (self->by_id, identifier))
     {
-      g_autoptr(GVariant) snapshot = NULL;
+      GVariantDict snapshot;
       BgTask *task;
 
-      snapshot = g_variant_ref_sink (
-        g_variant_new_parsed ("{'uri': <%s>, 'file': <%s>, 'state': <%u>}",
-                              uri, path, (guint32) BG_TASK_STATE_QUEUED));
-      task = remote_add_task (self, identifier, snapshot, NULL);
+      g_variant_dict_init (&snapshot, NULL);
+      g_variant_dict_insert (&snapshot, "uri", "s", uri);
+      g_variant_dict_insert (&snapshot, "file", "s", path);
+      g_variant_dict_insert (&snapshot, "state", "u", (guint32) BG_TASK_STATE_QUEUED);
+      task = remote_add_task (self, identifier, &snapshot, NULL);
+      g_variant_dict_clear (&snapshot);
       self->applying = TRUE;
       if (options != NULL)
         bg_task_apply_options (task, options);
@@ -1055,6 +1261,8 @@ bg_remote_submit_finish (BgRemote      *self,
   /* The app has it now: the service may delete the record. */
   if (self != NULL && self->queue_path != NULL)
     {
+      remote_catch_up (self);
+
       const char *identifier = bg_response_get_identifier (response);
       BgTask *task = g_hash_table_lookup (self->by_id, identifier);
 
@@ -1113,6 +1321,7 @@ reopen_cb (GObject      *object,
       g_clear_error (&error);
       return;
     }
+  remote_catch_up (self);
 
   /* The old service is still stopping, or still lets go of the database as a new one opens
    * it: try again in a moment, for a while. */
@@ -1177,6 +1386,7 @@ rerestore_reply_cb (GObject      *object,
   if (reply == NULL || self->closed)
     return;
 
+  remote_catch_up (self);
   g_variant_get (reply, "(@a(sa{sv}))", &listing);
   finished = remote_take_listing (self, listing);
   remote_announce_all (self, finished);
@@ -1276,6 +1486,7 @@ restore_reply_cb (GObject      *object,
       return;
     }
 
+  remote_catch_up (self);
   g_variant_get (reply, "(@a(sa{sv}))", &listing);
   finished = remote_take_listing (self, listing);
   self->restored = TRUE;
@@ -1305,6 +1516,8 @@ bg_remote_restore_async (BgRemote            *self,
       g_task_return_error (task, closed_error_new ());
       return;
     }
+
+  remote_catch_up (self);
 
   /* Opening again, if the service went away, is short: do it first. */
   if (self->queue_path == NULL)
@@ -1340,6 +1553,7 @@ bg_remote_cancel (BgRemote    *self,
   g_autoptr(GVariant) reply = NULL;
   BgTask *task;
 
+  remote_catch_up (self);
   reply = remote_call_sync (self, "Cancel", g_variant_new ("(s)", identifier), error);
   if (reply == NULL)
     return FALSE;
@@ -1366,6 +1580,7 @@ bg_remote_forget (BgRemote    *self,
 {
   g_autoptr(GVariant) reply = NULL;
 
+  remote_catch_up (self);
   reply = remote_call_sync (self, "Forget", g_variant_new ("(s)", identifier), error);
   if (reply == NULL)
     return FALSE;
@@ -1382,6 +1597,8 @@ bg_remote_configure (BgRemote   *self,
   GVariantDict dict;
   g_autoptr(GVariant) sunk = g_variant_ref_sink (value);
   g_autoptr(GVariant) settings = NULL;
+
+  remote_catch_up (self);
 
   /* Kept for opening the queue again at a new service. */
   g_variant_dict_init (&dict, self->settings);
@@ -1438,6 +1655,16 @@ bg_remote_close (BgRemote *self)
   self->closed = TRUE;
 
   fail_pending (self, closed_error_new ());
+
+  /* What the service sent is of no use now; its calls get "not handled" (by
+   * remote_take_in(), if a handler it called closes the remote). */
+  if (self->incoming_source != NULL)
+    {
+      g_source_destroy (self->incoming_source);
+      g_clear_pointer (&self->incoming_source, g_source_unref);
+    }
+  if (!self->taking_in)
+    incoming_clear (self);
 
   if (self->connection != NULL)
     {
