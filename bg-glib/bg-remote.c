@@ -1261,10 +1261,11 @@ bg_remote_submit_finish (BgRemote      *self,
   /* The app has it now: the service may delete the record. */
   if (self != NULL && self->queue_path != NULL)
     {
-      remote_catch_up (self);
-
       const char *identifier = bg_response_get_identifier (response);
-      BgTask *task = g_hash_table_lookup (self->by_id, identifier);
+      BgTask *task;
+
+      remote_catch_up (self);
+      task = g_hash_table_lookup (self->by_id, identifier);
 
       g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
                               BG_BUS_QUEUE_INTERFACE, "Collect",
