@@ -117,8 +117,7 @@ partial_path_for (const char *identifier,
 {
   g_autofree char *dir = g_path_get_dirname (file_path);
   g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
-  g_autofree char *name = NULL;
-  char *path;
+  g_autofree char *hash = NULL;
 
   g_checksum_update (checksum, (const guchar *) identifier, -1);
   g_checksum_update (checksum, (const guchar *) "\n", 1);
@@ -128,11 +127,12 @@ partial_path_for (const char *identifier,
       g_checksum_update (checksum, (const guchar *) "\n", 1);
       g_checksum_update (checksum, (const guchar *) salt, -1);
     }
-  name = g_strdup_printf (".bg-%.32s.part", g_checksum_get_string (checksum));
-  path = g_build_filename (dir, name, NULL);
-
-  /* Kept in every task's record: without the spare room g_build_filename() leaves. */
-  return g_realloc (path, strlen (path) + 1);
+  /* Made at its length: it is kept in every task's record, and a string grown and then cut to
+   * size (as g_build_filename() and g_strdup_printf() do) leaves a hole in the heap behind for
+   * each of a hundred thousand tasks. */
+  hash = g_strndup (g_checksum_get_string (checksum), 32);
+  return g_strconcat (dir, g_str_has_suffix (dir, G_DIR_SEPARATOR_S) ? "" : G_DIR_SEPARATOR_S,
+                      ".bg-", hash, ".part", NULL);
 }
 
 /* Only a file this process could have made is ever written, published or removed: a regular

@@ -2378,15 +2378,18 @@ static void
 record_set_request (BgStoreRecord *record,
                     SoupMessage   *request)
 {
+  g_autofree char *built = NULL;
+
   g_assert (record != NULL);
   g_assert (SOUP_IS_MESSAGE (request));
 
   g_free (record->method);
   record->method = g_strdup (soup_message_get_method (request));
+  /* Kept with the task: a copy at its length, not the string it was built in cut to size, which
+   * would leave a hole in the heap for each of a hundred thousand tasks. */
+  built = g_uri_to_string (soup_message_get_uri (request));
   g_free (record->uri);
-  record->uri = g_uri_to_string (soup_message_get_uri (request));
-  /* Kept with the task: without the spare room the string was built with. */
-  record->uri = g_realloc (record->uri, strlen (record->uri) + 1);
+  record->uri = g_strdup (built);
   g_free (record->request_headers);
   record->request_headers = bg_http_encode_headers (soup_message_get_request_headers (request));
   g_clear_pointer (&record->withheld_headers, g_free);

@@ -179,7 +179,6 @@ bg_http_encode_headers (SoupMessageHeaders *headers)
   SoupMessageHeadersIter iter;
   const char *name;
   const char *value;
-  gsize len;
 
   if (headers == NULL)
     return NULL;
@@ -192,10 +191,9 @@ bg_http_encode_headers (SoupMessageHeaders *headers)
       g_string_append_printf (out, "%s: %s\n", name, value);
     }
 
-  /* Kept with every task: without the string's spare room (128 bytes at least). */
-  len = out->len;
-
-  return g_realloc (g_string_free (g_steal_pointer (&out), FALSE), len + 1);
+  /* Kept with every task: a copy at its length, without the string's spare room (128 bytes at
+   * least), and not the string cut to size, which would leave a hole in the heap. */
+  return g_strndup (out->str, out->len);
 }
 
 static gboolean
