@@ -353,7 +353,7 @@ download_open_partial (Download  *self,
     return FALSE;
 
   if (fstat (fd, &st) != 0)
-    st.st_size = 0;
+    st.st_size = -1;
 
   if (record->checkpoint > 0 && (created || st.st_size < record->checkpoint))
     {
@@ -364,7 +364,8 @@ download_open_partial (Download  *self,
       bg_job_note_restart (self->job);
     }
 
-  if (ftruncate (fd, record->checkpoint) != 0)
+  /* A file made just now is empty already: no truncate, which would dirty its inode. */
+  if (st.st_size != record->checkpoint && ftruncate (fd, record->checkpoint) != 0)
     {
       int saved_errno = errno;
 
@@ -1117,7 +1118,8 @@ sync_folder_after_rename (const char *path)
 }
 
 /* The process's umask, read without changing it: umask(2) can only be read by setting it, which
- * would race with every other thread that creates a file. */
+ * would race with every other thread that creates a file.  Read for every file, so that a change
+ * counts from the next one, as it does for a file made with open(2). */
 static mode_t
 current_umask (void)
 {
@@ -1198,7 +1200,11 @@ static gboolean
 publish_flush (PublishData  *data,
                GError      **error)
 {
-  if (ftruncate (data->fd, data->size) != 0 ||
+  struct stat st;
+
+  /* Most files have their length already: no truncate, which would dirty the inode again. */
+  if (((fstat (data->fd, &st) != 0 || st.st_size != data->size) &&
+       ftruncate (data->fd, data->size) != 0) ||
       fchmod (data->fd, 0666 & ~current_umask ()) != 0 ||
       fsync (data->fd) != 0)
     {
