@@ -1791,6 +1791,10 @@ job_options_changed_cb (BgTask     *task,
       !g_str_equal (pspec->name, "max-bandwidth"))
     return;
 
+  /* A cancelled task's options are not stored: its record is gone. */
+  if (job->dropped)
+    return;
+
   if (!job_unpark (job, &error))
     {
       g_warning ("Could not store the options of task “%s”: %s",
@@ -1829,9 +1833,6 @@ job_options_changed_cb (BgTask     *task,
       g_clear_pointer (&record->withheld_headers, g_free);
       record->withheld_password = FALSE;
     }
-
-  if (job->dropped)
-    return;
 
   engine_save (job->engine, record);
 
