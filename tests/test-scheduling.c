@@ -698,6 +698,23 @@ record_start_cb (BgTask     *task,
     g_string_append_printf (order, "%s ", bg_task_get_identifier (task));
 }
 
+/* Starts the download @name, then gives its task @priority and records when it starts. */
+static void
+start_with_priority (Fixture       *f,
+                     const char    *name,
+                     int            priority,
+                     GString       *order,
+                     GAsyncResult **result)
+{
+  g_autofree char *query = g_strdup_printf ("/files/s.bin?n=%s", name);
+  BgTask *task;
+
+  start (f, query, name, result);
+  task = bg_downloader_lookup_task (f->downloader, name);
+  bg_task_set_priority (task, priority);
+  g_signal_connect (task, "notify::state", G_CALLBACK (record_start_cb), order);
+}
+
 /* Many priorities queued in turn, priorities changed and tasks cancelled while queued, the last
  * of a priority among them: the queue still starts the highest priority first, and among equals
  * the first queued (a task whose priority changes queues again, behind its new equals). */
@@ -724,14 +741,7 @@ test_priority_mixed (Fixture       *f,
     g_main_context_iteration (NULL, TRUE);
 
   for (guint i = 0; i < G_N_ELEMENTS (queued); i++)
-    {
-      g_autofree char *query = g_strdup_printf ("/files/s.bin?n=%s", queued[i].name);
-
-      start (f, query, queued[i].name, &results[i]);
-      task = bg_downloader_lookup_task (f->downloader, queued[i].name);
-      bg_task_set_priority (task, queued[i].priority);
-      g_signal_connect (task, "notify::state", G_CALLBACK (record_start_cb), order);
-    }
+    start_with_priority (f, queued[i].name, queued[i].priority, order, &results[i]);
 
   /* d and h are the last of their priorities; e moves up behind b and d, i down behind g. */
   g_assert_true (bg_downloader_cancel (f->downloader, "d", &error));
@@ -751,14 +761,7 @@ test_priority_mixed (Fixture       *f,
 
   /* Queued after the changes: at a priority the queue has, and at one that it had. */
   for (guint i = 0; i < G_N_ELEMENTS (later); i++)
-    {
-      g_autofree char *query = g_strdup_printf ("/files/s.bin?n=%s", later[i].name);
-
-      start (f, query, later[i].name, &later_results[i]);
-      task = bg_downloader_lookup_task (f->downloader, later[i].name);
-      bg_task_set_priority (task, later[i].priority);
-      g_signal_connect (task, "notify::state", G_CALLBACK (record_start_cb), order);
-    }
+    start_with_priority (f, later[i].name, later[i].priority, order, &later_results[i]);
 
   g_object_unref (finish (f, &blocker));
   for (guint i = 0; i < G_N_ELEMENTS (queued); i++)
