@@ -5,11 +5,12 @@
  * A task's cap (BgTask:max-bandwidth) and its queue's (BgTaskQueue:max-bandwidth) are each a
  * bucket; a read takes its bytes from both before it starts, and gives back what it did not
  * use.  A bucket fills at its rate and holds one tick (1/2 s) of it, so a transfer that waited
- * never bursts more than that, and a reader that finds it too empty sleeps until the bucket
- * holds half a tick's worth (or as much as it wants, if less): about four reads a second per
- * capped transfer, however low the rate, and never a busy loop.  A shorter tick smooths the
- * rate over shorter spans but wakes the transfer more often; at 1/10 s the wakeups cost a
- * capped download twice the CPU time of the same bytes uncapped.
+ * never bursts more than that, and a reader that finds it holding less than half a tick's worth
+ * (and less than it wants) sleeps until it holds three quarters of a tick: under three reads
+ * a second per capped transfer, however low the rate, and never a busy loop.  The quarter left
+ * is the margin for a late wakeup: the bucket is not full yet, so nothing is lost.  A shorter
+ * tick smooths the rate over shorter spans but wakes the transfer more often; at 1/10 s the
+ * wakeups cost a capped download twice the CPU time of the same bytes uncapped.
  *
  * Every bucket is guarded by one lock: a take touches two buckets, and the work under the lock
  * is a few arithmetic operations.
@@ -21,6 +22,9 @@
 
 /* The shortest sleep: below this a wakeup costs more than it saves. */
 #define MIN_DELAY_USEC 1000
+
+/* How full a bucket must be before a transfer that waits on it wakes, as a part of a tick. */
+#define WAKE_FRACTION 0.75
 
 struct _BgThrottle
 {
@@ -132,17 +136,19 @@ bucket_ready (BgThrottle *self,
               gint64     *delay_usec)
 {
   double half;
+  double enough;
   double need;
 
   if (self == NULL || self->rate == 0)
     return TRUE;
 
   /* Ready once the bucket holds what is wanted or half a tick, whichever is less.  A transfer
-   * that must wait sleeps until half a tick has come in: a small read (libsoup sends a body
-   * 8 KiB at a time) then does not wake up for every block, and a late wakeup loses nothing,
-   * since the bucket holds a whole tick. */
+   * that must wait sleeps until three quarters of a tick have come in: a small read (libsoup
+   * sends a body 8 KiB at a time) then does not wake up for every block, and a late wakeup
+   * loses nothing, since the bucket holds a whole tick. */
   fill (self, now);
   half = MAX (1.0, capacity (self) / 2);
+  enough = MAX (1.0, capacity (self) * WAKE_FRACTION);
   need = MIN ((double) wanted, half);
   if (self->tokens >= need)
     {
@@ -151,7 +157,7 @@ bucket_ready (BgThrottle *self,
     }
 
   *delay_usec = MAX (*delay_usec,
-                     (gint64) ((half - self->tokens) * G_USEC_PER_SEC / self->rate) + 1);
+                     (gint64) ((enough - self->tokens) * G_USEC_PER_SEC / self->rate) + 1);
   return FALSE;
 }
 
