@@ -22,11 +22,12 @@
 
 #define RESPONSE_CHUNK_SIZE (64 * 1024)
 
-/* What the sending thread has moved is told on the main context: at once when it moves bytes
- * and the last report is PROGRESS_INTERVAL old, and by a timer when nothing was told for
- * PROGRESS_IDLE (the tail of a burst before a capped send sleeps, the answer's bytes, the wait for
- * 100 Continue).  A send that moves bytes in bursts, as a capped one does, wakes the main
- * context about once a burst rather than ten times a second. */
+/* What the sending thread has moved is told on the main context: when the thread is about to
+ * sleep for the bandwidth caps with bytes not told yet, when it has moved bytes for
+ * PROGRESS_INTERVAL since it last slept and the last report is that old, and by a timer when
+ * nothing was told for PROGRESS_IDLE (the answer's bytes, the wait for 100 Continue).  A capped
+ * send, which moves its bytes in short bursts, wakes the main context once a burst rather than
+ * ten times a second, and what it tells is up to date until the next burst. */
 #define PROGRESS_INTERVAL_USEC (G_USEC_PER_SEC / 10)
 #define PROGRESS_IDLE_USEC (G_USEC_PER_SEC / 2)
 
@@ -62,7 +63,9 @@ typedef struct
   GCancellable *send_cancellable; /* the current send: the attempt's, or giving up on Expect */
   GSource      *progress_source; /* kept until the end: the sending thread may still wake it */
   gint64        reported_at;    /* monotonic time of the last report; atomic */
+  gint64        reported_sent;  /* the bytes sent it told; atomic */
   gint          report_pending; /* the sending thread asked for a report; atomic */
+  gint64        burst_started;  /* the sending thread's own: when it last woke from the caps */
   char         *path;
   char         *stale_url;      /* the upload resource of an earlier version of the source */
   int           stale_protocol;
@@ -326,10 +329,25 @@ body_progress_cb (gint64   offset,
 {
   Upload *self = user_data;
   gint64 now = g_get_monotonic_time ();
+  gint64 before = __atomic_exchange_n (&self->sent, offset, __ATOMIC_RELAXED);
+  gboolean report;
 
-  __atomic_store_n (&self->sent, offset, __ATOMIC_RELAXED);
-  if (now - __atomic_load_n (&self->reported_at, __ATOMIC_RELAXED) >= PROGRESS_INTERVAL_USEC &&
-      !__atomic_exchange_n (&self->report_pending, TRUE, __ATOMIC_ACQ_REL))
+  if (before == offset)
+    {
+      /* The same offset again: the stream is about to sleep for the caps. */
+      report = offset != __atomic_load_n (&self->reported_sent, __ATOMIC_RELAXED);
+      self->burst_started = -1;
+    }
+  else
+    {
+      if (self->burst_started < 0)
+        self->burst_started = now;
+      report = now - self->burst_started >= PROGRESS_INTERVAL_USEC &&
+               now - __atomic_load_n (&self->reported_at, __ATOMIC_RELAXED) >=
+               PROGRESS_INTERVAL_USEC;
+    }
+
+  if (report && !__atomic_exchange_n (&self->report_pending, TRUE, __ATOMIC_ACQ_REL))
     g_source_set_ready_time (self->progress_source, 0);
 }
 
@@ -788,6 +806,7 @@ progress_tick_cb (gpointer user_data)
   gint64 next = now + PROGRESS_IDLE_USEC;
 
   __atomic_store_n (&self->reported_at, now, __ATOMIC_RELAXED);
+  __atomic_store_n (&self->reported_sent, sent, __ATOMIC_RELAXED);
   __atomic_store_n (&self->report_pending, FALSE, __ATOMIC_RELEASE);
 
   /* Any byte in either direction counts as activity for the stall check. */
