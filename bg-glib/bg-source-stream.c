@@ -168,7 +168,8 @@ bg_source_stream_read (GInputStream  *stream,
    * hold that much; once they are short, the read sleeps until three quarters of a tick have
    * come in, so a capped send wakes under three times a second, not once a block. */
   count = remaining (self, count);
-  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle, count, &delay);
+  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle, count,
+                              remaining (self, G_MAXSSIZE), &delay);
   if (allowed == 0)
     {
       /* About to sleep: the bytes handed out so far are told again, so that they can be
@@ -176,7 +177,7 @@ bg_source_stream_read (GInputStream  *stream,
       if (self->progress != NULL)
         self->progress (self->offset, self->user_data);
       allowed = bg_throttle_take_sync (self->task_throttle, self->queue_throttle, count,
-                                       cancellable, error);
+                                       remaining (self, G_MAXSSIZE), cancellable, error);
       if (allowed == 0)
         return -1;
     }
@@ -233,7 +234,8 @@ throttle_delay (BgSourceStream *self)
 
   /* Asking takes the bytes: they are given back at once. */
   allowed = bg_throttle_take (self->task_throttle, self->queue_throttle,
-                              remaining (self, READ_AHEAD), &delay);
+                              remaining (self, READ_AHEAD), remaining (self, G_MAXSSIZE),
+                              &delay);
   bg_throttle_refund (self->task_throttle, self->queue_throttle, allowed);
 
   return allowed > 0 ? 0 : delay;
@@ -270,7 +272,8 @@ bg_source_stream_read_nonblocking (GPollableInputStream  *stream,
     return 0;
 
   count = remaining (self, count);
-  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle, count, &delay);
+  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle, count,
+                              remaining (self, G_MAXSSIZE), &delay);
   if (allowed == 0)
     {
       g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
