@@ -998,6 +998,7 @@ download_read (Download *self)
 {
   guint idx = self->cur;
   gsize wanted = BUFFER_SIZE - self->fill[idx];
+  gsize left = G_MAXSIZE;
   gint64 delay = 0;
 
   g_assert (!self->reading);
@@ -1013,8 +1014,12 @@ download_read (Download *self)
    * connection's flow control meanwhile. */
   if (!g_cancellable_is_cancelled (self->cancellable))
     {
+      /* Near the end the caps wait for no more than the rest of the body (once every byte is
+       * here, the read that sees its end needs none). */
+      if (self->total >= 0)
+        left = (gsize) MAX (self->total - self->received, 1);
       self->granted = bg_throttle_take (self->task_throttle, self->queue_throttle,
-                                        wanted, &delay);
+                                        wanted, left, &delay);
       if (self->granted == 0)
         {
           g_autoptr(GMainContext) context = g_main_context_ref_thread_default ();

@@ -19,9 +19,12 @@
 /* Identifiers are kept whole in the database and in memory; beyond this they are refused. */
 #define MAX_IDENTIFIER_LENGTH 4096
 
-/* How often running attempts are checked for a stall: a stall is seen at most a second late,
- * and a capped or idle transfer is not woken four times a second for it. */
-#define STALL_CHECK_INTERVAL_MS 1000
+/* Running attempts are checked for a stall when the first of them could have stalled (its
+ * last activity plus the stall timeout), and no more than once a second: a stall is seen at most
+ * a second late, and a transfer that keeps moving, however slowly, is not woken for it.  The
+ * same timer sweeps the waits every SWEEP_INTERVAL. */
+#define STALL_CHECK_MIN_USEC G_USEC_PER_SEC
+#define SWEEP_INTERVAL_USEC (5 * G_USEC_PER_SEC)
 
 /* The last job of one priority in the engine's queue. */
 typedef struct
@@ -176,7 +179,7 @@ struct _BgEngine
   guint                  backoff_base_ms;
   guint                  backoff_max_ms;
   guint                  retry_deadline;   /* seconds after creation; 0 for none */
-  guint                  sweep_ticks;
+  gint64                 next_sweep;
 
   guint                  users;     /* task queues using it; see bg_engine_acquire_store() */
   gboolean               allow_metered;
@@ -753,12 +756,20 @@ bg_job_progress (BgJob  *job,
   bg_task_set_progress (job->task, transferred, total, FALSE);
 }
 
+static void engine_stall_check_by (BgEngine *self,
+                                   gint64    when);
+
 void
 bg_job_set_watched (BgJob    *job,
                     gboolean  watched)
 {
+  BgEngine *engine = job->engine;
+
   job->unwatched = !watched;
   job->last_activity = g_get_monotonic_time ();
+  if (watched && job->running && engine->stall_timeout > 0)
+    engine_stall_check_by (engine, job->last_activity +
+                                   (gint64) engine->stall_timeout * G_USEC_PER_SEC + 1);
 }
 
 void
@@ -1524,6 +1535,9 @@ job_start_attempt (BgJob *job)
   job->unwatched = FALSE;
   job->last_activity = g_get_monotonic_time ();
   job->cancellable = g_cancellable_new ();
+  if (self->stall_timeout > 0)
+    engine_stall_check_by (self, job->last_activity +
+                                 (gint64) self->stall_timeout * G_USEC_PER_SEC + 1);
 
   job->record->attempts++;
   job->record->state = BG_TASK_STATE_RUNNING;
@@ -1677,30 +1691,65 @@ engine_stall_check_cb (gpointer data)
   BgEngine *self = data;
   gint64 now = g_get_monotonic_time ();
   gint64 limit = (gint64) self->stall_timeout * G_USEC_PER_SEC;
+  gint64 next;
   GHashTableIter iter;
   gpointer value;
 
-  /* About every five seconds. */
-  if (++self->sweep_ticks % (5000 / STALL_CHECK_INTERVAL_MS) == 0)
-    engine_sweep_waits (self);
-
-  if (self->stall_timeout == 0)
-    return G_SOURCE_CONTINUE;
-
-  g_hash_table_iter_init (&iter, self->jobs);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
+  if (now >= self->next_sweep)
     {
-      BgJob *job = value;
+      engine_sweep_waits (self);
+      self->next_sweep = now + SWEEP_INTERVAL_USEC;
+    }
+  next = self->next_sweep;
 
-      if (job->running && !job->stalled && !job->unwatched && now - job->last_activity > limit)
+  if (self->stall_timeout > 0)
+    {
+      g_hash_table_iter_init (&iter, self->jobs);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
         {
-          job->stalled = TRUE;
-          g_cancellable_cancel (job->cancellable);
+          BgJob *job = value;
+
+          if (!job->running || job->stalled || job->unwatched)
+            continue;
+          if (now - job->last_activity > limit)
+            {
+              job->stalled = TRUE;
+              g_cancellable_cancel (job->cancellable);
+            }
+          else
+            {
+              /* Activity only moves this later: the check that comes then looks again. */
+              next = MIN (next, job->last_activity + limit + 1);
+            }
         }
     }
 
+  g_source_set_ready_time (self->stall_source, MAX (next, now + STALL_CHECK_MIN_USEC));
+
   return G_SOURCE_CONTINUE;
 }
+
+/* A job's attempt has started, or the stall timeout changed: the check must not come later than
+ * the first moment a stall could be seen. */
+static void
+engine_stall_check_by (BgEngine *self,
+                       gint64    when)
+{
+  gint64 ready = g_source_get_ready_time (self->stall_source);
+
+  if (ready < 0 || ready > when)
+    g_source_set_ready_time (self->stall_source, when);
+}
+
+static gboolean
+engine_tick_dispatch (GSource     *source,
+                      GSourceFunc  callback,
+                      gpointer     user_data)
+{
+  return callback (user_data);
+}
+
+static GSourceFuncs engine_tick_funcs = { NULL, NULL, engine_tick_dispatch, NULL, NULL, NULL };
 
 /* Queues the job, or parks it in WAITING while something keeps it from starting. */
 static void
@@ -2074,7 +2123,9 @@ bg_engine_new (BgTaskKind   kind,
   self->store = g_object_ref (store);
   self->session = g_object_ref (session);
 
-  source = g_timeout_source_new (STALL_CHECK_INTERVAL_MS);
+  source = g_source_new (&engine_tick_funcs, sizeof (GSource));
+  self->next_sweep = g_get_monotonic_time () + SWEEP_INTERVAL_USEC;
+  g_source_set_ready_time (source, self->next_sweep);
   g_source_set_callback (source, engine_stall_check_cb, self, NULL);
   g_source_set_static_name (source, "[bg] stall check");
   g_source_attach (source, self->context);
@@ -2120,6 +2171,9 @@ bg_engine_set_stall_timeout (BgEngine *self,
                              guint     seconds)
 {
   self->stall_timeout = seconds;
+  /* Running attempts are measured against the new timeout at the next check. */
+  if (self->stall_source != NULL)
+    engine_stall_check_by (self, g_get_monotonic_time () + STALL_CHECK_MIN_USEC);
 }
 
 guint

@@ -33,6 +33,8 @@ gboolean      bg_source_id_equal          (const BgSourceId       *a,
 
 G_DECLARE_FINAL_TYPE (BgSourceStream, bg_source_stream, BG, SOURCE_STREAM, GInputStream)
 
+/* Called with the bytes handed out so far after each read, and again with the same offset when
+ * a blocking read is about to sleep for the bandwidth caps. */
 typedef void (*BgSourceStreamProgress) (gint64   offset,
                                         gpointer user_data);
 

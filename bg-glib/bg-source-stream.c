@@ -155,6 +155,7 @@ bg_source_stream_read (GInputStream  *stream,
                        GError       **error)
 {
   BgSourceStream *self = BG_SOURCE_STREAM (stream);
+  gint64 delay;
   gsize allowed;
 
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
@@ -164,13 +165,22 @@ bg_source_stream_read (GInputStream  *stream,
     return 0;
 
   /* libsoup asks for a few KiB at a time.  The caps give each read what it asks while they
-   * hold that much; once they are short, the read sleeps until half a tick has come in, so a
-   * capped send wakes about four times a second, not once a block. */
+   * hold that much; once they are short, the read sleeps until three quarters of a tick have
+   * come in, so a capped send wakes under three times a second, not once a block. */
   count = remaining (self, count);
-  allowed = bg_throttle_take_sync (self->task_throttle, self->queue_throttle, count,
-                                   cancellable, error);
+  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle, count,
+                              remaining (self, G_MAXSSIZE), &delay);
   if (allowed == 0)
-    return -1;
+    {
+      /* About to sleep: the bytes handed out so far are told again, so that they can be
+       * reported while the stream waits. */
+      if (self->progress != NULL)
+        self->progress (self->offset, self->user_data);
+      allowed = bg_throttle_take_sync (self->task_throttle, self->queue_throttle, count,
+                                       remaining (self, G_MAXSSIZE), cancellable, error);
+      if (allowed == 0)
+        return -1;
+    }
 
   return hand_out (self, buffer, count, allowed, error);
 }
@@ -224,7 +234,8 @@ throttle_delay (BgSourceStream *self)
 
   /* Asking takes the bytes: they are given back at once. */
   allowed = bg_throttle_take (self->task_throttle, self->queue_throttle,
-                              remaining (self, READ_AHEAD), &delay);
+                              remaining (self, READ_AHEAD), remaining (self, G_MAXSSIZE),
+                              &delay);
   bg_throttle_refund (self->task_throttle, self->queue_throttle, allowed);
 
   return allowed > 0 ? 0 : delay;
@@ -261,7 +272,8 @@ bg_source_stream_read_nonblocking (GPollableInputStream  *stream,
     return 0;
 
   count = remaining (self, count);
-  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle, count, &delay);
+  allowed = bg_throttle_take (self->task_throttle, self->queue_throttle, count,
+                              remaining (self, G_MAXSSIZE), &delay);
   if (allowed == 0)
     {
       g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,

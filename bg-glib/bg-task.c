@@ -13,15 +13,24 @@
 #include "bg-task-options-private.h"
 #include "bg-task-private.h"
 
-/* Progress notifications are throttled to about ten a second. */
+/* Progress notifications are throttled to about ten a second.  A change that comes sooner is
+ * told with the next change after the interval, or by a timer once PROGRESS_NOTIFY_LATE has
+ * passed since the last notification: bytes that keep coming are told without the timer ever
+ * waking the main loop, at least every PROGRESS_NOTIFY_LATE. */
 #define PROGRESS_NOTIFY_INTERVAL_USEC (G_USEC_PER_SEC / 10)
+#define PROGRESS_NOTIFY_LATE_USEC (2 * PROGRESS_NOTIFY_INTERVAL_USEC)
 
-/* The transfer rate is sampled twice a second while an attempt runs, and smoothed with an
+/* The transfer rate is sampled about twice a second while an attempt runs, and smoothed with an
  * exponential moving average whose weights fall to about a third every RATE_TIME_CONSTANT, so
- * that about the last few seconds count.  The first sample needs RATE_FIRST_SAMPLE of data, so that a first burst
- * (a socket buffer drained at once) does not show as a huge rate, and a task that moves no byte
- * for RATE_STALL shows no rate at all. */
-#define RATE_SAMPLE_INTERVAL_MSEC 500
+ * that about the last few seconds count.  The first sample needs RATE_FIRST_SAMPLE of data, so
+ * that a first burst (a socket buffer drained at once) does not show as a huge rate, and a task
+ * that moves no byte for RATE_STALL shows no rate at all.
+ *
+ * While bytes move, the progress that reports them takes the samples: a capped transfer that
+ * sleeps between reads is not woken to sample.  A timer samples only when no progress came for
+ * RATE_IDLE_SAMPLE past a due sample, so that a rate falls when the bytes stop. */
+#define RATE_SAMPLE_INTERVAL_USEC (G_USEC_PER_SEC / 2)
+#define RATE_IDLE_SAMPLE_USEC (G_USEC_PER_SEC / 2)
 #define RATE_TIME_CONSTANT_USEC (3 * G_USEC_PER_SEC)
 #define RATE_FIRST_SAMPLE_USEC (G_USEC_PER_SEC)
 #define RATE_STALL_USEC (3 * G_USEC_PER_SEC)
@@ -714,7 +723,7 @@ queue_notify_progress (BgTask   *self,
   if (progress->progress_notify_source != NULL)
     return;
 
-  wait = PROGRESS_NOTIFY_INTERVAL_USEC - (now - progress->last_progress_notify);
+  wait = PROGRESS_NOTIFY_LATE_USEC - (now - progress->last_progress_notify);
   source = g_timeout_source_new ((guint) (wait / 1000) + 1);
   /* On the context of the caller: the engine's, not necessarily the global default. */
   g_source_set_callback (source, deferred_progress_cb, self, NULL);
@@ -771,10 +780,80 @@ rate_sample (BgTask *self,
   progress->rate_bytes = self->bytes_transferred;
 }
 
-static gboolean
-rate_tick_cb (gpointer data)
+/* When the next sample is due, or -1 while no window is open. */
+static gint64
+rate_sample_due (TaskProgress *progress)
 {
-  BgTask *self = data;
+  g_assert (progress != NULL);
+
+  if (progress->rate_time == 0)
+    return -1;
+
+  return progress->rate_time +
+         (progress->rate_weight == 0.0 ? RATE_FIRST_SAMPLE_USEC : RATE_SAMPLE_INTERVAL_USEC);
+}
+
+/* When the timer samples: a while after a due sample that no progress took, and at the latest
+ * when the rate must drop to nothing; -1 while no window is open. */
+static gint64
+rate_timer_due (TaskProgress *progress)
+{
+  gint64 due = rate_sample_due (progress);
+
+  if (due < 0)
+    return -1;
+
+  return MIN (due + RATE_IDLE_SAMPLE_USEC, progress->last_move + RATE_STALL_USEC);
+}
+
+/* The rate's timer reads its deadline from the task each time the main loop is about to
+ * sleep, so progress that takes a sample moves it later without waking anything. */
+typedef struct
+{
+  GSource  source;
+  BgTask  *task;   /* not a reference: the task destroys the source before it goes */
+} RateSource;
+
+static gboolean
+rate_source_prepare (GSource *source,
+                     gint    *timeout)
+{
+  RateSource *rate = (RateSource *) source;
+  gint64 due = rate_timer_due (rate->task->progress);
+  gint64 now;
+
+  if (due < 0)
+    {
+      *timeout = -1;
+      return FALSE;
+    }
+
+  now = g_source_get_time (source);
+  if (now >= due)
+    {
+      *timeout = 0;
+      return TRUE;
+    }
+
+  *timeout = (gint) MIN ((due - now + 999) / 1000, G_MAXINT);
+  return FALSE;
+}
+
+static gboolean
+rate_source_check (GSource *source)
+{
+  RateSource *rate = (RateSource *) source;
+  gint64 due = rate_timer_due (rate->task->progress);
+
+  return due >= 0 && g_source_get_time (source) >= due;
+}
+
+static gboolean
+rate_source_dispatch (GSource     *source,
+                      GSourceFunc  callback,
+                      gpointer     user_data)
+{
+  BgTask *self = ((RateSource *) source)->task;
   double before = self->progress->bytes_per_second;
 
   rate_sample (self, g_get_monotonic_time ());
@@ -783,6 +862,13 @@ rate_tick_cb (gpointer data)
 
   return G_SOURCE_CONTINUE;
 }
+
+static GSourceFuncs rate_source_funcs = {
+  rate_source_prepare,
+  rate_source_check,
+  rate_source_dispatch,
+  NULL, NULL, NULL,
+};
 
 /* Bytes moved while an attempt runs: opens the rate's window at the first of them, so that
  * neither the bytes a resumed download already had nor the time spent connecting count. */
@@ -837,8 +923,19 @@ bg_task_set_progress (BgTask   *self,
     }
 
   if (self->state == BG_TASK_STATE_RUNNING)
-    rate_bytes_moved (self, transferred, g_get_monotonic_time ());
-  self->bytes_transferred = transferred;
+    {
+      gint64 now = g_get_monotonic_time ();
+      gint64 due;
+
+      rate_bytes_moved (self, transferred, now);
+      self->bytes_transferred = transferred;
+      /* A due sample is taken here, and told with these bytes. */
+      due = rate_sample_due (self->progress);
+      if (due >= 0 && now >= due)
+        rate_sample (self, now);
+    }
+  else
+    self->bytes_transferred = transferred;
 
   queue_notify_progress (self, force_notify || total_changed);
 }
@@ -859,10 +956,10 @@ bg_task_set_state (BgTask      *self,
   /* The rate is measured while an attempt runs; outside one it is 0. */
   if (state == BG_TASK_STATE_RUNNING && ensure_progress (self)->rate_source == NULL)
     {
-      GSource *source = g_timeout_source_new (RATE_SAMPLE_INTERVAL_MSEC);
+      GSource *source = g_source_new (&rate_source_funcs, sizeof (RateSource));
 
+      ((RateSource *) source)->task = self;
       rate_reset (self->progress);
-      g_source_set_callback (source, rate_tick_cb, self, NULL);
       g_source_set_static_name (source, "[bg] transfer rate");
       g_source_attach (source, g_main_context_get_thread_default ());
       self->progress->rate_source = source;

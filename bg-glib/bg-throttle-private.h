@@ -28,10 +28,13 @@ guint64     bg_throttle_get_rate     (BgThrottle   *self);
 /* How many of @wanted bytes may move now through both buckets (@task's and @queue's; either
  * may be NULL or uncapped).  Those bytes are taken from the buckets; give back what did not
  * move with bg_throttle_refund().  When the buckets hold too little to be worth a read, returns
- * 0 and sets @delay_usec to how long to wait before asking again (at most a tick). */
+ * 0 and sets @delay_usec to how long to wait before asking again (at most a tick).  @left is
+ * what the transfer has left to move at most (G_MAXSIZE when not known): the end of a body
+ * waits for no more than it needs. */
 gsize       bg_throttle_take         (BgThrottle   *task,
                                       BgThrottle   *queue,
                                       gsize         wanted,
+                                      gsize         left,
                                       gint64       *delay_usec);
 void        bg_throttle_refund       (BgThrottle   *task,
                                       BgThrottle   *queue,
@@ -41,6 +44,7 @@ void        bg_throttle_refund       (BgThrottle   *task,
 gsize       bg_throttle_take_sync    (BgThrottle   *task,
                                       BgThrottle   *queue,
                                       gsize         wanted,
+                                      gsize         left,
                                       GCancellable *cancellable,
                                       GError      **error);
 /* A source for the main loop that fires after @delay_usec, or as soon as @cancellable (which

@@ -5,11 +5,13 @@
  * A task's cap (BgTask:max-bandwidth) and its queue's (BgTaskQueue:max-bandwidth) are each a
  * bucket; a read takes its bytes from both before it starts, and gives back what it did not
  * use.  A bucket fills at its rate and holds one tick (1/2 s) of it, so a transfer that waited
- * never bursts more than that, and a reader that finds it too empty sleeps until the bucket
- * holds half a tick's worth (or as much as it wants, if less): about four reads a second per
- * capped transfer, however low the rate, and never a busy loop.  A shorter tick smooths the
- * rate over shorter spans but wakes the transfer more often; at 1/10 s the wakeups cost a
- * capped download twice the CPU time of the same bytes uncapped.
+ * never bursts more than that, and a reader that finds it holding less than half a tick's worth
+ * (and less than it wants) sleeps until it holds three quarters of a tick (or what the
+ * transfer has left, if less): under three reads a second per capped transfer, however low
+ * the rate, and never a busy loop.  The quarter left is the margin for a late wakeup: the
+ * bucket is not full yet, so nothing is lost.  A shorter tick smooths the rate over shorter
+ * spans but wakes the transfer more often; at 1/10 s the wakeups cost a capped download twice
+ * the CPU time of the same bytes uncapped.
  *
  * Every bucket is guarded by one lock: a take touches two buckets, and the work under the lock
  * is a few arithmetic operations.
@@ -21,6 +23,9 @@
 
 /* The shortest sleep: below this a wakeup costs more than it saves. */
 #define MIN_DELAY_USEC 1000
+
+/* How full a bucket must be before a transfer that waits on it wakes, as a part of a tick. */
+#define WAKE_FRACTION 0.75
 
 struct _BgThrottle
 {
@@ -127,23 +132,27 @@ bg_throttle_get_rate (BgThrottle *self)
 static gboolean
 bucket_ready (BgThrottle *self,
               gsize       wanted,
+              gsize       left,
               gint64      now,
               gsize      *grant,
               gint64     *delay_usec)
 {
   double half;
+  double enough;
   double need;
 
   if (self == NULL || self->rate == 0)
     return TRUE;
 
   /* Ready once the bucket holds what is wanted or half a tick, whichever is less.  A transfer
-   * that must wait sleeps until half a tick has come in: a small read (libsoup sends a body
-   * 8 KiB at a time) then does not wake up for every block, and a late wakeup loses nothing,
-   * since the bucket holds a whole tick. */
+   * that must wait sleeps until three quarters of a tick have come in: a small read (libsoup
+   * sends a body 8 KiB at a time) then does not wake up for every block, and a late wakeup
+   * loses nothing, since the bucket holds a whole tick.  Neither waits for more than the
+   * transfer has left. */
   fill (self, now);
   half = MAX (1.0, capacity (self) / 2);
-  need = MIN ((double) wanted, half);
+  enough = MIN ((double) left, MAX (1.0, capacity (self) * WAKE_FRACTION));
+  need = MIN (MIN ((double) wanted, half), enough);
   if (self->tokens >= need)
     {
       *grant = MIN (*grant, (gsize) self->tokens);
@@ -151,7 +160,7 @@ bucket_ready (BgThrottle *self,
     }
 
   *delay_usec = MAX (*delay_usec,
-                     (gint64) ((half - self->tokens) * G_USEC_PER_SEC / self->rate) + 1);
+                     (gint64) ((enough - self->tokens) * G_USEC_PER_SEC / self->rate) + 1);
   return FALSE;
 }
 
@@ -159,6 +168,7 @@ gsize
 bg_throttle_take (BgThrottle *task,
                   BgThrottle *queue,
                   gsize       wanted,
+                  gsize       left,
                   gint64     *delay_usec)
 {
   gsize grant = wanted;
@@ -176,8 +186,9 @@ bg_throttle_take (BgThrottle *task,
 
   now = g_get_monotonic_time ();
   /* Both are asked, so that the delay is the longer of the two waits. */
-  ready = bucket_ready (task, wanted, now, &grant, &delay);
-  ready = bucket_ready (queue, wanted, now, &grant, &delay) && ready;
+  left = MAX (left, 1);
+  ready = bucket_ready (task, wanted, left, now, &grant, &delay);
+  ready = bucket_ready (queue, wanted, left, now, &grant, &delay) && ready;
 
   if (ready)
     {
@@ -224,6 +235,7 @@ gsize
 bg_throttle_take_sync (BgThrottle    *task,
                        BgThrottle    *queue,
                        gsize          wanted,
+                       gsize          left,
                        GCancellable  *cancellable,
                        GError       **error)
 {
@@ -237,7 +249,7 @@ bg_throttle_take_sync (BgThrottle    *task,
     {
       gint64 delay;
 
-      grant = bg_throttle_take (task, queue, wanted, &delay);
+      grant = bg_throttle_take (task, queue, wanted, left, &delay);
       if (grant > 0)
         break;
 

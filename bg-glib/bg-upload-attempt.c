@@ -22,8 +22,14 @@
 
 #define RESPONSE_CHUNK_SIZE (64 * 1024)
 
-/* How often the main context looks at what the sending thread has moved. */
-#define PROGRESS_INTERVAL_MS 100
+/* What the sending thread has moved is told on the main context: when the thread is about to
+ * sleep for the bandwidth caps with bytes not told yet, when it has moved bytes for
+ * PROGRESS_INTERVAL since it last slept and the last report is that old, and by a timer when
+ * nothing was told for PROGRESS_IDLE (the answer's bytes, the wait for 100 Continue).  A capped
+ * send, which moves its bytes in short bursts, wakes the main context once a burst rather than
+ * ten times a second, and what it tells is up to date until the next burst. */
+#define PROGRESS_INTERVAL_USEC (G_USEC_PER_SEC / 10)
+#define PROGRESS_IDLE_USEC (G_USEC_PER_SEC / 2)
 
 /* A larger body asks the server first (Expect: 100-continue), so that an early final status
  * (413, 501) arrives before the body rather than as a broken pipe. */
@@ -55,7 +61,11 @@ typedef struct
   SoupMessage  *msg;
   GInputStream *body;           /* the current message's body */
   GCancellable *send_cancellable; /* the current send: the attempt's, or giving up on Expect */
-  GSource      *progress_source;
+  GSource      *progress_source; /* kept until the end: the sending thread may still wake it */
+  gint64        reported_at;    /* monotonic time of the last report; atomic */
+  gint64        reported_sent;  /* the bytes sent it told; atomic */
+  gint          report_pending; /* the sending thread asked for a report; atomic */
+  gint64        burst_started;  /* the sending thread's own: when it last woke from the caps */
   char         *path;
   char         *stale_url;      /* the upload resource of an earlier version of the source */
   int           stale_protocol;
@@ -96,6 +106,7 @@ upload_unref (Upload *self)
   g_clear_object (&self->send_cancellable);
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->job, bg_job_unref);
+  g_clear_pointer (&self->progress_source, g_source_unref);
   if (self->fd >= 0)
     close (self->fd);
   g_free (self->path);
@@ -317,8 +328,27 @@ body_progress_cb (gint64   offset,
                   gpointer user_data)
 {
   Upload *self = user_data;
+  gint64 now = g_get_monotonic_time ();
+  gint64 before = __atomic_exchange_n (&self->sent, offset, __ATOMIC_RELAXED);
+  gboolean report;
 
-  __atomic_store_n (&self->sent, offset, __ATOMIC_RELAXED);
+  if (before == offset)
+    {
+      /* The same offset again: the stream is about to sleep for the caps. */
+      report = offset != __atomic_load_n (&self->reported_sent, __ATOMIC_RELAXED);
+      self->burst_started = -1;
+    }
+  else
+    {
+      if (self->burst_started < 0)
+        self->burst_started = now;
+      report = now - self->burst_started >= PROGRESS_INTERVAL_USEC &&
+               now - __atomic_load_n (&self->reported_at, __ATOMIC_RELAXED) >=
+               PROGRESS_INTERVAL_USEC;
+    }
+
+  if (report && !__atomic_exchange_n (&self->report_pending, TRUE, __ATOMIC_ACQ_REL))
+    g_source_set_ready_time (self->progress_source, 0);
 }
 
 /* Runs on the sending thread: what the server says before the body decides whether it is
@@ -476,10 +506,7 @@ upload_finish (Upload     *self,
   self->done = TRUE;
 
   if (self->progress_source != NULL)
-    {
-      g_source_destroy (self->progress_source);
-      g_clear_pointer (&self->progress_source, g_source_unref);
-    }
+    g_source_destroy (self->progress_source);
 
   bg_job_attempt_finished (self->job, response);
 }
@@ -758,11 +785,29 @@ send_thread (GTask        *task,
 }
 
 static gboolean
+progress_source_dispatch (GSource     *source,
+                          GSourceFunc  callback,
+                          gpointer     user_data)
+{
+  return callback (user_data);
+}
+
+static GSourceFuncs progress_source_funcs = {
+  NULL, NULL, progress_source_dispatch, NULL, NULL, NULL
+};
+
+static gboolean
 progress_tick_cb (gpointer user_data)
 {
   Upload *self = user_data;
   gint64 sent = __atomic_load_n (&self->sent, __ATOMIC_RELAXED);
   gint64 received = __atomic_load_n (&self->received, __ATOMIC_RELAXED);
+  gint64 now = g_get_monotonic_time ();
+  gint64 next = now + PROGRESS_IDLE_USEC;
+
+  __atomic_store_n (&self->reported_at, now, __ATOMIC_RELAXED);
+  __atomic_store_n (&self->reported_sent, sent, __ATOMIC_RELAXED);
+  __atomic_store_n (&self->report_pending, FALSE, __ATOMIC_RELEASE);
 
   /* Any byte in either direction counts as activity for the stall check. */
   if (sent + received != self->seen)
@@ -775,13 +820,20 @@ progress_tick_cb (gpointer user_data)
     {
       gint64 headers_sent_at = __atomic_load_n (&self->headers_sent_at, __ATOMIC_RELAXED);
 
-      if (headers_sent_at != 0 && !__atomic_load_n (&self->answered, __ATOMIC_RELAXED) &&
-          g_get_monotonic_time () - headers_sent_at >= EXPECT_CONTINUE_WAIT_USEC)
+      if (headers_sent_at != 0 && !__atomic_load_n (&self->answered, __ATOMIC_RELAXED))
         {
-          self->expect_gave_up = TRUE;
-          g_cancellable_cancel (self->send_cancellable);
+          if (now - headers_sent_at >= EXPECT_CONTINUE_WAIT_USEC)
+            {
+              self->expect_gave_up = TRUE;
+              g_cancellable_cancel (self->send_cancellable);
+            }
+          else
+            next = MIN (next, headers_sent_at + EXPECT_CONTINUE_WAIT_USEC);
         }
     }
+
+  if (self->progress_source != NULL && !self->done)
+    g_source_set_ready_time (self->progress_source, next);
 
   return G_SOURCE_CONTINUE;
 }
@@ -889,7 +941,9 @@ upload_send (Upload *self)
     {
       g_autoptr(GMainContext) context = g_main_context_ref_thread_default ();
 
-      self->progress_source = g_timeout_source_new (PROGRESS_INTERVAL_MS);
+      self->progress_source = g_source_new (&progress_source_funcs, sizeof (GSource));
+      g_source_set_ready_time (self->progress_source,
+                               g_get_monotonic_time () + PROGRESS_IDLE_USEC);
       g_source_set_callback (self->progress_source, progress_tick_cb, self, NULL);
       g_source_set_static_name (self->progress_source, "[bg] upload progress");
       g_source_attach (self->progress_source, context);
