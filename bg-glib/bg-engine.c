@@ -1735,7 +1735,13 @@ static void
 engine_stall_check_by (BgEngine *self,
                        gint64    when)
 {
-  gint64 ready = g_source_get_ready_time (self->stall_source);
+  gint64 ready;
+
+  /* Shut down: attempts that still run are not watched any more. */
+  if (self->stall_source == NULL)
+    return;
+
+  ready = g_source_get_ready_time (self->stall_source);
 
   if (ready < 0 || ready > when)
     g_source_set_ready_time (self->stall_source, when);
