@@ -1510,7 +1510,8 @@ bg_task_queue_set_max_bandwidth (BgTaskQueue *self,
  * startup, after connecting to [signal@Bg.TaskQueue::task-finished]: results arrive through
  * that signal, and through any later `download_async` or `upload_async` with the same
  * identifier. Results that finished in an earlier run but were never collected are announced
- * again.
+ * again. No task starts while the tasks load (half a second for 100,000), so that the first to
+ * start are the first in the queue's order, restored or submitted meanwhile.
  */
 void
 bg_task_queue_restore_async (BgTaskQueue         *self,
