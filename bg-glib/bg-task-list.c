@@ -109,6 +109,36 @@ bg_task_list_append_many (BgTaskList *self,
   g_list_model_items_changed (G_LIST_MODEL (self), position, 0, tasks->len);
 }
 
+/* Looks from both ends at once: a task leaves the list most often near its start (tasks finish
+ * in the queue's order) or near its end (just submitted, and cancelled), and cancelling a hundred
+ * thousand tasks from the last one back walked the whole list each time. */
+static gboolean
+find_task (GPtrArray *tasks,
+           BgTask    *task,
+           guint     *position)
+{
+  guint lo = 0;
+  guint hi = tasks->len;
+
+  while (lo < hi)
+    {
+      if (g_ptr_array_index (tasks, lo) == task)
+        {
+          *position = lo;
+          return TRUE;
+        }
+      lo++;
+      if (lo < hi && g_ptr_array_index (tasks, hi - 1) == task)
+        {
+          *position = hi - 1;
+          return TRUE;
+        }
+      hi--;
+    }
+
+  return FALSE;
+}
+
 gboolean
 bg_task_list_remove (BgTaskList *self,
                      BgTask     *task)
@@ -117,7 +147,7 @@ bg_task_list_remove (BgTaskList *self,
 
   g_return_val_if_fail (BG_IS_TASK_LIST (self), FALSE);
 
-  if (!g_ptr_array_find (self->tasks, task, &position))
+  if (!find_task (self->tasks, task, &position))
     return FALSE;
 
   g_ptr_array_remove_index (self->tasks, position);
