@@ -3164,51 +3164,6 @@ test_bandwidth_capped (Fixture       *f,
   g_assert_cmpint (bg_test_server_stat_int (f->server, "file_bytes_sent"), ==, 2 * MiB);
 }
 
-/* What a list view bound to a task would have seen of its progress. */
-typedef struct
-{
-  GArray  *bytes;      /* every bytes-transferred notified, in order */
-  gboolean rate_seen;  /* bytes-per-second was above 0 while the task ran */
-} ProgressSeen;
-
-static void
-progress_seen_cb (BgTask       *task,
-                  GParamSpec   *pspec,
-                  ProgressSeen *seen)
-{
-  gint64 bytes = bg_task_get_bytes_transferred (task);
-
-  if (g_str_equal (pspec->name, "bytes-transferred"))
-    g_array_append_val (seen->bytes, bytes);
-  else if (bg_task_get_bytes_per_second (task) > 0)
-    seen->rate_seen = TRUE;
-}
-
-/* The progress told while a capped transfer of @size bytes ran: it went up step by step, more
- * than @min_steps times before the end, and ended at @size. */
-static void
-assert_progress_seen (ProgressSeen *seen,
-                      gint64        size,
-                      guint         min_steps)
-{
-  guint steps = 0;
-
-  for (guint i = 0; i < seen->bytes->len; i++)
-    {
-      gint64 bytes = g_array_index (seen->bytes, gint64, i);
-
-      if (i > 0)
-        g_assert_cmpint (bytes, >=, g_array_index (seen->bytes, gint64, i - 1));
-      if (bytes > 0 && bytes < size)
-        steps++;
-    }
-  g_test_message ("%u progress notifications, %u before the end", seen->bytes->len, steps);
-  g_assert_cmpuint (seen->bytes->len, >, 0);
-  g_assert_cmpint (g_array_index (seen->bytes, gint64, seen->bytes->len - 1), ==, size);
-  g_assert_cmpuint (steps, >=, min_steps);
-  g_assert_true (seen->rate_seen);
-}
-
 /* A capped download sleeps between reads: its progress and its rate are still told while it
  * runs, step by step (3 MiB at 1 MiB/s: several reads a second for about three seconds). */
 static void
@@ -3219,22 +3174,15 @@ test_bandwidth_progress_while_capped (Fixture       *f,
   g_autofree char *dest = dest_path (f, "told.bin");
   g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(BgResponse) response = NULL;
-  g_autoptr(BgTask) task = NULL;
-  g_autoptr(GArray) bytes = g_array_new (FALSE, FALSE, sizeof (gint64));
-  ProgressSeen seen = { bytes, FALSE };
+  BgTestProgressSeen *seen;
   g_autofree char *got = NULL;
 
   start_capped_download (f, "/files/told.bin", dest, "told", MiB, &result);
-  task = bg_downloader_lookup_task (f->downloader, "told");
-  g_assert_nonnull (task);
-  g_object_ref (task);
-  g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (progress_seen_cb), &seen);
-  g_signal_connect (task, "notify::bytes-per-second", G_CALLBACK (progress_seen_cb), &seen);
+  seen = bg_test_watch_progress (bg_downloader_lookup_task (f->downloader, "told"));
 
   response = finish_download (f, &result);
-  g_signal_handlers_disconnect_by_data (task, &seen);
 
-  assert_progress_seen (&seen, 3 * MiB, 4);
+  bg_test_assert_progress_seen (seen, 3 * MiB, 4);
   got = bg_test_sha256_file (dest);
   g_assert_cmpstr (got, ==, sha);
 }

@@ -1372,51 +1372,6 @@ test_bandwidth_capped (Fixture       *f,
   assert_uploaded_whole (f, 2 * MiB, sha);
 }
 
-/* What a list view bound to a task would have seen of its progress. */
-typedef struct
-{
-  GArray  *bytes;      /* every bytes-transferred notified, in order */
-  gboolean rate_seen;  /* bytes-per-second was above 0 while the task ran */
-} ProgressSeen;
-
-static void
-progress_seen_cb (BgTask       *task,
-                  GParamSpec   *pspec,
-                  ProgressSeen *seen)
-{
-  gint64 bytes = bg_task_get_bytes_transferred (task);
-
-  if (g_str_equal (pspec->name, "bytes-transferred"))
-    g_array_append_val (seen->bytes, bytes);
-  else if (bg_task_get_bytes_per_second (task) > 0)
-    seen->rate_seen = TRUE;
-}
-
-/* The progress told while a capped transfer of @size bytes ran: it went up step by step, more
- * than @min_steps times before the end, and ended at @size. */
-static void
-assert_progress_seen (ProgressSeen *seen,
-                      gint64        size,
-                      guint         min_steps)
-{
-  guint steps = 0;
-
-  for (guint i = 0; i < seen->bytes->len; i++)
-    {
-      gint64 bytes = g_array_index (seen->bytes, gint64, i);
-
-      if (i > 0)
-        g_assert_cmpint (bytes, >=, g_array_index (seen->bytes, gint64, i - 1));
-      if (bytes > 0 && bytes < size)
-        steps++;
-    }
-  g_test_message ("%u progress notifications, %u before the end", seen->bytes->len, steps);
-  g_assert_cmpuint (seen->bytes->len, >, 0);
-  g_assert_cmpint (g_array_index (seen->bytes, gint64, seen->bytes->len - 1), ==, size);
-  g_assert_cmpuint (steps, >=, min_steps);
-  g_assert_true (seen->rate_seen);
-}
-
 /* A capped upload sends in bursts from its thread: its progress and its rate are still told
  * while it runs, step by step (2 MiB at 1 MiB/s: bursts several times a second for about two
  * seconds). */
@@ -1427,21 +1382,14 @@ test_bandwidth_progress_while_capped (Fixture       *f,
   g_autofree char *sha = NULL;
   g_autofree char *src = make_source (f, "told.bin", 2 * MiB, 32, &sha);
   g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(BgTask) task = NULL;
-  g_autoptr(GArray) bytes = g_array_new (FALSE, FALSE, sizeof (gint64));
-  ProgressSeen seen = { bytes, FALSE };
+  BgTestProgressSeen *seen;
 
   start_capped_upload (f, "/upload/told.bin", src, "told", MiB, &result);
-  task = bg_uploader_lookup_task (f->uploader, "told");
-  g_assert_nonnull (task);
-  g_object_ref (task);
-  g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (progress_seen_cb), &seen);
-  g_signal_connect (task, "notify::bytes-per-second", G_CALLBACK (progress_seen_cb), &seen);
+  seen = bg_test_watch_progress (bg_uploader_lookup_task (f->uploader, "told"));
 
   finish_upload (f, &result);
-  g_signal_handlers_disconnect_by_data (task, &seen);
 
-  assert_progress_seen (&seen, 2 * MiB, 3);
+  bg_test_assert_progress_seen (seen, 2 * MiB, 3);
   assert_uploaded_whole (f, 2 * MiB, sha);
 }
 

@@ -824,3 +824,66 @@ bg_test_database_contains (const char *db,
 
   return FALSE;
 }
+
+struct _BgTestProgressSeen
+{
+  BgTask   *task;
+  GArray   *bytes;      /* every bytes-transferred notified, in order */
+  gboolean  rate_seen;  /* bytes-per-second was above 0 while the task ran */
+};
+
+static void
+progress_seen_cb (BgTask             *task,
+                  GParamSpec         *pspec,
+                  BgTestProgressSeen *seen)
+{
+  gint64 bytes = bg_task_get_bytes_transferred (task);
+
+  if (g_str_equal (pspec->name, "bytes-transferred"))
+    g_array_append_val (seen->bytes, bytes);
+  else if (bg_task_get_bytes_per_second (task) > 0)
+    seen->rate_seen = TRUE;
+}
+
+BgTestProgressSeen *
+bg_test_watch_progress (BgTask *task)
+{
+  BgTestProgressSeen *seen = g_new0 (BgTestProgressSeen, 1);
+
+  g_assert_nonnull (task);
+  seen->task = g_object_ref (task);
+  seen->bytes = g_array_new (FALSE, FALSE, sizeof (gint64));
+  g_signal_connect (task, "notify::bytes-transferred", G_CALLBACK (progress_seen_cb), seen);
+  g_signal_connect (task, "notify::bytes-per-second", G_CALLBACK (progress_seen_cb), seen);
+
+  return seen;
+}
+
+void
+bg_test_assert_progress_seen (BgTestProgressSeen *seen,
+                              gint64              size,
+                              guint               min_steps)
+{
+  guint steps = 0;
+
+  g_signal_handlers_disconnect_by_data (seen->task, seen);
+
+  for (guint i = 0; i < seen->bytes->len; i++)
+    {
+      gint64 bytes = g_array_index (seen->bytes, gint64, i);
+
+      if (i > 0)
+        g_assert_cmpint (bytes, >=, g_array_index (seen->bytes, gint64, i - 1));
+      if (bytes > 0 && bytes < size)
+        steps++;
+    }
+  g_test_message ("%u progress notifications, %u before the end", seen->bytes->len, steps);
+  g_assert_cmpuint (seen->bytes->len, >, 0);
+  g_assert_cmpint (g_array_index (seen->bytes, gint64, seen->bytes->len - 1), ==, size);
+  g_assert_cmpuint (steps, >=, min_steps);
+  g_assert_true (seen->rate_seen);
+
+  g_array_unref (seen->bytes);
+  g_object_unref (seen->task);
+  g_free (seen);
+}

@@ -160,5 +160,15 @@ gboolean      bg_test_database_contains   (const char        *db,
                                            const char        *needle);
 /* Counts the partial files (".part") in @dir. */
 guint         bg_test_count_partials      (const char        *dir);
+/* What a list view bound to @task would see of its progress, from now until
+ * bg_test_assert_progress_seen(). */
+typedef struct _BgTestProgressSeen BgTestProgressSeen;
+BgTestProgressSeen *bg_test_watch_progress (BgTask             *task);
+/* Stops watching and checks what a transfer of @size bytes told: its progress went up step by
+ * step, at least @min_steps times before the end, ended at @size, and it showed a rate.  Frees
+ * @seen. */
+void          bg_test_assert_progress_seen (BgTestProgressSeen *seen,
+                                            gint64              size,
+                                            guint               min_steps);
 
 G_END_DECLS
