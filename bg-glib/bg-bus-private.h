@@ -55,28 +55,20 @@ BgResponse    *bg_bus_response_from_variant (GVariant          *variant,
 /* a{sv}: a snapshot of @task; @collected tells that its result was collected already. */
 GVariant      *bg_bus_task_to_variant      (BgTask             *task,
                                             gboolean            collected);
-/* A new task for the client's list, made from a snapshot. */
-BgTask        *bg_bus_task_new_from_variant (BgTaskKind         kind,
-                                             const char        *identifier,
-                                             GVariant          *snapshot);
-/* Brings a client's task up to date with a newer snapshot; @response_out is set (transfer full)
- * when the snapshot carries a response the task did not have. */
-void           bg_bus_task_update          (BgTask             *task,
-                                            GVariant           *snapshot,
-                                            BgResponse        **response_out);
-/* Whether a snapshot says "collected" (or "removed"). */
-gboolean       bg_bus_snapshot_flag        (GVariant           *snapshot,
-                                            const char         *key);
-
-/* The same, for a snapshot read into a GVariantDict.  A key looked up in the serialised a{sv} of
- * a D-Bus message is found by walking the entries, and a snapshot has some twenty of them, each
- * looked up: a client reads a snapshot once, with g_variant_dict_init(), and uses these. */
+/* A client reads a snapshot once, into a GVariantDict: a key looked up in the serialised a{sv}
+ * of a D-Bus message is found by walking the entries, and a snapshot has some twenty of them,
+ * each looked up.
+ *
+ * A new task for the client's list, made from a snapshot. */
 BgTask        *bg_bus_task_new_from_dict   (BgTaskKind         kind,
                                             const char        *identifier,
                                             GVariantDict      *snapshot);
+/* Brings a client's task up to date with a newer snapshot; @response_out is set (transfer full)
+ * when the snapshot carries a response the task did not have. */
 void           bg_bus_task_update_dict     (BgTask             *task,
                                             GVariantDict       *snapshot,
                                             BgResponse        **response_out);
+/* Whether a snapshot says "collected" (or "removed"). */
 gboolean       bg_bus_snapshot_dict_flag   (GVariantDict       *snapshot,
                                             const char         *key);
 

@@ -403,16 +403,6 @@ bg_bus_task_to_variant (BgTask   *task,
 }
 
 gboolean
-bg_bus_snapshot_flag (GVariant   *snapshot,
-                      const char *key)
-{
-  gboolean flag = FALSE;
-
-  g_variant_lookup (snapshot, key, "b", &flag);
-  return flag;
-}
-
-gboolean
 bg_bus_snapshot_dict_flag (GVariantDict *snapshot,
                            const char   *key)
 {
@@ -456,20 +446,6 @@ bg_bus_task_new_from_dict (BgTaskKind    kind,
   bg_task_init_max_bandwidth (task, max_bandwidth);
 
   bg_bus_task_update_dict (task, snapshot, NULL);
-  return task;
-}
-
-BgTask *
-bg_bus_task_new_from_variant (BgTaskKind  kind,
-                              const char *identifier,
-                              GVariant   *snapshot)
-{
-  GVariantDict dict;
-  BgTask *task;
-
-  g_variant_dict_init (&dict, snapshot);
-  task = bg_bus_task_new_from_dict (kind, identifier, &dict);
-  g_variant_dict_clear (&dict);
   return task;
 }
 
@@ -563,16 +539,4 @@ bg_bus_task_update_dict (BgTask       *task,
     bg_task_set_state (task, state);
 
   g_object_thaw_notify (G_OBJECT (task));
-}
-
-void
-bg_bus_task_update (BgTask      *task,
-                    GVariant    *snapshot,
-                    BgResponse **response_out)
-{
-  GVariantDict dict;
-
-  g_variant_dict_init (&dict, snapshot);
-  bg_bus_task_update_dict (task, &dict, response_out);
-  g_variant_dict_clear (&dict);
 }

@@ -406,11 +406,14 @@ test_bus_task_times (void)
   g_autoptr(BgTask) copy = NULL;
   g_autoptr(GVariant) snapshot = NULL;
   g_autoptr(GDateTime) at = NULL;
+  GVariantDict dict;
   gint64 when = (gint64) 1800000000 * G_USEC_PER_SEC + 987654;
 
   bg_task_set_next_attempt_at (task, when);
   snapshot = g_variant_ref_sink (bg_bus_task_to_variant (task, FALSE));
-  copy = bg_bus_task_new_from_variant (BG_TASK_KIND_DOWNLOAD, "t", snapshot);
+  g_variant_dict_init (&dict, snapshot);
+  copy = bg_bus_task_new_from_dict (BG_TASK_KIND_DOWNLOAD, "t", &dict);
+  g_variant_dict_clear (&dict);
   at = bg_task_dup_next_attempt_at (copy);
   g_assert_nonnull (at);
   g_assert_cmpint (g_date_time_to_unix (at), ==, 1800000000);
