@@ -64,6 +64,8 @@ struct _BgRemote
 
   BgTaskList      *tasks;
   GHashTable      *by_id;           /* identifier → BgTask, as listed */
+  GHashTable      *collecting;      /* identifier → Collect calls not answered yet */
+  GHashTable      *setting;         /* identifier → SetTaskOptions calls not answered yet */
   GList           *pending;         /* Pending */
   GQueue           incoming;        /* Incoming: the service's messages not taken in yet */
   GSource         *incoming_source;
@@ -166,22 +168,86 @@ announce (BgRemote   *self,
   g_signal_emit (self, signals[TASK_FINISHED], 0, task, response);
 }
 
+/* The options an app may change on a listed task, by their names in snapshots. */
+static const char * const task_options[] = {
+  "allow-metered", "discretionary", "priority", "earliest-start", "expected-sha256",
+  "keep-credentials", "paused", "max-bandwidth", NULL,
+};
+
+/* A call about one task (Collect, SetTaskOptions) that the service has not answered yet.  The
+ * snapshots the service sends until it answers may not show the call's effect yet. */
+typedef struct
+{
+  GWeakRef    remote;
+  GHashTable *calls;       /* the remote's count of such calls, by identifier */
+  char       *identifier;
+} TaskCall;
+
+static gpointer
+task_call_new (BgRemote   *self,
+               GHashTable *calls,
+               const char *identifier)
+{
+  TaskCall *call = g_new0 (TaskCall, 1);
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (calls, identifier));
+
+  g_weak_ref_init (&call->remote, self);
+  call->calls = calls;
+  call->identifier = g_strdup (identifier);
+  g_hash_table_insert (calls, g_strdup (identifier), GUINT_TO_POINTER (n + 1));
+
+  return call;
+}
+
+static void remote_catch_up (BgRemote *self);
+
+static void
+task_call_answered (TaskCall *call)
+{
+  g_autoptr(BgRemote) self = g_weak_ref_get (&call->remote);
+
+  if (self != NULL)
+    {
+      guint n = GPOINTER_TO_UINT (g_hash_table_lookup (call->calls, call->identifier));
+
+      /* The snapshots sent before the answer go first, while they are known to be older. */
+      remote_catch_up (self);
+      if (n > 1)
+        g_hash_table_insert (call->calls, g_strdup (call->identifier),
+                             GUINT_TO_POINTER (n - 1));
+      else
+        g_hash_table_remove (call->calls, call->identifier);
+    }
+
+  g_weak_ref_clear (&call->remote);
+  g_free (call->identifier);
+  g_free (call);
+}
+
+static void
+set_options_reply_cb (GObject      *object,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  g_autoptr(GVariant) reply = NULL;
+
+  /* As before: a refused option is set back by the service's next snapshot. */
+  reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, NULL);
+  task_call_answered (user_data);
+}
+
 /* The app changed one of the task's options: tell the service. */
 static void
 task_notify_cb (BgTask     *task,
                 GParamSpec *pspec,
                 BgRemote   *self)
 {
-  static const char * const options[] = {
-    "allow-metered", "discretionary", "priority", "earliest-start", "expected-sha256",
-    "keep-credentials", "paused", "max-bandwidth", NULL,
-  };
   g_autoptr(GVariant) snapshot = NULL;
   g_autoptr(GVariant) value = NULL;
   GVariantBuilder builder;
 
   if (self->applying || self->queue_path == NULL ||
-      !g_strv_contains (options, pspec->name))
+      !g_strv_contains (task_options, pspec->name))
     return;
 
   /* The snapshot has each option in the form the service takes. */
@@ -196,7 +262,8 @@ task_notify_cb (BgTask     *task,
   g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
                           BG_BUS_QUEUE_INTERFACE, "SetTaskOptions",
                           g_variant_new ("(sa{sv})", bg_task_get_identifier (task), &builder),
-                          NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+                          NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, set_options_reply_cb,
+                          task_call_new (self, self->setting, bg_task_get_identifier (task)));
 }
 
 static gboolean
@@ -280,6 +347,11 @@ remote_apply (BgRemote     *self,
         ? g_object_ref (response) : NULL;
     }
 
+  /* The app's newer options stand until the service has them. */
+  if (g_hash_table_contains (self->setting, identifier))
+    for (guint i = 0; task_options[i] != NULL; i++)
+      g_variant_dict_remove (snapshot, task_options[i]);
+
   self->applying = TRUE;
   bg_bus_task_update_dict (task, snapshot, &response);
   self->applying = FALSE;
@@ -289,6 +361,18 @@ remote_apply (BgRemote     *self,
     remote_mark_collected (task);
 
   return response;
+}
+
+/* A snapshot the service took before it had the Collect of the task's result, which this client
+ * sent: the task it shows is the one collected here, not a new one of the same identifier,
+ * whose snapshots can only come after the Collect's answer. */
+static gboolean
+remote_snapshot_is_stale (BgRemote     *self,
+                          const char   *identifier,
+                          GVariantDict *snapshot)
+{
+  return g_hash_table_contains (self->collecting, identifier) &&
+         !bg_bus_snapshot_dict_flag (snapshot, "collected");
 }
 
 /* One snapshot of a Changed. */
@@ -307,6 +391,8 @@ changed_apply (BgRemote   *self,
   g_variant_dict_init (&dict, snapshot);
   if (bg_bus_snapshot_dict_flag (&dict, "removed"))
     remote_remove_task (self, identifier);
+  else if (remote_snapshot_is_stale (self, identifier, &dict))
+    ;
   /* Another client's history, as in remote_take_listing(); and, as in process, the tasks of
    * earlier runs (or of other processes) are listed once restored. */
   else if (!g_hash_table_contains (self->by_id, identifier) &&
@@ -361,8 +447,9 @@ remote_take_listing (BgRemote *self,
 
       /* History belongs to the run that collected the result, as in process: another client's
        * collected tasks are not listed here. */
-      if (bg_bus_snapshot_dict_flag (&dict, "collected") &&
-          !g_hash_table_contains (self->by_id, identifier))
+      if ((bg_bus_snapshot_dict_flag (&dict, "collected") &&
+           !g_hash_table_contains (self->by_id, identifier)) ||
+          remote_snapshot_is_stale (self, identifier, &dict))
         {
           g_variant_dict_clear (&dict);
           continue;
@@ -1238,14 +1325,15 @@ collect_reply_cb (GObject      *object,
                   GAsyncResult *result,
                   gpointer      user_data)
 {
-  g_autofree char *identifier = user_data;
+  TaskCall *call = user_data;
   g_autoptr(GVariant) reply = NULL;
   g_autoptr(GError) error = NULL;
 
   reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, &error);
   if (reply == NULL)
     g_warning ("The transfer service could not mark the result of “%s” collected: %s",
-               identifier, error->message);
+               call->identifier, error->message);
+  task_call_answered (call);
 }
 
 BgResponse *
@@ -1271,7 +1359,7 @@ bg_remote_submit_finish (BgRemote      *self,
                               BG_BUS_QUEUE_INTERFACE, "Collect",
                               g_variant_new ("(s)", identifier),
                               NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, collect_reply_cb,
-                              g_strdup (identifier));
+                              task_call_new (self, self->collecting, identifier));
 
       /* As in process, the list shows it at once. */
       if (task != NULL && bg_task_get_response (task) == response)
@@ -1713,6 +1801,8 @@ bg_remote_finalize (GObject *object)
   g_clear_pointer (&self->database_path, g_free);
   g_clear_pointer (&self->settings, g_variant_unref);
   g_clear_pointer (&self->by_id, g_hash_table_unref);
+  g_clear_pointer (&self->collecting, g_hash_table_unref);
+  g_clear_pointer (&self->setting, g_hash_table_unref);
   g_clear_object (&self->tasks);
 
   G_OBJECT_CLASS (bg_remote_parent_class)->finalize (object);
@@ -1743,4 +1833,6 @@ bg_remote_init (BgRemote *self)
 {
   self->tasks = bg_task_list_new ();
   self->by_id = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->collecting = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->setting = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 }

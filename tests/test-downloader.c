@@ -636,9 +636,6 @@ test_many_at_once_in_order (Fixture       *f,
   GListModel *tasks = bg_task_queue_get_tasks (BG_TASK_QUEUE (f->downloader));
 
   bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), N);
-  /* A collected task stays listed only as history, which a later snapshot from before the
-   * Collect may replace: that is not what this test is about. */
-  bg_task_queue_set_keep_finished (BG_TASK_QUEUE (f->downloader), FALSE);
   g_free (serve_file (f, "many.bin", SIZE, 24));
   g_signal_connect (tasks, "items-changed", G_CALLBACK (many_listed_cb), seen);
   g_signal_connect (f->downloader, "task-finished", G_CALLBACK (many_finished_cb), seen);
@@ -684,6 +681,163 @@ test_many_at_once_in_order (Fixture       *f,
   g_assert_cmpuint (g_hash_table_size (seen), ==, N);
   g_signal_handlers_disconnect_by_data (tasks, seen);
   g_signal_handlers_disconnect_by_data (f->downloader, seen);
+}
+
+/* Each result is collected as it comes, with keep-finished on or off; no snapshot the service
+ * sent before it heard of a Collect lists the task again as a new one, or announces it twice. */
+typedef struct
+{
+  BgDownloader *downloader;
+  GHashTable   *announced;   /* identifier → times announced */
+  GHashTable   *collected;   /* identifier → its BgResponse */
+  guint         left;
+  gboolean      done;
+} CollectRace;
+
+static void
+collect_race_announced_cb (BgDownloader *downloader,
+                           BgTask       *task,
+                           BgResponse   *response,
+                           CollectRace  *race)
+{
+  const char *id = bg_task_get_identifier (task);
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (race->announced, id));
+
+  g_hash_table_replace (race->announced, g_strdup (id), GUINT_TO_POINTER (n + 1));
+}
+
+static void
+collect_race_done_cb (GObject      *object,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  CollectRace *race = user_data;
+  g_autoptr(GError) error = NULL;
+  BgResponse *response;
+
+  response = bg_downloader_download_finish (race->downloader, result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_hash_table_insert (race->collected, g_strdup (bg_response_get_identifier (response)),
+                       response);
+  race->done = --race->left == 0;
+}
+
+static void
+test_collected_not_listed_again (Fixture       *f,
+                                 gconstpointer  data)
+{
+  enum { N = 80 };
+  gboolean keep = GPOINTER_TO_INT (data);
+  GListModel *tasks = bg_task_queue_get_tasks (BG_TASK_QUEUE (f->downloader));
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  CollectRace race = { f->downloader, NULL, NULL, N, FALSE };
+  GHashTableIter iter;
+  gpointer key, value;
+
+  race.announced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  race.collected = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  /* Restored first: from then on, the service's snapshots of tasks not listed are listed. */
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+
+  bg_task_queue_set_keep_finished (BG_TASK_QUEUE (f->downloader), keep);
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 8);
+  g_free (serve_file (f, "race.bin", 2000, 80));
+  g_signal_connect (f->downloader, "task-finished", G_CALLBACK (collect_race_announced_cb),
+                    &race);
+  for (guint i = 0; i < N; i++)
+    {
+      g_autofree char *dest = g_strdup_printf ("%s/race%u.bin", f->tmp, i);
+      g_autofree char *id = g_strdup_printf ("race%u", i);
+      g_autoptr(SoupMessage) msg = NULL;
+      g_autoptr(GFile) file = g_file_new_for_path (dest);
+      g_autofree char *url = bg_test_server_url (f->server, "/files/race.bin");
+
+      msg = soup_message_new ("GET", url);
+      bg_downloader_download_async (f->downloader, msg, file, id, NULL, NULL,
+                                    collect_race_done_cb, &race);
+    }
+  bg_test_wait_for (&race.done, 60);
+  /* The service's batches of changes go out every 100 ms or so: let the last ones in. */
+  bg_test_run_for (400);
+
+  g_assert_cmpuint (g_hash_table_size (race.announced), ==, N);
+  g_hash_table_iter_init (&iter, race.announced);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      BgTask *task = bg_downloader_lookup_task (f->downloader, key);
+
+      g_test_message ("%s announced %u times", (const char *) key, GPOINTER_TO_UINT (value));
+      g_assert_cmpuint (GPOINTER_TO_UINT (value), ==, 1);
+      if (keep)
+        {
+          g_assert_nonnull (task);
+          g_assert_true (bg_task_get_response (task) == g_hash_table_lookup (race.collected,
+                                                                             key));
+        }
+      else
+        g_assert_null (task);
+    }
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, keep ? N : 0);
+
+  g_signal_handlers_disconnect_by_data (f->downloader, &race);
+  g_hash_table_unref (race.announced);
+  g_hash_table_unref (race.collected);
+}
+
+/* The app changes an option of a running task again and again: the task never shows an older
+ * value again, as it would if a snapshot the service took before the change were applied. */
+static void
+option_seen_cb (BgTask     *task,
+                GParamSpec *pspec,
+                GArray     *seen)
+{
+  int priority = bg_task_get_priority (task);
+
+  g_array_append_val (seen, priority);
+}
+
+static void
+test_option_not_set_back (Fixture       *f,
+                          gconstpointer  data)
+{
+  enum { N = 200 };
+  g_autofree char *dest = dest_path (f, "opt.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) seen = g_array_new (FALSE, FALSE, sizeof (int));
+  BgTask *task;
+
+  /* About 8 s at full speed: the service sends its progress all the while. */
+  g_free (serve_file (f, "opt.bin", 2 * MiB, 81));
+  start_download (f, "/files/opt.bin?rate=262144", dest, "opt", NULL, &result);
+  task = bg_downloader_lookup_task (f->downloader, "opt");
+  g_signal_connect (task, "notify::priority", G_CALLBACK (option_seen_cb), seen);
+
+  for (int i = 1; i <= N && result == NULL; i++)
+    {
+      bg_task_set_priority (task, i);
+      bg_test_run_for (7);
+    }
+  g_assert_null (result);
+
+  for (guint i = 1; i < seen->len; i++)
+    if (g_array_index (seen, int, i) < g_array_index (seen, int, i - 1))
+      g_error ("The priority went back from %d to %d", g_array_index (seen, int, i - 1),
+               g_array_index (seen, int, i));
+  g_assert_cmpuint (seen->len, ==, N);
+  g_assert_cmpint (bg_task_get_priority (task), ==, N);
+  g_signal_handlers_disconnect_by_data (task, seen);
+
+  g_assert_true (bg_downloader_cancel (f->downloader, "opt", NULL));
+  bg_test_wait_for_result (&result, 30);
+  response = bg_downloader_download_finish (f->downloader, result, &error);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 }
 
 static void
@@ -3430,6 +3584,12 @@ main (int   argc,
   ADD ("conflict-and-arguments", test_conflict_and_arguments);
   ADD ("max-concurrent", test_max_concurrent);
   ADD ("many-at-once-in-order", test_many_at_once_in_order);
+  g_test_add ("/downloader/collected-not-listed-again/kept", Fixture, GINT_TO_POINTER (TRUE),
+              fixture_setup, test_collected_not_listed_again, fixture_teardown);
+  g_test_add ("/downloader/collected-not-listed-again/not-kept", Fixture,
+              GINT_TO_POINTER (FALSE), fixture_setup, test_collected_not_listed_again,
+              fixture_teardown);
+  ADD ("option-not-set-back", test_option_not_set_back);
   ADD ("cancel", test_cancel);
   ADD ("cancel-wait-only", test_cancel_wait_only);
   ADD ("resume/range", test_resume_range);
