@@ -1107,6 +1107,8 @@ sync_folder_after_rename (const char *path)
       folder->syncing = TRUE;
       covered = folder->renamed;
       g_mutex_unlock (&folder_sync_mutex);
+      if (bg_download_test_disk_hook != NULL)
+        bg_download_test_disk_hook ("sync-folder", 0, 0);
       if (fsync_dir (dir) != 0)
         saved_errno = errno;
       g_mutex_lock (&folder_sync_mutex);
@@ -1226,7 +1228,7 @@ publish_flush (PublishData  *data,
   return TRUE;
 }
 
-/* Step 1: rename the file into place without replacing anything, then fsync the folder.  The
+/* Step 1: rename the file into place without replacing anything (the folder's fsync follows).  The
  * name must still hold the very file that was written: something swapped in for it is never
  * published. */
 static gboolean
@@ -1278,16 +1280,40 @@ publish_rename (PublishData  *data,
       return FALSE;
     }
 
+  return TRUE;
+}
+
+/* Step 1, after the rename: fsync the folder.  This runs off the folder's queue, so that the
+ * next rename or partial file there does not wait for the disk, and so that the renames done
+ * meanwhile share one fsync. */
+static void
+publish_sync_folder (gpointer task_data,
+                     gpointer user_data)
+{
+  GTask *task = task_data;
+  PublishData *data = g_task_get_task_data (task);
+  int saved_errno;
+
   saved_errno = sync_folder_after_rename (data->destination);
   if (saved_errno != 0)
-    {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot flush the folder of “%s”: %s"), data->destination,
-                   g_strerror (saved_errno));
-      return FALSE;
-    }
+    g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                             _("Cannot flush the folder of “%s”: %s"), data->destination,
+                             g_strerror (saved_errno));
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
 
-  return TRUE;
+static GThreadPool *
+folder_sync_pool (void)
+{
+  static GThreadPool *pool;
+
+  if (g_once_init_enter (&pool))
+    g_once_init_leave (&pool, g_thread_pool_new (publish_sync_folder, NULL, -1, FALSE,
+                                                         NULL));
+
+  return pool;
 }
 
 static void
@@ -1306,6 +1332,8 @@ publish_thread (GTask        *task,
   ok = data->step == 0 ? publish_flush (data, &error) : publish_rename (data, &error);
   if (!ok)
     g_task_return_error (task, g_steal_pointer (&error));
+  else if (data->step == 1)
+    g_thread_pool_push (folder_sync_pool (), g_object_ref (task), NULL);
   else
     g_task_return_boolean (task, TRUE);
 }

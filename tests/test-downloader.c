@@ -2221,8 +2221,9 @@ test_slow_publish_not_a_stall (Fixture       *f,
  * only those: a download into another folder starts and publishes meanwhile. */
 static struct
 {
-  gint held;      /* the first rename is being held */
-  gint release;   /* let it go */
+  const char *step;     /* the step held: "rename" or "sync-folder" */
+  gint        held;     /* the first such step is being held */
+  gint        release;  /* let it go */
 } hung_folder;
 
 static void
@@ -2232,7 +2233,8 @@ hung_folder_hook (const char *step,
 {
   gint64 until;
 
-  if (!g_str_equal (step, "rename") || !g_atomic_int_compare_and_exchange (&hung_folder.held, 0, 1))
+  if (!g_str_equal (step, hung_folder.step) ||
+      !g_atomic_int_compare_and_exchange (&hung_folder.held, 0, 1))
     return;
 
   /* Held until the test lets it go, or for thirty seconds. */
@@ -2273,6 +2275,7 @@ test_hung_folder_holds_up_only_its_own (Fixture       *f,
   g_assert_cmpint (g_mkdir (folder_a, 0700), ==, 0);
   g_assert_cmpint (g_mkdir (folder_b, 0700), ==, 0);
   memset (&hung_folder, 0, sizeof hung_folder);
+  hung_folder.step = "rename";
   bg_download_test_disk_hook = hung_folder_hook;
 
   start_download (f, "/files/h.bin", dest_a, "into-a", NULL, &result_a);
@@ -2296,6 +2299,73 @@ test_hung_folder_holds_up_only_its_own (Fixture       *f,
   g_assert_no_error (error);
   g_assert_cmpint (bg_response_get_kind (response_a), ==, BG_RESPONSE_SUCCESS);
   assert_published_regular (dest_a, sha);
+}
+
+typedef struct
+{
+  const char *path;
+  gboolean    appeared;
+} FileCheck;
+
+static gboolean
+file_appeared_cb (gpointer data)
+{
+  FileCheck *check = data;
+
+  check->appeared = g_file_test (check->path, G_FILE_TEST_IS_REGULAR);
+
+  return !check->appeared;
+}
+
+/* A folder whose fsync is slow (a busy disk) does not hold up the next downloads into it: they
+ * make their partial files, and rename them into place, meanwhile.  Their results wait for a
+ * folder fsync that began after their renames. */
+static void
+test_slow_folder_sync_holds_up_no_rename (Fixture       *f,
+                                          gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "s.bin", 100000, 48);
+  g_autofree char *dest_a = dest_path (f, "s-a.bin");
+  g_autofree char *dest_b = dest_path (f, "s-b.bin");
+  g_autoptr(GAsyncResult) result_a = NULL;
+  g_autoptr(GAsyncResult) result_b = NULL;
+  g_autoptr(BgResponse) response_a = NULL;
+  g_autoptr(BgResponse) response_b = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean held = FALSE;
+  FileCheck check = { NULL, FALSE };
+
+  bg_test_skip_in_service_mode ("the disk hook is in this process");
+
+  memset (&hung_folder, 0, sizeof hung_folder);
+  hung_folder.step = "sync-folder";
+  bg_download_test_disk_hook = hung_folder_hook;
+
+  start_download (f, "/files/s.bin", dest_a, "sync-a", NULL, &result_a);
+  g_timeout_add (10, hung_folder_check_cb, &held);
+  bg_test_wait_for (&held, 30);
+  g_assert_true (g_file_test (dest_a, G_FILE_TEST_IS_REGULAR));
+
+  /* The same folder: the second file is renamed into place while the first fsync hangs. */
+  start_download (f, "/files/s.bin", dest_b, "sync-b", NULL, &result_b);
+  check.path = dest_b;
+  g_timeout_add (10, file_appeared_cb, &check);
+  bg_test_wait_for (&check.appeared, 20);
+  g_assert_null (result_a);
+  g_assert_null (result_b);
+
+  g_atomic_int_set (&hung_folder.release, 1);
+  bg_test_wait_for_result (&result_a, 30);
+  bg_test_wait_for_result (&result_b, 30);
+  bg_download_test_disk_hook = NULL;
+  response_a = bg_downloader_download_finish (f->downloader, result_a, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response_a), ==, BG_RESPONSE_SUCCESS);
+  response_b = bg_downloader_download_finish (f->downloader, result_b, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response_b), ==, BG_RESPONSE_SUCCESS);
+  assert_published_regular (dest_a, sha);
+  assert_published_regular (dest_b, sha);
 }
 
 /* --- What the published file and a failure leave behind ---------------------------------- */
@@ -3616,6 +3686,7 @@ main (int   argc,
   ADD ("slow-disk/late-write-after-retry", test_late_write_after_retry);
   ADD ("slow-disk/slow-publish-not-a-stall", test_slow_publish_not_a_stall);
   ADD ("slow-disk/hung-folder-holds-up-only-its-own", test_hung_folder_holds_up_only_its_own);
+  ADD ("slow-disk/slow-folder-sync-holds-up-no-rename", test_slow_folder_sync_holds_up_no_rename);
   ADD ("published-mode-follows-umask", test_published_mode_follows_umask);
   ADD ("folder-renamed-leaves-nothing", test_folder_renamed_leaves_nothing);
   ADD ("name-too-long", test_name_too_long);
