@@ -537,6 +537,21 @@ bg_http_copy_request_headers (SoupMessageHeaders *from,
 SoupSession *
 bg_http_default_session_new (void)
 {
+  g_autoptr(GTypeClass) session_class = NULL;
+
+  /* The session's class, and the socket address types it and a bus connection both need, are
+   * made before the proxy resolver below, whose GNOME module reads GSettings: dconf then
+   * connects to the session bus on a thread of its own, which registers those socket address
+   * types.  GLib 2.74 deadlocks when one thread, inside a class_init, waits for a type that
+   * another thread is registering, and that thread waits for the class_init lock to add an
+   * interface; the download of bench case 8 hung for good in about one start in thirty that
+   * way. */
+  g_type_ensure (G_TYPE_INET_SOCKET_ADDRESS);
+  g_type_ensure (G_TYPE_PROXY_ADDRESS);
+  g_type_ensure (G_TYPE_UNIX_SOCKET_ADDRESS);
+  g_type_ensure (G_TYPE_NETWORK_ADDRESS);
+  session_class = g_type_class_ref (SOUP_TYPE_SESSION);
+
   /* The default proxy resolver is the one libsoup would use anyway.  Asked for here, its GIO
    * module loads on this thread, not on a connection's worker thread, where a process that
    * exits meanwhile would find GObject half torn down. */

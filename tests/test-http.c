@@ -420,10 +420,93 @@ test_bus_task_times (void)
   g_assert_cmpint (g_date_time_get_microsecond (at), ==, 987654);
 }
 
+/* The default session is made as a process starts, when the proxy resolver's GIO module may
+ * start dconf's thread, which connects to the session bus and registers GIO's socket types as
+ * the session's class is made.  Many fresh processes make one each, with a private session bus
+ * (GSettings through dconf, when it is installed, whatever the suite's environment says): none
+ * may hang.  In GLib 2.74 about one start
+ * in thirty deadlocked in the type system before the session's class came first. */
+#define SESSION_STARTS 120
+
+static const char *test_program;
+
+static gboolean
+flag_set_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+child_exited_cb (GObject      *object,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_subprocess_wait_finish (G_SUBPROCESS (object), result, NULL);
+  *(gboolean *) user_data = TRUE;
+}
+
+static void
+test_default_session_starts (void)
+{
+  g_autoptr(GTestDBus) bus = g_test_dbus_new (G_TEST_DBUS_NONE);
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  guint hung = 0;
+
+  /* The launcher takes the environment as it is once the bus is up. */
+  g_test_dbus_up (bus);
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_assert_nonnull (g_subprocess_launcher_getenv (launcher, "DBUS_SESSION_BUS_ADDRESS"));
+  /* GSettings as on a desktop: the suite's memory backend starts no thread. */
+  g_subprocess_launcher_unsetenv (launcher, "GSETTINGS_BACKEND");
+
+  for (guint i = 0; i < SESSION_STARTS; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GSubprocess) child = NULL;
+      gboolean exited = FALSE, late = FALSE;
+      guint timeout;
+
+      child = g_subprocess_launcher_spawn (launcher, &error, test_program, "--make-session",
+                                           NULL);
+      g_assert_no_error (error);
+      g_subprocess_wait_async (child, NULL, child_exited_cb, &exited);
+      /* A start takes a few milliseconds; a deadlock never ends. */
+      timeout = g_timeout_add_seconds (5, flag_set_cb, &late);
+      while (!exited && !late)
+        g_main_context_iteration (NULL, TRUE);
+
+      if (!exited)
+        {
+          hung++;
+          g_subprocess_force_exit (child);
+          while (!exited)
+            g_main_context_iteration (NULL, TRUE);
+          continue;
+        }
+      g_source_remove (timeout);
+      g_assert_true (g_subprocess_get_if_exited (child));
+      g_assert_cmpint (g_subprocess_get_exit_status (child), ==, 0);
+    }
+
+  g_test_dbus_down (bus);
+  g_assert_cmpuint (hung, ==, 0);
+}
+
 int
 main (int   argc,
       char *argv[])
 {
+  /* The child of /http/default-session/starts. */
+  if (argc == 2 && g_str_equal (argv[1], "--make-session"))
+    {
+      g_autoptr(SoupSession) session = bg_http_default_session_new ();
+
+      return session != NULL ? 0 : 1;
+    }
+
+  test_program = argv[0];
   g_test_init (&argc, &argv, NULL);
 
   g_test_add_func ("/http/retry-after", test_retry_after);
@@ -438,6 +521,7 @@ main (int   argc,
   g_test_add_func ("/http/uri-schemes", test_uri_schemes);
   g_test_add_func ("/http/uri-hide-password", test_uri_hide_password);
   g_test_add_func ("/bus/task-times-keep-microseconds", test_bus_task_times);
+  g_test_add_func ("/http/default-session/starts", test_default_session_starts);
 
   return g_test_run ();
 }
