@@ -1228,9 +1228,9 @@ publish_flush (PublishData  *data,
   return TRUE;
 }
 
-/* Step 1: rename the file into place without replacing anything (the folder's fsync follows).  The
- * name must still hold the very file that was written: something swapped in for it is never
- * published. */
+/* Step 1: rename the file into place without replacing anything; the folder's fsync follows.
+ * The name must still hold the very file that was written: something swapped in for it is
+ * never published. */
 static gboolean
 publish_rename (PublishData  *data,
                 GError      **error)
@@ -1310,8 +1310,7 @@ folder_sync_pool (void)
   static GThreadPool *pool;
 
   if (g_once_init_enter (&pool))
-    g_once_init_leave (&pool, g_thread_pool_new (publish_sync_folder, NULL, -1, FALSE,
-                                                         NULL));
+    g_once_init_leave (&pool, g_thread_pool_new (publish_sync_folder, NULL, -1, FALSE, NULL));
 
   return pool;
 }

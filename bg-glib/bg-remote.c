@@ -231,7 +231,7 @@ set_options_reply_cb (GObject      *object,
 {
   g_autoptr(GVariant) reply = NULL;
 
-  /* As before: a refused option is set back by the service's next snapshot. */
+  /* An option the service refused stays as the app set it until the task's next snapshot. */
   reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, NULL);
   task_call_answered (user_data);
 }
