@@ -1967,6 +1967,24 @@ assert_published_regular (const char *dest,
   g_assert_cmpstr (got, ==, sha);
 }
 
+/* Waits for the download of @result, which must succeed, and checks the file it published. */
+static void
+assert_download_published (Fixture       *f,
+                           GAsyncResult **result,
+                           const char    *dest,
+                           const char    *sha)
+{
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GError) error = NULL;
+
+  bg_test_wait_for_result (result, 30);
+  response = bg_downloader_download_finish (f->downloader, *result, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  assert_published_regular (dest, sha);
+  g_clear_object (result);
+}
+
 static void
 test_planted_symlink_partial (Fixture       *f,
                               gconstpointer  data)
@@ -2265,9 +2283,6 @@ test_hung_folder_holds_up_only_its_own (Fixture       *f,
   g_autofree char *dest_b = g_build_filename (folder_b, "h.bin", NULL);
   g_autoptr(GAsyncResult) result_a = NULL;
   g_autoptr(GAsyncResult) result_b = NULL;
-  g_autoptr(BgResponse) response_a = NULL;
-  g_autoptr(BgResponse) response_b = NULL;
-  g_autoptr(GError) error = NULL;
   gboolean held = FALSE;
 
   bg_test_skip_in_service_mode ("the disk hook is in this process");
@@ -2284,21 +2299,13 @@ test_hung_folder_holds_up_only_its_own (Fixture       *f,
 
   /* The rename into a/ hangs; b/ is another folder. */
   start_download (f, "/files/h.bin", dest_b, "into-b", NULL, &result_b);
-  bg_test_wait_for_result (&result_b, 20);
-  response_b = bg_downloader_download_finish (f->downloader, result_b, &error);
-  g_assert_no_error (error);
-  g_assert_cmpint (bg_response_get_kind (response_b), ==, BG_RESPONSE_SUCCESS);
-  assert_published_regular (dest_b, sha);
+  assert_download_published (f, &result_b, dest_b, sha);
   g_assert_null (result_a);
   g_assert_false (g_file_test (dest_a, G_FILE_TEST_EXISTS));
 
   g_atomic_int_set (&hung_folder.release, 1);
-  bg_test_wait_for_result (&result_a, 30);
+  assert_download_published (f, &result_a, dest_a, sha);
   bg_download_test_disk_hook = NULL;
-  response_a = bg_downloader_download_finish (f->downloader, result_a, &error);
-  g_assert_no_error (error);
-  g_assert_cmpint (bg_response_get_kind (response_a), ==, BG_RESPONSE_SUCCESS);
-  assert_published_regular (dest_a, sha);
 }
 
 typedef struct
@@ -2329,9 +2336,6 @@ test_slow_folder_sync_holds_up_no_rename (Fixture       *f,
   g_autofree char *dest_b = dest_path (f, "s-b.bin");
   g_autoptr(GAsyncResult) result_a = NULL;
   g_autoptr(GAsyncResult) result_b = NULL;
-  g_autoptr(BgResponse) response_a = NULL;
-  g_autoptr(BgResponse) response_b = NULL;
-  g_autoptr(GError) error = NULL;
   gboolean held = FALSE;
   FileCheck check = { NULL, FALSE };
 
@@ -2355,17 +2359,9 @@ test_slow_folder_sync_holds_up_no_rename (Fixture       *f,
   g_assert_null (result_b);
 
   g_atomic_int_set (&hung_folder.release, 1);
-  bg_test_wait_for_result (&result_a, 30);
-  bg_test_wait_for_result (&result_b, 30);
+  assert_download_published (f, &result_a, dest_a, sha);
+  assert_download_published (f, &result_b, dest_b, sha);
   bg_download_test_disk_hook = NULL;
-  response_a = bg_downloader_download_finish (f->downloader, result_a, &error);
-  g_assert_no_error (error);
-  g_assert_cmpint (bg_response_get_kind (response_a), ==, BG_RESPONSE_SUCCESS);
-  response_b = bg_downloader_download_finish (f->downloader, result_b, &error);
-  g_assert_no_error (error);
-  g_assert_cmpint (bg_response_get_kind (response_b), ==, BG_RESPONSE_SUCCESS);
-  assert_published_regular (dest_a, sha);
-  assert_published_regular (dest_b, sha);
 }
 
 /* --- What the published file and a failure leave behind ---------------------------------- */
