@@ -66,6 +66,7 @@ struct _BgRemote
   GHashTable      *by_id;           /* identifier → BgTask, as listed */
   GHashTable      *collecting;      /* identifier → Collect calls not answered yet */
   GHashTable      *setting;         /* identifier → SetTaskOptions calls not answered yet */
+  GHashTable      *removing;        /* identifier → Cancel or Forget calls not caught up with */
   GList           *pending;         /* Pending */
   GQueue           incoming;        /* Incoming: the service's messages not taken in yet */
   GSource         *incoming_source;
@@ -174,8 +175,9 @@ static const char * const task_options[] = {
   "keep-credentials", "paused", "max-bandwidth", NULL,
 };
 
-/* A call about one task (Collect, SetTaskOptions) that the service has not answered yet.  The
- * snapshots the service sends until it answers may not show the call's effect yet. */
+/* A call about one task (Collect, SetTaskOptions, Cancel, Forget) that the service has not
+ * answered yet.  The snapshots the service sends until it answers may not show the call's
+ * effect yet. */
 typedef struct
 {
   GWeakRef    remote;
@@ -365,14 +367,16 @@ remote_apply (BgRemote     *self,
 
 /* A snapshot the service took before it had the Collect of the task's result, which this client
  * sent: the task it shows is the one collected here, not a new one of the same identifier,
- * whose snapshots can only come after the Collect's answer. */
+ * whose snapshots can only come after the Collect's answer.  Likewise a snapshot of a task this
+ * client cancelled or forgot, sent before the service had the call. */
 static gboolean
 remote_snapshot_is_stale (BgRemote     *self,
                           const char   *identifier,
                           GVariantDict *snapshot)
 {
-  return g_hash_table_contains (self->collecting, identifier) &&
-         !bg_bus_snapshot_dict_flag (snapshot, "collected");
+  return (g_hash_table_contains (self->collecting, identifier) &&
+          !bg_bus_snapshot_dict_flag (snapshot, "collected")) ||
+         g_hash_table_contains (self->removing, identifier);
 }
 
 /* One snapshot of a Changed. */
@@ -1634,6 +1638,32 @@ bg_remote_restore_finish (BgRemote      *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* The answer to a synchronous call comes before the messages the service sent ahead of it are
+ * taken in: they are still queued in the main context.  A ping sent after the call is answered
+ * after all of them, and the task's snapshots until then are old. */
+static void
+ping_reply_cb (GObject      *object,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GVariant) reply = NULL;
+
+  reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, NULL);
+  task_call_answered (user_data);
+}
+
+static void
+remote_removed_by_call (BgRemote   *self,
+                        const char *identifier)
+{
+  if (self->queue_path != NULL)
+    g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
+                            "org.freedesktop.DBus.Peer", "Ping", NULL, NULL,
+                            G_DBUS_CALL_FLAGS_NONE, -1, NULL, ping_reply_cb,
+                            task_call_new (self, self->removing, identifier));
+  remote_remove_task (self, identifier);
+}
+
 gboolean
 bg_remote_cancel (BgRemote    *self,
                   const char  *identifier,
@@ -1651,13 +1681,11 @@ bg_remote_cancel (BgRemote    *self,
   task = g_hash_table_lookup (self->by_id, identifier);
   if (task != NULL)
     {
-      g_object_ref (task);
       self->applying = TRUE;
       bg_task_set_state (task, BG_TASK_STATE_CANCELLED);
       self->applying = FALSE;
-      remote_remove_task (self, identifier);
-      g_object_unref (task);
     }
+  remote_removed_by_call (self, identifier);
 
   return TRUE;
 }
@@ -1674,7 +1702,7 @@ bg_remote_forget (BgRemote    *self,
   if (reply == NULL)
     return FALSE;
 
-  remote_remove_task (self, identifier);
+  remote_removed_by_call (self, identifier);
   return TRUE;
 }
 
@@ -1803,6 +1831,7 @@ bg_remote_finalize (GObject *object)
   g_clear_pointer (&self->by_id, g_hash_table_unref);
   g_clear_pointer (&self->collecting, g_hash_table_unref);
   g_clear_pointer (&self->setting, g_hash_table_unref);
+  g_clear_pointer (&self->removing, g_hash_table_unref);
   g_clear_object (&self->tasks);
 
   G_OBJECT_CLASS (bg_remote_parent_class)->finalize (object);
@@ -1835,4 +1864,5 @@ bg_remote_init (BgRemote *self)
   self->by_id = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->collecting = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->setting = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->removing = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 }

@@ -900,6 +900,91 @@ test_cancel (Fixture       *f,
   g_assert_error (error, BG_ERROR, BG_ERROR_NOT_FOUND);
 }
 
+/* Many running tasks are cancelled one after another: none comes back in the list, as it would
+ * if a snapshot the service sent before it had the Cancel were taken for a task to list. */
+static void
+relisted_cb (GListModel *model,
+             guint       position,
+             guint       removed,
+             guint       added,
+             GHashTable *cancelled)
+{
+  for (guint i = position; i < position + added; i++)
+    {
+      g_autoptr(BgTask) task = g_list_model_get_item (model, i);
+
+      if (g_hash_table_contains (cancelled, bg_task_get_identifier (task)))
+        g_error ("The cancelled task “%s” was listed again", bg_task_get_identifier (task));
+    }
+}
+
+static void
+test_cancelled_not_listed_again (Fixture       *f,
+                                 gconstpointer  data)
+{
+  enum { N = 24 };   /* fewer than the default session's connections to one host */
+  GAsyncResult *results[N] = { NULL, };
+  g_autoptr(GHashTable) cancelled = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                                           NULL);
+  GListModel *tasks = bg_task_queue_get_tasks (BG_TASK_QUEUE (f->downloader));
+  g_autoptr(GAsyncResult) restored = NULL;
+  g_autoptr(GError) restore_error = NULL;
+
+  /* Restored first: from then on, the service's snapshots of tasks not listed are listed. */
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
+  bg_test_wait_for_result (&restored, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, restored, &restore_error));
+  g_assert_no_error (restore_error);
+
+  bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), N);
+  /* A minute each at that rate: all of them still run when the cancels come. */
+  g_free (serve_file (f, "running.bin", 4 * MiB, 82));
+  for (guint i = 0; i < N; i++)
+    {
+      g_autofree char *dest = g_strdup_printf ("%s/running%u.bin", f->tmp, i);
+      g_autofree char *id = g_strdup_printf ("running%u", i);
+
+      start_download (f, "/files/running.bin?rate=65536", dest, id, NULL, &results[i]);
+    }
+  for (guint i = 0; i < N; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("running%u", i);
+
+      wait_for_bytes (f->downloader, id, 1);
+    }
+
+  /* Their progress goes on coming while they are cancelled, 5 ms apart. */
+  g_signal_connect (tasks, "items-changed", G_CALLBACK (relisted_cb), cancelled);
+  for (guint i = 0; i < N; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("running%u", i);
+      g_autoptr(GError) error = NULL;
+
+      g_hash_table_add (cancelled, g_strdup (id));
+      g_assert_true (bg_downloader_cancel (f->downloader, id, &error));
+      g_assert_no_error (error);
+      bg_test_run_for (5);
+    }
+  /* The service's batches of changes go out every 100 ms or so: let the last ones in. */
+  bg_test_run_for (400);
+  g_signal_handlers_disconnect_by_data (tasks, cancelled);
+
+  g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 0);
+  for (guint i = 0; i < N; i++)
+    {
+      g_autoptr(GError) error = NULL;
+
+      g_autoptr(BgResponse) response = NULL;
+
+      bg_test_wait_for_result (&results[i], 30);
+      response = bg_downloader_download_finish (f->downloader, results[i], &error);
+      g_assert_null (response);
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      g_clear_object (&results[i]);
+    }
+  g_assert_cmpuint (f->finished_count, ==, 0);
+}
+
 static void
 test_cancel_wait_only (Fixture       *f,
                        gconstpointer  data)
@@ -3657,6 +3742,7 @@ main (int   argc,
               fixture_teardown);
   ADD ("option-not-set-back", test_option_not_set_back);
   ADD ("cancel", test_cancel);
+  ADD ("cancelled-not-listed-again", test_cancelled_not_listed_again);
   ADD ("cancel-wait-only", test_cancel_wait_only);
   ADD ("resume/range", test_resume_range);
   ADD ("prepare-request/sees-attempt", test_prepare_sees_attempt);
