@@ -226,14 +226,16 @@ task_call_answered (TaskCall *call)
   g_free (call);
 }
 
+/* The answer to a TaskCall's call whose error, if any, is not told: an option the service
+ * refused stays as the app set it until the task's next snapshot, and a ping is only a
+ * marker. */
 static void
-set_options_reply_cb (GObject      *object,
-                      GAsyncResult *result,
-                      gpointer      user_data)
+task_call_reply_cb (GObject      *object,
+                    GAsyncResult *result,
+                    gpointer      user_data)
 {
   g_autoptr(GVariant) reply = NULL;
 
-  /* An option the service refused stays as the app set it until the task's next snapshot. */
   reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, NULL);
   task_call_answered (user_data);
 }
@@ -264,7 +266,7 @@ task_notify_cb (BgTask     *task,
   g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
                           BG_BUS_QUEUE_INTERFACE, "SetTaskOptions",
                           g_variant_new ("(sa{sv})", bg_task_get_identifier (task), &builder),
-                          NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, set_options_reply_cb,
+                          NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, task_call_reply_cb,
                           task_call_new (self, self->setting, bg_task_get_identifier (task)));
 }
 
@@ -1642,24 +1644,13 @@ bg_remote_restore_finish (BgRemote      *self,
  * taken in: they are still queued in the main context.  A ping sent after the call is answered
  * after all of them, and the task's snapshots until then are old. */
 static void
-ping_reply_cb (GObject      *object,
-               GAsyncResult *result,
-               gpointer      user_data)
-{
-  g_autoptr(GVariant) reply = NULL;
-
-  reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (object), result, NULL);
-  task_call_answered (user_data);
-}
-
-static void
 remote_removed_by_call (BgRemote   *self,
                         const char *identifier)
 {
   if (self->queue_path != NULL)
     g_dbus_connection_call (self->connection, self->bus_name, self->queue_path,
                             "org.freedesktop.DBus.Peer", "Ping", NULL, NULL,
-                            G_DBUS_CALL_FLAGS_NONE, -1, NULL, ping_reply_cb,
+                            G_DBUS_CALL_FLAGS_NONE, -1, NULL, task_call_reply_cb,
                             task_call_new (self, self->removing, identifier));
   remote_remove_task (self, identifier);
 }

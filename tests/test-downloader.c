@@ -683,6 +683,20 @@ test_many_at_once_in_order (Fixture       *f,
   g_signal_handlers_disconnect_by_data (f->downloader, seen);
 }
 
+/* Restores before anything else: from then on, in service mode, the service's snapshots of
+ * tasks not listed are listed. */
+static void
+restore_first (Fixture *f)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 30);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+}
+
 /* Each result is collected as it comes, with keep-finished on or off; no snapshot the service
  * sent before it heard of a Collect lists the task again as a new one, or announces it twice. */
 typedef struct
@@ -730,19 +744,13 @@ test_collected_not_listed_again (Fixture       *f,
   enum { N = 80 };
   gboolean keep = GPOINTER_TO_INT (data);
   GListModel *tasks = bg_task_queue_get_tasks (BG_TASK_QUEUE (f->downloader));
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
   CollectRace race = { f->downloader, NULL, NULL, N, FALSE };
   GHashTableIter iter;
   gpointer key, value;
 
   race.announced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   race.collected = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
-  /* Restored first: from then on, the service's snapshots of tasks not listed are listed. */
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
+  restore_first (f);
 
   bg_task_queue_set_keep_finished (BG_TASK_QUEUE (f->downloader), keep);
   bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 8);
@@ -927,15 +935,8 @@ test_cancelled_not_listed_again (Fixture       *f,
   g_autoptr(GHashTable) cancelled = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                                            NULL);
   GListModel *tasks = bg_task_queue_get_tasks (BG_TASK_QUEUE (f->downloader));
-  g_autoptr(GAsyncResult) restored = NULL;
-  g_autoptr(GError) restore_error = NULL;
 
-  /* Restored first: from then on, the service's snapshots of tasks not listed are listed. */
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
-  bg_test_wait_for_result (&restored, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, restored, &restore_error));
-  g_assert_no_error (restore_error);
-
+  restore_first (f);
   bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), N);
   /* A minute each at that rate: all of them still run when the cancels come. */
   g_free (serve_file (f, "running.bin", 4 * MiB, 82));
