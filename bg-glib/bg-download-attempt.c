@@ -818,8 +818,30 @@ typedef struct
   gint64        offset;
 } WriteData;
 
-/* Writes one buffer at its own offset, so that where it lands never depends on a shared file
- * position. */
+/* Writes @len bytes at @offset, so that where they land never depends on a shared file
+ * position.  Returns 0, or the errno of the write that failed. */
+static int
+pwrite_all (int           fd,
+            const guint8 *data,
+            gsize         len,
+            gint64        offset)
+{
+  gsize done = 0;
+
+  while (done < len)
+    {
+      gssize n = pwrite (fd, data + done, len - done, offset + done);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return errno;
+      done += n;
+    }
+
+  return 0;
+}
+
 static void
 write_thread (GTask        *task,
               gpointer      source_object,
@@ -827,30 +849,17 @@ write_thread (GTask        *task,
               GCancellable *cancellable)
 {
   WriteData *data = task_data;
-  gsize done = 0;
+  int saved_errno;
 
   if (bg_download_test_disk_hook != NULL)
     bg_download_test_disk_hook ("write", data->offset, data->len);
 
-  while (done < data->len)
-    {
-      gssize n = pwrite (data->fd, data->data + done, data->len - done, data->offset + done);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        {
-          int saved_errno = errno;
-
-          g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                                   _("Cannot write the partial file: %s"),
-                                   g_strerror (saved_errno));
-          return;
-        }
-      done += n;
-    }
-
-  g_task_return_boolean (task, TRUE);
+  saved_errno = pwrite_all (data->fd, data->data, data->len, data->offset);
+  if (saved_errno != 0)
+    g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                             _("Cannot write the partial file: %s"), g_strerror (saved_errno));
+  else
+    g_task_return_boolean (task, TRUE);
 }
 
 static void
@@ -924,8 +933,10 @@ pump (Download *self)
 
   now = g_get_monotonic_time ();
 
-  if (!self->writing && self->fill[self->cur] > 0 &&
-      (self->fill[self->cur] == BUFFER_SIZE || self->eof ||
+  /* At the end of the body the last buffer is written by the publish's first step, on the
+   * same trip to a worker as the file's fsync. */
+  if (!self->writing && self->fill[self->cur] > 0 && !self->eof &&
+      (self->fill[self->cur] == BUFFER_SIZE ||
        now - self->last_write_time >= CHECKPOINT_INTERVAL_USEC))
     start_write (self);
 
@@ -938,7 +949,7 @@ pump (Download *self)
   if (!self->eof && !self->reading && self->fill[self->cur] < BUFFER_SIZE)
     download_read (self);
 
-  if (self->eof && !self->writing && !self->flushing && self->fill[0] == 0 && self->fill[1] == 0)
+  if (self->eof && !self->writing && !self->flushing)
     maybe_publish (self);
 }
 
@@ -1144,6 +1155,8 @@ typedef struct
 {
   int           fd;
   gint64        size;
+  const guint8 *tail;       /* step 0: the body's last bytes, still to write before the fsync */
+  gsize         tail_len;
   char         *partial;
   char         *destination;
   char         *expected_sha256;
@@ -1201,13 +1214,29 @@ verify_sha256 (PublishData  *data,
   return TRUE;
 }
 
-/* Step 0: cut the file to its length, give it the mode the umask gives a new file (as curl -o
- * does), fsync it, and check its SHA-256 when the app gave one. */
+/* Step 0: write the body's last bytes, cut the file to its length, give it the mode the umask
+ * gives a new file (as curl -o does), fsync it, and check its SHA-256 when the app gave one. */
 static gboolean
 publish_flush (PublishData  *data,
                GError      **error)
 {
   struct stat st;
+  int saved_errno;
+
+  if (data->tail_len > 0)
+    {
+      if (bg_download_test_disk_hook != NULL)
+        bg_download_test_disk_hook ("write", data->size - data->tail_len, data->tail_len);
+
+      saved_errno = pwrite_all (data->fd, data->tail, data->tail_len,
+                                data->size - data->tail_len);
+      if (saved_errno != 0)
+        {
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                       _("Cannot write the partial file: %s"), g_strerror (saved_errno));
+          return FALSE;
+        }
+    }
 
   /* Most files have their length already: no truncate, which would dirty the inode again. */
   if (((fstat (data->fd, &st) != 0 || st.st_size != data->size) &&
@@ -1215,8 +1244,7 @@ publish_flush (PublishData  *data,
       fchmod (data->fd, 0666 & ~current_umask ()) != 0 ||
       fsync (data->fd) != 0)
     {
-      int saved_errno = errno;
-
+      saved_errno = errno;
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                    _("Cannot flush “%s”: %s"), data->partial, g_strerror (saved_errno));
       return FALSE;
@@ -1382,6 +1410,10 @@ publish_done_cb (GObject      *object,
     {
       BgStoreRecord *record = bg_job_get_record (self->job);
 
+      /* The last bytes are on disk with the rest. */
+      self->written = data->size;
+      self->fill[self->cur] = 0;
+
       /* Recorded, and committed, before the rename: a run that finds the partial file gone and
        * a destination of exactly this size knows the rename happened.  The write joins the
        * store's group commit with the other transfers' of this main-loop turn. */
@@ -1425,6 +1457,12 @@ publish_step (Download *self,
 
   data->fd = self->fd;
   data->size = self->written;
+  if (step == 0)
+    {
+      data->tail = self->buf[self->cur];
+      data->tail_len = self->fill[self->cur];
+      data->size += data->tail_len;
+    }
   data->partial = g_strdup (record->partial_path);
   data->destination = g_strdup (record->file_path);
   data->expected_sha256 = g_strdup (record->expected_sha256);
@@ -1444,16 +1482,18 @@ publish_step (Download *self,
 static void
 maybe_publish (Download *self)
 {
+  gint64 received = self->written + (gint64) self->fill[self->cur];
+
   g_assert (self->eof);
 
-  if (self->total >= 0 && self->written != self->total)
+  if (self->total >= 0 && received != self->total)
     {
       g_autoptr(GError) error = NULL;
       g_autoptr(BgResponse) response = NULL;
 
       error = g_error_new (G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT,
                            _("The server sent %lld bytes of %lld"),
-                           (long long) self->written, (long long) self->total);
+                           (long long) received, (long long) self->total);
       response = bg_job_make_response (self->job, BG_RESPONSE_RETRY, self->msg, NULL, error);
       download_finish (self, response);
       return;

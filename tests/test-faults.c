@@ -307,11 +307,15 @@ test_upload_faults (Fixture       *f,
 }
 
 /* A download into a small tmpfs that fills up: FAILED with a disk-full error, no partial file
- * left behind (a final failure removes it), and the database still consistent. */
+ * left behind (a final failure removes it), and the database still consistent.  @data is the
+ * tmpfs's size: 1 MiB fills up in the middle of the body; 3 MiB takes every byte but the last
+ * 17, which are written together with the file's fsync as it is published. */
 static void
 test_disk_full (Fixture       *f,
                 gconstpointer  data)
 {
+  const char *size = data;
+  g_autofree char *options = g_strdup_printf ("size=%s", size);
   g_autofree char *mnt = g_build_filename (f->tmp, "small", NULL);
   g_autofree char *dest = g_build_filename (mnt, "big.bin", NULL);
   g_autoptr(BgResponse) response = NULL;
@@ -324,7 +328,7 @@ test_disk_full (Fixture       *f,
     }
 
   g_assert_cmpint (g_mkdir (mnt, 0700), ==, 0);
-  if (mount ("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0)
+  if (mount ("tmpfs", mnt, "tmpfs", 0, options) != 0)
     {
       g_autofree char *reason = g_strdup_printf ("Cannot mount a tmpfs here: %s",
                                                  g_strerror (errno));
@@ -445,6 +449,8 @@ main (int   argc,
 
 #define ADD(path, func) \
   g_test_add ("/faults/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+#define ADD_WITH(path, data, func) \
+  g_test_add ("/faults/" path, Fixture, data, fixture_setup, func, fixture_teardown)
 
   ADD ("download", test_download_faults);
   ADD ("retry-after-forms", test_retry_after_forms);
@@ -452,10 +458,12 @@ main (int   argc,
   ADD ("gzip-range", test_gzip_range);
   ADD ("stall-timeout", test_stall_timeout);
   ADD ("upload", test_upload_faults);
-  ADD ("disk-full", test_disk_full);
+  ADD_WITH ("disk-full/in-the-body", "1m", test_disk_full);
+  ADD_WITH ("disk-full/last-bytes", "3m", test_disk_full);
   ADD ("hostile-arguments", test_hostile_arguments);
 
 #undef ADD
+#undef ADD_WITH
 
   return g_test_run ();
 }
