@@ -239,6 +239,58 @@ test_happy_path (Fixture       *f,
   g_assert_error (error, BG_ERROR, BG_ERROR_NOT_FOUND);
 }
 
+/* Bodies of every length around the 512 KiB buffers a download writes in, the last of which is
+ * written together with the file's fsync: each file arrives whole. */
+static void
+test_sizes_at_buffer_edges (Fixture       *f,
+                            gconstpointer  data)
+{
+  static const gsize sizes[] = { 0, 1, 512 * 1024 - 1, 512 * 1024, 512 * 1024 + 1, MiB + 1 };
+  enum { N = G_N_ELEMENTS (sizes) };
+  GAsyncResult *results[N] = { NULL, };
+  char *shas[N];
+
+  for (guint i = 0; i < N; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("edge%u.bin", i);
+
+      shas[i] = serve_file (f, name, sizes[i], 60 + i);
+    }
+
+  for (guint i = 0; i < N; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("edge%u.bin", i);
+      g_autofree char *path = g_strconcat ("/files/", name, NULL);
+      g_autofree char *dest = dest_path (f, name);
+
+      start_download (f, path, dest, name, NULL, &results[i]);
+    }
+
+  for (guint i = 0; i < N; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(BgResponse) response = NULL;
+      g_autofree char *path = NULL;
+      g_autofree char *got = NULL;
+      GStatBuf st;
+
+      bg_test_wait_for_result (&results[i], 60);
+      response = bg_downloader_download_finish (f->downloader, results[i], &error);
+      g_clear_object (&results[i]);
+      g_assert_no_error (error);
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+      path = g_file_get_path (bg_response_get_file (response));
+      got = bg_test_sha256_file (path);
+      g_assert_cmpstr (got, ==, shas[i]);
+      g_assert_cmpint (g_stat (path, &st), ==, 0);
+      g_assert_cmpint (st.st_size, ==, sizes[i]);
+    }
+
+  g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
+  for (guint i = 0; i < N; i++)
+    g_free (shas[i]);
+}
+
 static void
 count_items_changed (GListModel *model,
                      guint       position,
@@ -3728,6 +3780,7 @@ main (int   argc,
   g_test_add ("/downloader/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
   ADD ("happy-path", test_happy_path);
+  ADD ("sizes-at-buffer-edges", test_sizes_at_buffer_edges);
   ADD ("classification", test_classification);
   ADD ("keep-finished", test_keep_finished);
   ADD ("async-open-and-restore", test_async_open_and_restore);
