@@ -1,0 +1,249 @@
+/* bench-floor.c: the least a durable download of many small files costs through libsoup
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Usage: bench-floor LIST FOLDER [MAX-CONCURRENT]
+ *
+ * LIST holds one http:// URL per line, as for bench-many.  Each one is fetched through one
+ * SoupSession, MAX-CONCURRENT (8) at a time, its body kept in memory; a worker thread then does
+ * what any download that survives a power cut must do before it calls the file done: write it
+ * under a temporary name in FOLDER, fsync it, rename it to the last segment of its URL without
+ * replacing anything, and fsync the folder.  Nothing else: no database, no resume, no checks of
+ * what is on the disk, no progress.  bench/run calls it in case 4, next to bench-many, to show
+ * how much of bg-glib's time any durable client on libsoup would pay.  Exits 0 when every file
+ * was published, 1 when any was not (named on stderr), 64 on a usage error.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <libsoup/soup.h>
+
+typedef struct
+{
+  SoupSession *session;
+  GMainLoop   *loop;
+  GStrv        urls;
+  const char  *folder;
+  guint        next;
+  guint        running;
+  guint        max_running;
+  guint        failed;
+} State;
+
+typedef struct
+{
+  State  *state;
+  char   *url;
+  char   *path;
+  GBytes *body;
+} Fetch;
+
+static void start_more (State *state);
+
+static void
+fetch_free (Fetch *fetch)
+{
+  g_free (fetch->url);
+  g_free (fetch->path);
+  g_clear_pointer (&fetch->body, g_bytes_unref);
+  g_free (fetch);
+}
+
+static int
+fsync_folder (const char *folder)
+{
+  int fd = open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int ret;
+
+  if (fd < 0)
+    return -1;
+  ret = fsync (fd);
+  close (fd);
+
+  return ret;
+}
+
+/* Write, fsync, rename without replacing, fsync the folder. */
+static void
+publish_thread (GTask        *task,
+                gpointer      source_object,
+                gpointer      task_data,
+                GCancellable *cancellable)
+{
+  Fetch *fetch = task_data;
+  g_autofree char *folder = g_path_get_dirname (fetch->path);
+  g_autofree char *temporary = g_strconcat (fetch->path, ".part", NULL);
+  gsize size;
+  const guint8 *data = g_bytes_get_data (fetch->body, &size);
+  gsize done = 0;
+  int fd;
+
+  fd = open (temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    goto failed;
+  while (done < size)
+    {
+      gssize n = write (fd, data + done, size - done);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          close (fd);
+          goto failed;
+        }
+      done += n;
+    }
+  if (fsync (fd) != 0)
+    {
+      close (fd);
+      goto failed;
+    }
+  close (fd);
+  if (renameat2 (AT_FDCWD, temporary, AT_FDCWD, fetch->path, RENAME_NOREPLACE) != 0)
+    {
+      int saved_errno = errno;
+
+      unlink (temporary);
+      errno = saved_errno;
+      goto failed;
+    }
+  if (fsync_folder (folder) != 0)
+    goto failed;
+
+  g_task_return_boolean (task, TRUE);
+  return;
+
+failed:
+  g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s",
+                           fetch->path, g_strerror (errno));
+}
+
+static void
+published_cb (GObject      *object,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  State *state = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_printerr ("bench-floor: %s\n", error->message);
+      state->failed++;
+    }
+
+  state->running--;
+  start_more (state);
+}
+
+static void
+fetched_cb (GObject      *object,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Fetch *fetch = user_data;
+  State *state = fetch->state;
+  SoupMessage *msg = soup_session_get_async_result_message (state->session, result);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GTask) task = NULL;
+
+  fetch->body = soup_session_send_and_read_finish (state->session, result, &error);
+  if (fetch->body == NULL || !SOUP_STATUS_IS_SUCCESSFUL (soup_message_get_status (msg)))
+    {
+      g_printerr ("bench-floor: %s: %s\n", fetch->url,
+                  error != NULL ? error->message : soup_message_get_reason_phrase (msg));
+      fetch_free (fetch);
+      state->failed++;
+      state->running--;
+      start_more (state);
+      return;
+    }
+
+  task = g_task_new (NULL, NULL, published_cb, state);
+  g_task_set_task_data (task, fetch, (GDestroyNotify) fetch_free);
+  g_task_run_in_thread (task, publish_thread);
+}
+
+static void
+start_more (State *state)
+{
+  while (state->running < state->max_running && state->urls[state->next] != NULL)
+    {
+      const char *url = g_strstrip (state->urls[state->next++]);
+      g_autoptr(SoupMessage) msg = NULL;
+      g_autofree char *basename = NULL;
+      Fetch *fetch;
+
+      if (*url == '\0')
+        continue;
+
+      msg = soup_message_new ("GET", url);
+      if (msg == NULL)
+        {
+          g_printerr ("bench-floor: not a URL: %s\n", url);
+          state->failed++;
+          continue;
+        }
+
+      basename = g_path_get_basename (g_uri_get_path (soup_message_get_uri (msg)));
+      fetch = g_new0 (Fetch, 1);
+      fetch->state = state;
+      fetch->url = g_strdup (url);
+      fetch->path = g_build_filename (state->folder, basename, NULL);
+      state->running++;
+      soup_session_send_and_read_async (state->session, msg, G_PRIORITY_DEFAULT, NULL,
+                                        fetched_cb, fetch);
+    }
+
+  if (state->running == 0 && state->urls[state->next] == NULL)
+    g_main_loop_quit (state->loop);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  g_autoptr(SoupSession) session = NULL;
+  g_autoptr(GMainLoop) loop = NULL;
+  g_auto(GStrv) urls = NULL;
+  State state = { 0 };
+
+  if (argc < 3 || argc > 4)
+    {
+      g_printerr ("Usage: %s LIST FOLDER [MAX-CONCURRENT]\n", argv[0]);
+      return 64;
+    }
+  if (!g_file_get_contents (argv[1], &contents, NULL, &error))
+    {
+      g_printerr ("bench-floor: %s\n", error->message);
+      return 64;
+    }
+
+  urls = g_strsplit (contents, "\n", -1);
+  session = soup_session_new_with_options ("max-conns-per-host", 32, "timeout", 0, NULL);
+  loop = g_main_loop_new (NULL, FALSE);
+
+  state.session = session;
+  state.loop = loop;
+  state.urls = urls;
+  state.folder = argv[2];
+  state.max_running = argc == 4 ? (guint) strtoul (argv[3], NULL, 10) : 8;
+  if (state.max_running == 0)
+    {
+      g_printerr ("bench-floor: MAX-CONCURRENT must be at least 1\n");
+      return 64;
+    }
+
+  start_more (&state);
+  if (state.running > 0)
+    g_main_loop_run (loop);
+
+  return state.failed > 0 ? 1 : 0;
+}
