@@ -2,14 +2,16 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Usage: bench-floor LIST FOLDER [MAX-CONCURRENT]
+ * Usage: bench-floor [--ca FILE] LIST FOLDER [MAX-CONCURRENT]
  *
- * LIST holds one http:// URL per line, as for bench-many.  Each one is fetched through one
+ * LIST holds one http:// or https:// URL per line, as for bench-many, and --ca names the CA
+ * certificates (PEM) the session trusts for https:// (HTTP/2 when the server offers it).  Each
+ * URL is fetched through one
  * SoupSession, MAX-CONCURRENT (8) at a time, its body kept in memory; a worker thread then does
  * what any download that survives a power cut must do before it calls the file done: write it
  * under a temporary name in FOLDER, fsync it, rename it to the last segment of its URL without
  * replacing anything, and fsync the folder.  Nothing else: no database, no resume, no checks of
- * what is on the disk, no progress.  bench/run calls it in case 4, next to bench-many, to show
+ * what is on the disk, no progress.  bench/run calls it in cases 4 and 12, next to bench-many, to show
  * how much of bg-glib's time any durable client on libsoup would pay.  Exits 0 when every file
  * was published, 1 when any was not (named on stderr), 64 on a usage error.
  */
@@ -209,15 +211,30 @@ main (int   argc,
       char *argv[])
 {
   g_autoptr(GError) error = NULL;
+  g_autoptr(GOptionContext) context = NULL;
+  g_autofree char *ca_path = NULL;
   g_autofree char *contents = NULL;
   g_autoptr(SoupSession) session = NULL;
   g_autoptr(GMainLoop) loop = NULL;
   g_auto(GStrv) urls = NULL;
   State state = { 0 };
 
+  const GOptionEntry entries[] = {
+    { "ca", 0, 0, G_OPTION_ARG_FILENAME, &ca_path,
+      "Trust the CA certificates in FILE (PEM) for https:// URLs", "FILE" },
+    { NULL }
+  };
+
+  context = g_option_context_new ("LIST FOLDER [MAX-CONCURRENT]");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("bench-floor: %s\n", error->message);
+      return 64;
+    }
   if (argc < 3 || argc > 4)
     {
-      g_printerr ("Usage: %s LIST FOLDER [MAX-CONCURRENT]\n", argv[0]);
+      g_printerr ("Usage: %s [--ca FILE] LIST FOLDER [MAX-CONCURRENT]\n", argv[0]);
       return 64;
     }
   if (!g_file_get_contents (argv[1], &contents, NULL, &error))
@@ -228,6 +245,18 @@ main (int   argc,
 
   urls = g_strsplit (contents, "\n", -1);
   session = soup_session_new_with_options ("max-conns-per-host", 32, "timeout", 0, NULL);
+  if (ca_path != NULL)
+    {
+      g_autofree char *absolute = g_canonicalize_filename (ca_path, NULL);
+      g_autoptr(GTlsDatabase) db = g_tls_file_database_new (absolute, &error);
+
+      if (db == NULL)
+        {
+          g_printerr ("bench-floor: %s: %s\n", ca_path, error->message);
+          return 64;
+        }
+      soup_session_set_tls_database (session, db);
+    }
   loop = g_main_loop_new (NULL, FALSE);
 
   state.session = session;
