@@ -130,6 +130,20 @@ download (Fixture    *f,
   return bg_test_download (f->downloader, f->server, path_and_query, dest, identifier, 120);
 }
 
+/* Restores the fixture's downloader and waits until it has.  In service mode the service's
+ * snapshots of tasks not listed yet are listed from then on. */
+static void
+restore_queue (Fixture *f)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 60);
+  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
+  g_assert_no_error (error);
+}
+
 static void
 count_notify (BgTask     *task,
               GParamSpec *pspec,
@@ -344,8 +358,6 @@ static void
 test_restore_one_change (Fixture       *f,
                          gconstpointer  data)
 {
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
   GAsyncResult *pending[5] = { NULL, };
   guint changes = 0;
 
@@ -370,10 +382,7 @@ test_restore_one_change (Fixture       *f,
   f->downloader = open_downloader (f);
   g_signal_connect (bg_downloader_get_tasks (f->downloader), "items-changed",
                     G_CALLBACK (count_items_changed), &changes);
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
   g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 5);
   g_assert_cmpuint (changes, ==, 1);
   g_assert_false (G_IS_LIST_STORE (bg_downloader_get_tasks (f->downloader)));
@@ -735,20 +744,6 @@ test_many_at_once_in_order (Fixture       *f,
   g_signal_handlers_disconnect_by_data (f->downloader, seen);
 }
 
-/* Restores before anything else: from then on, in service mode, the service's snapshots of
- * tasks not listed are listed. */
-static void
-restore_first (Fixture *f)
-{
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
-
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
-}
-
 /* Each result is collected as it comes, with keep-finished on or off; no snapshot the service
  * sent before it heard of a Collect lists the task again as a new one, or announces it twice. */
 typedef struct
@@ -802,7 +797,7 @@ test_collected_not_listed_again (Fixture       *f,
 
   race.announced = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   race.collected = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
-  restore_first (f);
+  restore_queue (f);
 
   bg_task_queue_set_keep_finished (BG_TASK_QUEUE (f->downloader), keep);
   bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 8);
@@ -988,7 +983,7 @@ test_cancelled_not_listed_again (Fixture       *f,
                                                            NULL);
   GListModel *tasks = bg_task_queue_get_tasks (BG_TASK_QUEUE (f->downloader));
 
-  restore_first (f);
+  restore_queue (f);
   bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), N);
   /* A minute each at that rate: all of them still run when the cancels come. */
   g_free (serve_file (f, "running.bin", 4 * MiB, 82));
@@ -1247,7 +1242,6 @@ test_416_complete (Fixture       *f,
   g_autofree char *contents = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(BgResponse) response = NULL;
-  g_autoptr(GAsyncResult) result = NULL;
   g_autofree char *got = NULL;
   gsize len;
 
@@ -1297,10 +1291,7 @@ test_416_complete (Fixture       *f,
     g_assert_no_error (error);
   }
   f->downloader = open_downloader (f);
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
 
   while (f->finished_count == 0)
     g_main_context_iteration (NULL, TRUE);
@@ -1380,8 +1371,6 @@ static void
 test_restore_many_in_slices (Fixture       *f,
                              gconstpointer  data)
 {
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
   ManyChanges changes = { f, 0, 0, NULL };
   GListModel *tasks;
   const guint count = 3500;
@@ -1394,10 +1383,7 @@ test_restore_many_in_slices (Fixture       *f,
   tasks = bg_downloader_get_tasks (f->downloader);
   g_signal_connect (tasks, "items-changed", G_CALLBACK (many_changed_cb), &changes);
 
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 60);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
   g_signal_handlers_disconnect_by_data (tasks, &changes);
 
   g_assert_cmpuint (changes.changes, >, 1);
@@ -1420,7 +1406,6 @@ static void
 test_cancel_while_restoring (Fixture       *f,
                              gconstpointer  data)
 {
-  g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(BgStore) store = NULL;
   g_autoptr(BgStoreRecord) record = NULL;
@@ -1436,10 +1421,7 @@ test_cancel_while_restoring (Fixture       *f,
   tasks = bg_downloader_get_tasks (f->downloader);
   g_signal_connect (tasks, "items-changed", G_CALLBACK (many_changed_cb), &changes);
 
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 60);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
   g_signal_handlers_disconnect_by_data (tasks, &changes);
 
   g_assert_null (bg_downloader_lookup_task (f->downloader, "many/002400"));
@@ -1493,10 +1475,7 @@ test_queued_cancel_restored (Fixture       *f,
   start_download (f, "/files/cut.bin?rate=500000", blocker_dest, "blocker", NULL,
                   &blocker_result);
   wait_for_bytes (f->downloader, "blocker", 1);
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
-  bg_test_wait_for_result (&restored, 60);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, restored, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
 
   task = bg_downloader_lookup_task (f->downloader, "cut");
   g_assert_nonnull (task);
@@ -1707,7 +1686,6 @@ test_kill_and_restore (Fixture       *f,
   g_autoptr(GSubprocess) helper = NULL;
   g_autoptr(GDataInputStream) out = NULL;
   g_autoptr(GError) error = NULL;
-  g_autoptr(GAsyncResult) result = NULL;
   g_autofree char *got = NULL;
   gint64 served;
 
@@ -1741,10 +1719,7 @@ test_kill_and_restore (Fixture       *f,
 
   /* A new process carries it on. */
   f->downloader = open_downloader (f);
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
   g_assert_cmpuint (g_list_model_get_n_items (bg_downloader_get_tasks (f->downloader)), ==, 1);
 
   while (f->finished_count == 0)
@@ -1963,10 +1938,7 @@ test_kill_after_batch_announced (Fixture       *f,
 
   /* Each record left is announced once more (a result not yet collected) or finishes now. */
   f->downloader = open_downloader (f);
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
   {
     gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
 
@@ -2199,7 +2171,6 @@ test_swapped_partial_after_kill (Fixture       *f,
   g_autoptr(GSubprocess) helper = NULL;
   g_autoptr(GDataInputStream) out = NULL;
   g_autoptr(GError) error = NULL;
-  g_autoptr(GAsyncResult) result = NULL;
   g_autofree char *after = NULL;
   GListModel *tasks;
   g_autoptr(BgTask) task = NULL;
@@ -2232,10 +2203,7 @@ test_swapped_partial_after_kill (Fixture       *f,
   g_assert_cmpint (symlink (victim, partial), ==, 0);
 
   f->downloader = open_downloader (f);
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
   tasks = bg_downloader_get_tasks (f->downloader);
   g_assert_cmpuint (g_list_model_get_n_items (tasks), ==, 1);
   task = g_list_model_get_item (tasks, 0);
@@ -2788,18 +2756,6 @@ wait_for_credentials_wait (BgTask *task)
 }
 
 static void
-restore (Fixture *f)
-{
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GError) error = NULL;
-
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, result, &error));
-  g_assert_no_error (error);
-}
-
-static void
 wait_for_finished (Fixture *f,
                    guint    count)
 {
@@ -2960,7 +2916,7 @@ test_credentials_lost_on_restart (Fixture       *f,
   f->downloader = open_downloader (f);
   id = g_signal_connect (f->downloader, "prepare-request", G_CALLBACK (count_prepare_cb),
                          &prepared);
-  restore (f);
+  restore_queue (f);
   task_h = lookup_task (f, "h");
   task_p = lookup_task (f, "p");
   wait_for_credentials_wait (task_h);
@@ -3036,7 +2992,7 @@ test_credentials_kept (Fixture       *f,
   g_assert_true (bg_test_database_contains (f->db, URL_SECRET));
 
   f->downloader = open_downloader (f);
-  restore (f);
+  restore_queue (f);
   task_h = lookup_task (f, "h");
   task = lookup_task (f, "p");
   g_assert_true (bg_task_get_keep_credentials (task));
@@ -3088,7 +3044,7 @@ test_credentials_scrubbed_from_old_record (Fixture       *f,
   }
 
   f->downloader = open_downloader (f);
-  restore (f);
+  restore_queue (f);
   loaded = bg_store_lookup (bg_engine_get_store (bg_downloader_get_engine (f->downloader)),
                             BG_TASK_KIND_DOWNLOAD, "old", &error);
   g_assert_no_error (error);
@@ -3135,7 +3091,6 @@ test_finalized_while_busy (Fixture       *f,
   g_autofree char *sha = serve_file (f, "busy.bin", 8 * MiB, 60);
   g_autofree char *dest = dest_path (f, "busy.bin");
   g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GAsyncResult) restored = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(BgResponse) response = NULL;
   g_autofree char *partial = NULL;
@@ -3170,10 +3125,7 @@ test_finalized_while_busy (Fixture       *f,
 
   /* The task is still in the database, and goes on from its checkpoint. */
   f->downloader = open_downloader (f);
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
-  bg_test_wait_for_result (&restored, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, restored, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
   while (f->finished_count == 0)
     g_main_context_iteration (NULL, TRUE);
   g_assert_cmpint (bg_response_get_kind (f->last_finished), ==, BG_RESPONSE_SUCCESS);
@@ -3667,8 +3619,6 @@ test_bandwidth_restored (Fixture       *f,
   g_autofree char *sha = serve_file (f, "kept.bin", 4 * MiB, 74);
   g_autofree char *dest = dest_path (f, "kept.bin");
   g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GAsyncResult) restored = NULL;
-  g_autoptr(GError) error = NULL;
   g_autoptr(BgResponse) response = NULL;
   BgTask *task;
   g_autofree char *got = NULL;
@@ -3682,10 +3632,7 @@ test_bandwidth_restored (Fixture       *f,
   g_clear_object (&f->downloader);
 
   f->downloader = open_downloader (f);
-  bg_downloader_restore_async (f->downloader, NULL, bg_test_store_result_cb, &restored);
-  bg_test_wait_for_result (&restored, 30);
-  g_assert_true (bg_downloader_restore_finish (f->downloader, restored, &error));
-  g_assert_no_error (error);
+  restore_queue (f);
   task = bg_downloader_lookup_task (f->downloader, "kept");
   g_assert_nonnull (task);
   g_assert_cmpuint (bg_task_get_max_bandwidth (task), ==, 200 * 1000);
