@@ -24,6 +24,8 @@
 
 #include <libsoup/soup.h>
 
+#include "bench-list.h"
+
 typedef struct
 {
   SoupSession *session;
@@ -211,44 +213,20 @@ main (int   argc,
       char *argv[])
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GOptionContext) context = NULL;
   g_autofree char *ca_path = NULL;
-  g_autofree char *contents = NULL;
   g_autoptr(SoupSession) session = NULL;
   g_autoptr(GMainLoop) loop = NULL;
   g_auto(GStrv) urls = NULL;
   State state = { 0 };
 
-  const GOptionEntry entries[] = {
-    { "ca", 0, 0, G_OPTION_ARG_FILENAME, &ca_path,
-      "Trust the CA certificates in FILE (PEM) for https:// URLs", "FILE" },
-    { NULL }
-  };
-
-  context = g_option_context_new ("LIST FOLDER [MAX-CONCURRENT]");
-  g_option_context_add_main_entries (context, entries, NULL);
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      g_printerr ("bench-floor: %s\n", error->message);
-      return 64;
-    }
-  if (argc < 3 || argc > 4)
-    {
-      g_printerr ("Usage: %s [--ca FILE] LIST FOLDER [MAX-CONCURRENT]\n", argv[0]);
-      return 64;
-    }
-  if (!g_file_get_contents (argv[1], &contents, NULL, &error))
-    {
-      g_printerr ("bench-floor: %s\n", error->message);
-      return 64;
-    }
-
-  urls = g_strsplit (contents, "\n", -1);
+  urls = bench_list_parse ("bench-floor", "LIST FOLDER [MAX-CONCURRENT]", 2, &argc, &argv,
+                           &ca_path, &state.max_running);
+  if (urls == NULL)
+    return 64;
   session = soup_session_new_with_options ("max-conns-per-host", 32, "timeout", 0, NULL);
   if (ca_path != NULL)
     {
-      g_autofree char *absolute = g_canonicalize_filename (ca_path, NULL);
-      g_autoptr(GTlsDatabase) db = g_tls_file_database_new (absolute, &error);
+      g_autoptr(GTlsDatabase) db = bench_list_tls_database (ca_path, &error);
 
       if (db == NULL)
         {
@@ -263,12 +241,6 @@ main (int   argc,
   state.loop = loop;
   state.urls = urls;
   state.folder = argv[2];
-  state.max_running = argc == 4 ? (guint) strtoul (argv[3], NULL, 10) : 8;
-  if (state.max_running == 0)
-    {
-      g_printerr ("bench-floor: MAX-CONCURRENT must be at least 1\n");
-      return 64;
-    }
 
   start_more (&state);
   if (state.running > 0)

@@ -18,6 +18,8 @@
 
 #include <bg-glib.h>
 
+#include "bench-list.h"
+
 typedef struct
 {
   GMainLoop *loop;
@@ -72,12 +74,9 @@ static SoupSession *
 session_trusting (const char  *ca_path,
                   GError     **error)
 {
-  g_autoptr(GTlsDatabase) db = NULL;
-  g_autofree char *absolute = g_canonicalize_filename (ca_path, NULL);
+  g_autoptr(GTlsDatabase) db = bench_list_tls_database (ca_path, error);
   SoupSession *session;
 
-  /* GTlsFileDatabase wants an absolute path. */
-  db = g_tls_file_database_new (absolute, error);
   if (db == NULL)
     return NULL;
 
@@ -96,45 +95,20 @@ main (int   argc,
       char *argv[])
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GOptionContext) context = NULL;
   g_autofree char *ca_path = NULL;
   g_autoptr(SoupSession) session = NULL;
   g_autoptr(BgDownloader) downloader = NULL;
   g_autoptr(GMainLoop) loop = NULL;
-  g_autofree char *contents = NULL;
   g_auto(GStrv) lines = NULL;
   State state = { 0 };
-  guint max_concurrent = 8;
+  guint max_concurrent;
   gint64 start;
   double seconds;
 
-  const GOptionEntry entries[] = {
-    { "ca", 0, 0, G_OPTION_ARG_FILENAME, &ca_path,
-      "Trust the CA certificates in FILE (PEM) for https:// URLs", "FILE" },
-    { NULL }
-  };
-
-  context = g_option_context_new ("LIST FOLDER DATABASE [MAX-CONCURRENT]");
-  g_option_context_add_main_entries (context, entries, NULL);
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      g_printerr ("bench-many: %s\n", error->message);
-      return 64;
-    }
-  if (argc < 4 || argc > 5)
-    {
-      g_printerr ("Usage: %s [--ca FILE] LIST FOLDER DATABASE [MAX-CONCURRENT]\n", argv[0]);
-      return 64;
-    }
-  if (argc == 5)
-    max_concurrent = (guint) strtoul (argv[4], NULL, 10);
-
-  if (!g_file_get_contents (argv[1], &contents, NULL, &error))
-    {
-      g_printerr ("bench-many: %s\n", error->message);
-      return 64;
-    }
-  lines = g_strsplit (contents, "\n", -1);
+  lines = bench_list_parse ("bench-many", "LIST FOLDER DATABASE [MAX-CONCURRENT]", 3, &argc,
+                            &argv, &ca_path, &max_concurrent);
+  if (lines == NULL)
+    return 64;
 
   if (ca_path != NULL)
     {
