@@ -121,6 +121,24 @@ start_download (Fixture      *f,
                           cancellable, result);
 }
 
+/* Starts @n downloads of @path_and_query, each under its own identifier NAME0, NAME1... into
+ * NAME0.bin, NAME1.bin... in the fixture's folder; @results[i] is set when the i-th ends. */
+static void
+start_numbered (Fixture       *f,
+                const char    *path_and_query,
+                const char    *name,
+                guint          n,
+                GAsyncResult **results)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *dest = g_strdup_printf ("%s/%s%u.bin", f->tmp, name, i);
+      g_autofree char *id = g_strdup_printf ("%s%u", name, i);
+
+      start_download (f, path_and_query, dest, id, NULL, &results[i]);
+    }
+}
+
 static BgResponse *
 download (Fixture    *f,
           const char *path_and_query,
@@ -599,13 +617,7 @@ test_max_concurrent (Fixture       *f,
   bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), 2);
   g_free (serve_file (f, "m.bin", 4096, 4));
 
-  for (guint i = 0; i < G_N_ELEMENTS (results); i++)
-    {
-      g_autofree char *dest = g_strdup_printf ("%s/m%u.bin", f->tmp, i);
-      g_autofree char *id = g_strdup_printf ("m%u", i);
-
-      start_download (f, "/files/m.bin?delay=300", dest, id, NULL, &results[i]);
-    }
+  start_numbered (f, "/files/m.bin?delay=300", "m", G_N_ELEMENTS (results), results);
 
   for (guint i = 0; i < G_N_ELEMENTS (results); i++)
     {
@@ -702,13 +714,7 @@ test_many_at_once_in_order (Fixture       *f,
   g_signal_connect (f->downloader, "task-finished", G_CALLBACK (many_finished_cb), seen);
 
   /* About half a second each, so that their progress comes in several batches. */
-  for (guint i = 0; i < N; i++)
-    {
-      g_autofree char *dest = g_strdup_printf ("%s/many%u.bin", f->tmp, i);
-      g_autofree char *id = g_strdup_printf ("many%u", i);
-
-      start_download (f, "/files/many.bin?rate=131072", dest, id, NULL, &results[i]);
-    }
+  start_numbered (f, "/files/many.bin?rate=131072", "many", N, results);
 
   for (guint i = 0; i < N; i++)
     {
@@ -987,13 +993,7 @@ test_cancelled_not_listed_again (Fixture       *f,
   bg_task_queue_set_max_concurrent (BG_TASK_QUEUE (f->downloader), N);
   /* A minute each at that rate: all of them still run when the cancels come. */
   g_free (serve_file (f, "running.bin", 4 * MiB, 82));
-  for (guint i = 0; i < N; i++)
-    {
-      g_autofree char *dest = g_strdup_printf ("%s/running%u.bin", f->tmp, i);
-      g_autofree char *id = g_strdup_printf ("running%u", i);
-
-      start_download (f, "/files/running.bin?rate=65536", dest, id, NULL, &results[i]);
-    }
+  start_numbered (f, "/files/running.bin?rate=65536", "running", N, results);
   for (guint i = 0; i < N; i++)
     {
       g_autofree char *id = g_strdup_printf ("running%u", i);
