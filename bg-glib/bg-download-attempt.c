@@ -1053,18 +1053,20 @@ download_read (Download *self)
 
 /* --- Publishing ---------------------------------------------------------------------------- */
 
+/* Returns 0, or the errno of the open or fsync that failed (close() cannot change it). */
 static int
 fsync_dir (const char *dir)
 {
   int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int ret;
+  int saved_errno = 0;
 
   if (fd < 0)
-    return -1;
-  ret = fsync (fd);
+    return errno;
+  if (fsync (fd) != 0)
+    saved_errno = errno;
   close (fd);
 
-  return ret;
+  return saved_errno;
 }
 
 /* One folder fsync covers every rename into that folder done before it started.  So the
@@ -1120,8 +1122,7 @@ sync_folder_after_rename (const char *path)
       g_mutex_unlock (&folder_sync_mutex);
       if (bg_download_test_disk_hook != NULL)
         bg_download_test_disk_hook ("sync-folder", 0, 0);
-      if (fsync_dir (dir) != 0)
-        saved_errno = errno;
+      saved_errno = fsync_dir (dir);
       g_mutex_lock (&folder_sync_mutex);
       folder->syncing = FALSE;
       if (saved_errno == 0)
