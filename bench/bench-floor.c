@@ -57,18 +57,20 @@ fetch_free (Fetch *fetch)
   g_free (fetch);
 }
 
+/* Returns 0, or the errno of the open or fsync that failed (close() cannot change it). */
 static int
 fsync_folder (const char *folder)
 {
   int fd = open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int ret;
+  int saved_errno = 0;
 
   if (fd < 0)
-    return -1;
-  ret = fsync (fd);
+    return errno;
+  if (fsync (fd) != 0)
+    saved_errno = errno;
   close (fd);
 
-  return ret;
+  return saved_errno;
 }
 
 /* Write, fsync, rename without replacing, fsync the folder. */
@@ -84,47 +86,51 @@ publish_thread (GTask        *task,
   gsize size;
   const guint8 *data = g_bytes_get_data (fetch->body, &size);
   gsize done = 0;
+  int saved_errno = 0;
   int fd;
 
   fd = open (temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0)
-    goto failed;
-  while (done < size)
+    saved_errno = errno;
+  else
     {
-      gssize n = write (fd, data + done, size - done);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
+      while (saved_errno == 0 && done < size)
         {
-          close (fd);
-          goto failed;
+          gssize n = write (fd, data + done, size - done);
+
+          if (n >= 0)
+            done += n;
+          else if (errno != EINTR)
+            saved_errno = errno;
         }
-      done += n;
-    }
-  if (fsync (fd) != 0)
-    {
+      if (saved_errno == 0 && fsync (fd) != 0)
+        saved_errno = errno;
       close (fd);
-      goto failed;
+      if (saved_errno == 0 &&
+          renameat2 (AT_FDCWD, temporary, AT_FDCWD, fetch->path, RENAME_NOREPLACE) != 0)
+        saved_errno = errno;
+      if (saved_errno != 0)
+        unlink (temporary);
     }
-  close (fd);
-  if (renameat2 (AT_FDCWD, temporary, AT_FDCWD, fetch->path, RENAME_NOREPLACE) != 0)
-    {
-      int saved_errno = errno;
+  if (saved_errno == 0)
+    saved_errno = fsync_folder (folder);
 
-      unlink (temporary);
-      errno = saved_errno;
-      goto failed;
-    }
-  if (fsync_folder (folder) != 0)
-    goto failed;
+  if (saved_errno != 0)
+    g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno), "%s: %s",
+                             fetch->path, g_strerror (saved_errno));
+  else
+    g_task_return_boolean (task, TRUE);
+}
 
-  g_task_return_boolean (task, TRUE);
-  return;
-
-failed:
-  g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s",
-                           fetch->path, g_strerror (errno));
+/* One URL is done with, published or not: the next may start. */
+static void
+fetch_ended (State    *state,
+             gboolean  published)
+{
+  if (!published)
+    state->failed++;
+  state->running--;
+  start_more (state);
 }
 
 static void
@@ -136,13 +142,9 @@ published_cb (GObject      *object,
   g_autoptr(GError) error = NULL;
 
   if (!g_task_propagate_boolean (G_TASK (result), &error))
-    {
-      g_printerr ("bench-floor: %s\n", error->message);
-      state->failed++;
-    }
+    g_printerr ("bench-floor: %s\n", error->message);
 
-  state->running--;
-  start_more (state);
+  fetch_ended (state, error == NULL);
 }
 
 static void
@@ -162,9 +164,7 @@ fetched_cb (GObject      *object,
       g_printerr ("bench-floor: %s: %s\n", fetch->url,
                   error != NULL ? error->message : soup_message_get_reason_phrase (msg));
       fetch_free (fetch);
-      state->failed++;
-      state->running--;
-      start_more (state);
+      fetch_ended (state, FALSE);
       return;
     }
 
