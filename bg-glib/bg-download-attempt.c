@@ -1761,6 +1761,27 @@ receive_whole_content (Download           *self,
   pump (self);
 }
 
+/* A body whose length libsoup would misread: nothing of it is kept.  The value is the
+ * server's, so it is shown made valid UTF-8 and cut short. */
+static void
+fail_bad_content_length (Download           *self,
+                         SoupMessageHeaders *headers)
+{
+  g_autofree char *value =
+    g_utf8_make_valid (soup_message_headers_get_one (headers, "Content-Length"), -1);
+  g_autofree char *message = NULL;
+
+  if (g_utf8_strlen (value, -1) > 40)
+    {
+      g_autofree char *start = g_utf8_substring (value, 0, 40);
+
+      g_free (value);
+      value = g_strconcat (start, "…", NULL);
+    }
+  message = g_strdup_printf (_("The server's Content-Length “%s” is not a length"), value);
+  download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL, message);
+}
+
 /* Any other answer ends the attempt with the kind of response its status calls for; the engine
  * tries again after a BG_RESPONSE_RETRY. */
 static void
@@ -1811,6 +1832,14 @@ sent_cb (GObject      *object,
   if (status == SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE && self->ranged &&
       receive_range_not_satisfiable (self, headers))
     return;
+
+  if ((status == SOUP_STATUS_PARTIAL_CONTENT ||
+       bg_response_kind_for_status (status) == BG_RESPONSE_SUCCESS) &&
+      !bg_http_content_length_is_valid (headers))
+    {
+      fail_bad_content_length (self, headers);
+      return;
+    }
 
   if (status == SOUP_STATUS_PARTIAL_CONTENT)
     receive_partial_content (self, headers);

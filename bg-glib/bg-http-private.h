@@ -21,6 +21,7 @@ gboolean        bg_http_parse_content_range  (const char          *value,
                                               gint64              *start,
                                               gint64              *end,
                                               gint64              *total);
+gboolean        bg_http_content_length_is_valid (SoupMessageHeaders *headers);
 char           *bg_http_encode_headers       (SoupMessageHeaders  *headers);
 gboolean        bg_http_decode_headers       (const char          *encoded,
                                               SoupMessageHeaders  *into,

@@ -172,6 +172,32 @@ bg_http_parse_content_range (const char *value,
 
 /* Headers are kept in the database as "Name: value" lines separated by "\n".  libsoup refuses
  * CR and LF inside values, so a line break can only separate two headers. */
+/* Whether an answer that libsoup frames by its Content-Length declares a length: one decimal
+ * number, nothing else but spaces around it, below G_MAXINT64.  libsoup reads the value with
+ * g_ascii_strtoull, which takes "-5" for a negative length (read as an empty body) and lets an
+ * overflow become "until the connection closes"; a lying server must not turn either into a
+ * finished file.  An answer framed otherwise (chunked, or by the end of the connection) is
+ * valid here. */
+gboolean
+bg_http_content_length_is_valid (SoupMessageHeaders *headers)
+{
+  const char *value;
+  const char *end;
+  gint64 length;
+
+  g_return_val_if_fail (headers != NULL, FALSE);
+
+  if (soup_message_headers_get_encoding (headers) != SOUP_ENCODING_CONTENT_LENGTH)
+    return TRUE;
+
+  value = soup_message_headers_get_one (headers, "Content-Length");
+  if (value == NULL)
+    return TRUE;
+
+  return parse_decimal (skip_ows (value), &end, &length) && *skip_ows (end) == '\0' &&
+         length < G_MAXINT64;
+}
+
 char *
 bg_http_encode_headers (SoupMessageHeaders *headers)
 {

@@ -39,6 +39,8 @@
 #               stall=N           stop after N body bytes, keep the socket (until the peer closes,
 #                                 or 120 s)
 #               short=N           full Content-Length, N body bytes, then a clean close
+#               length=V          send "Content-Length: V" verbatim (a lying server: anything
+#                                 at all); the body is still the real one, on a kept connection
 #               cut-first=K       drop, stall and short cut only the first K answers to this
 #                                 exact method+path+query; later ones are whole
 #               ifrange=ignore    honour Range whatever If-Range names, as npm's serve and
@@ -891,7 +893,7 @@ class Handler(BaseHTTPRequestHandler):
             code, length = 206, end - start + 1
             headers.append(('Content-Range',
                             'bytes %d-%d/%d' % (start, start + length - 1, claimed)))
-        headers.append(('Content-Length', str(length)))
+        headers.append(('Content-Length', self.q.get('length', str(length))))
         self.start_response(code, headers, final=(length == 0))
         if self.command == 'HEAD' or length == 0:
             return

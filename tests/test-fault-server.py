@@ -444,6 +444,14 @@ def t_bigheaders():
     assert status == 200 and resp.getheader('X-Big') == 'a' * 20000
 
 
+def t_length():
+    expected = b'hello, world\n' * 1000
+    status, headers, body, ending = raw_get('/files/sub/text.txt?length=-5', idle=0.5,
+                                            read_limit=len(expected))
+    assert status == 200 and headers['content-length'] == '-5', headers
+    assert body == expected and ending == 'limit', (len(body), ending)
+
+
 def t_gzip_range():
     status, resp, data = request('GET', '/files/sub/text.txt?gzip=1')
     assert status == 200 and resp.getheader('Content-Encoding') == 'gzip'
@@ -1001,6 +1009,7 @@ TESTS = [
     ('fail-first fails K times then serves', t_fail_first),
     ('redirect=2 then served; loop; location', t_redirect),
     ('bigheaders', t_bigheaders),
+    ('length: a Content-Length sent verbatim', t_length),
     ('gzip with Range on the compressed bytes', t_gzip_range),
     ('rate throttles the body', t_rate),
     ('PUT upload recorded with sha256 and headers', t_put_upload),

@@ -160,6 +160,44 @@ test_retry_after_now (void)
   soup_session_abort (session);
 }
 
+/* Only a length libsoup would misread is refused: the framings it rejects itself, or that do
+ * not use the Content-Length, are not this check's business. */
+static void
+test_content_length (void)
+{
+  static const struct {
+    const char *transfer_encoding;
+    const char *value;
+    gboolean    valid;
+  } cases[] = {
+    { NULL, NULL, TRUE },
+    { NULL, "0", TRUE },
+    { NULL, "3145745", TRUE },
+    { NULL, "9223372036854775806", TRUE },
+    { NULL, "9223372036854775807", FALSE },
+    { NULL, "99999999999999999999999", FALSE },
+    { NULL, "-5", FALSE },
+    { NULL, "+5", FALSE },
+    { NULL, " 5", TRUE },
+    { NULL, "abc", TRUE },              /* libsoup: SOUP_ENCODING_UNRECOGNIZED */
+    { "chunked", "-5", TRUE },          /* Transfer-Encoding frames the body */
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      SoupMessageHeaders *headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_RESPONSE);
+
+      if (cases[i].transfer_encoding != NULL)
+        soup_message_headers_replace (headers, "Transfer-Encoding", cases[i].transfer_encoding);
+      if (cases[i].value != NULL)
+        soup_message_headers_replace (headers, "Content-Length", cases[i].value);
+      if (bg_http_content_length_is_valid (headers) != cases[i].valid)
+        g_error ("Content-Length “%s”: expected %s", cases[i].value ? cases[i].value : "(none)",
+                 cases[i].valid ? "valid" : "invalid");
+      soup_message_headers_unref (headers);
+    }
+}
+
 static void
 test_content_range (void)
 {
@@ -513,6 +551,7 @@ main (int   argc,
   g_test_add_func ("/http/retry-after-clock", test_retry_after_clock);
   g_test_add_func ("/http/retry-after-now", test_retry_after_now);
   g_test_add_func ("/http/content-range", test_content_range);
+  g_test_add_func ("/http/content-length", test_content_length);
   g_test_add_func ("/http/headers/round-trip", test_headers_round_trip);
   g_test_add_func ("/http/headers/hostile", test_headers_hostile);
   g_test_add_func ("/http/validators", test_validators);
