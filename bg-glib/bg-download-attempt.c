@@ -1701,6 +1701,21 @@ receive_partial_content (Download           *self,
       return;
     }
 
+  /* libsoup reads what the Content-Length says: bytes past the range, or a range cut short,
+   * would be taken for the file's. */
+  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH &&
+      soup_message_headers_get_content_length (headers) != end - start + 1)
+    {
+      g_autofree char *message =
+        g_strdup_printf (_("The server's partial answer holds %lld bytes, but its "
+                           "Content-Range names %lld"),
+                         (long long) soup_message_headers_get_content_length (headers),
+                         (long long) (end - start + 1));
+
+      download_fail_literal (self, BG_ERROR, BG_ERROR_PROTOCOL, message);
+      return;
+    }
+
   if (!partial_answer_matches (self, headers, total))
     {
       /* A server that ignores If-Range, or a file that changed length: the bytes offered do

@@ -1230,6 +1230,40 @@ test_resume_wrong_range (Fixture       *f,
   g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
 }
 
+/* A 206 whose Content-Length does not match its Content-Range: libsoup would read as many bytes
+ * as the Content-Length says, past the range or short of it.  Either way the download fails
+ * as a protocol error at once, with nothing left behind. */
+static void
+test_resume_range_length_lies (Fixture       *f,
+                               gconstpointer  data)
+{
+  static const char *const seconds[] = {
+    "/files/l.bin?length=1000",      /* fewer than the range: the rest would follow as junk */
+    "/files/l.bin?length=8388608",   /* more: the server stops at the range's end, and waits */
+  };
+
+  g_free (serve_file (f, "l.bin", 8 * MiB, 13));
+  for (guint i = 0; i < G_N_ELEMENTS (seconds); i++)
+    {
+      g_autofree char *dest = dest_path (f, "l.bin");
+      g_autofree char *identifier = g_strdup_printf ("l%u", i);
+      Steer steer = { f, seconds[i], NULL, 0, 0, NULL, FALSE };
+      g_autoptr(BgResponse) response = NULL;
+      const GError *error;
+
+      response = resume_download (f, &steer, "/files/l.bin?rate=3000000&drop=4194304", dest,
+                                  identifier);
+      error = bg_response_get_error (response);
+      g_test_message ("%s → %s", seconds[i], error != NULL ? error->message : "no error");
+      g_assert_true (steer.saw_range);
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_FAILED);
+      g_assert_error (error, BG_ERROR, BG_ERROR_PROTOCOL);
+      g_assert_nonnull (strstr (error->message, "Content-Range"));
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+      g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
+    }
+}
+
 /* A partial file that already holds every byte, as a run that died after its last write
  * would leave it: the server's 416 says the download is complete. */
 static void
@@ -3750,6 +3784,7 @@ main (int   argc,
   ADD ("resume/ignored-range", test_resume_ignored_range);
   ADD ("resume/changed-etag", test_resume_changed_etag);
   ADD ("resume/wrong-range", test_resume_wrong_range);
+  ADD ("resume/range-length-lies", test_resume_range_length_lies);
   ADD ("resume/416-complete", test_416_complete);
   ADD ("redirects", test_redirects);
   ADD ("kill-and-restore", test_kill_and_restore);
