@@ -189,6 +189,10 @@ app_idempotency_key (BgStoreRecord *record)
   return g_strdup (soup_message_headers_get_one (headers, "Idempotency-Key"));
 }
 
+static int open_source (const char  *path,
+                        BgSourceId  *id,
+                        GError     **error);
+
 static gboolean
 upload_prepare_new (BgEngine       *engine,
                     BgStoreRecord  *record,
@@ -215,6 +219,20 @@ upload_prepare_new (BgEngine       *engine,
     {
       g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT, local_error->message);
       return FALSE;
+    }
+
+  /* What says it is empty is read once, in case it is not (see open_source()). */
+  if (record->source_size == 0)
+    {
+      BgSourceId id;
+      int fd = open_source (path, &id, &local_error);
+
+      if (fd < 0)
+        {
+          g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT, local_error->message);
+          return FALSE;
+        }
+      close (fd);
     }
 
   g_free (record->file_path);
@@ -315,6 +333,24 @@ open_source (const char  *path,
       set_not_regular_error (error, path);
       close (fd);
       return -1;
+    }
+
+  /* The files of /proc are regular files of 0 bytes that are not empty: sending the 0 bytes
+   * their size promises would lose what they hold without a word. */
+  if (st.st_size == 0)
+    {
+      char byte;
+
+      if (pread (fd, &byte, 1, 0) > 0)
+        {
+          g_autofree char *name = g_filename_display_name (path);
+
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
+                       _("The source “%s” says it is empty but is not, as the files of /proc "
+                         "do: copy it to a regular file and upload that"), name);
+          close (fd);
+          return -1;
+        }
     }
 
   bg_source_id_from_stat (&st, id);

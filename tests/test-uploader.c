@@ -412,6 +412,27 @@ test_tls_failure (void)
   fixture_teardown (f, NULL);
 }
 
+/* A file that is really empty is sent as it is: 0 bytes, answered like any other upload. */
+static void
+test_empty_source (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *src = make_source (f, "empty.bin", 0, 1, NULL);
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(JsonNode) stats = NULL;
+  JsonObject *record;
+
+  response = upload (f, "PUT", "/upload/empty.bin", src, "empty");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 201);
+
+  stats = bg_test_server_stats (f->server);
+  g_assert_cmpuint (json_array_get_length (server_uploads (stats)), ==, 1);
+  record = json_array_get_object_element (server_uploads (stats), 0);
+  g_assert_cmpint (json_object_get_int_member (record, "size"), ==, 0);
+  g_assert_true (json_object_get_boolean_member (record, "complete"));
+}
+
 static void
 test_bad_sources (Fixture       *f,
                   gconstpointer  data)
@@ -420,7 +441,8 @@ test_bad_sources (Fixture       *f,
   g_autofree char *missing = g_build_filename (f->tmp, "missing", NULL);
   g_autofree char *src = make_source (f, "ok.bin", 10, 5, NULL);
   g_autofree char *other = make_source (f, "other.bin", 10, 6, NULL);
-  const char *sources[] = { f->tmp, fifo, missing };
+  /* /proc/self/status: a regular file whose size (0) hides what it holds. */
+  const char *sources[] = { f->tmp, fifo, missing, "/proc/self/status" };
   g_autoptr(GError) error = NULL;
 
   g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
@@ -1474,6 +1496,7 @@ main (int   argc,
   ADD ("post-and-headers", test_post_and_headers);
   ADD ("classification", test_classification);
   ADD ("bad-sources", test_bad_sources);
+  ADD ("empty-source", test_empty_source);
   ADD ("source-changed", test_source_changed);
   ADD ("source-deleted", test_source_deleted);
   ADD ("kill-and-restore", test_kill_and_restore);
