@@ -9,7 +9,10 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include <glib/gi18n-lib.h>
 #include <glib/gstdio.h>
@@ -221,19 +224,18 @@ upload_prepare_new (BgEngine       *engine,
       return FALSE;
     }
 
-  /* What says it is empty is read once, in case it is not (see open_source()). */
-  if (record->source_size == 0)
-    {
-      BgSourceId id;
-      int fd = open_source (path, &id, &local_error);
+  /* Opened once, for the checks only the descriptor allows (see open_source()). */
+  {
+    BgSourceId id;
+    int fd = open_source (path, &id, &local_error);
 
-      if (fd < 0)
-        {
-          g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT, local_error->message);
-          return FALSE;
-        }
-      close (fd);
-    }
+    if (fd < 0)
+      {
+        g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT, local_error->message);
+        return FALSE;
+      }
+    close (fd);
+  }
 
   g_free (record->file_path);
   record->file_path = g_steal_pointer (&path);
@@ -300,6 +302,24 @@ set_not_regular_error (GError     **error,
                _("The source “%s” is not a regular file"), name);
 }
 
+/* Whether the regular file open on @fd holds what its size says.  The files of /proc and /sys
+ * do not: those of /proc say 0 bytes and hold some, those of /sys say a page and hold a line.
+ * Sending what the size promises would lose their bytes without a word, or end every attempt
+ * short.  Any other file that says it is empty is read once, in case it is not. */
+static gboolean
+size_is_true (int                fd,
+              const struct stat *st)
+{
+  struct statfs fs;
+  char byte;
+
+  if (fstatfs (fd, &fs) == 0 &&
+      (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC))
+    return FALSE;
+
+  return st->st_size != 0 || pread (fd, &byte, 1, 0) <= 0;
+}
+
 /* Opens the source for an attempt.  O_NONBLOCK, so that a FIFO or a device put in its place
  * cannot block the open; fstat, so that only a regular file is ever read.  Symbolic links are
  * followed: the path is the app's to name, and the source is only read. */
@@ -335,22 +355,15 @@ open_source (const char  *path,
       return -1;
     }
 
-  /* The files of /proc are regular files of 0 bytes that are not empty: sending the 0 bytes
-   * their size promises would lose what they hold without a word. */
-  if (st.st_size == 0)
+  if (!size_is_true (fd, &st))
     {
-      char byte;
+      g_autofree char *name = g_filename_display_name (path);
 
-      if (pread (fd, &byte, 1, 0) > 0)
-        {
-          g_autofree char *name = g_filename_display_name (path);
-
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
-                       _("The source “%s” says it is empty but is not, as the files of /proc "
-                         "do: copy it to a regular file and upload that"), name);
-          close (fd);
-          return -1;
-        }
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
+                   _("The source “%s” does not hold what its size says, as the files of /proc "
+                     "and /sys do: copy it to a regular file and upload that"), name);
+      close (fd);
+      return -1;
     }
 
   bg_source_id_from_stat (&st, id);

@@ -441,8 +441,9 @@ test_bad_sources (Fixture       *f,
   g_autofree char *missing = g_build_filename (f->tmp, "missing", NULL);
   g_autofree char *src = make_source (f, "ok.bin", 10, 5, NULL);
   g_autofree char *other = make_source (f, "other.bin", 10, 6, NULL);
-  /* /proc/self/status: a regular file whose size (0) hides what it holds. */
-  const char *sources[] = { f->tmp, fifo, missing, "/proc/self/status" };
+  /* Regular files whose size does not say what they hold: /proc's say 0 bytes, /sys's a
+   * page. */
+  const char *sources[] = { f->tmp, fifo, missing, "/proc/self/status", "/sys/kernel/uevent_seqnum" };
   g_autoptr(GError) error = NULL;
 
   g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
@@ -451,6 +452,12 @@ test_bad_sources (Fixture       *f,
     {
       g_autoptr(GAsyncResult) result = NULL;
 
+      /* Some sandboxes have no /sys. */
+      if (g_str_has_prefix (sources[i], "/sys/") && !g_file_test (sources[i], G_FILE_TEST_EXISTS))
+        {
+          g_test_message ("%s: not here", sources[i]);
+          continue;
+        }
       start_upload (f, "PUT", "/upload/bad", sources[i], "bad", &result);
       bg_test_wait_for_result (&result, 30);
       g_assert_null (bg_uploader_upload_finish (f->uploader, result, &error));
