@@ -162,6 +162,7 @@ download_prepare_new (BgEngine       *engine,
 {
   g_autofree char *path = g_file_get_path (file);
   g_autofree char *dir = NULL;
+  gboolean have_dir;
   GStatBuf st;
 
   g_assert (BG_IS_ENGINE (engine));
@@ -177,17 +178,20 @@ download_prepare_new (BgEngine       *engine,
     }
 
   dir = g_path_get_dirname (path);
-  if (g_stat (dir, &st) != 0 || !S_ISDIR (st.st_mode))
+  have_dir = g_stat (dir, &st) == 0;
+  if (!have_dir || !S_ISDIR (st.st_mode) || access (dir, W_OK | X_OK) != 0)
     {
-      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                   _("The destination folder “%s” does not exist"), dir);
-      return FALSE;
-    }
+      g_autofree char *shown = g_filename_display_name (dir);
 
-  if (access (dir, W_OK | X_OK) != 0)
-    {
-      g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                   _("The destination folder “%s” is not writable"), dir);
+      if (!have_dir)
+        g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                     _("The destination folder “%s” does not exist"), shown);
+      else if (!S_ISDIR (st.st_mode))
+        g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                     _("“%s” is not a folder"), shown);
+      else
+        g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                     _("The destination folder “%s” is not writable"), shown);
       return FALSE;
     }
 
@@ -197,21 +201,25 @@ download_prepare_new (BgEngine       *engine,
 
     if ((long) strlen (base) > name_max)
       {
+        g_autofree char *shown = g_filename_display_name (base);
+
         g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
                      _("The destination name “%s” is longer than its file system allows "
-                       "(%ld bytes)"), base, name_max);
+                       "(%ld bytes)"), shown, name_max);
         return FALSE;
       }
   }
 
   if (g_lstat (path, &st) == 0)
     {
+      g_autofree char *shown = g_filename_display_name (path);
+
       if (S_ISDIR (st.st_mode))
         g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                     _("The destination “%s” is a folder"), path);
+                     _("The destination “%s” is a folder"), shown);
       else
         g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                     _("The destination “%s” already exists; it is never overwritten"), path);
+                     _("The destination “%s” already exists; it is never overwritten"), shown);
       return FALSE;
     }
 
@@ -228,8 +236,10 @@ set_partial_error (GError     **error,
                    int          saved_errno,
                    const char  *path)
 {
+  g_autofree char *shown = g_filename_display_name (path);
+
   g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-               _("Cannot use the partial file “%s”: %s"), path, g_strerror (saved_errno));
+               _("Cannot use the partial file “%s”: %s"), shown, g_strerror (saved_errno));
 }
 
 /* Opens the partial file at @path for reading and writing without following a link, or creates
@@ -329,8 +339,12 @@ open_partial_named (const char  *identifier,
     }
 
   if (fd < 0)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
-                 _("No name for a partial file is free beside “%s”"), file_path);
+    {
+      g_autofree char *shown = g_filename_display_name (file_path);
+
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                   _("No name for a partial file is free beside “%s”"), shown);
+    }
 
   return fd;
 }
@@ -1197,9 +1211,10 @@ verify_sha256 (PublishData  *data,
   if (n < 0)
     {
       int saved_errno = errno;
+      g_autofree char *shown = g_filename_display_name (data->partial);
 
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot read the partial file “%s” back: %s"), data->partial,
+                   _("Cannot read the partial file “%s” back: %s"), shown,
                    g_strerror (saved_errno));
       return FALSE;
     }
@@ -1245,9 +1260,12 @@ publish_flush (PublishData  *data,
       fchmod (data->fd, 0666 & ~current_umask ()) != 0 ||
       fsync (data->fd) != 0)
     {
+      g_autofree char *shown = NULL;
+
       saved_errno = errno;
+      shown = g_filename_display_name (data->partial);
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot flush “%s”: %s"), data->partial, g_strerror (saved_errno));
+                   _("Cannot flush “%s”: %s"), shown, g_strerror (saved_errno));
       return FALSE;
     }
 
@@ -1270,9 +1288,11 @@ publish_rename (PublishData  *data,
   if (fstat (data->fd, &ours) != 0 || lstat (data->partial, &there) != 0 ||
       ours.st_dev != there.st_dev || ours.st_ino != there.st_ino)
     {
+      g_autofree char *shown = g_filename_display_name (data->partial);
+
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
                    _("The partial file “%s” was moved or replaced; the download was not "
-                     "published"), data->partial);
+                     "published"), shown);
       return FALSE;
     }
 
@@ -1293,19 +1313,18 @@ publish_rename (PublishData  *data,
         }
     }
 
-  if (saved_errno == EEXIST)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
-                   _("The destination “%s” appeared during the download; it was not "
-                     "overwritten"), data->destination);
-      return FALSE;
-    }
-
   if (saved_errno != 0)
     {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot move the download to “%s”: %s"), data->destination,
-                   g_strerror (saved_errno));
+      g_autofree char *shown = g_filename_display_name (data->destination);
+
+      if (saved_errno == EEXIST)
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                     _("The destination “%s” appeared during the download; it was not "
+                       "overwritten"), shown);
+      else
+        g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                     _("Cannot move the download to “%s”: %s"), shown,
+                     g_strerror (saved_errno));
       return FALSE;
     }
 
@@ -1325,9 +1344,13 @@ publish_sync_folder (gpointer task_data,
 
   saved_errno = sync_folder_after_rename (data->destination);
   if (saved_errno != 0)
-    g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                             _("Cannot flush the folder of “%s”: %s"), data->destination,
-                             g_strerror (saved_errno));
+    {
+      g_autofree char *shown = g_filename_display_name (data->destination);
+
+      g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                               _("Cannot flush the folder of “%s”: %s"), shown,
+                               g_strerror (saved_errno));
+    }
   else
     g_task_return_boolean (task, TRUE);
   g_object_unref (task);

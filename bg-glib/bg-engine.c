@@ -2546,12 +2546,13 @@ job_join (BgJob         *job,
   if (!same_file (job->record->file_path, file))
     {
       g_autofree char *path = g_file_get_parse_name (file);
+      g_autofree char *theirs = g_filename_display_name (job->record->file_path);
 
       waiter_return_error (waiter,
                            g_error_new (BG_ERROR, BG_ERROR_CONFLICT,
                                         _("The identifier “%s” is already used by a task for "
                                           "“%s”, not “%s”"),
-                                        job->record->identifier, job->record->file_path, path));
+                                        job->record->identifier, theirs, path));
       return;
     }
 
@@ -3156,9 +3157,11 @@ engine_find_open (BgTaskKind   kind,
 
       if (engine->context != context)
         {
+          g_autofree char *shown = g_filename_display_name (bg_store_get_path (store));
+
           g_set_error (error, BG_ERROR, BG_ERROR_BUSY,
                        _("The task database “%s” is in use on another main context of this "
-                         "process"), bg_store_get_path (store));
+                         "process"), shown);
           return NULL;
         }
 

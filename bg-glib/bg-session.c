@@ -79,10 +79,11 @@ bg_session_open_store (const char  *session_id,
   if (g_mkdir_with_parents (dir, 0700) != 0)
     {
       int saved_errno = errno;
+      g_autofree char *shown = g_filename_display_name (dir);
 
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Cannot create the folder “%s” for the task database: %s"),
-                   dir, g_strerror (saved_errno));
+                   shown, g_strerror (saved_errno));
       return NULL;
     }
 

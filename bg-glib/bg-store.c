@@ -167,6 +167,7 @@ struct _BgStore
   GObject        parent_instance;
 
   char          *path;            /* canonical */
+  char          *display_path;    /* the same, for messages: valid UTF-8 */
   char          *key;             /* in open_stores; see file_key() */
   int            fd;              /* the database file, locked; see bg_store_open_file() */
   gboolean       registered;      /* in open_stores */
@@ -513,7 +514,7 @@ set_write_error (GError     **error,
   g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                /* Translators: the first %s is a file path, the second SQLite's explanation. */
                _("Could not write to task database “%s”: %s"),
-               self->path, cause != NULL ? cause->message : _("unknown error"));
+               self->display_path, cause != NULL ? cause->message : _("unknown error"));
 }
 
 static void
@@ -524,7 +525,7 @@ set_read_error (GError     **error,
   g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                /* Translators: the first %s is a file path, the second libgda's explanation. */
                _("Could not read task database “%s”: %s"),
-               self->path, cause != NULL ? cause->message : _("unknown error"));
+               self->display_path, cause != NULL ? cause->message : _("unknown error"));
 }
 
 /* Binding */
@@ -777,6 +778,7 @@ static char *
 canonicalize_path (const char  *path,
                    GError     **error)
 {
+  g_autofree char *shown = g_filename_display_name (path);   /* for messages */
   g_autofree char *dir = g_path_get_dirname (path);
   g_autofree char *base = g_path_get_basename (path);
   g_autofree char *real_dir = NULL;
@@ -787,7 +789,7 @@ canonicalize_path (const char  *path,
       g_str_equal (base, ".") || g_str_equal (base, ".."))
     {
       g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
-                   _("“%s” does not name a file"), path);
+                   _("“%s” does not name a file"), shown);
       return NULL;
     }
 
@@ -797,7 +799,7 @@ canonicalize_path (const char  *path,
 
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not create the folder for task database “%s”: %s"),
-                   path, g_strerror (saved_errno));
+                   shown, g_strerror (saved_errno));
       return NULL;
     }
 
@@ -808,7 +810,7 @@ canonicalize_path (const char  *path,
 
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not resolve the folder of task database “%s”: %s"),
-                   path, g_strerror (saved_errno));
+                   shown, g_strerror (saved_errno));
       return NULL;
     }
 
@@ -831,10 +833,12 @@ static void
 set_link_error (GError     **error,
                 const char  *path)
 {
+  g_autofree char *shown = g_filename_display_name (path);   /* for messages */
+
   g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                _("Task database “%s” is a symbolic link that leads to no file; a database is "
                  "never created through a link"),
-               path);
+               shown);
 }
 
 /* Sets @key to the key of the file at @path, or to NULL when there is no file yet.  Read-only: it
@@ -844,6 +848,7 @@ identify_file (const char  *path,
                char       **key,
                GError     **error)
 {
+  g_autofree char *shown = g_filename_display_name (path);   /* for messages */
   struct stat st;
 
   g_assert (path != NULL);
@@ -859,7 +864,7 @@ identify_file (const char  *path,
         return TRUE;
 
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Could not open task database “%s”: %s"), path, g_strerror (saved_errno));
+                   _("Could not open task database “%s”: %s"), shown, g_strerror (saved_errno));
       return FALSE;
     }
 
@@ -873,7 +878,7 @@ identify_file (const char  *path,
   if (!S_ISREG (st.st_mode))
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” is not a regular file"), path);
+                   _("Task database “%s” is not a regular file"), shown);
       return FALSE;
     }
 
@@ -890,6 +895,7 @@ open_or_create (const char  *path,
                 gboolean     may_create,
                 GError     **error)
 {
+  g_autofree char *shown = g_filename_display_name (path);   /* for messages */
   int fd;
   int saved_errno;
 
@@ -904,7 +910,7 @@ open_or_create (const char  *path,
           saved_errno = errno;
           g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                        _("Could not create task database “%s”: %s"),
-                       path, g_strerror (saved_errno));
+                       shown, g_strerror (saved_errno));
           return -1;
         }
 
@@ -921,10 +927,10 @@ open_or_create (const char  *path,
   else if (saved_errno == EACCES || saved_errno == EPERM || saved_errno == EROFS ||
            saved_errno == ETXTBSY)
     g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                 _("Task database “%s” is read-only: %s"), path, g_strerror (saved_errno));
+                 _("Task database “%s” is read-only: %s"), shown, g_strerror (saved_errno));
   else
     g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                 _("Could not open task database “%s”: %s"), path, g_strerror (saved_errno));
+                 _("Could not open task database “%s”: %s"), shown, g_strerror (saved_errno));
 
   return -1;
 }
@@ -935,6 +941,7 @@ lock_file (int          fd,
            const char  *path,
            GError     **error)
 {
+  g_autofree char *shown = g_filename_display_name (path);   /* for messages */
   int saved_errno;
 
   g_assert (fd >= 0);
@@ -945,10 +952,10 @@ lock_file (int          fd,
   saved_errno = errno;
   if (saved_errno == EWOULDBLOCK)
     g_set_error (error, BG_ERROR, BG_ERROR_BUSY,
-                 _("Task database “%s” is in use by another process"), path);
+                 _("Task database “%s” is in use by another process"), shown);
   else
     g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                 _("Could not lock task database “%s”: %s"), path, g_strerror (saved_errno));
+                 _("Could not lock task database “%s”: %s"), shown, g_strerror (saved_errno));
 
   return FALSE;
 }
@@ -992,7 +999,7 @@ bg_store_open_file (BgStore     *self,
   if (fstat (self->fd, &st) != 0 || !S_ISREG (st.st_mode))
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” is not a regular file"), self->path);
+                   _("Task database “%s” is not a regular file"), self->display_path);
       return FALSE;
     }
 
@@ -1000,7 +1007,7 @@ bg_store_open_file (BgStore     *self,
   if (expected_key != NULL && !g_str_equal (expected_key, self->key))
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” was replaced while it was being opened"), self->path);
+                   _("Task database “%s” was replaced while it was being opened"), self->display_path);
       return FALSE;
     }
 
@@ -1056,7 +1063,7 @@ bg_store_check_header (BgStore  *self,
   if (n_read < (gssize) sizeof header || memcmp (header, magic, sizeof magic) != 0)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” is not an SQLite database"), self->path);
+                   _("Task database “%s” is not an SQLite database"), self->display_path);
       return FALSE;
     }
 
@@ -1066,7 +1073,7 @@ bg_store_check_header (BgStore  *self,
   if (page_size < 512 || (page_size & (page_size - 1)) != 0)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” is damaged: its header is invalid"), self->path);
+                   _("Task database “%s” is damaged: its header is invalid"), self->display_path);
       return FALSE;
     }
 
@@ -1087,7 +1094,7 @@ bg_store_check_header (BgStore  *self,
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    /* Translators: "it has 4.1 kB (4,096 bytes) of its 8.2 kB (8,192 bytes)" */
                    _("Task database “%s” is truncated: it has %s of its %s"),
-                   self->path, have, want);
+                   self->display_path, have, want);
       return FALSE;
     }
 
@@ -1118,7 +1125,7 @@ bg_store_open_connection (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be opened: %s"),
-                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
+                   self->display_path, local_error != NULL ? local_error->message : _("unknown error"));
       return NULL;
     }
 
@@ -1126,7 +1133,7 @@ bg_store_open_connection (BgStore  *self,
   if (!identify_file (self->path, &key, NULL) || g_strcmp0 (key, self->key) != 0)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” was replaced while it was being opened"), self->path);
+                   _("Task database “%s” was replaced while it was being opened"), self->display_path);
       gda_connection_close (cnc);
       g_object_unref (cnc);
       return NULL;
@@ -1374,7 +1381,7 @@ read_only_open (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be opened: %s"),
-                   self->path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
+                   self->display_path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
       return NULL;
     }
   /* As libgda does; with the lock taken only a program that is not bg-glib could be writing. */
@@ -1399,7 +1406,7 @@ check_schema_version (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be read: %s"),
-                   self->path, local_error->message);
+                   self->display_path, local_error->message);
       return FALSE;
     }
 
@@ -1408,7 +1415,7 @@ check_schema_version (BgStore  *self,
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” was written by a newer version of bg-glib "
                      "(schema %d, this version understands %d)"),
-                   self->path, (int) *version, BG_STORE_SCHEMA_VERSION);
+                   self->display_path, (int) *version, BG_STORE_SCHEMA_VERSION);
       return FALSE;
     }
 
@@ -1416,7 +1423,7 @@ check_schema_version (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” has an invalid schema version (%d)"),
-                   self->path, (int) *version);
+                   self->display_path, (int) *version);
       return FALSE;
     }
 
@@ -1440,7 +1447,7 @@ check_integrity (BgStore  *self,
   if (problems == NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” is damaged: %s"), self->path, local_error->message);
+                   _("Task database “%s” is damaged: %s"), self->display_path, local_error->message);
       return FALSE;
     }
   if (problems->len == 0 || g_strcmp0 (g_ptr_array_index (problems, 0), "ok") != 0)
@@ -1449,7 +1456,7 @@ check_integrity (BgStore  *self,
 
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” is damaged: %s"),
-                   self->path, first != NULL ? first : _("the integrity check gave no answer"));
+                   self->display_path, first != NULL ? first : _("the integrity check gave no answer"));
       return FALSE;
     }
 
@@ -1472,14 +1479,14 @@ check_unversioned_is_empty (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be read: %s"),
-                   self->path, local_error->message);
+                   self->display_path, local_error->message);
       return FALSE;
     }
   if (n_objects > 0)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("“%s” is an SQLite database, but not a bg-glib task database"),
-                   self->path);
+                   self->display_path);
       return FALSE;
     }
 
@@ -1503,7 +1510,7 @@ check_columns (BgStore  *self,
   if (names == NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” cannot be read: %s"), self->path, local_error->message);
+                   _("Task database “%s” cannot be read: %s"), self->display_path, local_error->message);
       return FALSE;
     }
 
@@ -1520,11 +1527,11 @@ check_columns (BgStore  *self,
       if (names->len == 0)
         g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                      _("Task database “%s” (schema %d) has no tasks table"),
-                     self->path, (int) version);
+                     self->display_path, (int) version);
       else
         g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                      _("Task database “%s” (schema %d) lacks the column “%s” of its tasks table"),
-                     self->path, (int) version, columns[i].name);
+                     self->display_path, (int) version, columns[i].name);
       return FALSE;
     }
 
@@ -1582,7 +1589,7 @@ bg_store_configure (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not switch task database “%s” to write-ahead logging: %s"),
-                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
+                   self->display_path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
   if (mode->len == 0 || g_ascii_strcasecmp (g_ptr_array_index (mode, 0), "wal") != 0)
@@ -1590,7 +1597,7 @@ bg_store_configure (BgStore  *self,
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not switch task database “%s” to write-ahead logging; the file "
                      "system may not support it"),
-                   self->path);
+                   self->display_path);
       return FALSE;
     }
 
@@ -1601,14 +1608,14 @@ bg_store_configure (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: %s"),
-                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
+                   self->display_path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
   if (synchronous != 1)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: synchronous is %d"),
-                   self->path, (int) synchronous);
+                   self->display_path, (int) synchronous);
       return FALSE;
     }
 
@@ -1634,7 +1641,7 @@ bg_store_check_writable (BgStore  *self,
       gda_connection_rollback_transaction (self->cnc, NULL, NULL);
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s”, or its -wal or -shm file, cannot be written: %s"),
-                   self->path, local_error != NULL ? local_error->message : _("unknown error"));
+                   self->display_path, local_error != NULL ? local_error->message : _("unknown error"));
       return FALSE;
     }
 
@@ -1694,7 +1701,7 @@ bg_store_migrate (BgStore  *self,
         {
           g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                        _("Could not upgrade task database “%s” to schema %d: %s"),
-                       self->path, target, local_error->message);
+                       self->display_path, target, local_error->message);
           return FALSE;
         }
       sql = g_strndup (g_bytes_get_data (script, NULL), g_bytes_get_size (script));
@@ -1708,7 +1715,7 @@ bg_store_migrate (BgStore  *self,
           gda_connection_rollback_transaction (self->cnc, NULL, NULL);
           g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                        _("Could not upgrade task database “%s” to schema %d: %s"),
-                       self->path, target,
+                       self->display_path, target,
                        local_error != NULL ? local_error->message : _("unknown error"));
           return FALSE;
         }
@@ -1734,7 +1741,7 @@ bg_store_prepare (BgStore  *self,
         {
           g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                        _("Could not prepare statements for task database “%s”: %s"),
-                       self->path,
+                       self->display_path,
                        local_error != NULL ? local_error->message : _("unknown error"));
           return FALSE;
         }
@@ -1790,7 +1797,7 @@ checkpoint_thread_main (gpointer data)
 
       if (!execute_statement (self->checkpoint_cnc, self->checkpoint_stmt, &error))
         g_debug ("Checkpoint of task database “%s” failed: %s",
-                 self->path, error != NULL ? error->message : "unknown error");
+                 self->display_path, error != NULL ? error->message : "unknown error");
 
       g_atomic_int_set (&self->checkpoint_pending, 0);
     }
@@ -1815,7 +1822,7 @@ bg_store_start_checkpoints (BgStore *self)
   if (self->checkpoint_stmt == NULL || !run_sql (self->cnc, autocheckpoint, &error))
     {
       g_debug ("Checkpoints of task database “%s” stay in the writing thread: %s",
-               self->path, error != NULL ? error->message : "unknown error");
+               self->display_path, error != NULL ? error->message : "unknown error");
       g_clear_object (&self->checkpoint_stmt);
       g_clear_object (&self->checkpoint_cnc);
       return;
@@ -1963,7 +1970,7 @@ bg_store_open_writer (BgStore  *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Task database “%s” cannot be opened: %s"),
-                   self->path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
+                   self->display_path, db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
       return FALSE;
     }
 
@@ -1971,7 +1978,7 @@ bg_store_open_writer (BgStore  *self,
   if (!identify_file (self->path, &key, NULL) || g_strcmp0 (key, self->key) != 0)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
-                   _("Task database “%s” was replaced while it was being opened"), self->path);
+                   _("Task database “%s” was replaced while it was being opened"), self->display_path);
       return FALSE;
     }
 
@@ -2021,7 +2028,7 @@ bg_store_open_writer (BgStore  *self,
       g_clear_pointer (&self->read_one, sqlite3_finalize);
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("Could not configure task database “%s”: %s"),
-                   self->path, local_error->message);
+                   self->display_path, local_error->message);
       return FALSE;
     }
 
@@ -2297,7 +2304,7 @@ load_all_sqlite (BgStore     *self,
   if (sqlite3_open_v2 (uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOFOLLOW,
                        NULL) != SQLITE_OK)
     {
-      g_debug ("Task database “%s”: no connection to load with: %s", self->path,
+      g_debug ("Task database “%s”: no connection to load with: %s", self->display_path,
                db != NULL ? sqlite3_errmsg (db) : g_strerror (ENOMEM));
       return FALSE;
     }
@@ -2362,7 +2369,7 @@ load_all_thread (GTask        *task,
   if (!bg_store_ensure_reader (self, &error))
     {
       g_debug ("Restoring from task database “%s” on the main thread: %s",
-               self->path, error != NULL ? error->message : "unknown error");
+               self->display_path, error != NULL ? error->message : "unknown error");
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "no reader");
       return;
     }
@@ -2547,6 +2554,7 @@ bg_store_finalize (GObject *object)
     }
 
   g_clear_pointer (&self->path, g_free);
+  g_clear_pointer (&self->display_path, g_free);
   g_clear_pointer (&self->key, g_free);
   g_mutex_clear (&self->reader_mutex);
 
@@ -2670,7 +2678,7 @@ open_group (BgStore *self)
     }
   else
     {
-      g_debug ("Task database “%s”: no transaction for grouped writes: %s", self->path,
+      g_debug ("Task database “%s”: no transaction for grouped writes: %s", self->display_path,
                sqlite3_errmsg (self->writer));
     }
 }
@@ -2765,6 +2773,7 @@ bg_store_open (const char  *path,
    * still opening the same file; a store that failed to open is closed under it too. */
   store = g_object_new (BG_TYPE_STORE, NULL);
   store->path = g_strdup (canonical);
+  store->display_path = g_filename_display_name (canonical);
 
   if (!bg_store_setup (store, key, error))
     {
@@ -2947,7 +2956,7 @@ bg_store_read_record (BgStore     *self,
   if (self->writer == NULL)
     {
       g_set_error (error, BG_ERROR, BG_ERROR_CLOSED,
-                   _("Task database “%s” is closed"), self->path);
+                   _("Task database “%s” is closed"), self->display_path);
       return NULL;
     }
 
@@ -2967,7 +2976,7 @@ bg_store_read_record (BgStore     *self,
     {
       g_set_error (error, BG_ERROR, BG_ERROR_STORE,
                    _("The task “%s” is missing from task database “%s”"), identifier,
-                   self->path);
+                   self->display_path);
     }
   else
     {

@@ -133,6 +133,28 @@ class HostileTest(unittest.TestCase):
         with open(existing, 'rb') as f:
             self.assertEqual(f.read(), b'precious')
 
+    def test_paths_not_in_utf8(self):
+        # A path need not be UTF-8, but a GError's message must be: PyGObject could not convert
+        # the error at all ("Converting the GError failed"), so the app never saw it.
+        d = self.downloader()
+        url = self.server.url('/files/h.bin')
+        raw = os.fsencode(self.tmp)
+        existing = raw + b'/here-\xff.bin'
+        with open(existing, 'wb') as f:
+            f.write(b'precious')
+        cases = [
+            (raw + b'/missing-\xfe/x.bin', 'does not exist'),
+            (existing + b'/x.bin', 'is not a folder'),
+            (existing, 'already exists'),
+        ]
+        for dest, words in cases:
+            err = self.download(d, url, os.fsdecode(dest), 'utf8:%r' % dest)
+            self.assertTrue(is_bg_error(err, Bg.Error.INVALID_ARGUMENT), (dest, err))
+            self.assertIn(words, err.message)
+            self.assertIn('\ufffd', err.message)
+        with open(existing, 'rb') as f:
+            self.assertEqual(f.read(), b'precious')
+
     def test_upload_sources(self):
         u = self.uploader()
         fifo = os.path.join(self.tmp, 'fifo')

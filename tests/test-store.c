@@ -2820,6 +2820,41 @@ test_lock_planted_db_suffix (void)
 
 /* The database-path property: nonsense is a clear error from the constructor, and creates
  * nothing. */
+/* A path need not be UTF-8, but an error's message must be: the path is shown with U+FFFD in
+ * place of what is not UTF-8 (bindings refuse a message that is not valid UTF-8). */
+static void
+test_paths_not_in_utf8 (void)
+{
+  Fixture fixture;
+  g_autofree char *file = NULL;
+  g_autofree char *folder = NULL;
+  const char *paths[2];
+
+  fixture_set_up (&fixture);
+  /* A file where a folder should be, and a folder where the database should be. */
+  file = g_build_filename (fixture.dir, "file-\xff", NULL);
+  g_assert_true (g_file_set_contents (file, "x", 1, NULL));
+  folder = g_build_filename (fixture.dir, "folder-\xfe.sqlite", NULL);
+  g_assert_cmpint (g_mkdir (folder, 0700), ==, 0);
+  paths[0] = g_build_filename (file, "tasks.sqlite", NULL);
+  paths[1] = folder;
+
+  for (guint i = 0; i < G_N_ELEMENTS (paths); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(BgStore) store = bg_store_open (paths[i], &error);
+
+      g_assert_null (store);
+      g_assert_nonnull (error);
+      g_test_message ("%s", error->message);
+      g_assert_true (g_utf8_validate (error->message, -1, NULL));
+      g_assert_nonnull (strstr (error->message, "\xef\xbf\xbd"));
+    }
+
+  g_free ((char *) paths[0]);
+  fixture_tear_down (&fixture);
+}
+
 static void
 test_database_path_property (void)
 {
@@ -2908,6 +2943,7 @@ main (int   argc,
   g_test_add_func ("/store/lock/dangling-symlink", test_lock_dangling_symlink);
   g_test_add_func ("/store/lock/planted-db-suffix", test_lock_planted_db_suffix);
   g_test_add_func ("/store/database-path-property", test_database_path_property);
+  g_test_add_func ("/store/paths-not-in-utf8", test_paths_not_in_utf8);
 
   return g_test_run ();
 }
