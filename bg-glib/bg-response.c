@@ -141,7 +141,8 @@ bg_response_class_init (BgResponseClass *klass)
   /**
    * BgResponse:reason:
    *
-   * The reason phrase that came with [property@Bg.Response:status], if any.
+   * The reason phrase that came with [property@Bg.Response:status], if any.  Bytes of it that
+   * are not UTF-8 are replaced by U+FFFD.
    */
   properties[PROP_REASON] =
     g_param_spec_string ("reason", NULL, NULL,
@@ -235,7 +236,8 @@ bg_response_new (BgResponseKind      kind,
   self->kind = kind;
   self->identifier = g_strdup (identifier);
   self->status = status;
-  self->reason = g_strdup (reason);
+  /* The server's bytes: what is not UTF-8 becomes U+FFFD, since bindings must read it. */
+  self->reason = reason != NULL ? g_utf8_make_valid (reason, -1) : NULL;
   self->headers = headers ? soup_message_headers_ref (headers) : NULL;
   self->file = file ? g_object_ref (file) : NULL;
   self->body = body ? g_bytes_ref (body) : NULL;

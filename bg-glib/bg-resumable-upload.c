@@ -589,8 +589,9 @@ set_transport_error (Resumable *self,
   set_error (self, bg_http_classify_error (error), error);
 }
 
-/* What a status without reason phrase (as @tus/server sends them) is called. */
-static const char *
+/* What a status without reason phrase (as @tus/server sends them) is called; the server's
+ * phrase is made valid UTF-8, for messages. */
+static char *
 status_phrase (SoupMessage *msg)
 {
   const char *reason = soup_message_get_reason_phrase (msg);
@@ -598,7 +599,7 @@ status_phrase (SoupMessage *msg)
   if (reason == NULL || reason[0] == '\0')
     reason = soup_status_get_phrase (soup_message_get_status (msg));
 
-  return reason != NULL ? reason : "";
+  return g_utf8_make_valid (reason != NULL ? reason : "", -1);
 }
 
 /* Deletes an upload resource; what the server answers does not matter. */
@@ -922,11 +923,13 @@ create (Resumable *self)
                                             SOUP_HTTP_URI_FLAGS, NULL)) == NULL ||
       !bg_http_uri_is_acceptable (location_uri, NULL))
     {
+      g_autofree char *phrase = status_phrase (msg);
+
       set_error (self, BG_RESPONSE_FAILED,
                  g_error_new (BG_ERROR, BG_ERROR_PROTOCOL,
                               _("The server answered the creation of a resumable upload with "
                                 "%u %s, which names no usable upload resource (Location)"),
-                              status, status_phrase (msg)));
+                              status, phrase));
       return STEP_DONE;
     }
 

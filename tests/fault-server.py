@@ -28,6 +28,8 @@
 #               redirect=loop     302 (307) to the same URL forever
 #               location=URL      302 (307) to URL
 #               bigheaders=N      adds an "X-Big" header of N bytes
+#               reason=V          the status line's reason phrase, each character of V sent as one
+#                                 byte (Latin-1): %C3%BF is the byte 0xff, which is not UTF-8
 #   /files      norange=1         ignore Range, always 200
 #               accept-ranges=V   send "Accept-Ranges: V" instead of "bytes" (empty: none at all)
 #               etag=V            send ETag V (verbatim); etag=rotate: a new one every request
@@ -526,7 +528,7 @@ class Handler(BaseHTTPRequestHandler):
         """Sends the status line and headers; @final when no body follows."""
         self.server.stats.set_status(self.record, code)
         self.headers_final = final or self.command == 'HEAD'
-        self.send_response(code)
+        self.send_response(code, self.q.get('reason'))
         for name, value in headers:
             self.send_header(name, value)
         big = parse_int(self.q.get('bigheaders'), 0)

@@ -1230,6 +1230,26 @@ test_resume_wrong_range (Fixture       *f,
   g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
 }
 
+/* A reason phrase that is not UTF-8 (the byte 0xff) reaches the app made valid, in service mode
+ * too, where it crosses the bus as a string. */
+static void
+test_reason_not_utf8 (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "reason.bin");
+  g_autoptr(BgResponse) response = NULL;
+  const char *reason;
+
+  g_free (serve_file (f, "reason.bin", 1000, 14));
+  response = download (f, "/files/reason.bin?status=404&reason=Not%20Fou%C3%BFnd", dest, "reason");
+  g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_REJECTED);
+  g_assert_cmpuint (bg_response_get_status (response), ==, 404);
+  reason = bg_response_get_reason (response);
+  g_assert_nonnull (reason);
+  g_assert_true (g_utf8_validate (reason, -1, NULL));
+  g_assert_cmpstr (reason, ==, "Not Fou\xef\xbf\xbdnd");
+}
+
 /* A 206 whose Content-Length does not match its Content-Range: libsoup would read as many bytes
  * as the Content-Length says, past the range or short of it.  Either way the download fails
  * as a protocol error at once, with nothing left behind. */
@@ -3785,6 +3805,7 @@ main (int   argc,
   ADD ("resume/changed-etag", test_resume_changed_etag);
   ADD ("resume/wrong-range", test_resume_wrong_range);
   ADD ("resume/range-length-lies", test_resume_range_length_lies);
+  ADD ("reason-not-utf8", test_reason_not_utf8);
   ADD ("resume/416-complete", test_416_complete);
   ADD ("redirects", test_redirects);
   ADD ("kill-and-restore", test_kill_and_restore);
