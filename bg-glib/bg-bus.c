@@ -371,7 +371,9 @@ bg_bus_task_to_variant (BgTask   *task,
     {
       g_autofree char *path = g_file_get_path (file);
 
-      if (path != NULL)
+      /* A string on the bus must be UTF-8: a task made in process under another name (the
+       * same database) is listed without its file rather than not at all. */
+      if (path != NULL && g_utf8_validate (path, -1, NULL))
         ADD ("file", g_variant_new_string (path));
     }
   ADD ("bytes-transferred", g_variant_new_int64 (bg_task_get_bytes_transferred (task)));

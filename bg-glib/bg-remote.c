@@ -1276,6 +1276,18 @@ bg_remote_submit_async (BgRemote            *self,
       return;
     }
 
+  /* The bus carries a path as a string, which must be UTF-8; in process any name works. */
+  if (!g_utf8_validate (path, -1, NULL))
+    {
+      g_autofree char *shown = g_filename_display_name (path);
+
+      g_task_return_new_error (pending->task, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                               _("The name of the file “%s” is not UTF-8, which the transfer "
+                                 "service cannot be given"), shown);
+      pending_free (pending);
+      return;
+    }
+
   remote_catch_up (self);
   uri = g_uri_to_string (soup_message_get_uri (request));
   pending->remote = self;

@@ -1230,6 +1230,46 @@ test_resume_wrong_range (Fixture       *f,
   g_assert_cmpuint (bg_test_count_partials (f->tmp), ==, 0);
 }
 
+/* A destination whose name is not UTF-8: in process it is downloaded like any other; the
+ * transfer service cannot be given it (a path crosses the bus as a string), and says so. */
+static void
+test_path_not_utf8 (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autofree char *sha = serve_file (f, "plain.bin", 1000, 15);
+  g_autofree char *dest = dest_path (f, "na\xefve-\xff.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+  g_autoptr(SoupMessage) msg = NULL;
+  g_autofree char *url = bg_test_server_url (f->server, "/files/plain.bin");
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GError) error = NULL;
+
+  msg = soup_message_new ("GET", url);
+  bg_downloader_download_async (f->downloader, msg, file, "not-utf8", NULL, NULL,
+                                bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 60);
+  response = bg_downloader_download_finish (f->downloader, result, &error);
+
+  if (bg_test_mode () == BG_MODE_SERVICE)
+    {
+      g_assert_null (response);
+      g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+      g_test_message ("%s", error->message);
+      g_assert_true (g_utf8_validate (error->message, -1, NULL));
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+    }
+  else
+    {
+      g_autofree char *got = NULL;
+
+      g_assert_no_error (error);
+      g_assert_cmpint (bg_response_get_kind (response), ==, BG_RESPONSE_SUCCESS);
+      got = bg_test_sha256_file (dest);
+      g_assert_cmpstr (got, ==, sha);
+    }
+}
+
 /* A reason phrase that is not UTF-8 (the byte 0xff) reaches the app made valid, in service mode
  * too, where it crosses the bus as a string. */
 static void
@@ -3806,6 +3846,7 @@ main (int   argc,
   ADD ("resume/wrong-range", test_resume_wrong_range);
   ADD ("resume/range-length-lies", test_resume_range_length_lies);
   ADD ("reason-not-utf8", test_reason_not_utf8);
+  ADD ("path-not-utf8", test_path_not_utf8);
   ADD ("resume/416-complete", test_416_complete);
   ADD ("redirects", test_redirects);
   ADD ("kill-and-restore", test_kill_and_restore);
