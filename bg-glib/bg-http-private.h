@@ -22,6 +22,8 @@ gboolean        bg_http_parse_content_range  (const char          *value,
                                               gint64              *end,
                                               gint64              *total);
 gboolean        bg_http_content_length_is_valid (SoupMessageHeaders *headers);
+gboolean        bg_http_check_request_headers (SoupMessageHeaders *headers,
+                                               GError            **error);
 char           *bg_http_encode_headers       (SoupMessageHeaders  *headers);
 gboolean        bg_http_decode_headers       (const char          *encoded,
                                               SoupMessageHeaders  *into,

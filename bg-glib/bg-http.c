@@ -198,6 +198,35 @@ bg_http_content_length_is_valid (SoupMessageHeaders *headers)
          length < G_MAXINT64;
 }
 
+/* Whether the app's request headers can be kept with the task: the task database keeps them as
+ * text and the bus carries them as strings, so each name and value must be UTF-8. */
+gboolean
+bg_http_check_request_headers (SoupMessageHeaders  *headers,
+                               GError             **error)
+{
+  SoupMessageHeadersIter iter;
+  const char *name;
+  const char *value;
+
+  if (headers == NULL)
+    return TRUE;
+
+  soup_message_headers_iter_init (&iter, headers);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    {
+      if (!g_utf8_validate (name, -1, NULL) || !g_utf8_validate (value, -1, NULL))
+        {
+          g_autofree char *shown = g_utf8_make_valid (name, -1);
+
+          g_set_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT,
+                       _("The request header “%s” is not UTF-8"), shown);
+          return FALSE;
+        }
+    }
+
+  return TRUE;
+}
+
 char *
 bg_http_encode_headers (SoupMessageHeaders *headers)
 {

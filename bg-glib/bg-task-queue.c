@@ -12,6 +12,7 @@
 
 #include "bg-enums.h"
 #include "bg-error.h"
+#include "bg-http-private.h"
 #include "bg-remote-private.h"
 #include "bg-i18n-private.h"
 #include "bg-session-private.h"
@@ -180,7 +181,8 @@ bg_task_queue_submit_async (BgTaskQueue         *self,
 
   g_assert (BG_IS_TASK_QUEUE (self));
 
-  if (!task_queue_check_open (self, &error))
+  if (!task_queue_check_open (self, &error) ||
+      !bg_http_check_request_headers (soup_message_get_request_headers (request), &error))
     {
       g_task_report_error (self, callback, user_data, source_tag, g_steal_pointer (&error));
       return;

@@ -1270,6 +1270,36 @@ test_path_not_utf8 (Fixture       *f,
     }
 }
 
+/* A request header whose value is not UTF-8 cannot be kept with the task (the database keeps
+ * headers as text, the bus as strings): refused at once, and no task is made. */
+static void
+test_header_not_utf8 (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autofree char *dest = dest_path (f, "header.bin");
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+  g_autoptr(SoupMessage) msg = NULL;
+  g_autofree char *url = bg_test_server_url (f->server, "/files/header.bin");
+  g_autoptr(BgResponse) response = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_free (serve_file (f, "header.bin", 1000, 16));
+  msg = soup_message_new ("GET", url);
+  soup_message_headers_append (soup_message_get_request_headers (msg), "X-Latin-1", "caf\xe9");
+  bg_downloader_download_async (f->downloader, msg, file, "header", NULL, NULL,
+                                bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 60);
+  response = bg_downloader_download_finish (f->downloader, result, &error);
+
+  g_assert_null (response);
+  g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "X-Latin-1"));
+  g_assert_null (bg_downloader_lookup_task (f->downloader, "header"));
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_assert_cmpint (bg_test_server_stat_int (f->server, "requests"), ==, 0);
+}
+
 /* A reason phrase that is not UTF-8 (the byte 0xff) reaches the app made valid, in service mode
  * too, where it crosses the bus as a string. */
 static void
@@ -3847,6 +3877,7 @@ main (int   argc,
   ADD ("resume/range-length-lies", test_resume_range_length_lies);
   ADD ("reason-not-utf8", test_reason_not_utf8);
   ADD ("path-not-utf8", test_path_not_utf8);
+  ADD ("header-not-utf8", test_header_not_utf8);
   ADD ("resume/416-complete", test_416_complete);
   ADD ("redirects", test_redirects);
   ADD ("kill-and-restore", test_kill_and_restore);
