@@ -139,6 +139,24 @@ start_numbered (Fixture       *f,
     }
 }
 
+/* Downloads @msg as the caller made it (its URI and headers) into @dest: the response, or NULL
+ * with @error when the task could not be made. */
+static BgResponse *
+download_request (Fixture      *f,
+                  SoupMessage  *msg,
+                  const char   *dest,
+                  const char   *identifier,
+                  GError      **error)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (dest);
+  g_autoptr(GAsyncResult) result = NULL;
+
+  bg_downloader_download_async (f->downloader, msg, file, identifier, NULL, NULL,
+                                bg_test_store_result_cb, &result);
+  bg_test_wait_for_result (&result, 60);
+  return bg_downloader_download_finish (f->downloader, result, error);
+}
+
 static BgResponse *
 download (Fixture    *f,
           const char *path_and_query,
@@ -1238,18 +1256,12 @@ test_path_not_utf8 (Fixture       *f,
 {
   g_autofree char *sha = serve_file (f, "plain.bin", 1000, 15);
   g_autofree char *dest = dest_path (f, "na\xefve-\xff.bin");
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GFile) file = g_file_new_for_path (dest);
-  g_autoptr(SoupMessage) msg = NULL;
   g_autofree char *url = bg_test_server_url (f->server, "/files/plain.bin");
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
   g_autoptr(BgResponse) response = NULL;
   g_autoptr(GError) error = NULL;
 
-  msg = soup_message_new ("GET", url);
-  bg_downloader_download_async (f->downloader, msg, file, "not-utf8", NULL, NULL,
-                                bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 60);
-  response = bg_downloader_download_finish (f->downloader, result, &error);
+  response = download_request (f, msg, dest, "not-utf8", &error);
 
   if (bg_test_mode () == BG_MODE_SERVICE)
     {
@@ -1277,20 +1289,14 @@ test_header_not_utf8 (Fixture       *f,
                       gconstpointer  data)
 {
   g_autofree char *dest = dest_path (f, "header.bin");
-  g_autoptr(GAsyncResult) result = NULL;
-  g_autoptr(GFile) file = g_file_new_for_path (dest);
-  g_autoptr(SoupMessage) msg = NULL;
   g_autofree char *url = bg_test_server_url (f->server, "/files/header.bin");
+  g_autoptr(SoupMessage) msg = soup_message_new ("GET", url);
   g_autoptr(BgResponse) response = NULL;
   g_autoptr(GError) error = NULL;
 
   g_free (serve_file (f, "header.bin", 1000, 16));
-  msg = soup_message_new ("GET", url);
   soup_message_headers_append (soup_message_get_request_headers (msg), "X-Latin-1", "caf\xe9");
-  bg_downloader_download_async (f->downloader, msg, file, "header", NULL, NULL,
-                                bg_test_store_result_cb, &result);
-  bg_test_wait_for_result (&result, 60);
-  response = bg_downloader_download_finish (f->downloader, result, &error);
+  response = download_request (f, msg, dest, "header", &error);
 
   g_assert_null (response);
   g_assert_error (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT);
