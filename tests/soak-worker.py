@@ -2,6 +2,11 @@
 # The app in the crash soak: it restores, (re)submits every task of a manifest that has no result
 # yet, writes each result to a log as it arrives, and collects it. It is killed at random moments.
 #
+# A kill after a result is logged but before it is forgotten leaves the result uncollected, so
+# the next run hears it again, as it must.  The app knows it has that result: it forgets it
+# without logging it twice.  Each forget that returned is logged too (LOG.forgot), so a result
+# heard again after it was forgotten is logged again, and the soak reports it.
+#
 # Usage: soak-worker.py DATABASE MANIFEST LOG
 
 import json
@@ -16,16 +21,26 @@ with open(manifest_path) as f:
     manifest = json.load(f)
 
 
-def delivered():
-    if not os.path.exists(log_path):
+def read_ids(path, field):
+    if not os.path.exists(path):
         return set()
-    with open(log_path) as f:
-        return {line.split(' ', 2)[1] for line in f if line.strip()}
+    with open(path) as f:
+        return {line.split()[field] for line in f if line.strip()}
 
 
+def append(f, line):
+    f.write(line)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+forgot_path = log_path + '.forgot'
 log = open(log_path, 'a')
-done = delivered()
+forgot_log = open(forgot_path, 'a')
+done = read_ids(log_path, 1)
+forgotten = read_ids(forgot_path, 0)
 loop = GLib.MainLoop()
+restores_left = 2
 
 downloader = Bg.Downloader(session_id='soak', database_path=database, max_concurrent=4)
 downloader.init(None)
@@ -33,18 +48,37 @@ uploader = Bg.Uploader(session_id='soak', database_path=database, max_concurrent
 uploader.init(None)
 
 
+def maybe_quit():
+    if restores_left == 0 and all(t['id'] in done for t in manifest):
+        loop.quit()
+
+
 def on_finished(front, task, response):
     ident = task.get_identifier()
-    # Written and flushed before the result is collected: a kill in between shows up as a
-    # second delivery, which the soak would report.
-    log.write('%s %s %s %d\n' % (task.get_kind().value_nick, ident,
-                                 response.get_kind().value_nick, response.get_status()))
-    log.flush()
-    os.fsync(log.fileno())
+    # Written and flushed before the result is collected.  Heard again before its forget was
+    # logged: the kill came in between, and the app already has it.
+    if ident not in done or ident in forgotten:
+        append(log, '%s %s %s %d\n' % (task.get_kind().value_nick, ident,
+                                       response.get_kind().value_nick, response.get_status()))
     done.add(ident)
-    front.forget(ident)
-    if all(t['id'] in done for t in manifest):
-        loop.quit()
+    try:
+        front.forget(ident)
+    except GLib.Error as e:
+        print('forget %s: %s' % (ident, e.message), file=sys.stderr)
+    else:
+        append(forgot_log, '%s\n' % ident)
+        forgotten.add(ident)
+    maybe_quit()
+
+
+def restored(front, result):
+    global restores_left
+    try:
+        front.restore_finish(result)
+    except GLib.Error:
+        pass
+    restores_left -= 1
+    maybe_quit()
 
 
 def ignore(front, result):
@@ -59,8 +93,8 @@ def ignore(front, result):
 
 downloader.connect('task-finished', on_finished)
 uploader.connect('task-finished', on_finished)
-downloader.restore_async(None, None)
-uploader.restore_async(None, None)
+downloader.restore_async(None, restored)
+uploader.restore_async(None, restored)
 
 for t in manifest:
     if t['id'] in done:
@@ -72,6 +106,7 @@ for t in manifest:
     else:
         uploader.upload_async(msg, file, t['id'], None, None, ignore)
 
-if not all(t['id'] in done for t in manifest):
-    loop.run()
+# Until both restores are in (they may hear results that an earlier run logged but did not
+# collect) and every task has its result.
+loop.run()
 print('all done', flush=True)
