@@ -49,13 +49,6 @@
 #define FRESH_SOURCE_FINE_NSEC   (G_GINT64_CONSTANT (100) * 1000000)
 #define FRESH_SOURCE_COARSE_NSEC (G_GINT64_CONSTANT (3) * 1000000000)
 
-#define SOURCE_ATTRIBUTES \
-  G_FILE_ATTRIBUTE_STANDARD_TYPE "," \
-  G_FILE_ATTRIBUTE_STANDARD_SIZE "," \
-  G_FILE_ATTRIBUTE_TIME_MODIFIED "," \
-  G_FILE_ATTRIBUTE_TIME_MODIFIED_USEC "," \
-  G_FILE_ATTRIBUTE_ACCESS_CAN_READ
-
 typedef struct
 {
   grefcount     ref_count;
@@ -119,58 +112,6 @@ upload_unref (Upload *self)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Upload, upload_unref)
 
-static gint64
-info_get_mtime_usec (GFileInfo *info)
-{
-  return (gint64) g_file_info_get_attribute_uint64 (info, G_FILE_ATTRIBUTE_TIME_MODIFIED) *
-         G_USEC_PER_SEC +
-         g_file_info_get_attribute_uint32 (info, G_FILE_ATTRIBUTE_TIME_MODIFIED_USEC);
-}
-
-/* Checks that @file is a readable regular file and returns its size and mtime. */
-static gboolean
-stat_source (GFile   *file,
-             gint64  *size,
-             gint64  *mtime,
-             GError **error)
-{
-  g_autoptr(GFileInfo) info = NULL;
-  g_autofree char *name = g_file_get_parse_name (file);
-  g_autoptr(GError) local_error = NULL;
-
-  info = g_file_query_info (file, SOURCE_ATTRIBUTES, G_FILE_QUERY_INFO_NONE, NULL, &local_error);
-  if (info == NULL)
-    {
-      if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                     _("The source file “%s” does not exist"), name);
-      else
-        g_set_error (error, local_error->domain, local_error->code,
-                     _("Cannot read the source file “%s”: %s"), name, local_error->message);
-      return FALSE;
-    }
-
-  if (g_file_info_get_file_type (info) != G_FILE_TYPE_REGULAR)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
-                   _("The source “%s” is not a regular file"), name);
-      return FALSE;
-    }
-
-  if (g_file_info_has_attribute (info, G_FILE_ATTRIBUTE_ACCESS_CAN_READ) &&
-      !g_file_info_get_attribute_boolean (info, G_FILE_ATTRIBUTE_ACCESS_CAN_READ))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
-                   _("The source file “%s” is not readable"), name);
-      return FALSE;
-    }
-
-  *size = g_file_info_get_size (info);
-  *mtime = info_get_mtime_usec (info);
-
-  return TRUE;
-}
-
 /* A structured-field string, as the Idempotency-Key draft asks. */
 static char *
 new_idempotency_key (void)
@@ -204,7 +145,9 @@ upload_prepare_new (BgEngine       *engine,
 {
   g_autofree char *path = g_file_get_path (file);
   g_autoptr(GError) local_error = NULL;
+  BgSourceId id;
   char *app_key;
+  int fd;
 
   g_assert (BG_IS_ENGINE (engine));
   g_assert (record != NULL);
@@ -218,24 +161,17 @@ upload_prepare_new (BgEngine       *engine,
       return FALSE;
     }
 
-  if (!stat_source (file, &record->source_size, &record->source_mtime, &local_error))
+  /* Opened once, with the checks each attempt makes again (see open_source()); the size and
+   * time it finds are those a changed source is told by. */
+  fd = open_source (path, &id, &local_error);
+  if (fd < 0)
     {
       g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT, local_error->message);
       return FALSE;
     }
-
-  /* Opened once, for the checks only the descriptor allows (see open_source()). */
-  {
-    BgSourceId id;
-    int fd = open_source (path, &id, &local_error);
-
-    if (fd < 0)
-      {
-        g_set_error_literal (error, BG_ERROR, BG_ERROR_INVALID_ARGUMENT, local_error->message);
-        return FALSE;
-      }
-    close (fd);
-  }
+  close (fd);
+  record->source_size = id.size;
+  record->source_mtime = id.mtime_nsec / 1000;
 
   g_free (record->file_path);
   record->file_path = g_steal_pointer (&path);
