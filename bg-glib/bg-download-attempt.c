@@ -856,6 +856,31 @@ pwrite_all (int           fd,
   return 0;
 }
 
+/* Writes body bytes into the partial file: on a worker, for a full buffer or for the last
+ * bytes of the body in the publish's first step. */
+static gboolean
+write_partial (int            fd,
+               const guint8  *data,
+               gsize          len,
+               gint64         offset,
+               GError       **error)
+{
+  int saved_errno;
+
+  if (bg_download_test_disk_hook != NULL)
+    bg_download_test_disk_hook ("write", offset, len);
+
+  saved_errno = pwrite_all (fd, data, len, offset);
+  if (saved_errno != 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot write the partial file: %s"), g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 static void
 write_thread (GTask        *task,
               gpointer      source_object,
@@ -863,17 +888,12 @@ write_thread (GTask        *task,
               GCancellable *cancellable)
 {
   WriteData *data = task_data;
-  int saved_errno;
+  GError *error = NULL;
 
-  if (bg_download_test_disk_hook != NULL)
-    bg_download_test_disk_hook ("write", data->offset, data->len);
-
-  saved_errno = pwrite_all (data->fd, data->data, data->len, data->offset);
-  if (saved_errno != 0)
-    g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                             _("Cannot write the partial file: %s"), g_strerror (saved_errno));
-  else
+  if (write_partial (data->fd, data->data, data->len, data->offset, &error))
     g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
 }
 
 static void
@@ -1237,22 +1257,10 @@ publish_flush (PublishData  *data,
                GError      **error)
 {
   struct stat st;
-  int saved_errno;
 
-  if (data->tail_len > 0)
-    {
-      if (bg_download_test_disk_hook != NULL)
-        bg_download_test_disk_hook ("write", data->size - data->tail_len, data->tail_len);
-
-      saved_errno = pwrite_all (data->fd, data->tail, data->tail_len,
-                                data->size - data->tail_len);
-      if (saved_errno != 0)
-        {
-          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                       _("Cannot write the partial file: %s"), g_strerror (saved_errno));
-          return FALSE;
-        }
-    }
+  if (data->tail_len > 0 &&
+      !write_partial (data->fd, data->tail, data->tail_len, data->size - data->tail_len, error))
+    return FALSE;
 
   /* Most files have their length already: no truncate, which would dirty the inode again. */
   if (((fstat (data->fd, &st) != 0 || st.st_size != data->size) &&
@@ -1260,10 +1268,9 @@ publish_flush (PublishData  *data,
       fchmod (data->fd, 0666 & ~current_umask ()) != 0 ||
       fsync (data->fd) != 0)
     {
-      g_autofree char *shown = NULL;
+      int saved_errno = errno;
+      g_autofree char *shown = g_filename_display_name (data->partial);
 
-      saved_errno = errno;
-      shown = g_filename_display_name (data->partial);
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                    _("Cannot flush “%s”: %s"), shown, g_strerror (saved_errno));
       return FALSE;
